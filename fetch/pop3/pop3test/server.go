@@ -1,0 +1,582 @@
+// Package pop3test is an in-process, scriptable POP3 server for tests.
+//
+// It serves one mailbox that persists across sessions: messages deleted in
+// a session are removed only when that session ends with QUIT, as RFC 1939
+// requires, and a second session while one holds the mailbox gets
+// -ERR [IN-USE]. Capabilities (UIDL, TOP, PIPELINING, STLS) can be switched
+// off or on, and Faults make it misbehave on demand: drop the connection at
+// a command or part-way through a reply, answer with a chosen line, stall,
+// or send garbage.
+package pop3test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/md5"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Message is a message in the test mailbox.
+type Message struct {
+	UID  string
+	Data []byte // LF or CRLF line endings; sent with CRLF
+}
+
+// Action is what a Fault does.
+type Action int
+
+const (
+	// Drop closes the connection instead of replying.
+	Drop Action = iota + 1
+	// DropAfter sends the first Bytes octets of the reply (status line and
+	// any multi-line body), then closes the connection.
+	DropAfter
+	// Reply sends Reply as the whole answer instead of the normal reply.
+	Reply
+	// Stall waits for Delay (or until the server is closed), then replies
+	// normally.
+	Stall
+	// Garbage answers with a line that is not a POP3 status line.
+	Garbage
+)
+
+// Fault makes the server misbehave at a command.
+type Fault struct {
+	// Command is the command verb (upper case) at which the fault fires,
+	// or "GREETING" for the greeting.
+	Command string
+	// Nth is the occurrence of Command, counted from 1 over the life of
+	// the server, at which the fault fires once. Zero fires at every
+	// occurrence.
+	Nth int
+	// Action is what happens.
+	Action Action
+	// Bytes is the number of octets DropAfter sends first.
+	Bytes int
+	// Reply is the answer sent by Reply, without CRLF.
+	Reply string
+	// Delay is how long Stall waits.
+	Delay time.Duration
+}
+
+// Config sets up a Server.
+type Config struct {
+	User     string
+	Password string
+
+	NoCapa     bool // answer -ERR to CAPA
+	NoUIDL     bool // answer -ERR to UIDL and leave it out of CAPA
+	NoTop      bool // answer -ERR to TOP and leave it out of CAPA
+	Pipelining bool // advertise PIPELINING
+	APOP       bool // put an APOP timestamp in the greeting and accept APOP
+
+	// STLS, if set, is offered as STLS with this server configuration.
+	STLS *tls.Config
+	// STLSInject, with STLS, sends this plaintext right behind the +OK to
+	// STLS, the attack that RFC 2595 clients must detect.
+	STLSInject string
+	// TLS, if set, makes the listener speak TLS from the start (POP3S).
+	TLS *tls.Config
+}
+
+// Server is a running test server.
+type Server struct {
+	cfg      Config
+	listener net.Listener
+	closed   chan struct{}
+	wg       sync.WaitGroup
+
+	mu       sync.Mutex
+	mailbox  []*Message
+	locked   bool
+	faults   []Fault
+	counts   map[string]int // occurrences of each command so far
+	commands []string       // every command line received, in order
+	sessions int
+}
+
+// NewServer starts a server on 127.0.0.1 with the given mailbox.
+func NewServer(cfg Config, msgs ...Message) (*Server, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	if cfg.TLS != nil {
+		l = tls.NewListener(l, cfg.TLS)
+	}
+	s := &Server{cfg: cfg, listener: l, closed: make(chan struct{}), counts: map[string]int{}}
+	for i := range msgs {
+		m := msgs[i]
+		s.mailbox = append(s.mailbox, &m)
+	}
+	s.wg.Add(1)
+	go s.serve()
+	return s, nil
+}
+
+// Addr returns the server's host:port.
+func (s *Server) Addr() string { return s.listener.Addr().String() }
+
+// Close stops the server and waits for its sessions to end.
+func (s *Server) Close() {
+	select {
+	case <-s.closed:
+	default:
+		close(s.closed)
+	}
+	s.listener.Close()
+	s.wg.Wait()
+}
+
+// Add appends messages to the mailbox.
+func (s *Server) Add(msgs ...Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range msgs {
+		m := msgs[i]
+		s.mailbox = append(s.mailbox, &m)
+	}
+}
+
+// Messages returns the mailbox as it stands (deletions of sessions that
+// ended with QUIT applied).
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Message, len(s.mailbox))
+	for i, m := range s.mailbox {
+		out[i] = *m
+	}
+	return out
+}
+
+// SetFaults replaces the faults to inject from now on.
+func (s *Server) SetFaults(faults ...Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append([]Fault(nil), faults...)
+}
+
+// Commands returns every command line the server has received, in order,
+// passwords included (it is a test server).
+func (s *Server) Commands() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.commands...)
+}
+
+// Count returns how many times the command verb was received.
+func (s *Server) Count(verb string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts[verb]
+}
+
+// Sessions returns how many connections the server has accepted.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions
+}
+
+func (s *Server) serve() {
+	defer s.wg.Done()
+	for {
+		conn, err := s.listener.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.sessions++
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer conn.Close()
+			stop := make(chan struct{})
+			defer close(stop)
+			go func() {
+				select {
+				case <-s.closed:
+					conn.Close()
+				case <-stop:
+				}
+			}()
+			(&session{srv: s, conn: conn, r: bufio.NewReader(conn), w: bufio.NewWriter(conn)}).run()
+		}()
+	}
+}
+
+// fault returns the fault that fires at this occurrence of verb, if any.
+func (s *Server) fault(verb string) *Fault {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.counts[verb]++
+	n := s.counts[verb]
+	for i, f := range s.faults {
+		if f.Command == verb && (f.Nth == 0 || f.Nth == n) {
+			return &s.faults[i]
+		}
+	}
+	return nil
+}
+
+type session struct {
+	srv       *Server
+	conn      net.Conn
+	r         *bufio.Reader
+	w         *bufio.Writer
+	timestamp string
+	user      string
+	authed    bool
+	tls       bool
+	msgs      []*Message // the mailbox as locked at login
+	deleted   map[int]bool
+}
+
+var errHangUp = fmt.Errorf("hang up")
+
+func (ss *session) run() {
+	_, ss.tls = ss.conn.(*tls.Conn)
+	defer ss.unlock()
+	greeting := "+OK pop3test ready"
+	if ss.srv.cfg.APOP {
+		ss.timestamp = fmt.Sprintf("<%d.%d@pop3test>", time.Now().UnixNano(), ss.srv.Sessions())
+		greeting += " " + ss.timestamp
+	}
+	if err := ss.reply("GREETING", func() error { return ss.line(greeting) }); err != nil {
+		return
+	}
+	if err := ss.w.Flush(); err != nil {
+		return
+	}
+	for {
+		ss.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		line, err := ss.r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		line = strings.TrimRight(line, "\r\n")
+		ss.srv.mu.Lock()
+		ss.srv.commands = append(ss.srv.commands, line)
+		ss.srv.mu.Unlock()
+		verb, arg, _ := strings.Cut(line, " ")
+		verb = strings.ToUpper(verb)
+		if err := ss.reply(verb, func() error { return ss.handle(verb, arg) }); err != nil {
+			return
+		}
+		if ss.r.Buffered() == 0 {
+			if err := ss.w.Flush(); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// reply runs the normal handler for verb unless a fault fires.
+func (ss *session) reply(verb string, normal func() error) error {
+	f := ss.srv.fault(verb)
+	if f == nil {
+		return normal()
+	}
+	switch f.Action {
+	case Drop:
+		ss.w.Flush()
+		return errHangUp
+	case DropAfter:
+		ss.w.Flush()
+		var buf bytes.Buffer
+		ss.w.Reset(&buf)
+		normal()
+		ss.w.Flush()
+		ss.w.Reset(ss.conn)
+		data := buf.Bytes()
+		if f.Bytes < len(data) {
+			data = data[:f.Bytes]
+		}
+		ss.conn.Write(data)
+		return errHangUp
+	case Reply:
+		return ss.line(f.Reply)
+	case Stall:
+		ss.w.Flush()
+		select {
+		case <-time.After(f.Delay):
+		case <-ss.srv.closed:
+			return errHangUp
+		}
+		return normal()
+	case Garbage:
+		return ss.line("\x00garbage \xff\xfe")
+	}
+	return normal()
+}
+
+func (ss *session) line(s string) error {
+	_, err := ss.w.WriteString(s + "\r\n")
+	return err
+}
+
+func (ss *session) errf(format string, args ...any) error {
+	return ss.line("-ERR " + fmt.Sprintf(format, args...))
+}
+
+func (ss *session) handle(verb, arg string) error {
+	cfg := &ss.srv.cfg
+	switch verb {
+	case "CAPA":
+		if cfg.NoCapa {
+			return ss.errf("unknown command")
+		}
+		ss.line("+OK capability list follows")
+		caps := []string{"RESP-CODES", "AUTH-RESP-CODE"}
+		if !cfg.NoTop {
+			caps = append(caps, "TOP")
+		}
+		if !cfg.NoUIDL {
+			caps = append(caps, "UIDL")
+		}
+		if cfg.Pipelining {
+			caps = append(caps, "PIPELINING")
+		}
+		if !ss.authed {
+			caps = append(caps, "USER")
+			if cfg.STLS != nil && !ss.tls {
+				caps = append(caps, "STLS")
+			}
+		}
+		for _, c := range caps {
+			ss.line(c)
+		}
+		return ss.line(".")
+	case "QUIT":
+		if ss.authed {
+			ss.commit()
+		}
+		ss.line("+OK bye")
+		ss.w.Flush()
+		return errHangUp
+	case "NOOP":
+		return ss.line("+OK")
+	}
+	if !ss.authed {
+		return ss.handleAuth(verb, arg)
+	}
+	return ss.handleTransaction(verb, arg)
+}
+
+func (ss *session) handleAuth(verb, arg string) error {
+	cfg := &ss.srv.cfg
+	switch verb {
+	case "STLS":
+		if cfg.STLS == nil || ss.tls {
+			return ss.errf("STLS not available")
+		}
+		ss.line("+OK Begin TLS negotiation")
+		if cfg.STLSInject != "" {
+			ss.w.WriteString(cfg.STLSInject)
+		}
+		if err := ss.w.Flush(); err != nil {
+			return err
+		}
+		tconn := tls.Server(ss.conn, cfg.STLS)
+		tconn.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := tconn.Handshake(); err != nil {
+			return errHangUp
+		}
+		tconn.SetDeadline(time.Time{})
+		ss.conn, ss.tls = tconn, true
+		ss.r.Reset(tconn)
+		ss.w.Reset(tconn)
+		return nil
+	case "USER":
+		ss.user = arg
+		return ss.line("+OK")
+	case "PASS":
+		if ss.user != cfg.User || arg != cfg.Password {
+			ss.user = ""
+			return ss.errf("[AUTH] Authentication failed.")
+		}
+		return ss.login()
+	case "APOP":
+		user, digest, _ := strings.Cut(arg, " ")
+		sum := md5.Sum([]byte(ss.timestamp + cfg.Password))
+		if !cfg.APOP || user != cfg.User || digest != hex.EncodeToString(sum[:]) {
+			return ss.errf("[AUTH] Authentication failed.")
+		}
+		return ss.login()
+	}
+	return ss.errf("unknown command in AUTHORIZATION state")
+}
+
+func (ss *session) login() error {
+	s := ss.srv
+	s.mu.Lock()
+	if s.locked {
+		s.mu.Unlock()
+		return ss.errf("[IN-USE] Mailbox is locked by another POP3 session")
+	}
+	s.locked = true
+	ss.msgs = append([]*Message(nil), s.mailbox...)
+	s.mu.Unlock()
+	ss.authed = true
+	ss.deleted = map[int]bool{}
+	return ss.line(fmt.Sprintf("+OK logged in, %d messages", len(ss.msgs)))
+}
+
+func (ss *session) unlock() {
+	if ss.authed {
+		ss.srv.mu.Lock()
+		ss.srv.locked = false
+		ss.srv.mu.Unlock()
+		ss.authed = false
+	}
+}
+
+// commit removes the messages deleted in this session from the mailbox.
+func (ss *session) commit() {
+	s := ss.srv
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gone := map[*Message]bool{}
+	for n := range ss.deleted {
+		gone[ss.msgs[n-1]] = true
+	}
+	kept := s.mailbox[:0]
+	for _, m := range s.mailbox {
+		if !gone[m] {
+			kept = append(kept, m)
+		}
+	}
+	s.mailbox = kept
+}
+
+// msg returns message number arg if it exists and is not deleted.
+func (ss *session) msg(arg string) (int, *Message, bool) {
+	n, err := strconv.Atoi(strings.TrimSpace(arg))
+	if err != nil || n < 1 || n > len(ss.msgs) || ss.deleted[n] {
+		return 0, nil, false
+	}
+	return n, ss.msgs[n-1], true
+}
+
+func (ss *session) handleTransaction(verb, arg string) error {
+	cfg := &ss.srv.cfg
+	switch verb {
+	case "STAT":
+		count, size := 0, 0
+		for i, m := range ss.msgs {
+			if !ss.deleted[i+1] {
+				count++
+				size += wireSize(m.Data)
+			}
+		}
+		return ss.line(fmt.Sprintf("+OK %d %d", count, size))
+	case "LIST", "UIDL":
+		if verb == "UIDL" && cfg.NoUIDL {
+			return ss.errf("unknown command")
+		}
+		item := func(n int, m *Message) string {
+			if verb == "UIDL" {
+				return fmt.Sprintf("%d %s", n, m.UID)
+			}
+			return fmt.Sprintf("%d %d", n, wireSize(m.Data))
+		}
+		if arg != "" {
+			n, m, ok := ss.msg(arg)
+			if !ok {
+				return ss.errf("no such message")
+			}
+			return ss.line("+OK " + item(n, m))
+		}
+		ss.line("+OK")
+		for i, m := range ss.msgs {
+			if !ss.deleted[i+1] {
+				ss.line(item(i+1, m))
+			}
+		}
+		return ss.line(".")
+	case "RETR", "TOP":
+		if verb == "TOP" && cfg.NoTop {
+			return ss.errf("unknown command")
+		}
+		num, lines, _ := strings.Cut(arg, " ")
+		_, m, ok := ss.msg(num)
+		if !ok {
+			return ss.errf("no such message")
+		}
+		data := m.Data
+		if verb == "TOP" {
+			nl, err := strconv.Atoi(lines)
+			if err != nil || nl < 0 {
+				return ss.errf("bad line count")
+			}
+			data = topOf(data, nl)
+		}
+		ss.line(fmt.Sprintf("+OK %d octets", wireSize(m.Data)))
+		writeStuffed(ss.w, data)
+		return ss.line(".")
+	case "DELE":
+		n, _, ok := ss.msg(arg)
+		if !ok {
+			return ss.errf("no such message")
+		}
+		ss.deleted[n] = true
+		return ss.line("+OK deleted")
+	case "RSET":
+		ss.deleted = map[int]bool{}
+		return ss.line("+OK")
+	}
+	return ss.errf("unknown command")
+}
+
+// wireSize is the size of data with CRLF line endings, as LIST reports it.
+func wireSize(data []byte) int {
+	return len(data) + bytes.Count(data, []byte("\n")) - bytes.Count(data, []byte("\r\n"))
+}
+
+// topOf returns the header and the first n lines of the body.
+func topOf(data []byte, n int) []byte {
+	norm := bytes.ReplaceAll(data, []byte("\r\n"), []byte("\n"))
+	end := bytes.Index(norm, []byte("\n\n"))
+	if end < 0 {
+		return norm
+	}
+	end += 2
+	for ; n > 0 && end < len(norm); n-- {
+		i := bytes.IndexByte(norm[end:], '\n')
+		if i < 0 {
+			return norm
+		}
+		end += i + 1
+	}
+	return norm[:end]
+}
+
+// writeStuffed writes data as the body of a multi-line response: CRLF line
+// endings, a dot doubled at the start of a line, and a final CRLF added if
+// data does not end with a line break.
+func writeStuffed(w io.Writer, data []byte) {
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) > 0 && line[0] == '.' {
+			w.Write([]byte("."))
+		}
+		w.Write(line)
+		w.Write([]byte("\r\n"))
+	}
+}
