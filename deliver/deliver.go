@@ -1,0 +1,104 @@
+// Package deliver puts messages where the user reads them: into a Maildir
+// (durably: written, fsync'd, renamed into new/, directory fsync'd) or
+// through a mail delivery agent (MDA) run without a shell.
+//
+// A Deliverer reads a message from an io.Reader to its end. If the reader
+// fails, the message is incomplete and is never published or piped. This
+// package knows nothing of POP3.
+package deliver
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Deliverer delivers one message.
+type Deliverer interface {
+	// Deliver reads the message (LF line endings) from r to its end and
+	// makes it durable. It returns nil only when the message is safely
+	// delivered; on any error, including one from r, nothing is delivered.
+	Deliver(ctx context.Context, r io.Reader, env Envelope) error
+}
+
+// Envelope is what a delivery knows about a message besides its content.
+type Envelope struct {
+	// Recipient is the local recipient, substituted for %T in MDA argv.
+	Recipient string
+}
+
+// Error is a failed delivery. Temporary failures (an MDA's EX_TEMPFAIL, a
+// full disk) are expected to succeed on a later attempt; permanent ones
+// need the user's attention. Either way the message stays on the server.
+type Error struct {
+	Target    string // "maildir /path" or "mda /usr/bin/procmail"
+	Temporary bool
+	Err       error
+}
+
+func (e *Error) Error() string {
+	kind := "failed"
+	if e.Temporary {
+		kind = "failed temporarily"
+	}
+	return fmt.Sprintf("deliver: %s: %s: %v", e.Target, kind, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Trace describes a Received: header field (RFC 5321 section 4.4) that
+// records how a message reached this machine.
+type Trace struct {
+	From     string    // the host the message came from
+	FromAddr string    // its address, e.g. "192.0.2.1"
+	By       string    // this host
+	With     string    // the protocol, e.g. "POP3S"
+	ID       string    // an identifier, e.g. the message's UID
+	For      string    // the recipient
+	Date     time.Time // when
+}
+
+// Header returns the Received: field, folded, with LF line endings. Values
+// are cleaned of characters that would break the field's syntax.
+func (t Trace) Header() string {
+	var b strings.Builder
+	b.WriteString("Received: from ")
+	b.WriteString(atom(t.From))
+	if t.FromAddr != "" {
+		b.WriteString(" (" + atom(t.FromAddr) + ")")
+	}
+	b.WriteString("\n\tby ")
+	b.WriteString(atom(t.By))
+	b.WriteString(" with ")
+	b.WriteString(atom(t.With))
+	if t.ID != "" {
+		b.WriteString(" id ")
+		b.WriteString(atom(t.ID))
+	}
+	if t.For != "" {
+		b.WriteString("\n\tfor <" + atom(t.For) + ">")
+	}
+	b.WriteString("; ")
+	b.WriteString(t.Date.Format(time.RFC1123Z))
+	b.WriteString("\n")
+	return b.String()
+}
+
+// atom keeps printable ASCII other than the characters that delimit parts
+// of a Received field, replacing the rest with '?'.
+func atom(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r >= 0x7f || strings.ContainsRune("()<>;\\\"", r) {
+			return '?'
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,225 @@
+package deliver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/mail"
+	"net/textproto"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ExTempFail is the exit status (sysexits.h EX_TEMPFAIL) with which an MDA
+// says "try again later".
+const ExTempFail = 75
+
+// DefaultMDATimeout bounds an MDA run when MDA.Timeout is zero.
+const DefaultMDATimeout = 5 * time.Minute
+
+// MDA delivers by running a program with the message on its standard input,
+// the way procmail, maildrop or dovecot-lda expect.
+//
+// The program is run directly, never through a shell. In each argv element
+// "%F" becomes the envelope sender (from Return-Path, else From; empty for
+// a bounce), "%T" the recipient, and "%%" a percent sign. A value that
+// could be taken for an option (it starts with "-") or holds control
+// characters is replaced by an empty string.
+//
+// The message is first spooled to an unlinked temporary file, so that an
+// incomplete message is never piped at all. Exit status 0 means delivered,
+// 75 (EX_TEMPFAIL) a temporary failure, anything else a permanent failure;
+// either failure leaves the message on the server. A run longer than
+// Timeout is killed together with its children.
+type MDA struct {
+	Argv     []string
+	Timeout  time.Duration
+	SpoolDir string // where to spool; "" means os.TempDir()
+}
+
+// Deliver implements Deliverer.
+func (m *MDA) Deliver(ctx context.Context, r io.Reader, env Envelope) error {
+	if len(m.Argv) == 0 {
+		return &Error{Target: "mda", Err: errors.New("empty command")}
+	}
+	target := "mda " + m.Argv[0]
+	spool, err := os.CreateTemp(m.SpoolDir, "popfetch-spool-*")
+	if err != nil {
+		return &Error{Target: target, Temporary: true, Err: fmt.Errorf("spool: %w", err)}
+	}
+	os.Remove(spool.Name()) // unlinked: gone when closed, whatever happens
+	defer spool.Close()
+	src := &errReader{r: r}
+	if _, err := io.Copy(spool, src); err != nil {
+		if src.err != nil {
+			return src.err // the message is incomplete; nothing is piped
+		}
+		return &Error{Target: target, Temporary: true, Err: fmt.Errorf("spool: %w", err)}
+	}
+	var sender string
+	if usesSender(m.Argv) {
+		if _, err := spool.Seek(0, io.SeekStart); err != nil {
+			return &Error{Target: target, Temporary: true, Err: err}
+		}
+		sender = envelopeSender(spool)
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return &Error{Target: target, Temporary: true, Err: err}
+	}
+	argv := Expand(m.Argv, sender, env.Recipient)
+	return m.run(ctx, target, argv, spool)
+}
+
+func (m *MDA) run(ctx context.Context, target string, argv []string, stdin io.Reader) error {
+	timeout := m.Timeout
+	if timeout <= 0 {
+		timeout = DefaultMDATimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdin = stdin
+	out := &tailBuffer{max: 2048}
+	cmd.Stdout = out
+	cmd.Stderr = out
+	// Its own process group, so that a timeout kills its children too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	if err == nil {
+		return nil
+	}
+	detail := strings.TrimSpace(out.String())
+	if detail != "" {
+		detail = ": " + detail
+	}
+	if ctx.Err() != nil {
+		return &Error{Target: target, Temporary: true, Err: fmt.Errorf("killed after %v%s", timeout, detail)}
+	}
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		code := exit.ExitCode()
+		if code == ExTempFail {
+			return &Error{Target: target, Temporary: true, Err: fmt.Errorf("exit status %d (EX_TEMPFAIL)%s", code, detail)}
+		}
+		if code < 0 {
+			return &Error{Target: target, Err: fmt.Errorf("%v%s", exit, detail)}
+		}
+		return &Error{Target: target, Err: fmt.Errorf("exit status %d%s", code, detail)}
+	}
+	// Could not start it at all (not found, not executable).
+	return &Error{Target: target, Err: err}
+}
+
+func usesSender(argv []string) bool {
+	for _, a := range argv {
+		if strings.Contains(strings.ReplaceAll(a, "%%", ""), "%F") {
+			return true
+		}
+	}
+	return false
+}
+
+// Expand substitutes %F (sender), %T (recipient) and %% in each element of
+// argv. Unsafe values are replaced by "" (see MDA).
+func Expand(argv []string, sender, recipient string) []string {
+	sender, recipient = safeValue(sender), safeValue(recipient)
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		var b strings.Builder
+		for j := 0; j < len(a); j++ {
+			if a[j] == '%' && j+1 < len(a) {
+				switch a[j+1] {
+				case 'F':
+					b.WriteString(sender)
+					j++
+					continue
+				case 'T':
+					b.WriteString(recipient)
+					j++
+					continue
+				case '%':
+					b.WriteByte('%')
+					j++
+					continue
+				}
+			}
+			b.WriteByte(a[j])
+		}
+		out[i] = b.String()
+	}
+	return out
+}
+
+func safeValue(v string) string {
+	if strings.HasPrefix(v, "-") || strings.ContainsFunc(v, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return ""
+	}
+	return v
+}
+
+// maxHeaderScan bounds how much of a message is read to find its sender.
+const maxHeaderScan = 256 << 10
+
+// envelopeSender returns the address of the Return-Path field, or else of
+// the From field, of the message in r; "" if there is none or it is <>.
+func envelopeSender(r io.Reader) string {
+	// ReadMIMEHeader returns the fields it could read even on error.
+	h, _ := textproto.NewReader(bufio.NewReader(io.LimitReader(r, maxHeaderScan))).ReadMIMEHeader()
+	if rp, ok := h["Return-Path"]; ok && len(rp) > 0 {
+		v := strings.TrimSpace(rp[0])
+		if strings.Trim(v, "<> ") == "" {
+			return "" // a bounce: the null sender
+		}
+		if a, err := mail.ParseAddress(v); err == nil {
+			return a.Address
+		}
+		return strings.Trim(v, "<> ")
+	}
+	if list, err := mail.ParseAddressList(h.Get("From")); err == nil && len(list) > 0 {
+		return list[0].Address
+	}
+	return ""
+}
+
+// errReader remembers the error of the reader it wraps, so that a failed
+// source can be told apart from a failed destination.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	max int
+	buf bytes.Buffer
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	n := len(p)
+	if len(p) > t.max {
+		p = p[len(p)-t.max:]
+	}
+	t.buf.Write(p)
+	if over := t.buf.Len() - t.max; over > 0 {
+		t.buf.Next(over)
+	}
+	return n, nil
+}
+
+func (t *tailBuffer) String() string { return t.buf.String() }
