@@ -1,0 +1,515 @@
+// Package config reads popfetch's TOML configuration into validated,
+// typed accounts with defaults applied.
+//
+// A file has an optional [defaults] table, whose keys apply to every
+// account that does not set them, and one [[account]] table per mailbox.
+// Unknown keys are errors that name the key's path; a file that holds a
+// password and can be read by group or others is refused.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// TLSMode says how a connection is secured.
+type TLSMode string
+
+// The TLS modes.
+const (
+	TLSImplicit TLSMode = "implicit" // POP3S: TLS from the first byte (port 995)
+	TLSStartTLS TLSMode = "starttls" // STLS upgrade on the POP3 port (110); required, never skipped
+	TLSNone     TLSMode = "none"     // plaintext; needs allow_insecure_auth to send a password
+)
+
+// AuthMode says how popfetch logs in.
+type AuthMode string
+
+// The authentication modes.
+const (
+	AuthAuto AuthMode = "auto" // USER/PASS over TLS; APOP if offered on a plaintext connection
+	AuthUser AuthMode = "user" // USER/PASS (RFC 1939)
+	AuthAPOP AuthMode = "apop" // APOP (RFC 1939 section 7)
+)
+
+// Defaults for keys an account and [defaults] leave unset.
+const (
+	DefaultTimeout    = 60 * time.Second
+	DefaultMDATimeout = 5 * time.Minute
+	DefaultInterval   = 5 * time.Minute
+)
+
+// Account is one mailbox to poll, validated, with defaults applied.
+type Account struct {
+	Name              string
+	Server            string
+	Port              int
+	TLS               TLSMode
+	CAFile            string // PEM roots to verify the server against; "" means the system roots
+	User              string
+	Password          Secret
+	Auth              AuthMode
+	AllowInsecureAuth bool
+	Keep              bool
+	SizeLimit         int64 // messages larger than this are left on the server; 0: no limit
+	FetchLimit        int   // at most this many messages per poll; 0: no limit
+	Maildir           string
+	MDA               []string
+	Recipient         string // %T for the MDA and "for" in the Received field
+	AddReceived       bool
+	Timeout           time.Duration // bounds connecting and every network read and write
+	MDATimeout        time.Duration
+	Interval          time.Duration // between polls, for the daemon
+}
+
+// Config is a loaded configuration file.
+type Config struct {
+	Path     string
+	Accounts []Account
+}
+
+// Select returns the accounts with the given names, in the order given, or
+// all accounts if names is empty. An unknown name is an error.
+func (c *Config) Select(names []string) ([]Account, error) {
+	if len(names) == 0 {
+		return c.Accounts, nil
+	}
+	var out []Account
+	for _, n := range names {
+		found := false
+		for _, a := range c.Accounts {
+			if a.Name == n {
+				out = append(out, a)
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil, &Error{Path: c.Path, Problems: []string{fmt.Sprintf("no account named %q", n)}}
+		}
+	}
+	return out, nil
+}
+
+// Error lists what is wrong with a configuration file.
+type Error struct {
+	Path     string
+	Problems []string
+}
+
+func (e *Error) Error() string {
+	if len(e.Problems) == 1 {
+		return e.Path + ": " + e.Problems[0]
+	}
+	return e.Path + ":\n  " + strings.Join(e.Problems, "\n  ")
+}
+
+// SyntaxError is a TOML syntax error, with its position.
+type SyntaxError struct {
+	Path         string
+	Line, Column int
+	Msg          string
+}
+
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("%s:%d:%d: %s", e.Path, e.Line, e.Column, e.Msg)
+}
+
+// PermissionError reports a file holding a secret that others can read.
+type PermissionError struct {
+	Path string
+	Mode fs.FileMode
+}
+
+func (e *PermissionError) Error() string {
+	return fmt.Sprintf("%s holds a password but has mode %04o: others can read it; run: chmod 600 %s",
+		e.Path, e.Mode.Perm(), e.Path)
+}
+
+// rawAccount is an [[account]] or the [defaults] table as written. Pointers
+// tell unset from zero.
+type rawAccount struct {
+	Name              *string   `toml:"name"`
+	Server            *string   `toml:"server"`
+	Port              *int      `toml:"port"`
+	TLS               *string   `toml:"tls"`
+	CAFile            *string   `toml:"ca_file"`
+	User              *string   `toml:"user"`
+	Password          *string   `toml:"password"`
+	PasswordCommand   *Command  `toml:"password_command"`
+	PasswordFile      *string   `toml:"password_file"`
+	Auth              *string   `toml:"auth"`
+	AllowInsecureAuth *bool     `toml:"allow_insecure_auth"`
+	Keep              *bool     `toml:"keep"`
+	SizeLimit         *Size     `toml:"size_limit"`
+	FetchLimit        *int      `toml:"fetch_limit"`
+	Maildir           *string   `toml:"maildir"`
+	MDA               *Command  `toml:"mda"`
+	Recipient         *string   `toml:"recipient"`
+	AddReceived       *bool     `toml:"add_received"`
+	Timeout           *Duration `toml:"timeout"`
+	MDATimeout        *Duration `toml:"mda_timeout"`
+	Interval          *Duration `toml:"interval"`
+}
+
+type rawConfig struct {
+	Defaults rawAccount   `toml:"defaults"`
+	Account  []rawAccount `toml:"account"`
+}
+
+// Load reads and validates the configuration file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := Parse(path, string(data))
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().Perm()&0o077 != 0 && holdsPassword(cfg) {
+		return nil, &PermissionError{Path: path, Mode: fi.Mode()}
+	}
+	return cfg, nil
+}
+
+func holdsPassword(cfg *Config) bool {
+	for _, a := range cfg.Accounts {
+		if a.Password.value != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Parse validates configuration text; path is used in messages only.
+func Parse(path, text string) (*Config, error) {
+	var generic map[string]any
+	if _, err := toml.Decode(text, &generic); err != nil {
+		return nil, syntaxError(path, err)
+	}
+	if unknown := unknownKeys(generic, reflect.TypeOf(rawConfig{}), ""); len(unknown) > 0 {
+		return nil, &Error{Path: path, Problems: unknown}
+	}
+	var raw rawConfig
+	if _, err := toml.Decode(text, &raw); err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return nil, syntaxError(path, err)
+		}
+		return nil, &Error{Path: path, Problems: []string{err.Error()}}
+	}
+	cfg := &Config{Path: path}
+	var problems []string
+	if raw.Defaults.Name != nil {
+		problems = append(problems, "defaults.name: an account's name cannot have a default")
+	}
+	if len(raw.Account) == 0 {
+		problems = append(problems, "no [[account]] tables")
+	}
+	seen := map[string]bool{}
+	for i, ra := range raw.Account {
+		where := fmt.Sprintf("account[%d]", i+1)
+		if ra.Name != nil {
+			where += fmt.Sprintf(" (%q)", *ra.Name)
+		}
+		a, errs := build(merge(ra, raw.Defaults))
+		for _, e := range errs {
+			problems = append(problems, where+": "+e)
+		}
+		if a.Name != "" && seen[a.Name] {
+			problems = append(problems, fmt.Sprintf("%s: another account is also named %q", where, a.Name))
+		}
+		seen[a.Name] = true
+		cfg.Accounts = append(cfg.Accounts, a)
+	}
+	if len(problems) > 0 {
+		return nil, &Error{Path: path, Problems: problems}
+	}
+	return cfg, nil
+}
+
+func syntaxError(path string, err error) error {
+	var perr toml.ParseError
+	if errors.As(err, &perr) {
+		return &SyntaxError{Path: path, Line: perr.Position.Line, Column: perr.Position.Col, Msg: perr.Message}
+	}
+	return &Error{Path: path, Problems: []string{err.Error()}}
+}
+
+// merge fills the fields a leaves unset from d. Keys that are
+// alternatives to each other (the password sources; maildir and mda) are
+// taken from d only if a sets none of them.
+func merge(a, d rawAccount) rawAccount {
+	if a.Password != nil || a.PasswordCommand != nil || a.PasswordFile != nil {
+		d.Password, d.PasswordCommand, d.PasswordFile = nil, nil, nil
+	}
+	if a.Maildir != nil || a.MDA != nil {
+		d.Maildir, d.MDA = nil, nil
+	}
+	av, dv := reflect.ValueOf(&a).Elem(), reflect.ValueOf(d)
+	for i := 0; i < av.NumField(); i++ {
+		if av.Field(i).IsNil() {
+			av.Field(i).Set(dv.Field(i))
+		}
+	}
+	return a
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]*$`)
+
+// build validates one merged account and applies defaults.
+func build(r rawAccount) (Account, []string) {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	str := func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		return *p
+	}
+	a := Account{
+		Name:              str(r.Name),
+		Server:            str(r.Server),
+		TLS:               TLSMode(str(r.TLS)),
+		User:              str(r.User),
+		Auth:              AuthMode(str(r.Auth)),
+		AllowInsecureAuth: r.AllowInsecureAuth != nil && *r.AllowInsecureAuth,
+		Keep:              r.Keep != nil && *r.Keep,
+		AddReceived:       r.AddReceived == nil || *r.AddReceived,
+		Recipient:         str(r.Recipient),
+		Timeout:           DefaultTimeout,
+		MDATimeout:        DefaultMDATimeout,
+		Interval:          DefaultInterval,
+	}
+	switch {
+	case a.Name == "":
+		bad("name is missing")
+	case !nameRE.MatchString(a.Name):
+		bad("name %q: use letters, digits and . _ @ + - only", a.Name)
+	}
+	if a.Server == "" {
+		bad("server is missing")
+	} else if strings.ContainsAny(a.Server, " \t/") {
+		bad("server %q is not a host name or address", a.Server)
+	}
+	if a.User == "" {
+		bad("user is missing")
+	}
+	if a.TLS == "" {
+		a.TLS = TLSImplicit
+	}
+	switch a.TLS {
+	case TLSImplicit:
+		a.Port = 995
+	case TLSStartTLS, TLSNone:
+		a.Port = 110
+	default:
+		bad("tls = %q: want \"implicit\", \"starttls\" or \"none\"", a.TLS)
+	}
+	if r.Port != nil {
+		a.Port = *r.Port
+		if a.Port < 1 || a.Port > 65535 {
+			bad("port %d is out of range", a.Port)
+		}
+	}
+	if a.Auth == "" {
+		a.Auth = AuthAuto
+	}
+	if a.Auth != AuthAuto && a.Auth != AuthUser && a.Auth != AuthAPOP {
+		bad("auth = %q: want \"auto\", \"user\" or \"apop\"", a.Auth)
+	}
+	if r.CAFile != nil {
+		a.CAFile = ExpandPath(*r.CAFile)
+		if _, err := os.Stat(a.CAFile); err != nil {
+			bad("ca_file: %v", err)
+		}
+		if a.TLS == TLSNone {
+			bad("ca_file is set but tls = \"none\"")
+		}
+	}
+
+	sources := 0
+	if r.Password != nil {
+		sources++
+		a.Password = Secret{value: *r.Password}
+		if *r.Password == "" {
+			bad("password is empty")
+		}
+	}
+	if r.PasswordCommand != nil {
+		sources++
+		a.Password = Secret{command: expandCommand(*r.PasswordCommand)}
+	}
+	if r.PasswordFile != nil {
+		sources++
+		a.Password = Secret{file: ExpandPath(*r.PasswordFile)}
+	}
+	switch {
+	case sources == 0:
+		bad("no password: set password, password_command or password_file")
+	case sources > 1:
+		bad("set only one of password, password_command and password_file")
+	}
+	if a.TLS == TLSNone && !a.AllowInsecureAuth {
+		bad("tls = \"none\" would send the password unencrypted: use tls = \"implicit\" or \"starttls\", or set allow_insecure_auth = true")
+	}
+
+	if r.SizeLimit != nil {
+		a.SizeLimit = int64(*r.SizeLimit)
+	}
+	if r.FetchLimit != nil {
+		a.FetchLimit = *r.FetchLimit
+		if a.FetchLimit < 0 {
+			bad("fetch_limit %d is negative", a.FetchLimit)
+		}
+	}
+	switch {
+	case r.Maildir != nil && r.MDA != nil:
+		bad("set either maildir or mda, not both")
+	case r.Maildir != nil:
+		a.Maildir = ExpandPath(*r.Maildir)
+		if a.Maildir == "" {
+			bad("maildir is empty")
+		}
+	case r.MDA != nil:
+		a.MDA = expandCommand(*r.MDA)
+	default:
+		bad("no delivery target: set maildir or mda")
+	}
+	if a.Recipient == "" {
+		a.Recipient = currentUser()
+	}
+	for _, d := range []struct {
+		name string
+		src  *Duration
+		dst  *time.Duration
+	}{{"timeout", r.Timeout, &a.Timeout}, {"mda_timeout", r.MDATimeout, &a.MDATimeout}, {"interval", r.Interval, &a.Interval}} {
+		if d.src == nil {
+			continue
+		}
+		*d.dst = time.Duration(*d.src)
+		if *d.dst < time.Second {
+			bad("%s %v is shorter than a second", d.name, *d.dst)
+		}
+	}
+	return a, problems
+}
+
+func currentUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return os.Getenv("USER")
+}
+
+// ExpandPath expands a leading "~" or "~/" to the home directory, then
+// $VAR and ${VAR} from the environment.
+func ExpandPath(p string) string {
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			p = filepath.Join(home, p[1:])
+		}
+	}
+	return os.ExpandEnv(p)
+}
+
+func expandCommand(c Command) []string {
+	out := append([]string(nil), c...)
+	for i, w := range out {
+		if w == "~" || strings.HasPrefix(w, "~/") {
+			out[i] = ExpandPath(w)
+		}
+	}
+	return out
+}
+
+// unknownKeys walks a decoded TOML table alongside the struct type t that
+// should receive it and returns a message for every key t has no field for.
+func unknownKeys(table map[string]any, t reflect.Type, path string) []string {
+	fields := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		fields[name] = f.Type
+	}
+	keys := make([]string, 0, len(table))
+	for k := range table {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []string
+	for _, k := range keys {
+		ft, ok := fields[k]
+		if !ok {
+			msg := fmt.Sprintf("%s%s: unknown key", path, k)
+			if s := suggest(k, fields); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			out = append(out, msg)
+			continue
+		}
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		switch v := table[k].(type) {
+		case map[string]any:
+			if ft.Kind() == reflect.Struct {
+				out = append(out, unknownKeys(v, ft, path+k+".")...)
+			}
+		case []map[string]any:
+			if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
+				for i, sub := range v {
+					out = append(out, unknownKeys(sub, ft.Elem(), fmt.Sprintf("%s%s[%d].", path, k, i+1))...)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// suggest returns the known key closest to k, if it is close.
+func suggest(k string, fields map[string]reflect.Type) string {
+	best, bestDist := "", 3
+	for name := range fields {
+		if d := editDistance(k, name); d < bestDist || (d == bestDist && name < best) {
+			best, bestDist = name, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

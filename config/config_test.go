@@ -1,0 +1,248 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+const minimal = `
+[[account]]
+name = "work"
+server = "pop.example.com"
+user = "me@example.com"
+password = "secret"
+maildir = "/tmp/Mail/work"
+`
+
+func TestParseDefaults(t *testing.T) {
+	cfg, err := Parse("c.toml", minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Accounts[0]
+	if a.TLS != TLSImplicit || a.Port != 995 || a.Auth != AuthAuto || a.Keep || !a.AddReceived ||
+		a.Timeout != DefaultTimeout || a.MDATimeout != DefaultMDATimeout || a.Interval != DefaultInterval ||
+		a.SizeLimit != 0 || a.FetchLimit != 0 || a.Recipient == "" {
+		t.Fatalf("defaults wrong: %+v", a)
+	}
+	if got, _ := a.Password.Resolve(context.Background()); got != "secret" {
+		t.Errorf("password %q", got)
+	}
+	if strings.Contains(a.Password.String(), "secret") {
+		t.Errorf("Secret.String reveals the password: %s", a.Password)
+	}
+}
+
+func TestParseFull(t *testing.T) {
+	t.Setenv("MAILROOT", "/srv/mail")
+	home, _ := os.UserHomeDir()
+	cfg, err := Parse("c.toml", `
+[defaults]
+interval = "10m"
+keep = true
+size_limit = "50MiB"
+password_command = "pass show 'mail/all users'"
+maildir = "$MAILROOT/inbox"
+
+[[account]]
+name = "work"
+server = "pop.example.com"
+tls = "starttls"
+user = "me"
+fetch_limit = 100
+timeout = 30
+add_received = false
+
+[[account]]
+name = "home"
+server = "127.0.0.1"
+port = 1110
+tls = "none"
+allow_insecure_auth = true
+auth = "apop"
+user = "me"
+password_file = "~/.pw"
+keep = false
+mda = ["/usr/bin/procmail", "-f", "%F", "-d", "%T"]
+recipient = "alice"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, h := cfg.Accounts[0], cfg.Accounts[1]
+	if w.TLS != TLSStartTLS || w.Port != 110 || !w.Keep || w.SizeLimit != 50<<20 || w.FetchLimit != 100 ||
+		w.Timeout != 30*time.Second || w.AddReceived || w.Interval != 10*time.Minute || w.Maildir != "/srv/mail/inbox" {
+		t.Errorf("work: %+v", w)
+	}
+	if !reflect.DeepEqual(w.Password.command, []string{"pass", "show", "mail/all users"}) {
+		t.Errorf("work password_command %q", w.Password.command)
+	}
+	if h.Port != 1110 || h.Keep || h.Auth != AuthAPOP || h.Password.file != filepath.Join(home, ".pw") ||
+		h.Maildir != "" || !reflect.DeepEqual(h.MDA, []string{"/usr/bin/procmail", "-f", "%F", "-d", "%T"}) || h.Recipient != "alice" {
+		t.Errorf("home: %+v", h)
+	}
+	sel, err := cfg.Select([]string{"home"})
+	if err != nil || len(sel) != 1 || sel[0].Name != "home" {
+		t.Errorf("Select = %v, %v", sel, err)
+	}
+	if _, err := cfg.Select([]string{"nope"}); err == nil {
+		t.Error("Select of an unknown account succeeded")
+	}
+}
+
+func TestParseProblems(t *testing.T) {
+	tests := []struct {
+		name, text string
+		want       []string // each must appear in the error
+	}{
+		{"unknown key with path", minimal + "pasword = 'x'\n", []string{`account[1].pasword: unknown key (did you mean "password"?)`}},
+		{"unknown key in second account", minimal + strings.Replace(minimal, `"work"`, `"two"`, 1) + "kep = true\n",
+			[]string{`account[2].kep: unknown key (did you mean "keep"?)`}},
+		{"unknown table", "[defualts]\n" + minimal, []string{`defualts: unknown key (did you mean "defaults"?)`}},
+		{"unknown default", "[defaults]\nintervall = '1m'\n" + minimal, []string{`defaults.intervall: unknown key`}},
+		{"no accounts", "[defaults]\nkeep = true\n", []string{"no [[account]] tables"}},
+		{"missing fields", "[[account]]\nname = 'x'\n", []string{"server is missing", "user is missing", "no password", "no delivery target"}},
+		{"bad tls", strings.Replace(minimal, `user =`, "tls = 'ssl'\nuser =", 1), []string{`tls = "ssl"`}},
+		{"plaintext password", strings.Replace(minimal, `user =`, "tls = 'none'\nuser =", 1), []string{"allow_insecure_auth"}},
+		{"two password sources", minimal + "password_file = '/x'\n", []string{"only one of password"}},
+		{"both targets", minimal + "mda = 'procmail'\n", []string{"either maildir or mda"}},
+		{"duplicate name", minimal + minimal, []string{`another account is also named "work"`}},
+		{"bad name", strings.Replace(minimal, `"work"`, `"my work"`, 1), []string{`name "my work"`}},
+		{"bad port", minimal + "port = 70000\n", []string{"port 70000"}},
+		{"bad size", minimal + "size_limit = '5 parsecs'\n", []string{"bad size"}},
+		{"bad duration", minimal + "timeout = 'soon'\n", []string{"bad duration"}},
+		{"short timeout", minimal + "timeout = '10ms'\n", []string{"timeout 10ms"}},
+		{"empty mda", strings.Replace(minimal, `maildir = "/tmp/Mail/work"`, `mda = []`, 1), []string{"command is empty"}},
+		{"bad auth", minimal + "auth = 'kerberos'\n", []string{`auth = "kerberos"`}},
+		{"wrong type", minimal + "keep = 'yes'\n", []string{"keep"}},
+		{"missing ca_file", minimal + "ca_file = '/nonexistent/ca.pem'\n", []string{"ca_file"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("c.toml", tt.text)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestSyntaxErrorPosition(t *testing.T) {
+	_, err := Parse("c.toml", "[[account]]\nname = 'x\nserver = 'y'\n")
+	var serr *SyntaxError
+	if !errors.As(err, &serr) || serr.Line != 2 || serr.Column == 0 {
+		t.Fatalf("got %#v", err)
+	}
+	if !strings.HasPrefix(err.Error(), "c.toml:2:") {
+		t.Errorf("message %q", err)
+	}
+}
+
+func TestLoadPermissions(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "config.toml")
+	os.WriteFile(p, []byte(minimal), 0o644)
+	_, err := Load(p)
+	var perr *PermissionError
+	if !errors.As(err, &perr) || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("world-readable file with a password: %v", err)
+	}
+	os.Chmod(p, 0o600)
+	if _, err := Load(p); err != nil {
+		t.Fatalf("mode 600: %v", err)
+	}
+	// Without a literal password the file may be readable.
+	os.WriteFile(p, []byte(strings.Replace(minimal, `password = "secret"`, `password_command = "pass show x"`, 1)), 0o644)
+	if _, err := Load(p); err != nil {
+		t.Fatalf("no password, mode 644: %v", err)
+	}
+}
+
+func TestSecretSources(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "pw")
+	os.WriteFile(f, []byte("from-file\nsecond line\n"), 0o600)
+	ctx := context.Background()
+	if got, err := (Secret{file: f}).Resolve(ctx); err != nil || got != "from-file" {
+		t.Errorf("file: %q, %v", got, err)
+	}
+	os.Chmod(f, 0o640)
+	var perr *PermissionError
+	if _, err := (Secret{file: f}).Resolve(ctx); !errors.As(err, &perr) {
+		t.Errorf("group-readable password_file: %v", err)
+	}
+	if got, err := (Secret{command: []string{"printf", `from-cmd\r\nrest`}}).Resolve(ctx); err != nil || got != "from-cmd" {
+		t.Errorf("command: %q, %v", got, err)
+	}
+	_, err := (Secret{command: []string{"sh", "-c", "echo leaked-secret; exit 3"}}).Resolve(ctx)
+	if err == nil || strings.Contains(err.Error(), "leaked-secret") {
+		t.Errorf("failing command: %v", err)
+	}
+	if _, err := (Secret{command: []string{"true"}}).Resolve(ctx); err == nil {
+		t.Error("empty output accepted")
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true}, {"1234", 1234, true}, {"50MiB", 50 << 20, true}, {"10M", 10 << 20, true},
+		{"500k", 500 << 10, true}, {"1GB", 1e9, true}, {"1.5KiB", 1536, true}, {" 2 MB ", 2e6, true},
+		{"", 0, false}, {"MiB", 0, false}, {"-1", 0, false}, {"5 parsecs", 0, false}, {"1e400", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseSize(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseSize(%q) = %d, %v", tt.in, got, err)
+		}
+	}
+}
+
+func TestSplitWords(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+		ok   bool
+	}{
+		{"procmail -d %T", []string{"procmail", "-d", "%T"}, true},
+		{`pass show 'mail/my work'`, []string{"pass", "show", "mail/my work"}, true},
+		{`a "b \"c\" \$d \x" e\ f`, []string{"a", `b "c" $d \x`, "e f"}, true},
+		{`a''b ""`, []string{"ab", ""}, true},
+		{"  ", nil, true},
+		{"a 'b", nil, false},
+		{`a "b`, nil, false},
+		{"a | b > c", []string{"a", "|", "b", ">", "c"}, true},
+	}
+	for _, tt := range tests {
+		got, err := SplitWords(tt.in)
+		if (err == nil) != tt.ok || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("SplitWords(%q) = %q, %v", tt.in, got, err)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(minimal)
+	f.Add("[defaults]\nkeep = true\n" + minimal)
+	f.Add("[[account]]\nmda = 'a \"b'\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		cfg, err := Parse("f.toml", text)
+		if err == nil && len(cfg.Accounts) == 0 {
+			t.Fatal("no error and no accounts")
+		}
+	})
+}
