@@ -152,6 +152,9 @@ func (c *Client) Greeting() string { return c.greeting }
 // if the server sent none or one that is not of the form <local@domain>.
 func (c *Client) APOPTimestamp() string { return c.timestamp }
 
+// RemoteAddr returns the server's network address.
+func (c *Client) RemoteAddr() net.Addr { return c.tc.RemoteAddr() }
+
 // IsTLS reports whether the connection is encrypted.
 func (c *Client) IsTLS() bool { return c.tls }
 

@@ -1,0 +1,122 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+
+	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/fetch/pop3"
+	"github.com/popfetch/popfetch/uidstore"
+)
+
+// Kind classifies why a poll failed, for exit codes and retry decisions.
+type Kind int
+
+// The kinds of failure, in the order of fetchmail's exit codes.
+const (
+	KindInternal    Kind = iota // a bug, or the UID store failed
+	KindNetwork                 // could not connect, timed out, connection lost (fetchmail: socket error)
+	KindTLS                     // TLS handshake or certificate verification failed
+	KindAuth                    // the server refused the credentials
+	KindProtocol                // the server broke the protocol, or lacks a required feature (STLS)
+	KindConfig                  // the account cannot work as configured (e.g. keep without UIDL, no password)
+	KindServer                  // the server reported an error
+	KindLocked                  // the server says the mailbox is in use ([IN-USE])
+	KindStoreLocked             // another popfetch holds the UID store
+	KindDelivery                // a message could not be delivered
+	KindCanceled                // the poll was interrupted
+)
+
+var kindNames = map[Kind]string{
+	KindInternal: "internal error", KindNetwork: "network error", KindTLS: "TLS error",
+	KindAuth: "authentication failed", KindProtocol: "protocol error", KindConfig: "configuration error",
+	KindServer: "server error", KindLocked: "mailbox locked", KindStoreLocked: "state locked",
+	KindDelivery: "delivery failed", KindCanceled: "interrupted",
+}
+
+func (k Kind) String() string { return kindNames[k] }
+
+// Error is a failed poll of one account.
+type Error struct {
+	Account string
+	Kind    Kind
+	Err     error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s: %s: %v", e.Account, e.Kind, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Temporary reports whether polling again later may succeed without the
+// user changing anything.
+func (e *Error) Temporary() bool {
+	switch e.Kind {
+	case KindNetwork, KindLocked, KindStoreLocked, KindCanceled:
+		return true
+	case KindServer, KindDelivery:
+		var perr *pop3.Error
+		var derr *deliver.Error
+		return (errors.As(e.Err, &perr) && perr.Temporary()) || (errors.As(e.Err, &derr) && derr.Temporary)
+	}
+	return false
+}
+
+// classify turns an error from a step of the session into an *Error.
+// step is the POP3 command or phase that failed.
+func classify(account, step string, err error) *Error {
+	var fe *Error
+	if errors.As(err, &fe) {
+		return fe
+	}
+	k := KindInternal
+	var (
+		perr   *pop3.Error
+		proto  *pop3.ProtocolError
+		tlsErr *pop3.TLSError
+		derr   *deliver.Error
+		netErr net.Error
+		opErr  *net.OpError
+	)
+	switch {
+	case errors.Is(err, context.Canceled):
+		k = KindCanceled
+	case errors.As(err, &tlsErr):
+		k = KindTLS
+	case errors.As(err, &perr):
+		k = KindServer
+		switch {
+		case perr.HasCode(pop3.CodeInUse) || (isAuthStep(step) && perr.Code == "" && mentionsLock(perr.Text)):
+			k = KindLocked
+		case isAuthStep(step) && (perr.Code == "" || perr.HasCode(pop3.CodeAuth)):
+			k = KindAuth
+		}
+	case errors.As(err, &proto), errors.Is(err, pop3.ErrNoSTLS), errors.Is(err, pop3.ErrNoAPOP):
+		k = KindProtocol
+	case errors.As(err, &derr):
+		k = KindDelivery
+	case errors.Is(err, uidstore.ErrLocked):
+		k = KindStoreLocked
+	case errors.Is(err, pop3.ErrTruncated), errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &netErr), errors.As(err, &opErr),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.Is(err, pop3.ErrClosed):
+		k = KindNetwork
+	}
+	return &Error{Account: account, Kind: k, Err: err}
+}
+
+func isAuthStep(step string) bool {
+	return step == "USER" || step == "PASS" || step == "APOP"
+}
+
+// mentionsLock recognises servers without RFC 2449 response codes that
+// say the mailbox is locked in words (as fetchmail does).
+func mentionsLock(text string) bool {
+	t := strings.ToLower(text)
+	return strings.Contains(t, "lock") || strings.Contains(t, "in use") || strings.Contains(t, "busy")
+}
