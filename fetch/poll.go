@@ -126,6 +126,49 @@ const maxConsecutiveFailures = 3
 // Poll fetches the new mail of one account into d. The store must be
 // open; the UIDs of delivered messages are recorded in it.
 func Poll(ctx context.Context, acct *Account, store *uidstore.Store, d deliver.Deliverer, opts *Options) (Stats, error) {
+	s := newSession(acct, store, d, opts)
+	if err := s.run(ctx); err != nil {
+		return s.stats, classify(acct.Name, s.step, err)
+	}
+	if s.deliveryErr != nil {
+		return s.stats, classify(acct.Name, "deliver", s.deliveryErr)
+	}
+	return s.stats, nil
+}
+
+// Check counts the messages on the server and how many of them are new,
+// without downloading or deleting anything. Without UIDL every message
+// counts as new.
+func Check(ctx context.Context, acct *Account, store *uidstore.Store, opts *Options) (Stats, error) {
+	s := newSession(acct, store, nil, opts)
+	err := func() error {
+		if err := s.connect(ctx); err != nil {
+			return err
+		}
+		defer s.c.Close()
+		if err := s.login(ctx); err != nil {
+			return err
+		}
+		msgs, _, err := s.list(ctx)
+		if err != nil {
+			return err
+		}
+		s.stats.Messages = len(msgs)
+		for _, m := range msgs {
+			if !m.seen {
+				s.stats.New++
+			}
+		}
+		s.step = "QUIT"
+		return s.c.Quit(ctx)
+	}()
+	if err != nil {
+		return s.stats, classify(acct.Name, s.step, err)
+	}
+	return s.stats, nil
+}
+
+func newSession(acct *Account, store *uidstore.Store, d deliver.Deliverer, opts *Options) *session {
 	if opts == nil {
 		opts = &Options{}
 	}
@@ -137,14 +180,7 @@ func Poll(ctx context.Context, acct *Account, store *uidstore.Store, d deliver.D
 	if err != nil {
 		host = "localhost"
 	}
-	s := &session{acct: acct, store: store, d: d, log: log.With("account", acct.Name), trace: opts.Trace, host: host}
-	if err := s.run(ctx); err != nil {
-		return s.stats, classify(acct.Name, s.step, err)
-	}
-	if s.deliveryErr != nil {
-		return s.stats, classify(acct.Name, "deliver", s.deliveryErr)
-	}
-	return s.stats, nil
+	return &session{acct: acct, store: store, d: d, log: log.With("account", acct.Name), trace: opts.Trace, host: host}
 }
 
 type session struct {
@@ -155,7 +191,8 @@ type session struct {
 	trace       io.Writer
 	host        string // this host's name, for Received fields
 	c           *pop3.Client
-	step        string // the command in progress, for error classification
+	caps        pop3.Capabilities // nil if the server has no CAPA
+	step        string            // the command in progress, for error classification
 	stats       Stats
 	deliveryErr error // the last delivery failure, if the poll went on
 }
@@ -250,6 +287,16 @@ func (s *session) connect(ctx context.Context) error {
 			return err
 		}
 	}
+	// CAPA (again, after STLS). A server without CAPA answers -ERR: it is
+	// an RFC 1939 server, and s.caps stays nil.
+	s.step = "CAPA"
+	caps, err := s.c.Capa(ctx)
+	var perr *pop3.Error
+	if err != nil && !errors.As(err, &perr) {
+		s.c.Close()
+		return err
+	}
+	s.caps = caps
 	return nil
 }
 
@@ -302,8 +349,8 @@ func (s *session) list(ctx context.Context) ([]message, bool, error) {
 	s.step = "UIDL"
 	uids, err := s.c.UIDL(ctx)
 	var perr *pop3.Error
-	if errors.As(err, &perr) {
-		return msgs, false, nil // no UIDL on this server
+	if errors.As(err, &perr) && !s.caps.Has("UIDL") && perr.Code == "" {
+		return msgs, false, nil // a server without UIDL
 	}
 	if err != nil {
 		return nil, false, err

@@ -421,6 +421,7 @@ func TestPollErrors(t *testing.T) {
 		{"password command fails", pop3test.Config{}, nil, func(f *fixture) {
 			f.acct.Password = func(context.Context) (string, error) { return "", errors.New("gpg: decryption failed") }
 		}, KindConfig, false},
+		{"UIDL advertised but refused", pop3test.Config{}, []pop3test.Fault{{Command: "UIDL", Action: pop3test.Reply, Reply: "-ERR index broken"}}, nil, KindServer, false},
 		{"keep without UIDL", pop3test.Config{NoUIDL: true}, nil, func(f *fixture) { f.acct.Keep = true }, KindConfig, false},
 		{"duplicate UIDs", pop3test.Config{}, nil, func(f *fixture) {
 			f.srv.Add(pop3test.Message{UID: "uid-1", Data: []byte("Subject: twin\n\nx\n")})
@@ -514,5 +515,21 @@ func TestPollTraceRedactsPassword(t *testing.T) {
 	}
 	if !strings.Contains(trace.String(), "test C: PASS <redacted>") || !strings.Contains(trace.String(), "test S: <") {
 		t.Errorf("trace:\n%s", trace.String())
+	}
+}
+
+func TestCheck(t *testing.T) {
+	f := newFixture(t, pop3test.Config{}, testMessages(3))
+	f.acct.Keep = true
+	f.acct.FetchLimit = 1
+	if _, err := f.poll(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := Check(context.Background(), f.acct, f.store, nil)
+	if err != nil || st.Messages != 3 || st.New != 2 {
+		t.Fatalf("%+v, %v", st, err)
+	}
+	if f.srv.Count("RETR") != 1 || f.srv.Count("DELE") != 0 {
+		t.Errorf("Check downloaded or deleted: RETR %d DELE %d", f.srv.Count("RETR"), f.srv.Count("DELE"))
 	}
 }

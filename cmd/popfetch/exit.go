@@ -1,0 +1,104 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/popfetch/popfetch/config"
+	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/uidstore"
+)
+
+// Exit codes, the same as fetchmail's so that existing cron scripts keep
+// working.
+const (
+	exitMail          = 0   // mail was delivered
+	exitNoMail        = 1   // no new mail
+	exitSocket        = 2   // could not connect, timed out, connection lost, TLS failed
+	exitAuth          = 3   // the server refused the credentials
+	exitProtocol      = 4   // the server broke the protocol or lacks a required feature
+	exitConfig        = 5   // usage or configuration error
+	exitPermissions   = 6   // the config file (or a password file) is readable by others
+	exitServer        = 7   // the server reported an error
+	exitStateLocked   = 8   // another popfetch holds the state directory
+	exitMailboxLocked = 9   // the server says the mailbox is in use
+	exitDelivery      = 10  // a message could not be delivered
+	exitFetchLimit    = 13  // fetch_limit was reached; more mail is waiting
+	exitInternal      = 23  // a bug, or the UID store failed
+	exitInterrupted   = 130 // stopped by SIGINT or SIGTERM (128 + SIGINT)
+)
+
+// exitCodeOf maps an error to its exit code.
+func exitCodeOf(err error) int {
+	var (
+		fe   *fetch.Error
+		perm *config.PermissionError
+		cerr *config.Error
+		serr *config.SyntaxError
+		uerr usageError
+	)
+	switch {
+	case err == nil:
+		return exitMail
+	case errors.As(err, &perm):
+		return exitPermissions
+	case errors.As(err, &cerr), errors.As(err, &serr), errors.As(err, &uerr):
+		return exitConfig
+	case errors.Is(err, uidstore.ErrLocked):
+		return exitStateLocked
+	case errors.As(err, &fe):
+		switch fe.Kind {
+		case fetch.KindNetwork, fetch.KindTLS:
+			return exitSocket
+		case fetch.KindAuth:
+			return exitAuth
+		case fetch.KindProtocol:
+			return exitProtocol
+		case fetch.KindConfig:
+			if errors.As(fe.Err, &perm) {
+				return exitPermissions
+			}
+			return exitConfig
+		case fetch.KindServer:
+			return exitServer
+		case fetch.KindLocked:
+			return exitMailboxLocked
+		case fetch.KindStoreLocked:
+			return exitStateLocked
+		case fetch.KindDelivery:
+			return exitDelivery
+		case fetch.KindCanceled:
+			return exitInterrupted
+		}
+	}
+	return exitInternal
+}
+
+// usageError is a mistake on the command line.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// combine turns the per-account exit codes of one run into the run's exit
+// code: 0 if any account delivered mail, else the worst failure (the
+// highest code), else 13 if a fetch limit held mail back, else 1.
+func combine(codes []int) int {
+	worst, sawLimit, delivered := exitNoMail, false, false
+	for _, c := range codes {
+		switch c {
+		case exitMail:
+			delivered = true
+		case exitFetchLimit:
+			sawLimit = true
+		case exitNoMail:
+		default:
+			worst = max(worst, c)
+		}
+	}
+	switch {
+	case sawLimit && worst == exitNoMail:
+		return exitFetchLimit
+	case delivered || sawLimit:
+		return exitMail
+	}
+	return worst
+}

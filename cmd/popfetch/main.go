@@ -1,0 +1,354 @@
+// Command popfetch fetches mail from POP3 servers into Maildirs or MDAs,
+// without ever losing a message.
+//
+// Usage:
+//
+//	popfetch [global options] [fetch] [ACCOUNT...]
+//	popfetch [global options] check [ACCOUNT...]
+//
+// Exit codes follow fetchmail's; see exit.go and the README.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/popfetch/popfetch/config"
+	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/uidstore"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run runs the command line args and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	code := exitMail
+	app := newApp(stdout, stderr, &code)
+	err := app.RunContext(ctx, args)
+	if errors.Is(err, errVersionShown) {
+		return exitMail
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "popfetch: %v\n", err)
+		if code == exitMail {
+			code = exitCodeOf(err)
+			if code == exitInternal && !isKnown(err) {
+				code = exitConfig // urfave/cli's own usage errors
+			}
+		}
+	}
+	return code
+}
+
+// isKnown reports errors that exitCodeOf classifies itself.
+func isKnown(err error) bool {
+	var fe *fetch.Error
+	return errors.As(err, &fe) || errors.Is(err, uidstore.ErrLocked)
+}
+
+// globalFlags are accepted both before and after the command name; each
+// command gets its own instances, and option() reads them across levels.
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Aliases: []string{"f"}, Usage: "read the configuration from `FILE`",
+			DefaultText: "$XDG_CONFIG_HOME/popfetch/config.toml", EnvVars: []string{"POPFETCH_CONFIG"}},
+		&cli.StringFlag{Name: "state-dir", Usage: "keep the UID store in `DIR`",
+			DefaultText: "$XDG_STATE_HOME/popfetch", EnvVars: []string{"POPFETCH_STATE_DIR"}},
+		&cli.DurationFlag{Name: "lock-timeout", Value: 10 * time.Second,
+			Usage: "wait this long for another popfetch to release the state before giving up (exit 8)"},
+		&cli.BoolFlag{Name: "keep", Aliases: []string{"k"}, Usage: "leave all mail on the server (overrides keep = false)"},
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Count: new(int),
+			Usage: "-v: a line per message; -vv: also the protocol trace (passwords redacted)"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing unless something failed"},
+	}
+}
+
+// errVersionShown ends a run that printed the version.
+var errVersionShown = errors.New("version shown")
+
+func newApp(stdout, stderr io.Writer, code *int) *cli.App {
+	return &cli.App{
+		Name:        "popfetch",
+		Usage:       "fetch mail from POP3 servers into a Maildir or an MDA, never losing a message",
+		HideVersion: true, // -v is --verbose here; the version is -V, as in fetchmail
+		Before: func(c *cli.Context) error {
+			if c.Bool("version") {
+				fmt.Fprintf(c.App.Writer, "popfetch %s\n", version)
+				return errVersionShown
+			}
+			return nil
+		},
+		Description: "Without a command, popfetch fetches: it polls the named accounts, or all of them, once.\n\n" +
+			"Exit codes (as fetchmail's): 0 mail delivered, 1 no new mail, 2 network or TLS error,\n" +
+			"3 authentication failed, 4 protocol error, 5 usage or configuration error,\n" +
+			"6 config file readable by others, 7 server error, 8 another popfetch holds the state,\n" +
+			"9 mailbox locked by the server, 10 delivery failed, 13 fetch_limit reached, 23 internal error.",
+		ArgsUsage:              "[ACCOUNT...]",
+		Writer:                 stdout,
+		ErrWriter:              stderr,
+		UseShortOptionHandling: true,
+		HideHelpCommand:        true,
+		Flags: append(globalFlags(),
+			&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Usage: "print the version and exit"}),
+		Action:         func(c *cli.Context) error { return fetchAction(c, code) },
+		ExitErrHandler: func(*cli.Context, error) {}, // run() reports errors
+		OnUsageError:   onUsageError,
+		Commands: []*cli.Command{
+			{
+				Name:            "fetch",
+				OnUsageError:    onUsageError,
+				HideHelpCommand: true,
+				Usage:           "poll the named accounts, or all, once (the default)",
+				ArgsUsage:       "[ACCOUNT...]",
+				Flags:           globalFlags(),
+				Action:          func(c *cli.Context) error { return fetchAction(c, code) },
+			},
+			{
+				Name:            "check",
+				OnUsageError:    onUsageError,
+				HideHelpCommand: true,
+				Usage:           "count new mail without fetching it: exit 0 if there is some, 1 if none",
+				ArgsUsage:       "[ACCOUNT...]",
+				Flags:           globalFlags(),
+				Action:          func(c *cli.Context) error { return checkAction(c, code) },
+			},
+		},
+	}
+}
+
+// onUsageError reports a command-line mistake in one line, not with the
+// whole help text.
+func onUsageError(_ *cli.Context, err error, _ bool) error {
+	return usageError{err.Error() + " (see popfetch --help)"}
+}
+
+// options are the global flags, resolved across the command levels.
+type options struct {
+	configPath  string
+	stateDir    string
+	lockTimeout time.Duration
+	keep        bool
+	verbosity   int
+	quiet       bool
+}
+
+func readOptions(c *cli.Context) options {
+	o := options{lockTimeout: 10 * time.Second}
+	for _, x := range c.Lineage() {
+		if v := x.String("config"); v != "" && o.configPath == "" {
+			o.configPath = v
+		}
+		if v := x.String("state-dir"); v != "" && o.stateDir == "" {
+			o.stateDir = v
+		}
+		if x.IsSet("lock-timeout") {
+			o.lockTimeout = x.Duration("lock-timeout")
+		}
+		o.keep = o.keep || x.Bool("keep")
+		o.quiet = o.quiet || x.Bool("quiet")
+		o.verbosity += x.Count("verbose")
+	}
+	if o.configPath == "" {
+		o.configPath = filepath.Join(xdgDir("XDG_CONFIG_HOME", ".config"), "popfetch", "config.toml")
+	}
+	if o.stateDir == "" {
+		o.stateDir = filepath.Join(xdgDir("XDG_STATE_HOME", ".local/state"), "popfetch")
+	}
+	o.configPath = config.ExpandPath(o.configPath)
+	o.stateDir = config.ExpandPath(o.stateDir)
+	return o
+}
+
+// xdgDir returns $env, or ~/fallback when it is unset or not absolute.
+func xdgDir(env, fallback string) string {
+	if d := os.Getenv(env); filepath.IsAbs(d) {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return fallback
+	}
+	return filepath.Join(home, fallback)
+}
+
+func (o options) logger(w io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	switch {
+	case o.quiet:
+		level = slog.LevelWarn
+	case o.verbosity > 0:
+		level = slog.LevelDebug
+	}
+	return slog.New(newHumanHandler(w, level))
+}
+
+// prepare loads the config, selects the accounts and opens the UID store.
+func prepare(c *cli.Context) (options, []config.Account, *uidstore.Store, error) {
+	o := readOptions(c)
+	cfg, err := config.Load(o.configPath)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return o, nil, nil, usageError{fmt.Sprintf("no configuration file at %s; write one (see README.md) or pass --config FILE", o.configPath)}
+		}
+		return o, nil, nil, err
+	}
+	accounts, err := cfg.Select(c.Args().Slice())
+	if err != nil {
+		return o, nil, nil, err
+	}
+	store, err := uidstore.Open(filepath.Join(o.stateDir, "uids.db"), o.lockTimeout)
+	if err != nil {
+		return o, nil, nil, err
+	}
+	return o, accounts, store, nil
+}
+
+// fetchAccount turns a config account into what fetch needs.
+func fetchAccount(a config.Account, o options) (*fetch.Account, error) {
+	acct := &fetch.Account{
+		Name: a.Name, Server: a.Server, Port: a.Port, TLS: fetch.TLSMode(a.TLS), User: a.User,
+		Password: a.Password.Resolve, Auth: fetch.AuthMode(a.Auth), AllowInsecureAuth: a.AllowInsecureAuth,
+		Keep: a.Keep || o.keep, SizeLimit: a.SizeLimit, FetchLimit: a.FetchLimit,
+		Recipient: a.Recipient, AddReceived: a.AddReceived, Timeout: a.Timeout,
+	}
+	if a.TLS != config.TLSNone {
+		t, err := fetch.NewTLSConfig(a.Server, a.CAFile)
+		if err != nil {
+			return nil, &fetch.Error{Account: a.Name, Kind: fetch.KindConfig, Err: err}
+		}
+		acct.TLSConfig = t
+	}
+	return acct, nil
+}
+
+func deliverer(a config.Account) (deliver.Deliverer, error) {
+	if a.Maildir != "" {
+		md, err := deliver.NewMaildir(a.Maildir)
+		if err != nil {
+			return nil, &fetch.Error{Account: a.Name, Kind: fetch.KindDelivery, Err: err}
+		}
+		return md, nil
+	}
+	return &deliver.MDA{Argv: a.MDA, Timeout: a.MDATimeout}, nil
+}
+
+func fetchAction(c *cli.Context, code *int) error {
+	o, accounts, store, err := prepare(c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	log := o.logger(c.App.ErrWriter)
+	popts := &fetch.Options{Log: log}
+	if o.verbosity >= 2 {
+		popts.Trace = c.App.ErrWriter
+	}
+	var codes []int
+	for _, a := range accounts {
+		if c.Context.Err() != nil {
+			codes = append(codes, exitInterrupted)
+			break
+		}
+		codes = append(codes, pollOne(c.Context, a, o, store, popts, log))
+	}
+	*code = combine(codes)
+	return nil
+}
+
+// pollOne polls one account, logs its outcome and returns its exit code.
+func pollOne(ctx context.Context, a config.Account, o options, store *uidstore.Store, popts *fetch.Options, log *slog.Logger) int {
+	alog := log.With("account", a.Name)
+	acct, err := fetchAccount(a, o)
+	if err != nil {
+		alog.Error(err.Error())
+		return exitCodeOf(err)
+	}
+	d, err := deliverer(a)
+	if err != nil {
+		alog.Error(err.Error())
+		return exitCodeOf(err)
+	}
+	st, err := fetch.Poll(ctx, acct, store, d, popts)
+	summary := fmt.Sprintf("%d messages on the server, %d new, %d delivered (%s), %d deleted",
+		st.Messages, st.New, st.Delivered, humanBytes(st.Bytes), st.Deleted)
+	if st.Skipped > 0 {
+		summary += fmt.Sprintf(", %d too large left on the server", st.Skipped)
+	}
+	if st.Failed > 0 {
+		summary += fmt.Sprintf(", %d failed", st.Failed)
+	}
+	if err != nil {
+		var fe *fetch.Error
+		if errors.As(err, &fe) {
+			alog.Error(fe.Kind.String()+": "+errors.Unwrap(fe).Error(), "after", summary)
+		} else {
+			alog.Error(err.Error(), "after", summary)
+		}
+		if st.Delivered > 0 {
+			return exitMail
+		}
+		return exitCodeOf(err)
+	}
+	alog.Info(summary)
+	switch {
+	case st.LimitReached:
+		return exitFetchLimit
+	case st.Delivered > 0:
+		return exitMail
+	}
+	return exitNoMail
+}
+
+func checkAction(c *cli.Context, code *int) error {
+	o, accounts, store, err := prepare(c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	log := o.logger(c.App.ErrWriter)
+	popts := &fetch.Options{Log: log}
+	if o.verbosity >= 2 {
+		popts.Trace = c.App.ErrWriter
+	}
+	var codes []int
+	for _, a := range accounts {
+		alog := log.With("account", a.Name)
+		acct, err := fetchAccount(a, o)
+		if err == nil {
+			var st fetch.Stats
+			st, err = fetch.Check(c.Context, acct, store, popts)
+			if err == nil {
+				fmt.Fprintf(c.App.Writer, "%s: %d messages, %d new\n", a.Name, st.Messages, st.New)
+				if st.New > 0 {
+					codes = append(codes, exitMail)
+				} else {
+					codes = append(codes, exitNoMail)
+				}
+				continue
+			}
+		}
+		alog.Error(err.Error())
+		codes = append(codes, exitCodeOf(err))
+	}
+	*code = combine(codes)
+	return nil
+}
