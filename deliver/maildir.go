@@ -41,6 +41,9 @@ func NewMaildir(dir string) (*Maildir, error) {
 	if err := maildir.Dir(dir).Init(); err != nil {
 		return nil, &Error{Target: "maildir " + dir, Err: err}
 	}
+	// Remove files left in tmp/ by deliveries that died over 36 hours ago
+	// (the Maildir convention); a failure here harms nothing.
+	_ = maildir.Dir(dir).Clean()
 	host, err := os.Hostname()
 	if err != nil || host == "" {
 		host = "localhost"

@@ -1,0 +1,365 @@
+// Package dovecot starts a private Dovecot POP3 server on loopback ports
+// for end-to-end tests, benchmarks and the demo.
+//
+// The instance has its own configuration, run, state and mail directories
+// under one temporary directory, a self-signed certificate for 127.0.0.1
+// and localhost, users in a passwd-file (PLAIN passwords, so that every
+// SASL mechanism can be tested), and Maildirs owned by the unprivileged
+// "nobody" user. Dovecot's master must start as root to switch to that
+// user: Start returns ErrNotRoot otherwise.
+package dovecot
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/popfetch/popfetch/fetch/pop3"
+	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
+)
+
+// ErrNotInstalled is returned by Start when the dovecot binary is missing.
+var ErrNotInstalled = errors.New("dovecot is not installed (apt-get install dovecot-core dovecot-pop3d)")
+
+// ErrNotRoot is returned by Start when not running as root.
+var ErrNotRoot = errors.New("a private dovecot needs root to switch to the mail user")
+
+// Server is a running private Dovecot.
+type Server struct {
+	Dir       string         // everything lives below it
+	PlainPort int            // POP3 with STLS
+	TLSPort   int            // POP3S
+	Cert      *pop3test.Cert // the server's certificate; CertFile holds it as PEM
+	CertFile  string
+	cmd       *exec.Cmd
+	uid, gid  int
+	seq       atomic.Uint64
+	exited    chan struct{}
+}
+
+// Binary returns the path of the dovecot binary, or ErrNotInstalled.
+func Binary() (string, error) {
+	for _, p := range []string{"dovecot", "/usr/sbin/dovecot"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path, nil
+		}
+	}
+	return "", ErrNotInstalled
+}
+
+// Start starts a private instance and waits until it answers.
+func Start(ctx context.Context) (*Server, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, ErrNotRoot
+	}
+	uid, gid, err := mailUser()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "popfetch-dovecot-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Dir: dir, uid: uid, gid: gid, exited: make(chan struct{})}
+	if err := s.setup(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	conf := filepath.Join(dir, "dovecot.conf")
+	s.cmd = exec.Command(bin, "-F", "-c", conf)
+	// The master keeps its standard streams for its whole life: give it a
+	// file, never a pipe someone has to drain.
+	logf, err := os.Create(filepath.Join(dir, "startup.log"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	defer logf.Close()
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("dovecot: start: %w", err)
+	}
+	go func() { s.cmd.Wait(); close(s.exited) }()
+	if err := s.waitReady(ctx); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func mailUser() (uid, gid int, err error) {
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		return 0, 0, fmt.Errorf("dovecot: mail user: %w", err)
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid, nil
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (s *Server) setup() error {
+	var err error
+	if s.PlainPort, err = freePort(); err != nil {
+		return err
+	}
+	if s.TLSPort, err = freePort(); err != nil {
+		return err
+	}
+	// The mail processes run as the mail user and must reach the mail dir.
+	if err := os.Chmod(s.Dir, 0o755); err != nil {
+		return err
+	}
+	for _, d := range []string{"run", "state", "mail"} {
+		if err := os.Mkdir(filepath.Join(s.Dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.Chown(filepath.Join(s.Dir, "mail"), s.uid, s.gid); err != nil {
+		return err
+	}
+	if s.Cert, err = pop3test.NewCert(24*time.Hour, "127.0.0.1", "localhost"); err != nil {
+		return err
+	}
+	s.CertFile = filepath.Join(s.Dir, "cert.pem")
+	if err := os.WriteFile(s.CertFile, s.Cert.CertPEM, 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir, "key.pem"), s.Cert.KeyPEM, 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir, "passwd"), nil, 0o644); err != nil {
+		return err
+	}
+	conf := fmt.Sprintf(`# A private instance for popfetch's tests.
+instance_name = popfetch-%d
+base_dir = %[2]s/run
+state_dir = %[2]s/state
+log_path = %[2]s/dovecot.log
+info_log_path = %[2]s/dovecot.log
+listen = 127.0.0.1
+protocols = pop3
+ssl = yes
+ssl_cert = <%[2]s/cert.pem
+ssl_key = <%[2]s/key.pem
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = no
+auth_mechanisms = plain login cram-md5 scram-sha-1 scram-sha-256 apop
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN %[2]s/passwd
+}
+userdb {
+  driver = static
+  args = uid=%[3]d gid=%[4]d home=%[2]s/mail/%%u allow_all_users=yes
+}
+first_valid_uid = %[3]d
+first_valid_gid = %[4]d
+mail_location = maildir:%[2]s/mail/%%u
+mail_max_userip_connections = 100
+pop3_uidl_format = %%08Xu%%08Xv
+pop3_logout_format = top=%%t/%%p, retr=%%r/%%b, del=%%d/%%m, size=%%s
+service pop3-login {
+  inet_listener pop3 {
+    port = %[5]d
+  }
+  inet_listener pop3s {
+    port = %[6]d
+    ssl = yes
+  }
+}
+service imap-login {
+  inet_listener imap {
+    port = 0
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+`, os.Getpid(), s.Dir, s.uid, s.gid, s.PlainPort, s.TLSPort)
+	return os.WriteFile(filepath.Join(s.Dir, "dovecot.conf"), []byte(conf), 0o644)
+}
+
+// waitReady waits until the plain port sends a greeting.
+func (s *Server) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for {
+		select {
+		case <-s.exited:
+			return fmt.Errorf("dovecot exited at start: %s", s.LogTail())
+		case <-ctx.Done():
+			return fmt.Errorf("dovecot did not answer on port %d: %s", s.PlainPort, s.LogTail())
+		case <-time.After(50 * time.Millisecond):
+		}
+		conn, err := net.DialTimeout("tcp", s.PlainAddr(), time.Second)
+		if err != nil {
+			continue
+		}
+		conn.SetDeadline(time.Now().Add(2 * time.Second))
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		conn.Close()
+		if err == nil && strings.HasPrefix(line, "+OK") {
+			return nil
+		}
+	}
+}
+
+// PlainAddr is the host:port of the POP3 (STLS) listener.
+func (s *Server) PlainAddr() string { return "127.0.0.1:" + strconv.Itoa(s.PlainPort) }
+
+// TLSAddr is the host:port of the POP3S listener.
+func (s *Server) TLSAddr() string { return "127.0.0.1:" + strconv.Itoa(s.TLSPort) }
+
+// LogTail returns the end of Dovecot's logs, for error messages.
+func (s *Server) LogTail() string {
+	var out []string
+	for _, f := range []string{"startup.log", "dovecot.log"} {
+		data, _ := os.ReadFile(filepath.Join(s.Dir, f))
+		if len(data) > 2000 {
+			data = data[len(data)-2000:]
+		}
+		if len(data) > 0 {
+			out = append(out, f+": "+string(data))
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// Log returns Dovecot's whole log.
+func (s *Server) Log() string {
+	data, _ := os.ReadFile(filepath.Join(s.Dir, "dovecot.log"))
+	return string(data)
+}
+
+// Stop stops the instance and removes its directory.
+func (s *Server) Stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		s.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-s.exited:
+		case <-time.After(10 * time.Second):
+			s.cmd.Process.Kill()
+			<-s.exited
+		}
+	}
+	os.RemoveAll(s.Dir)
+}
+
+// AddUser adds a user with a password and returns once Dovecot accepts it.
+// Dovecot's passwd-file driver checks the file at most once per second,
+// and a failed login makes it delay the next ones from the same address
+// (its auth penalty), so AddUser waits into the next second instead of
+// retrying, then checks with one login.
+func (s *Server) AddUser(name, password string) error {
+	if strings.ContainsAny(name+password, ":\n") {
+		return errors.New("dovecot: user name and password may not contain ':' or newlines")
+	}
+	f, err := os.OpenFile(filepath.Join(s.Dir, "passwd"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "%s:{PLAIN}%s::::::\n", name, password)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	time.Sleep(now.Truncate(time.Second).Add(time.Second + 20*time.Millisecond).Sub(now))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.Index(ctx, name, password); err != nil {
+		return fmt.Errorf("dovecot: new user %s cannot log in: %w", name, err)
+	}
+	return nil
+}
+
+// Maildir returns the path of a user's Maildir on the server side.
+func (s *Server) Maildir(user string) string { return filepath.Join(s.Dir, "mail", user) }
+
+// Deliver puts messages (LF line endings) into the user's Maildir, the
+// way a local delivery agent would, owned by the mail user. Call Index
+// afterwards so that Dovecot's indexing is not part of a timed run.
+func (s *Server) Deliver(user string, msgs ...[]byte) error {
+	root := s.Maildir(user)
+	for _, d := range []string{root, root + "/new", root + "/cur", root + "/tmp"} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+		if err := os.Chown(d, s.uid, s.gid); err != nil {
+			return err
+		}
+	}
+	host, _ := os.Hostname()
+	for _, m := range msgs {
+		name := fmt.Sprintf("%d.P%dQ%d.%s", time.Now().Unix(), os.Getpid(), s.seq.Add(1), host)
+		tmp := filepath.Join(root, "tmp", name)
+		if err := os.WriteFile(tmp, m, 0o600); err != nil {
+			return err
+		}
+		if err := os.Chown(tmp, s.uid, s.gid); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, filepath.Join(root, "new", name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Count returns how many messages the user's Maildir holds on the server.
+func (s *Server) Count(user string) int {
+	n := 0
+	for _, d := range []string{"new", "cur"} {
+		entries, _ := os.ReadDir(filepath.Join(s.Maildir(user), d))
+		n += len(entries)
+	}
+	return n
+}
+
+// Index logs in once and asks for STAT, so that Dovecot indexes newly
+// delivered mail before a timed run. It returns the message count.
+func (s *Server) Index(ctx context.Context, user, password string) (int, error) {
+	c, err := pop3.Dial(ctx, s.PlainAddr(), &pop3.Options{Timeout: time.Minute})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if err := c.User(ctx, user); err != nil {
+		return 0, err
+	}
+	if err := c.Pass(ctx, password); err != nil {
+		return 0, err
+	}
+	n, _, err := c.Stat(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return n, c.Quit(ctx)
+}
