@@ -51,6 +51,9 @@ func popfetchBinary(t *testing.T) string {
 
 func startDovecot(t *testing.T) *dovecot.Server {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: skipping the private Dovecot test")
+	}
 	s, err := dovecot.Start(context.Background())
 	if errors.Is(err, dovecot.ErrNotInstalled) || errors.Is(err, dovecot.ErrNotRoot) {
 		if os.Getenv("CI") == "true" {

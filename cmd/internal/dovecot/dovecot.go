@@ -11,9 +11,11 @@ package dovecot
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -307,6 +309,17 @@ func (s *Server) Maildir(user string) string { return filepath.Join(s.Dir, "mail
 // way a local delivery agent would, owned by the mail user. Call Index
 // afterwards so that Dovecot's indexing is not part of a timed run.
 func (s *Server) Deliver(user string, msgs ...[]byte) error {
+	for _, m := range msgs {
+		if err := s.DeliverFrom(user, bytes.NewReader(m)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeliverFrom is Deliver for one message read from r, which is streamed
+// to the file: a message of any size costs no memory.
+func (s *Server) DeliverFrom(user string, r io.Reader) error {
 	root := s.Maildir(user)
 	for _, d := range []string{root, root + "/new", root + "/cur", root + "/tmp"} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -317,20 +330,26 @@ func (s *Server) Deliver(user string, msgs ...[]byte) error {
 		}
 	}
 	host, _ := os.Hostname()
-	for _, m := range msgs {
-		name := fmt.Sprintf("%d.P%dQ%d.%s", time.Now().Unix(), os.Getpid(), s.seq.Add(1), host)
-		tmp := filepath.Join(root, "tmp", name)
-		if err := os.WriteFile(tmp, m, 0o600); err != nil {
-			return err
-		}
-		if err := os.Chown(tmp, s.uid, s.gid); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, filepath.Join(root, "new", name)); err != nil {
-			return err
-		}
+	name := fmt.Sprintf("%d.P%dQ%d.%s", time.Now().Unix(), os.Getpid(), s.seq.Add(1), host)
+	tmp := filepath.Join(root, "tmp", name)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
 	}
-	return nil
+	_, err = io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chown(tmp, s.uid, s.gid)
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(root, "new", name))
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
 }
 
 // Count returns how many messages the user's Maildir holds on the server.

@@ -8,6 +8,9 @@ import (
 )
 
 func TestStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the private Dovecot test")
+	}
 	ctx := context.Background()
 	s, err := Start(ctx)
 	if errors.Is(err, ErrNotInstalled) || errors.Is(err, ErrNotRoot) {

@@ -1,0 +1,48 @@
+# popfetch — see README.md.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+FUZZTIME ?= 30s
+
+.PHONY: all build test test-short vet fuzz demo measure clean
+
+all: build
+
+## build: compile bin/popfetch
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/popfetch ./cmd/popfetch
+
+## test: vet, then every test (the Dovecot end-to-end tests too), with the race detector
+test: vet
+	$(GO) test -race -count=1 ./...
+
+## test-short: the tests that need neither Dovecot nor root
+test-short:
+	$(GO) test -count=1 -short ./...
+
+## vet: go vet and a gofmt check
+vet:
+	$(GO) vet ./...
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+
+## fuzz: run every fuzz target for FUZZTIME each
+fuzz:
+	$(GO) test ./fetch/pop3 -run '^$$' -fuzz '^FuzzDotReader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fetch/pop3 -run '^$$' -fuzz '^FuzzStatusLine$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fetch/pop3 -run '^$$' -fuzz '^FuzzListings$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+
+## demo: start a private Dovecot, fill a mailbox, fetch it with popfetch into ./demo/Mail
+demo: build
+	bash .ci/install-deps
+	$(GO) run ./cmd/popdemo -popfetch bin/popfetch -dir demo
+
+## measure: time fetching 2000 x 4 KiB messages (median of 3) and peak RSS for one 100 MiB message
+measure: build
+	bash .ci/install-deps
+	$(GO) run ./cmd/popdemo -popfetch bin/popfetch -dir demo/measure -tls none -messages 2000 -size 4KiB -runs 3
+	$(GO) run ./cmd/popdemo -popfetch bin/popfetch -dir demo/measure -tls none -messages 1 -size 100MiB -runs 1
+
+clean:
+	rm -rf bin demo

@@ -1,0 +1,116 @@
+package pop3
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+// refUnstuff is a plain reference for the dot reader: split into lines,
+// stop at ".", drop one leading dot, CRLF -> LF. ok is false if the
+// terminating line is missing.
+func refUnstuff(in []byte) (out []byte, ok bool) {
+	for len(in) > 0 {
+		i := bytes.IndexByte(in, '\n')
+		if i < 0 {
+			return out, false
+		}
+		line := in[:i]
+		in = in[i+1:]
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if string(line) == "." {
+			return out, true
+		}
+		line = bytes.TrimPrefix(line, []byte("."))
+		out = append(out, line...)
+		out = append(out, '\n')
+	}
+	return out, false
+}
+
+func FuzzDotReader(f *testing.F) {
+	for _, seed := range []string{
+		".\r\n", "a\r\n.\r\n", "..x\r\n..\r\n.\r\n", "a\rb\r\n.\r\n", "no terminator\r\n", "x",
+		".\n", "a\nb\n.\n", strings.Repeat("y", 5000) + "\r\n.\r\n", "\r\n\r\n.\r\n", ".x\r\n.",
+	} {
+		f.Add([]byte(seed), uint16(7))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, chunk uint16) {
+		// A small buffer exercises the long-line paths.
+		r := newDotReader(bufio.NewReaderSize(bytes.NewReader(in), 16))
+		n := int(chunk%64) + 1
+		var got []byte
+		buf := make([]byte, n)
+		var err error
+		for {
+			var m int
+			m, err = r.Read(buf)
+			got = append(got, buf[:m]...)
+			if err != nil {
+				break
+			}
+		}
+		want, ok := refUnstuff(in)
+		if ok {
+			if err != io.EOF {
+				t.Fatalf("complete input %q: error %v", in, err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("input %q: got %q, want %q", in, got, want)
+			}
+		} else if !errors.Is(err, ErrTruncated) {
+			t.Fatalf("truncated input %q: error %v, want ErrTruncated", in, err)
+		}
+		if r.n != int64(len(got)) {
+			t.Fatalf("count %d, returned %d", r.n, len(got))
+		}
+	})
+}
+
+func FuzzStatusLine(f *testing.F) {
+	for _, seed := range []string{"+OK", "+OK hi", "-ERR [IN-USE] x", "-ERR [SYS/TEMP", "+OKAY", "", "-err [] x", "+ok\x00"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		ok, text, err := parseStatus(line)
+		if err != nil {
+			return
+		}
+		if !ok {
+			code, rest := splitCode(text)
+			if strings.Contains(code, "]") || len(code)+len(rest) > len(text) {
+				t.Fatalf("splitCode(%q) = %q, %q", text, code, rest)
+			}
+			_ = (&Error{Code: code, Text: rest}).Temporary()
+		}
+		// Whatever parses must round-trip through a client.
+		r := bufio.NewReader(strings.NewReader(line + "\r\n"))
+		if _, err := readBoundedLine(r, MaxLineLength, "fuzz"); err != nil && len(line)+2 <= MaxLineLength && !strings.ContainsAny(line, "\r\n") {
+			t.Fatalf("readBoundedLine(%q): %v", line, err)
+		}
+	})
+}
+
+func FuzzListings(f *testing.F) {
+	for _, seed := range []string{"1 abc", "2 200", " 3  uid with spaces ", "0 x", "-1 x", "1", "99999999999999999999 x", "1 \xff\xfe"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		if m, err := parseUIDLLine(line); err == nil && (m.Number <= 0 || m.UID == "") {
+			t.Fatalf("parseUIDLLine(%q) = %+v", line, m)
+		}
+		if m, err := parseListLine(line); err == nil && (m.Number <= 0 || m.Size < 0) {
+			t.Fatalf("parseListLine(%q) = %+v", line, m)
+		}
+		caps := Capabilities{}
+		if f := strings.Fields(line); len(f) > 0 {
+			caps[strings.ToUpper(f[0])] = f[1:]
+			if !caps.Has(f[0]) {
+				t.Fatalf("Has(%q) false", f[0])
+			}
+		}
+	})
+}
