@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,7 +44,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	code := exitMail
 	app := newApp(stdout, stderr, &code)
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, permute(app, args))
 	if errors.Is(err, errVersionShown) {
 		return exitMail
 	}
@@ -57,6 +58,61 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return code
+}
+
+// permute moves options that follow positional arguments in front of them,
+// as GNU getopt does, so that "popfetch work -v" means "popfetch -v work".
+// Options go right after the command name, if there is one, so that a
+// command's own options still reach it. "--" ends the options.
+func permute(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	takesValue := map[string]bool{}
+	commands := map[string]bool{}
+	addFlags := func(flags []cli.Flag) {
+		for _, f := range flags {
+			if dv, ok := f.(cli.DocGenerationFlag); ok && dv.TakesValue() {
+				for _, n := range f.Names() {
+					takesValue[n] = true
+				}
+			}
+		}
+	}
+	addFlags(app.Flags)
+	for _, c := range app.Commands {
+		addFlags(c.Flags)
+		for _, n := range c.Names() {
+			commands[n] = true
+		}
+	}
+	var opts, positional []string
+	command := ""
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			positional = append(positional, args[i:]...)
+			i = len(args)
+		case len(a) > 1 && a[0] == '-':
+			opts = append(opts, a)
+			name := strings.TrimLeft(a, "-")
+			if !strings.Contains(name, "=") && takesValue[name] && i+1 < len(args) {
+				i++
+				opts = append(opts, args[i])
+			}
+		case command == "" && len(positional) == 0 && commands[a]:
+			command = a
+		default:
+			positional = append(positional, a)
+		}
+	}
+	out := []string{args[0]}
+	if command != "" {
+		out = append(out, command)
+	}
+	out = append(out, opts...)
+	return append(out, positional...)
 }
 
 // isKnown reports errors that exitCodeOf classifies itself.
@@ -297,11 +353,15 @@ func pollOne(ctx context.Context, a config.Account, o options, store *uidstore.S
 		summary += fmt.Sprintf(", %d failed", st.Failed)
 	}
 	if err != nil {
+		msg := err.Error()
 		var fe *fetch.Error
 		if errors.As(err, &fe) {
-			alog.Error(fe.Kind.String()+": "+errors.Unwrap(fe).Error(), "after", summary)
+			msg = fe.Kind.String() + ": " + fe.Err.Error()
+		}
+		if st.Messages > 0 {
+			alog.Error(msg, "after", summary)
 		} else {
-			alog.Error(err.Error(), "after", summary)
+			alog.Error(msg)
 		}
 		if st.Delivered > 0 {
 			return exitMail

@@ -211,3 +211,25 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("exit %d, %q", code, stdout)
 	}
 }
+
+func TestPermute(t *testing.T) {
+	var code int
+	app := newApp(nil, nil, &code)
+	tests := []struct{ in, want string }{
+		{"popfetch", "popfetch"},
+		{"popfetch work -v", "popfetch -v work"},
+		{"popfetch -v work", "popfetch -v work"},
+		{"popfetch work -f c.toml -q other", "popfetch -f c.toml -q work other"},
+		{"popfetch fetch work --state-dir=/s -k", "popfetch fetch --state-dir=/s -k work"},
+		{"popfetch -v check work -vv", "popfetch check -v -vv work"},
+		{"popfetch work -- -odd-name", "popfetch work -- -odd-name"},
+		{"popfetch --lock-timeout 5s work", "popfetch --lock-timeout 5s work"},
+		{"popfetch work check", "popfetch work check"},
+	}
+	for _, tt := range tests {
+		got := strings.Join(permute(app, strings.Fields(tt.in)), " ")
+		if got != tt.want {
+			t.Errorf("permute(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -59,7 +59,7 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("pop3: connect to %s: %w", addr, err)
+		return nil, fmt.Errorf("pop3: %w", err)
 	}
 	c, err := NewClient(ctx, conn, opts)
 	if err != nil {
@@ -75,7 +75,7 @@ func DialTLS(ctx context.Context, addr string, cfg *tls.Config, opts *Options) (
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("pop3: connect to %s: %w", addr, err)
+		return nil, fmt.Errorf("pop3: %w", err)
 	}
 	c := newClient(raw, opts)
 	stop := c.tc.watch(ctx)
