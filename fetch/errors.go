@@ -80,13 +80,13 @@ func classify(account, step string, err error) *Error {
 		proto  *pop3.ProtocolError
 		tlsErr *pop3.TLSError
 		derr   *deliver.Error
-		netErr net.Error
-		opErr  *net.OpError
 	)
 	switch {
 	case errors.Is(err, context.Canceled):
 		k = KindCanceled
-	case errors.As(err, &tlsErr):
+	case errors.As(err, &tlsErr) && !isNetwork(tlsErr.Err):
+		// A certificate or handshake failure; a handshake that timed out
+		// or lost its connection is a network failure.
 		k = KindTLS
 	case errors.As(err, &perr):
 		k = KindServer
@@ -102,12 +102,22 @@ func classify(account, step string, err error) *Error {
 		k = KindDelivery
 	case errors.Is(err, uidstore.ErrLocked):
 		k = KindStoreLocked
-	case errors.Is(err, pop3.ErrTruncated), errors.Is(err, context.DeadlineExceeded),
-		errors.As(err, &netErr), errors.As(err, &opErr),
-		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.Is(err, pop3.ErrClosed):
+	case isNetwork(err):
 		k = KindNetwork
 	}
 	return &Error{Account: account, Kind: k, Err: err}
+}
+
+// isNetwork reports errors of the connection itself: timeouts, refused or
+// reset connections, a peer that hung up, a message cut short.
+func isNetwork(err error) bool {
+	var (
+		netErr net.Error
+		opErr  *net.OpError
+	)
+	return errors.Is(err, pop3.ErrTruncated) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &netErr) || errors.As(err, &opErr) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, pop3.ErrClosed)
 }
 
 func isAuthStep(step string) bool {

@@ -407,7 +407,7 @@ func (s *session) transfer(ctx context.Context, msgs []message, hasUIDL bool) (i
 		s.stats.New++
 		if a.SizeLimit > 0 && m.size > a.SizeLimit {
 			s.stats.Skipped++
-			s.log.Warn("message larger than size_limit left on the server",
+			s.log.Info("message larger than size_limit left on the server",
 				"uid", m.uid, "number", m.num, "size", m.size, "size_limit", a.SizeLimit)
 			continue
 		}

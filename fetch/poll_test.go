@@ -321,18 +321,22 @@ func TestPollSTLS(t *testing.T) {
 	tests := []struct {
 		name    string
 		cfg     pop3test.Config
+		faults  []pop3test.Fault
 		tlsCfg  func(*Account)
 		kind    Kind
 		success bool
 	}{
-		{"works", pop3test.Config{STLS: cert.ServerConfig()}, nil, 0, true},
-		{"missing from CAPA", pop3test.Config{}, nil, KindProtocol, false},
-		{"injected plaintext", pop3test.Config{STLS: cert.ServerConfig(), STLSInject: "+OK injected\r\n"}, nil, KindProtocol, false},
-		{"untrusted certificate", pop3test.Config{STLS: cert.ServerConfig()}, func(a *Account) { a.TLSConfig = nil }, KindTLS, false},
+		{"works", pop3test.Config{STLS: cert.ServerConfig()}, nil, nil, 0, true},
+		{"missing from CAPA", pop3test.Config{}, nil, nil, KindProtocol, false},
+		{"refused", pop3test.Config{STLS: cert.ServerConfig()}, []pop3test.Fault{{Command: "STLS", Action: pop3test.Reply, Reply: "-ERR TLS not available now"}}, nil, KindServer, false},
+		{"injected plaintext", pop3test.Config{STLS: cert.ServerConfig(), STLSInject: "+OK injected\r\n"}, nil, nil, KindProtocol, false},
+		{"untrusted certificate", pop3test.Config{STLS: cert.ServerConfig()}, nil, func(a *Account) { a.TLSConfig = nil }, KindTLS, false},
+		{"stalls in the handshake", pop3test.Config{STLS: cert.ServerConfig()}, []pop3test.Fault{{Command: "STLS", Action: pop3test.Reply, Reply: "+OK go ahead"}}, func(a *Account) { a.Timeout = 300 * time.Millisecond }, KindNetwork, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, tt.cfg, testMessages(1))
+			f.srv.SetFaults(tt.faults...)
 			f.acct.TLS = TLSStartTLS
 			f.acct.AllowInsecureAuth = false
 			f.acct.TLSConfig = cert.ClientConfig("127.0.0.1")

@@ -362,6 +362,10 @@ func TestRetr(t *testing.T) {
 		{"dot-stuffed", []string{"a", "..x", "..", "...", "b"}, "a\n.x\n.\n..\nb\n"},
 		{"dot inside line", []string{"a.b", " .", "x."}, "a.b\n .\nx.\n"},
 		{"empty message", nil, ""},
+		// A message whose last line lacked a line break: the server adds
+		// CRLF before the terminator (RFC 1939 section 3), so it arrives
+		// with LF.
+		{"message with no final newline", []string{"Subject: x", "", "last line"}, "Subject: x\n\nlast line\n"},
 		{"empty lines", []string{"", "", ""}, "\n\n\n"},
 		{"line over 1 MiB", []string{"h: v", "", long, "end"}, "h: v\n\n" + long + "\nend\n"},
 		{"dot-stuffed long line", []string{"." + long}, long + "\n"},
