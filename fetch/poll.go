@@ -141,27 +141,17 @@ func Poll(ctx context.Context, acct *Account, store *uidstore.Store, d deliver.D
 // counts as new.
 func Check(ctx context.Context, acct *Account, store *uidstore.Store, opts *Options) (Stats, error) {
 	s := newSession(acct, store, nil, opts)
-	err := func() error {
-		if err := s.connect(ctx); err != nil {
-			return err
-		}
-		defer s.c.Close()
-		if err := s.login(ctx); err != nil {
-			return err
-		}
-		msgs, _, err := s.list(ctx)
-		if err != nil {
-			return err
-		}
-		s.stats.Messages = len(msgs)
+	defer s.close()
+	msgs, _, err := s.open(ctx)
+	if err == nil {
 		for _, m := range msgs {
 			if !m.seen {
 				s.stats.New++
 			}
 		}
 		s.step = "QUIT"
-		return s.c.Quit(ctx)
-	}()
+		err = s.c.Quit(ctx)
+	}
 	if err != nil {
 		return s.stats, classify(acct.Name, s.step, err)
 	}
@@ -205,19 +195,32 @@ type message struct {
 	seen bool
 }
 
-func (s *session) run(ctx context.Context) error {
+// open connects, logs in and lists the mailbox.
+func (s *session) open(ctx context.Context) ([]message, bool, error) {
 	if err := s.connect(ctx); err != nil {
-		return err
+		return nil, false, err
 	}
-	defer s.c.Close()
 	if err := s.login(ctx); err != nil {
-		return err
+		return nil, false, err
 	}
 	msgs, hasUIDL, err := s.list(ctx)
+	s.stats.Messages = len(msgs)
+	return msgs, hasUIDL, err
+}
+
+// close drops the connection if it is still open (after QUIT it is not).
+func (s *session) close() {
+	if s.c != nil {
+		s.c.Close()
+	}
+}
+
+func (s *session) run(ctx context.Context) error {
+	defer s.close()
+	msgs, hasUIDL, err := s.open(ctx)
 	if err != nil {
 		return err
 	}
-	s.stats.Messages = len(msgs)
 	if s.acct.Keep && !hasUIDL && len(msgs) > 0 {
 		return &Error{Account: s.acct.Name, Kind: KindConfig,
 			Err: errors.New("the server does not support UIDL, so keep = true cannot tell new mail from old; use keep = false")}
@@ -245,7 +248,8 @@ func (s *session) run(ctx context.Context) error {
 	return nil
 }
 
-// connect dials, secures the connection as configured and reads CAPA.
+// connect dials, secures the connection as configured and reads CAPA. The
+// caller closes s.c (see close), also when connect fails.
 func (s *session) connect(ctx context.Context) error {
 	a := s.acct
 	addr := net.JoinHostPort(a.Server, strconv.Itoa(a.Port))
@@ -280,7 +284,6 @@ func (s *session) connect(ctx context.Context) error {
 	if a.TLS == TLSStartTLS {
 		s.step = "STLS"
 		if err := s.c.StartTLS(dctx, tcfg); err != nil {
-			s.c.Close()
 			if errors.Is(err, pop3.ErrNoSTLS) {
 				return fmt.Errorf("%w; refusing to continue without TLS (tls = \"starttls\")", err)
 			}
@@ -293,7 +296,6 @@ func (s *session) connect(ctx context.Context) error {
 	caps, err := s.c.Capa(ctx)
 	var perr *pop3.Error
 	if err != nil && !errors.As(err, &perr) {
-		s.c.Close()
 		return err
 	}
 	s.caps = caps

@@ -257,25 +257,40 @@ func (o options) logger(w io.Writer) *slog.Logger {
 	return slog.New(newHumanHandler(w, level))
 }
 
-// prepare loads the config, selects the accounts and opens the UID store.
-func prepare(c *cli.Context) (options, []config.Account, *uidstore.Store, error) {
+// env is what every command that talks to servers needs.
+type env struct {
+	opts     options
+	accounts []config.Account
+	store    *uidstore.Store
+	log      *slog.Logger
+	poll     *fetch.Options
+}
+
+// prepare loads the config, selects the accounts, opens the UID store and
+// sets up logging. The caller closes env.store.
+func prepare(c *cli.Context) (*env, error) {
 	o := readOptions(c)
 	cfg, err := config.Load(o.configPath)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return o, nil, nil, usageError{fmt.Sprintf("no configuration file at %s; write one (see README.md) or pass --config FILE", o.configPath)}
+			return nil, usageError{fmt.Sprintf("no configuration file at %s; write one (see README.md) or pass --config FILE", o.configPath)}
 		}
-		return o, nil, nil, err
+		return nil, err
 	}
 	accounts, err := cfg.Select(c.Args().Slice())
 	if err != nil {
-		return o, nil, nil, err
+		return nil, err
 	}
 	store, err := uidstore.Open(filepath.Join(o.stateDir, "uids.db"), o.lockTimeout)
 	if err != nil {
-		return o, nil, nil, err
+		return nil, err
 	}
-	return o, accounts, store, nil
+	e := &env{opts: o, accounts: accounts, store: store, log: o.logger(c.App.ErrWriter)}
+	e.poll = &fetch.Options{Log: e.log}
+	if o.verbosity >= 2 {
+		e.poll.Trace = c.App.ErrWriter
+	}
+	return e, nil
 }
 
 // fetchAccount turns a config account into what fetch needs.
@@ -308,32 +323,27 @@ func deliverer(a config.Account) (deliver.Deliverer, error) {
 }
 
 func fetchAction(c *cli.Context, code *int) error {
-	o, accounts, store, err := prepare(c)
+	e, err := prepare(c)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	log := o.logger(c.App.ErrWriter)
-	popts := &fetch.Options{Log: log}
-	if o.verbosity >= 2 {
-		popts.Trace = c.App.ErrWriter
-	}
+	defer e.store.Close()
 	var codes []int
-	for _, a := range accounts {
+	for _, a := range e.accounts {
 		if c.Context.Err() != nil {
 			codes = append(codes, exitInterrupted)
 			break
 		}
-		codes = append(codes, pollOne(c.Context, a, o, store, popts, log))
+		codes = append(codes, pollOne(c.Context, a, e))
 	}
 	*code = combine(codes)
 	return nil
 }
 
 // pollOne polls one account, logs its outcome and returns its exit code.
-func pollOne(ctx context.Context, a config.Account, o options, store *uidstore.Store, popts *fetch.Options, log *slog.Logger) int {
-	alog := log.With("account", a.Name)
-	acct, err := fetchAccount(a, o)
+func pollOne(ctx context.Context, a config.Account, e *env) int {
+	alog := e.log.With("account", a.Name)
+	acct, err := fetchAccount(a, e.opts)
 	if err != nil {
 		alog.Error(err.Error())
 		return exitCodeOf(err)
@@ -343,7 +353,7 @@ func pollOne(ctx context.Context, a config.Account, o options, store *uidstore.S
 		alog.Error(err.Error())
 		return exitCodeOf(err)
 	}
-	st, err := fetch.Poll(ctx, acct, store, d, popts)
+	st, err := fetch.Poll(ctx, acct, e.store, d, e.poll)
 	summary := fmt.Sprintf("%d messages on the server, %d new, %d delivered (%s), %d deleted",
 		st.Messages, st.New, st.Delivered, humanBytes(st.Bytes), st.Deleted)
 	if st.Skipped > 0 {
@@ -379,23 +389,17 @@ func pollOne(ctx context.Context, a config.Account, o options, store *uidstore.S
 }
 
 func checkAction(c *cli.Context, code *int) error {
-	o, accounts, store, err := prepare(c)
+	e, err := prepare(c)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	log := o.logger(c.App.ErrWriter)
-	popts := &fetch.Options{Log: log}
-	if o.verbosity >= 2 {
-		popts.Trace = c.App.ErrWriter
-	}
+	defer e.store.Close()
 	var codes []int
-	for _, a := range accounts {
-		alog := log.With("account", a.Name)
-		acct, err := fetchAccount(a, o)
+	for _, a := range e.accounts {
+		acct, err := fetchAccount(a, e.opts)
 		if err == nil {
 			var st fetch.Stats
-			st, err = fetch.Check(c.Context, acct, store, popts)
+			st, err = fetch.Check(c.Context, acct, e.store, e.poll)
 			if err == nil {
 				fmt.Fprintf(c.App.Writer, "%s: %d messages, %d new\n", a.Name, st.Messages, st.New)
 				if st.New > 0 {
@@ -406,7 +410,7 @@ func checkAction(c *cli.Context, code *int) error {
 				continue
 			}
 		}
-		alog.Error(err.Error())
+		e.log.With("account", a.Name).Error(err.Error())
 		codes = append(codes, exitCodeOf(err))
 	}
 	*code = combine(codes)
