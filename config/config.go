@@ -71,6 +71,7 @@ type Account struct {
 	Timeout           time.Duration // bounds connecting and every network read and write
 	MDATimeout        time.Duration
 	Interval          time.Duration // between polls, for the daemon
+	Pipelining        string        // "auto", "on" or "off"
 }
 
 // Config is a loaded configuration file.
@@ -161,6 +162,7 @@ type rawAccount struct {
 	Timeout           *Duration `toml:"timeout"`
 	MDATimeout        *Duration `toml:"mda_timeout"`
 	Interval          *Duration `toml:"interval"`
+	Pipelining        *string   `toml:"pipelining"`
 }
 
 type rawConfig struct {
@@ -327,6 +329,14 @@ func build(r rawAccount) (Account, []string) {
 		if a.Port < 1 || a.Port > 65535 {
 			bad("port %d is out of range", a.Port)
 		}
+	}
+	a.Pipelining = str(r.Pipelining)
+	switch a.Pipelining {
+	case "":
+		a.Pipelining = "auto"
+	case "auto", "on", "off":
+	default:
+		bad("pipelining = %q: want \"auto\", \"on\" or \"off\"", a.Pipelining)
 	}
 	if a.Auth == "" {
 		a.Auth = AuthAuto

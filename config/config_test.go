@@ -27,7 +27,7 @@ func TestParseDefaults(t *testing.T) {
 	}
 	a := cfg.Accounts[0]
 	if a.TLS != TLSImplicit || a.Port != 995 || a.Auth != AuthAuto || a.Keep || !a.AddReceived ||
-		a.Timeout != DefaultTimeout || a.MDATimeout != DefaultMDATimeout || a.Interval != DefaultInterval ||
+		a.Timeout != DefaultTimeout || a.MDATimeout != DefaultMDATimeout || a.Interval != DefaultInterval || a.Pipelining != "auto" ||
 		a.SizeLimit != 0 || a.FetchLimit != 0 || a.Recipient == "" {
 		t.Fatalf("defaults wrong: %+v", a)
 	}
@@ -120,6 +120,7 @@ func TestParseProblems(t *testing.T) {
 		{"short timeout", minimal + "timeout = '10ms'\n", []string{"timeout 10ms"}},
 		{"empty mda", strings.Replace(minimal, `maildir = "/tmp/Mail/work"`, `mda = []`, 1), []string{"command is empty"}},
 		{"bad auth", minimal + "auth = 'kerberos'\n", []string{`auth = "kerberos"`}},
+		{"bad pipelining", minimal + "pipelining = 'yes'\n", []string{`pipelining = "yes"`}},
 		{"wrong type", minimal + "keep = 'yes'\n", []string{"keep"}},
 		{"missing ca_file", minimal + "ca_file = '/nonexistent/ca.pem'\n", []string{"ca_file"}},
 	}

@@ -3,8 +3,10 @@
 // through a mail delivery agent (MDA) run without a shell.
 //
 // A Deliverer reads a message from an io.Reader to its end. If the reader
-// fails, the message is incomplete and is never published or piped. This
-// package knows nothing of POP3.
+// fails, the message is incomplete and is never published or piped.
+// Delivery has two steps, Stage and Publish, and a Flush per batch, so
+// that a caller can keep reading the network while earlier messages are
+// fsync'd. This package knows nothing of POP3.
 package deliver
 
 import (
@@ -15,12 +17,41 @@ import (
 	"time"
 )
 
-// Deliverer delivers one message.
+// Deliverer delivers messages in two steps, so that new messages can be
+// written while earlier ones are being made durable.
 type Deliverer interface {
-	// Deliver reads the message (LF line endings) from r to its end and
-	// makes it durable. It returns nil only when the message is safely
-	// delivered; on any error, including one from r, nothing is delivered.
-	Deliver(ctx context.Context, r io.Reader, env Envelope) error
+	// Stage reads the message (LF line endings) from r to its end and
+	// writes it somewhere temporary: nothing is visible or durable yet.
+	// If r fails, nothing is kept and r's error is returned unwrapped;
+	// failures of the target are returned as *Error.
+	Stage(ctx context.Context, r io.Reader, env Envelope) (Staged, error)
+	// Flush makes every message whose Publish returned before Flush was
+	// called durable (a Maildir fsyncs new/). Only then may a message be
+	// deleted from the server.
+	Flush() error
+}
+
+// Staged is a message written but not yet delivered.
+type Staged interface {
+	// Publish delivers the message: afterwards it is visible to the
+	// user, and durable once the Deliverer's Flush returns. It may be
+	// called from several goroutines for different messages at once.
+	Publish(ctx context.Context) error
+	// Abort throws the message away; after Publish it does nothing.
+	Abort()
+}
+
+// Deliver delivers one message: it stages, publishes and flushes it.
+func Deliver(ctx context.Context, d Deliverer, r io.Reader, env Envelope) error {
+	st, err := d.Stage(ctx, r, env)
+	if err != nil {
+		return err
+	}
+	if err := st.Publish(ctx); err != nil {
+		st.Abort()
+		return err
+	}
+	return d.Flush()
 }
 
 // Envelope is what a delivery knows about a message besides its content.

@@ -3,6 +3,7 @@ package deliver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -46,7 +47,7 @@ func TestMaildirDeliver(t *testing.T) {
 	}
 	msg := "Subject: hi\n\nbody\n"
 	for i := 0; i < 3; i++ {
-		if err := md.Deliver(context.Background(), strings.NewReader(msg), Envelope{}); err != nil {
+		if err := Deliver(context.Background(), md, strings.NewReader(msg), Envelope{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -77,7 +78,7 @@ func TestMaildirIncompleteNeverPublished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = md.Deliver(context.Background(), cutReader("Subject: partial\n\nhal"), Envelope{})
+	err = Deliver(context.Background(), md, cutReader("Subject: partial\n\nhal"), Envelope{})
 	if !errors.Is(err, errCut) {
 		t.Fatalf("got %v, want the reader's error", err)
 	}
@@ -103,7 +104,7 @@ func TestMaildirUnwritable(t *testing.T) {
 		}
 		os.RemoveAll(filepath.Join(dir, "new"))
 		os.WriteFile(filepath.Join(dir, "new"), nil, 0o600)
-		err = md.Deliver(context.Background(), strings.NewReader("x\n"), Envelope{})
+		err = Deliver(context.Background(), md, strings.NewReader("x\n"), Envelope{})
 		var derr *Error
 		if !errors.As(err, &derr) {
 			t.Fatalf("got %v, want *Error", err)
@@ -118,7 +119,7 @@ func TestMaildirUnwritable(t *testing.T) {
 	os.Chmod(filepath.Join(dir, "tmp"), 0o500)
 	defer os.Chmod(filepath.Join(dir, "tmp"), 0o700)
 	var derr *Error
-	if err := md.Deliver(context.Background(), strings.NewReader("x\n"), Envelope{}); !errors.As(err, &derr) {
+	if err := Deliver(context.Background(), md, strings.NewReader("x\n"), Envelope{}); !errors.As(err, &derr) {
 		t.Fatalf("got %v, want *Error", err)
 	}
 }
@@ -175,7 +176,7 @@ func TestMDA(t *testing.T) {
 	script := mdaScript(t, `printf '%s|%s\n' "$1" "$2" > "`+out+`.args"; cat > "`+out+`"`)
 	m := &MDA{Argv: []string{script, "%F", "%T"}, Timeout: 10 * time.Second}
 	msg := "Return-Path: <s@x.y>\nSubject: hi\n\nbody\n"
-	if err := m.Deliver(context.Background(), strings.NewReader(msg), Envelope{Recipient: "me"}); err != nil {
+	if err := Deliver(context.Background(), m, strings.NewReader(msg), Envelope{Recipient: "me"}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(out)
@@ -206,7 +207,7 @@ func TestMDAFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			m := &MDA{Argv: []string{mdaScript(t, tt.script)}, Timeout: tt.timeout}
 			start := time.Now()
-			err := m.Deliver(context.Background(), strings.NewReader("Subject: x\n\nbody\n"), Envelope{})
+			err := Deliver(context.Background(), m, strings.NewReader("Subject: x\n\nbody\n"), Envelope{})
 			var derr *Error
 			if !errors.As(err, &derr) {
 				t.Fatalf("got %v, want *Error", err)
@@ -227,7 +228,7 @@ func TestMDAFailures(t *testing.T) {
 func TestMDANotFound(t *testing.T) {
 	m := &MDA{Argv: []string{"/nonexistent/procmail"}}
 	var derr *Error
-	if err := m.Deliver(context.Background(), strings.NewReader("x\n"), Envelope{}); !errors.As(err, &derr) || derr.Temporary {
+	if err := Deliver(context.Background(), m, strings.NewReader("x\n"), Envelope{}); !errors.As(err, &derr) || derr.Temporary {
 		t.Fatalf("got %v, want permanent *Error", err)
 	}
 }
@@ -235,7 +236,7 @@ func TestMDANotFound(t *testing.T) {
 func TestMDAIncompleteNeverPiped(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "ran")
 	m := &MDA{Argv: []string{mdaScript(t, "cat > "+marker)}}
-	err := m.Deliver(context.Background(), cutReader("Subject: partial\n\nhal"), Envelope{})
+	err := Deliver(context.Background(), m, cutReader("Subject: partial\n\nhal"), Envelope{})
 	if !errors.Is(err, errCut) {
 		t.Fatalf("got %v, want the reader's error", err)
 	}
@@ -250,5 +251,78 @@ func TestTraceHeader(t *testing.T) {
 	want := "Received: from pop.example.com (192.0.2.1)\n\tby laptop with POP3S id uid?1???X:?y\n\tfor <me@example.com>; Sun, 22 Nov 2026 06:00:00 +0000\n"
 	if got := tr.Header(); got != want {
 		t.Errorf("got\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestMaildirStagedNotVisibleUntilPublished(t *testing.T) {
+	dir := t.TempDir()
+	md, err := NewMaildir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var staged []Staged
+	for i := 0; i < 3; i++ {
+		st, err := md.Stage(ctx, strings.NewReader(fmt.Sprintf("Subject: %d\n\nx\n", i)), Envelope{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		staged = append(staged, st)
+	}
+	if n := listDir(t, filepath.Join(dir, "new")); len(n) != 0 {
+		t.Fatalf("staged messages visible: %v", n)
+	}
+	if n := listDir(t, filepath.Join(dir, "tmp")); len(n) != 3 {
+		t.Fatalf("tmp/ holds %v", n)
+	}
+	// Publish two concurrently, abort the third.
+	errs := make(chan error, 2)
+	for _, st := range staged[:2] {
+		go func() { errs <- st.Publish(ctx) }()
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	staged[2].Abort()
+	staged[0].Abort() // after Publish: nothing happens
+	if err := md.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := listDir(t, filepath.Join(dir, "new")); len(n) != 2 {
+		t.Errorf("new/ holds %v", n)
+	}
+	if n := listDir(t, filepath.Join(dir, "tmp")); len(n) != 0 {
+		t.Errorf("tmp/ holds %v", n)
+	}
+	if err := staged[1].Publish(ctx); err == nil {
+		t.Error("second Publish succeeded")
+	}
+}
+
+func TestMDARunsOneAtATime(t *testing.T) {
+	dir := t.TempDir()
+	lock := filepath.Join(dir, "running")
+	// The script fails if another instance is running at the same time.
+	script := mdaScript(t, fmt.Sprintf(`if ! mkdir %[1]s 2>/dev/null; then exit 1; fi; cat >/dev/null; sleep 0.05; rmdir %[1]s`, lock))
+	m := &MDA{Argv: []string{script}, Timeout: 10 * time.Second}
+	ctx := context.Background()
+	var staged []Staged
+	for i := 0; i < 4; i++ {
+		st, err := m.Stage(ctx, strings.NewReader("x\n"), Envelope{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		staged = append(staged, st)
+	}
+	errs := make(chan error, len(staged))
+	for _, st := range staged {
+		go func() { errs <- st.Publish(ctx) }()
+	}
+	for range staged {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent MDA runs: %v", err)
+		}
 	}
 }

@@ -19,11 +19,12 @@ import (
 
 // Maildir delivers into a Maildir (https://cr.yp.to/proto/maildir.html).
 //
-// A message is written to tmp/ under a unique name, fsync'd, linked into
-// new/ under the same name (link, unlike rename, never replaces a file)
-// and removed from tmp/; then new/ is fsync'd so that the new entry
-// survives a crash. A message whose reader fails is removed from tmp/ and
-// never appears in new/.
+// Stage writes a message to tmp/ under a unique name; Publish fsyncs it,
+// links it into new/ under the same name (link, unlike rename, never
+// replaces a file) and removes it from tmp/; Flush fsyncs new/ so that
+// the new entries survive a crash. A message whose reader fails is
+// removed from tmp/ and never appears in new/. Maildir is safe for use by
+// several goroutines.
 type Maildir struct {
 	dir  string
 	host string
@@ -67,56 +68,88 @@ func (m *Maildir) uniqueName(now time.Time) (string, error) {
 		m.seq.Add(1), hex.EncodeToString(rnd[:]), m.host), nil
 }
 
-// Deliver implements Deliverer.
-func (m *Maildir) Deliver(ctx context.Context, r io.Reader, env Envelope) error {
-	_, err := m.deliver(r)
-	return err
-}
-
-// deliver does the work of Deliver and returns the message's file name.
-func (m *Maildir) deliver(r io.Reader) (string, error) {
-	fail := func(err error) error {
-		return &Error{Target: "maildir " + m.dir, Temporary: isTemporaryFS(err), Err: err}
-	}
+// Stage implements Deliverer: it writes the message to tmp/, without
+// fsync.
+func (m *Maildir) Stage(ctx context.Context, r io.Reader, env Envelope) (Staged, error) {
 	name, err := m.uniqueName(time.Now())
 	if err != nil {
-		return "", fail(err)
+		return nil, m.fail(err)
 	}
-	tmpPath := filepath.Join(m.dir, "tmp", name)
-	f, err := os.OpenFile(tmpPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	st := &stagedFile{m: m, name: name, tmpPath: filepath.Join(m.dir, "tmp", name)}
+	st.f, err = os.OpenFile(st.tmpPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return "", fail(err)
-	}
-	abort := func(err error) (string, error) {
-		f.Close()
-		os.Remove(tmpPath)
-		return "", err
+		return nil, m.fail(err)
 	}
 	src := &errReader{r: r}
-	if _, err := io.Copy(f, src); err != nil {
+	if _, err := io.Copy(st.f, src); err != nil {
+		st.Abort()
 		if src.err != nil {
-			return abort(src.err) // incomplete: never published
+			return nil, src.err // incomplete: never published
 		}
-		return abort(fail(err))
+		return nil, m.fail(err)
 	}
-	if err := f.Sync(); err != nil {
-		return abort(fail(err))
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmpPath)
-		return "", fail(err)
-	}
-	newPath := filepath.Join(m.dir, "new", name)
-	if err := publish(tmpPath, newPath); err != nil {
-		os.Remove(tmpPath)
-		return "", fail(err)
-	}
+	return st, nil
+}
+
+// Flush implements Deliverer: it fsyncs new/, making the entries of every
+// message published so far durable.
+func (m *Maildir) Flush() error {
 	if err := syncDir(filepath.Join(m.dir, "new")); err != nil {
-		// The file is in new/ but may not survive a crash. Report failure:
-		// the message stays on the server, and at worst arrives twice.
-		return "", fail(err)
+		return m.fail(err)
 	}
-	return name, nil
+	return nil
+}
+
+func (m *Maildir) fail(err error) error {
+	return &Error{Target: "maildir " + m.dir, Temporary: isTemporaryFS(err), Err: err}
+}
+
+// stagedFile is a message written to tmp/.
+type stagedFile struct {
+	m       *Maildir
+	name    string
+	tmpPath string
+	f       *os.File // nil once closed
+	done    bool
+}
+
+// Name returns the message's file name (the same in tmp/ and new/).
+func (s *stagedFile) Name() string { return s.name }
+
+// Publish fsyncs the file and links it into new/.
+func (s *stagedFile) Publish(ctx context.Context) error {
+	if s.done {
+		return errors.New("deliver: message published twice")
+	}
+	if err := s.f.Sync(); err != nil {
+		s.Abort()
+		return s.m.fail(err)
+	}
+	err := s.f.Close()
+	s.f = nil
+	if err != nil {
+		s.Abort()
+		return s.m.fail(err)
+	}
+	if err := publish(s.tmpPath, filepath.Join(s.m.dir, "new", s.name)); err != nil {
+		s.Abort()
+		return s.m.fail(err)
+	}
+	s.done = true
+	return nil
+}
+
+// Abort removes the file from tmp/.
+func (s *stagedFile) Abort() {
+	if s.done {
+		return
+	}
+	if s.f != nil {
+		s.f.Close()
+		s.f = nil
+	}
+	os.Remove(s.tmpPath)
+	s.done = true
 }
 
 // publish moves tmpPath to newPath without ever replacing an existing file:

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -41,39 +42,72 @@ type MDA struct {
 	Argv     []string
 	Timeout  time.Duration
 	SpoolDir string // where to spool; "" means os.TempDir()
+
+	mu sync.Mutex // one MDA run at a time, in the order published
 }
 
-// Deliver implements Deliverer.
-func (m *MDA) Deliver(ctx context.Context, r io.Reader, env Envelope) error {
+// Stage implements Deliverer: it spools the message to an unlinked file
+// and reads its envelope sender.
+func (m *MDA) Stage(ctx context.Context, r io.Reader, env Envelope) (Staged, error) {
 	if len(m.Argv) == 0 {
-		return &Error{Target: "mda", Err: errors.New("empty command")}
+		return nil, &Error{Target: "mda", Err: errors.New("empty command")}
 	}
 	target := "mda " + m.Argv[0]
 	spool, err := os.CreateTemp(m.SpoolDir, "popfetch-spool-*")
 	if err != nil {
-		return &Error{Target: target, Temporary: true, Err: fmt.Errorf("spool: %w", err)}
+		return nil, &Error{Target: target, Temporary: true, Err: fmt.Errorf("spool: %w", err)}
 	}
 	os.Remove(spool.Name()) // unlinked: gone when closed, whatever happens
-	defer spool.Close()
+	st := &stagedSpool{m: m, target: target, spool: spool}
 	src := &errReader{r: r}
 	if _, err := io.Copy(spool, src); err != nil {
+		st.Abort()
 		if src.err != nil {
-			return src.err // the message is incomplete; nothing is piped
+			return nil, src.err // the message is incomplete; nothing is piped
 		}
-		return &Error{Target: target, Temporary: true, Err: fmt.Errorf("spool: %w", err)}
+		return nil, &Error{Target: target, Temporary: true, Err: fmt.Errorf("spool: %w", err)}
 	}
 	var sender string
 	if usesSender(m.Argv) {
 		if _, err := spool.Seek(0, io.SeekStart); err != nil {
-			return &Error{Target: target, Temporary: true, Err: err}
+			st.Abort()
+			return nil, &Error{Target: target, Temporary: true, Err: err}
 		}
 		sender = envelopeSender(spool)
 	}
-	if _, err := spool.Seek(0, io.SeekStart); err != nil {
-		return &Error{Target: target, Temporary: true, Err: err}
+	st.argv = Expand(m.Argv, sender, env.Recipient)
+	return st, nil
+}
+
+// Flush implements Deliverer. An MDA's exit status is its promise that
+// the message is safe: there is nothing more to flush.
+func (m *MDA) Flush() error { return nil }
+
+// stagedSpool is a message spooled for an MDA.
+type stagedSpool struct {
+	m      *MDA
+	target string
+	argv   []string
+	spool  *os.File
+}
+
+// Publish runs the MDA with the message on its standard input.
+func (s *stagedSpool) Publish(ctx context.Context) error {
+	defer s.Abort()
+	if _, err := s.spool.Seek(0, io.SeekStart); err != nil {
+		return &Error{Target: s.target, Temporary: true, Err: err}
 	}
-	argv := Expand(m.Argv, sender, env.Recipient)
-	return m.run(ctx, target, argv, spool)
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	return s.m.run(ctx, s.target, s.argv, s.spool)
+}
+
+// Abort closes (and so removes) the spool file.
+func (s *stagedSpool) Abort() {
+	if s.spool != nil {
+		s.spool.Close()
+		s.spool = nil
+	}
 }
 
 func (m *MDA) run(ctx context.Context, target string, argv []string, stdin io.Reader) error {

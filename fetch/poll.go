@@ -71,7 +71,19 @@ type Account struct {
 	Recipient         string
 	AddReceived       bool
 	Timeout           time.Duration // connecting, and every read and write
+	Pipelining        PipeliningMode
 }
+
+// PipeliningMode says whether to send commands ahead of their replies
+// (RFC 2449 PIPELINING).
+type PipeliningMode string
+
+// The pipelining modes.
+const (
+	PipeliningAuto PipeliningMode = "auto" // when the server advertises PIPELINING (the default)
+	PipeliningOn   PipeliningMode = "on"   // always, for servers that pipeline without saying so
+	PipeliningOff  PipeliningMode = "off"  // never: one command at a time
+)
 
 // Key returns the UID store key of the account's mailbox.
 func (a *Account) Key() uidstore.Key {
@@ -116,6 +128,8 @@ type Options struct {
 	Log *slog.Logger
 	// Trace, if set, receives the protocol trace (secrets redacted).
 	Trace io.Writer
+
+	tune *tuning // tests only; nil means defaultTuning
 }
 
 // maxConsecutiveFailures stops a poll whose deliveries keep failing (a
@@ -130,8 +144,8 @@ func Poll(ctx context.Context, acct *Account, store *uidstore.Store, d deliver.D
 	if err := s.run(ctx); err != nil {
 		return s.stats, classify(acct.Name, s.step, err)
 	}
-	if s.deliveryErr != nil {
-		return s.stats, classify(acct.Name, "deliver", s.deliveryErr)
+	if s.softErr != nil {
+		return s.stats, classify(acct.Name, "transfer", s.softErr)
 	}
 	return s.stats, nil
 }
@@ -170,29 +184,46 @@ func newSession(acct *Account, store *uidstore.Store, d deliver.Deliverer, opts 
 	if err != nil {
 		host = "localhost"
 	}
-	return &session{acct: acct, store: store, d: d, log: log.With("account", acct.Name), trace: opts.Trace, host: host}
+	tune := defaultTuning
+	if opts.tune != nil {
+		tune = *opts.tune
+	}
+	return &session{acct: acct, store: store, d: d, log: log.With("account", acct.Name), trace: opts.Trace, host: host, tune: tune}
 }
 
 type session struct {
-	acct        *Account
-	store       *uidstore.Store
-	d           deliver.Deliverer
-	log         *slog.Logger
-	trace       io.Writer
-	host        string // this host's name, for Received fields
-	c           *pop3.Client
-	caps        pop3.Capabilities // nil if the server has no CAPA
-	step        string            // the command in progress, for error classification
-	stats       Stats
-	deliveryErr error // the last delivery failure, if the poll went on
+	acct    *Account
+	store   *uidstore.Store
+	d       deliver.Deliverer
+	log     *slog.Logger
+	trace   io.Writer
+	host    string // this host's name, for Received fields
+	c       *pop3.Client
+	caps    pop3.Capabilities // nil if the server has no CAPA
+	step    string            // the command in progress, for error classification
+	tune    tuning
+	stats   Stats
+	softErr error // the last failure the poll went on after (a delivery, a refused RETR or DELE)
+}
+
+// pipelining reports whether commands may be sent ahead of their replies.
+func (s *session) pipelining() bool {
+	switch s.acct.Pipelining {
+	case PipeliningOn:
+		return true
+	case PipeliningOff:
+		return false
+	}
+	return s.caps.Has("PIPELINING")
 }
 
 // message is one message on the server.
 type message struct {
-	num  int
-	uid  string // "" without UIDL
-	size int64
-	seen bool
+	num       int
+	uid       string // "" without UIDL
+	size      int64  // from LIST, if sizeKnown
+	sizeKnown bool
+	seen      bool
 }
 
 // open connects, logs in and lists the mailbox.
@@ -225,7 +256,8 @@ func (s *session) run(ctx context.Context) error {
 		return &Error{Account: s.acct.Name, Kind: KindConfig,
 			Err: errors.New("the server does not support UIDL, so keep = true cannot tell new mail from old; use keep = false")}
 	}
-	deleted, err := s.transfer(ctx, msgs, hasUIDL)
+	toFetch, toDelete := s.plan(msgs)
+	deleted, err := s.transfer(ctx, toFetch, toDelete, hasUIDL)
 	if err != nil {
 		return err
 	}
@@ -323,171 +355,127 @@ func (s *session) login(ctx context.Context) error {
 		s.step = "APOP"
 		return s.c.APOP(ctx, a.User, pw)
 	}
-	s.step = "USER"
-	if err := s.c.User(ctx, a.User); err != nil {
-		return err
-	}
 	s.step = "PASS"
-	return s.c.Pass(ctx, pw)
+	return s.c.Login(ctx, a.User, pw, s.pipelining())
 }
 
-// list returns the messages on the server with their sizes, UIDs (if the
-// server has UIDL) and whether they were delivered before.
+// list returns the messages on the server with their UIDs (if the server
+// has UIDL), whether they were delivered before, and their sizes where
+// needed. UIDL alone answers a poll that finds nothing new; LIST is asked
+// for only without UIDL, or when size_limit must judge new messages. With
+// PIPELINING and a size_limit both go out at once.
 func (s *session) list(ctx context.Context) ([]message, bool, error) {
-	s.step = "LIST"
-	sizes, err := s.c.List(ctx)
-	if err != nil {
-		return nil, false, err
-	}
-	msgs := make([]message, len(sizes))
-	index := make(map[int]int, len(sizes))
-	for i, sz := range sizes {
-		if _, dup := index[sz.Number]; dup {
-			return nil, false, &pop3.ProtocolError{Op: "LIST", Msg: fmt.Sprintf("message %d listed twice", sz.Number)}
-		}
-		index[sz.Number] = i
-		msgs[i] = message{num: sz.Number, size: sz.Size}
-	}
+	needSizes := s.acct.SizeLimit > 0
 	s.step = "UIDL"
-	uids, err := s.c.UIDL(ctx)
+	uids, uidlErr, sizes, listErr, err := s.c.ListAll(ctx, true, needSizes && s.pipelining(), s.pipelining())
+	if err != nil {
+		return nil, false, err
+	}
 	var perr *pop3.Error
-	if errors.As(err, &perr) && !s.caps.Has("UIDL") && perr.Code == "" {
-		return msgs, false, nil // a server without UIDL
+	if uidlErr != nil && (!errors.As(uidlErr, &perr) || s.caps.Has("UIDL") || perr.Code != "") {
+		// Not "unsupported": refused by a server that advertises UIDL,
+		// or with a response code, or a malformed listing.
+		return nil, false, uidlErr
 	}
+	hasUIDL := uidlErr == nil
+	var msgs []message
+	if hasUIDL {
+		if msgs, err = s.byUID(uids); err != nil {
+			return nil, false, err
+		}
+	}
+	haveSizes := sizes != nil || listErr != nil
+	if !haveSizes && (!hasUIDL || (needSizes && anyNew(msgs))) {
+		s.step = "LIST"
+		sizes, err = s.c.List(ctx)
+		listErr = err
+	}
+	if listErr != nil {
+		s.step = "LIST"
+		return nil, false, listErr
+	}
+	if !hasUIDL {
+		msgs = make([]message, 0, len(sizes))
+		for _, sz := range sizes {
+			msgs = append(msgs, message{num: sz.Number, size: sz.Size, sizeKnown: true})
+		}
+	} else if sizes != nil {
+		index := make(map[int]int, len(msgs))
+		for i, m := range msgs {
+			index[m.num] = i
+		}
+		for _, sz := range sizes {
+			if i, ok := index[sz.Number]; ok {
+				msgs[i].size, msgs[i].sizeKnown = sz.Size, true
+			}
+		}
+	}
+	return msgs, hasUIDL, nil
+}
+
+// byUID turns a UIDL listing into messages and looks them up in the store
+// in one read transaction. A UID used twice stops the poll before anything
+// is deleted: deleting by UID could delete the wrong message.
+func (s *session) byUID(uids []pop3.MessageUID) ([]message, error) {
+	msgs := make([]message, len(uids))
+	list := make([]string, len(uids))
+	seenUID := make(map[string]bool, len(uids))
+	seenNum := make(map[int]bool, len(uids))
+	for i, u := range uids {
+		if seenUID[u.UID] {
+			return nil, &pop3.ProtocolError{Op: "UIDL", Msg: fmt.Sprintf("UID %q is used by more than one message", u.UID)}
+		}
+		if seenNum[u.Number] {
+			return nil, &pop3.ProtocolError{Op: "UIDL", Msg: fmt.Sprintf("message %d listed twice", u.Number)}
+		}
+		seenUID[u.UID], seenNum[u.Number] = true, true
+		msgs[i] = message{num: u.Number, uid: u.UID}
+		list[i] = u.UID
+	}
+	seen, err := s.store.Seen(s.acct.Key(), list)
 	if err != nil {
-		return nil, false, err
-	}
-	byUID := make(map[string]bool, len(uids))
-	for _, u := range uids {
-		i, ok := index[u.Number]
-		if !ok {
-			continue // not in LIST: deleted or never there; ignore
-		}
-		if byUID[u.UID] {
-			// Two messages with one UID cannot be told apart; deleting
-			// by UID could delete the wrong one. Stop before doing harm.
-			return nil, false, &pop3.ProtocolError{Op: "UIDL", Msg: fmt.Sprintf("UID %q is used by more than one message", u.UID)}
-		}
-		byUID[u.UID] = true
-		msgs[i].uid = u.UID
-	}
-	uidList := make([]string, len(msgs))
-	for i, m := range msgs {
-		if m.uid == "" {
-			return nil, false, &pop3.ProtocolError{Op: "UIDL", Msg: fmt.Sprintf("message %d has no UID", m.num)}
-		}
-		uidList[i] = m.uid
-	}
-	seen, err := s.store.Seen(s.acct.Key(), uidList)
-	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	for i := range msgs {
 		msgs[i].seen = seen[i]
 	}
-	return msgs, true, nil
+	return msgs, nil
 }
 
-// transfer delivers the new messages and marks for deletion what may be
-// deleted. It returns how many messages were marked.
-func (s *session) transfer(ctx context.Context, msgs []message, hasUIDL bool) (int, error) {
-	a := s.acct
-	deleted, fetched, failures := 0, 0, 0
+func anyNew(msgs []message) bool {
 	for _, m := range msgs {
-		if m.seen {
-			// Delivered in an earlier poll; its DELE did not take effect
-			// (keep was on, or that session broke before QUIT).
-			if !a.Keep {
-				s.step = "DELE"
-				if err := s.c.Dele(ctx, m.num); err != nil {
-					return deleted, err
-				}
-				deleted++
-			}
-			continue
+		if !m.seen {
+			return true
 		}
-		s.stats.New++
-		if a.SizeLimit > 0 && m.size > a.SizeLimit {
+	}
+	return false
+}
+
+// plan splits the messages into those to fetch (new, within size_limit
+// and fetch_limit) and those to delete without fetching (delivered before,
+// unless the account keeps mail).
+func (s *session) plan(msgs []message) (toFetch, toDelete []message) {
+	a := s.acct
+	for _, m := range msgs {
+		switch {
+		case m.seen:
+			if !a.Keep {
+				toDelete = append(toDelete, m)
+			}
+		case a.SizeLimit > 0 && m.sizeKnown && m.size > a.SizeLimit:
+			s.stats.New++
 			s.stats.Skipped++
 			s.log.Info("message larger than size_limit left on the server",
 				"uid", m.uid, "number", m.num, "size", m.size, "size_limit", a.SizeLimit)
-			continue
-		}
-		if a.FetchLimit > 0 && fetched >= a.FetchLimit {
+		case a.FetchLimit > 0 && len(toFetch) >= a.FetchLimit:
+			s.stats.New++
 			s.stats.LimitReached = true
-			continue // still DELE the seen ones
-		}
-		fetched++
-		err := s.fetchOne(ctx, m)
-		var derr *deliver.Error
-		if errors.As(err, &derr) {
-			s.stats.Failed++
-			s.deliveryErr = err
-			s.log.Error("delivery failed; message left on the server", "uid", m.uid, "number", m.num, "err", err)
-			failures++
-			if failures >= maxConsecutiveFailures {
-				return deleted, fmt.Errorf("giving up after %d failed deliveries in a row: %w", failures, err)
-			}
-			continue
-		}
-		if err != nil {
-			return deleted, err
-		}
-		failures = 0
-		if hasUIDL {
-			s.step = "record"
-			if err := s.store.Record(a.Key(), m.uid); err != nil {
-				return deleted, err
-			}
-		}
-		if !a.Keep {
-			s.step = "DELE"
-			if err := s.c.Dele(ctx, m.num); err != nil {
-				return deleted, err
-			}
-			deleted++
+		default:
+			s.stats.New++
+			toFetch = append(toFetch, m)
 		}
 	}
-	return deleted, nil
-}
-
-// fetchOne streams message m into the deliverer.
-func (s *session) fetchOne(ctx context.Context, m message) error {
-	s.step = "RETR"
-	body, err := s.c.Retr(ctx, m.num)
-	if err != nil {
-		return err
-	}
-	defer body.Close()
-	src := &sourceReader{r: body}
-	if s.log.Enabled(ctx, slog.LevelDebug) {
-		src.head = &bytes.Buffer{}
-	}
-	var r io.Reader = src
-	if s.acct.AddReceived {
-		r = io.MultiReader(strings.NewReader(s.received(m)), src)
-	}
-	start := time.Now()
-	s.step = "deliver"
-	err = s.d.Deliver(ctx, r, deliver.Envelope{Recipient: s.acct.Recipient})
-	if src.err != nil {
-		// The message was cut short: a network failure, not a delivery one.
-		s.step = "RETR"
-		return src.err
-	}
-	if err != nil {
-		return err
-	}
-	if !src.eof {
-		return fmt.Errorf("internal error: the deliverer reported success without reading the whole message %d", m.num)
-	}
-	s.stats.Delivered++
-	s.stats.Bytes += body.Size()
-	if src.head != nil {
-		s.log.Debug("delivered", "uid", m.uid, "number", m.num, "size", body.Size(),
-			"subject", subject(src.head.Bytes()), "took", time.Since(start).Round(time.Millisecond))
-	}
-	return nil
+	return toFetch, toDelete
 }
 
 func (s *session) received(m message) string {

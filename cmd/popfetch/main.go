@@ -300,6 +300,7 @@ func fetchAccount(a config.Account, o options) (*fetch.Account, error) {
 		Password: a.Password.Resolve, Auth: fetch.AuthMode(a.Auth), AllowInsecureAuth: a.AllowInsecureAuth,
 		Keep: a.Keep || o.keep, SizeLimit: a.SizeLimit, FetchLimit: a.FetchLimit,
 		Recipient: a.Recipient, AddReceived: a.AddReceived, Timeout: a.Timeout,
+		Pipelining: fetch.PipeliningMode(a.Pipelining),
 	}
 	if a.TLS != config.TLSNone {
 		t, err := fetch.NewTLSConfig(a.Server, a.CAFile)

@@ -154,7 +154,7 @@ func TestExitCodeTable(t *testing.T) {
 	}{
 		{"socket", pop3test.Config{}, nil, "", func(f *cliFixture) { f.srv.Close() }, nil, exitSocket},
 		{"auth", pop3test.Config{}, []pop3test.Fault{{Command: "PASS", Action: pop3test.Reply, Reply: "-ERR [AUTH] no"}}, "", nil, nil, exitAuth},
-		{"protocol", pop3test.Config{}, []pop3test.Fault{{Command: "LIST", Action: pop3test.Garbage}}, "", nil, nil, exitProtocol},
+		{"protocol", pop3test.Config{}, []pop3test.Fault{{Command: "UIDL", Action: pop3test.Garbage}}, "", nil, nil, exitProtocol},
 		{"config", pop3test.Config{}, nil, "kep = true", nil, nil, exitConfig},
 		{"unknown account", pop3test.Config{}, nil, "", nil, []string{"nope"}, exitConfig},
 		{"usage", pop3test.Config{}, nil, "", nil, []string{"--no-such-flag"}, exitConfig},

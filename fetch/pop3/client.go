@@ -19,6 +19,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -51,7 +52,9 @@ type Client struct {
 	caps      Capabilities
 	tls       bool
 	open      *MessageReader // the multi-line response being read, if any
+	pipe      *Pipeline      // the pipeline in use, if any
 	broken    error          // set once the connection cannot be trusted
+	traceMu   sync.Mutex
 }
 
 // Dial connects to addr over plain TCP and reads the greeting.
@@ -441,17 +444,17 @@ func (c *Client) Quit(ctx context.Context) error {
 
 // MessageReader streams one message of a RETR or TOP reply.
 type MessageReader struct {
-	c    *Client
 	dr   *dotReader
-	stop func()
-	done bool
+	done func(err error) // called once, with io.EOF or the failure
+	c    *Client
+	end  bool
 	err  error
 }
 
 // Read implements io.Reader. At the end of the message it returns io.EOF;
 // if the message was cut short it returns ErrTruncated or the network error.
 func (m *MessageReader) Read(p []byte) (int, error) {
-	if m.done {
+	if m.end {
 		return 0, m.err
 	}
 	n, err := m.dr.Read(p)
@@ -469,7 +472,7 @@ func (m *MessageReader) Size() int64 { return m.dr.n }
 // Close reads and discards the rest of the message so that the connection
 // can be used again. If that fails the client is broken.
 func (m *MessageReader) Close() error {
-	if !m.done {
+	if !m.end {
 		err := m.dr.drain()
 		if err == nil {
 			err = io.EOF
@@ -483,25 +486,29 @@ func (m *MessageReader) Close() error {
 }
 
 func (m *MessageReader) finish(err error) {
-	m.done = true
+	m.end = true
 	m.err = err
-	m.stop()
-	m.c.open = nil
-	if err != io.EOF {
-		m.c.broken = err
-	}
 	if err == io.EOF {
 		m.c.tracef("S: <%d octets of message data>", m.dr.n)
 	} else {
 		m.c.tracef("S: <%d octets of message data, incomplete: %v>", m.dr.n, err)
 	}
+	m.done(err)
 }
 
 func (c *Client) message(ctx context.Context, verb, arg string) (*MessageReader, error) {
 	if _, err := c.cmd(ctx, verb, arg); err != nil {
 		return nil, err
 	}
-	m := &MessageReader{c: c, dr: newDotReader(c.r), stop: c.tc.watch(ctx)}
+	stop := c.tc.watch(ctx)
+	m := &MessageReader{c: c, dr: newDotReader(c.r)}
+	m.done = func(err error) {
+		stop()
+		c.open = nil
+		if err != io.EOF {
+			c.broken = err
+		}
+	}
 	c.open = m
 	return m, nil
 }
@@ -514,6 +521,13 @@ func (c *Client) listing(ctx context.Context, verb, arg string, fn func(string) 
 	}
 	stop := c.tc.watch(ctx)
 	defer stop()
+	return c.readListing(verb, fn)
+}
+
+// readListing reads the lines of a multi-line listing up to its "." line
+// and calls fn for each. An error from fn is returned once the listing is
+// read to its end, so the connection stays usable.
+func (c *Client) readListing(verb string, fn func(string) error) error {
 	var ferr error
 	for {
 		line, err := readBoundedLine(c.r, MaxLineLength, verb)
@@ -541,6 +555,9 @@ func (c *Client) cmd(ctx context.Context, verb, arg string) (string, error) {
 	}
 	if c.open != nil {
 		return "", errors.New("pop3: " + verb + " while a message is still being read")
+	}
+	if c.pipe != nil {
+		return "", errors.New("pop3: " + verb + " while a pipeline is in use")
 	}
 	if strings.ContainsAny(arg, "\r\n\x00") {
 		return "", ErrBadArgument
@@ -638,8 +655,12 @@ func redact(verb, arg string) string {
 	return verb + " " + arg
 }
 
+// tracef writes a trace line. It may be called by a pipeline's reader and
+// writer at once.
 func (c *Client) tracef(format string, args ...any) {
 	if c.debug != nil {
+		c.traceMu.Lock()
 		fmt.Fprintf(c.debug, format+"\n", args...)
+		c.traceMu.Unlock()
 	}
 }

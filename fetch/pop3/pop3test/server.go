@@ -85,6 +85,10 @@ type Config struct {
 	STLSInject string
 	// TLS, if set, makes the listener speak TLS from the start (POP3S).
 	TLS *tls.Config
+
+	// Hook, if set, is called with each command line as it arrives,
+	// before the server acts on it (in the session's goroutine).
+	Hook func(line string)
 }
 
 // Server is a running test server.
@@ -101,6 +105,8 @@ type Server struct {
 	counts   map[string]int // occurrences of each command so far
 	commands []string       // every command line received, in order
 	sessions int
+	flights  int // client flights: commands that arrived after the server had answered all before them
+	deepest  int // the most commands in one flight
 }
 
 // NewServer starts a server on 127.0.0.1 with the given mailbox.
@@ -178,6 +184,23 @@ func (s *Server) Count(verb string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.counts[verb]
+}
+
+// Flights returns how many times a client sent commands after the server
+// had answered everything before them: the round trips the clients made
+// the server wait for. Commands pipelined together count once.
+func (s *Server) Flights() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flights
+}
+
+// Deepest returns the largest number of commands received in one flight:
+// 1 for a client that never pipelines.
+func (s *Server) Deepest() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deepest
 }
 
 // Sessions returns how many connections the server has accepted.
@@ -258,6 +281,8 @@ func (ss *session) run() {
 	if err := ss.w.Flush(); err != nil {
 		return
 	}
+	idle := true // everything received so far has been answered and flushed
+	depth := 0
 	for {
 		ss.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 		line, err := ss.r.ReadString('\n')
@@ -267,7 +292,17 @@ func (ss *session) run() {
 		line = strings.TrimRight(line, "\r\n")
 		ss.srv.mu.Lock()
 		ss.srv.commands = append(ss.srv.commands, line)
+		if idle {
+			ss.srv.flights++
+			depth = 0
+			idle = false
+		}
+		depth++
+		ss.srv.deepest = max(ss.srv.deepest, depth)
 		ss.srv.mu.Unlock()
+		if ss.srv.cfg.Hook != nil {
+			ss.srv.cfg.Hook(line)
+		}
 		verb, arg, _ := strings.Cut(line, " ")
 		verb = strings.ToUpper(verb)
 		if err := ss.reply(verb, func() error { return ss.handle(verb, arg) }); err != nil {
@@ -277,6 +312,7 @@ func (ss *session) run() {
 			if err := ss.w.Flush(); err != nil {
 				return
 			}
+			idle = true
 		}
 	}
 }

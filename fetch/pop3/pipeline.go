@@ -1,0 +1,350 @@
+package pop3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Command is a command sent through a Pipeline.
+type Command struct {
+	Verb string // "RETR", "TOP", "DELE", "NOOP" or "RSET"
+	Msg  int    // the message number; 0 for NOOP and RSET
+}
+
+// Reply is the reply to one pipelined command.
+type Reply struct {
+	Command Command
+	// Err is the -ERR reply, or nil for +OK.
+	Err *Error
+	// Body streams the message of a RETR or TOP answered +OK. It must be
+	// read to its end or closed before the next call to Next.
+	Body *MessageReader
+}
+
+// Pipeline sends commands ahead of their replies (RFC 2449 PIPELINING):
+// one goroutine calls Send, Flush and CloseSend while another calls Next,
+// which returns the replies strictly in the order the commands were sent.
+// At most window commands await their replies; Send waits for a free
+// place, and flushes what it has written before it waits, so that neither
+// side can block the other for good. With a window of 1 a Pipeline is the
+// plain request/response protocol of a server without PIPELINING.
+//
+// While a Pipeline is in use the Client's other methods are refused.
+type Pipeline struct {
+	c     *Client
+	stop  func()
+	slots chan struct{} // a token for each command awaiting its reply
+	sent  chan Command  // the commands awaiting replies, oldest first
+	dead  chan struct{} // closed by the first failure
+
+	wmu    sync.Mutex // the writer's side
+	closed bool
+
+	emu sync.Mutex
+	err error
+}
+
+// Pipeline starts pipelining on the connection, governed by ctx until End.
+func (c *Client) Pipeline(ctx context.Context, window int) (*Pipeline, error) {
+	if c.broken != nil {
+		return nil, c.broken
+	}
+	if c.open != nil || c.pipe != nil {
+		return nil, errors.New("pop3: pipeline while another command is in progress")
+	}
+	window = max(window, 1)
+	p := &Pipeline{
+		c:     c,
+		stop:  c.tc.watch(ctx),
+		slots: make(chan struct{}, window),
+		sent:  make(chan Command, window),
+		dead:  make(chan struct{}),
+	}
+	c.pipe = p
+	return p, nil
+}
+
+// fail records the first failure and wakes both sides.
+func (p *Pipeline) fail(err error) error {
+	p.emu.Lock()
+	defer p.emu.Unlock()
+	if p.err == nil {
+		p.err = err
+		close(p.dead)
+	}
+	return p.err
+}
+
+func (p *Pipeline) failed() error {
+	p.emu.Lock()
+	defer p.emu.Unlock()
+	return p.err
+}
+
+// Send writes a command. It waits while the window is full.
+func (p *Pipeline) Send(cmd Command) error {
+	switch cmd.Verb {
+	case "RETR", "TOP", "DELE", "NOOP", "RSET":
+	default:
+		return fmt.Errorf("pop3: %s cannot be pipelined here", cmd.Verb)
+	}
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if p.closed {
+		return errors.New("pop3: Send after CloseSend")
+	}
+	if err := p.failed(); err != nil {
+		return err
+	}
+	select {
+	case p.slots <- struct{}{}:
+	default:
+		// The window is full: let the server see what is written before
+		// waiting for its replies to free a place.
+		if err := p.flushLocked(); err != nil {
+			return err
+		}
+		select {
+		case p.slots <- struct{}{}:
+		case <-p.dead:
+			return p.failed()
+		}
+	}
+	line := cmd.Verb
+	if cmd.Verb == "TOP" {
+		line += " " + strconv.Itoa(cmd.Msg) + " 0"
+	} else if cmd.Msg > 0 {
+		line += " " + strconv.Itoa(cmd.Msg)
+	}
+	p.c.tracef("C: %s", line)
+	p.c.w.WriteString(line)
+	p.c.w.WriteString("\r\n")
+	p.sent <- cmd // never blocks: a slot was taken, and sent is as large as slots
+	return nil
+}
+
+// Flush sends what Send has written. Call it before waiting for anything
+// but the replies themselves.
+func (p *Pipeline) Flush() error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	return p.flushLocked()
+}
+
+func (p *Pipeline) flushLocked() error {
+	if err := p.failed(); err != nil {
+		return err
+	}
+	if err := p.c.w.Flush(); err != nil {
+		return p.fail(p.c.netErr("pipeline", err))
+	}
+	return nil
+}
+
+// CloseSend flushes and says that no more commands will be sent: Next
+// returns io.EOF once their replies are read.
+func (p *Pipeline) CloseSend() error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	err := p.flushLocked()
+	close(p.sent)
+	return err
+}
+
+// Next returns the reply to the oldest command not yet answered, waiting
+// for it to be sent if need be. It returns io.EOF after CloseSend once
+// every reply was read, and the first failure of either side otherwise.
+func (p *Pipeline) Next() (Reply, error) {
+	if err := p.failed(); err != nil {
+		return Reply{}, err
+	}
+	var cmd Command
+	select {
+	case c, ok := <-p.sent:
+		if !ok {
+			return Reply{}, io.EOF
+		}
+		cmd = c
+	case <-p.dead:
+		return Reply{}, p.failed()
+	}
+	c := p.c
+	if _, err := c.readStatus(cmd.Verb); err != nil {
+		var perr *Error
+		if errors.As(err, &perr) {
+			<-p.slots
+			return Reply{Command: cmd, Err: perr}, nil
+		}
+		return Reply{}, p.fail(err)
+	}
+	if cmd.Verb != "RETR" && cmd.Verb != "TOP" {
+		<-p.slots
+		return Reply{Command: cmd}, nil
+	}
+	m := &MessageReader{c: c, dr: newDotReader(c.r)}
+	m.done = func(err error) {
+		<-p.slots
+		if err != io.EOF {
+			p.fail(err)
+		}
+	}
+	return Reply{Command: cmd, Body: m}, nil
+}
+
+// End leaves pipelining. Every reply must have been read; it returns the
+// pipeline's first failure, after which the client is broken.
+func (p *Pipeline) End() error {
+	p.CloseSend()
+	p.stop()
+	p.c.pipe = nil
+	if err := p.failed(); err != nil {
+		p.c.broken = err
+		return err
+	}
+	if len(p.slots) > 0 {
+		err := errors.New("pop3: pipeline ended with replies unread")
+		p.c.broken = err
+		return err
+	}
+	return nil
+}
+
+// Login sends USER and PASS. With pipelined (the server advertised
+// PIPELINING, which RFC 2449 allows in the AUTHORIZATION state) both go
+// out in one write, saving a round trip. The password never appears in
+// the trace.
+func (c *Client) Login(ctx context.Context, user, password string, pipelined bool) error {
+	if !pipelined {
+		if err := c.User(ctx, user); err != nil {
+			return err
+		}
+		return c.Pass(ctx, password)
+	}
+	errs, err := c.batch(ctx, [][2]string{{"USER", user}, {"PASS", password}}, nil)
+	if err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}
+
+// ListAll returns the UIDL listing (if uidl is set) and the LIST listing
+// (if list is set). With pipelined both commands go out in one write. A
+// -ERR to either is returned as that listing's error, a failure of the
+// connection as err.
+func (c *Client) ListAll(ctx context.Context, uidl, list, pipelined bool) (uids []MessageUID, uidlErr error, sizes []MessageSize, listErr error, err error) {
+	if !pipelined {
+		if uidl {
+			if uids, uidlErr = c.UIDL(ctx); uidlErr != nil && !isReply(uidlErr) {
+				return nil, nil, nil, nil, uidlErr
+			}
+		}
+		if list {
+			if sizes, listErr = c.List(ctx); listErr != nil && !isReply(listErr) {
+				return nil, nil, nil, nil, listErr
+			}
+		}
+		return uids, uidlErr, sizes, listErr, nil
+	}
+	var cmds [][2]string
+	var parsers []func(string) error
+	if uidl {
+		cmds = append(cmds, [2]string{"UIDL", ""})
+		parsers = append(parsers, func(line string) error {
+			m, err := parseUIDLLine(line)
+			uids = append(uids, m)
+			return err
+		})
+	}
+	if list {
+		cmds = append(cmds, [2]string{"LIST", ""})
+		parsers = append(parsers, func(line string) error {
+			m, err := parseListLine(line)
+			sizes = append(sizes, m)
+			return err
+		})
+	}
+	errs, err := c.batch(ctx, cmds, parsers)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if uidl {
+		uidlErr, errs = errs[0], errs[1:]
+		if uidlErr != nil {
+			uids = nil
+		}
+	}
+	if list {
+		listErr = errs[0]
+		if listErr != nil {
+			sizes = nil
+		}
+	}
+	return uids, uidlErr, sizes, listErr, nil
+}
+
+func isReply(err error) bool {
+	var perr *Error
+	var proto *ProtocolError
+	return errors.As(err, &perr) || errors.As(err, &proto)
+}
+
+// batch writes several commands at once and reads their replies in order.
+// parsers, if given, has one entry per command: nil for a single-line
+// reply, else the line handler of a multi-line listing. It returns each
+// command's -ERR or listing error, and err for a broken connection.
+func (c *Client) batch(ctx context.Context, cmds [][2]string, parsers []func(string) error) ([]error, error) {
+	if c.broken != nil {
+		return nil, c.broken
+	}
+	if c.open != nil || c.pipe != nil {
+		return nil, errors.New("pop3: commands while another is in progress")
+	}
+	for _, cmd := range cmds {
+		if strings.ContainsAny(cmd[1], "\r\n\x00") {
+			return nil, ErrBadArgument
+		}
+	}
+	stop := c.tc.watch(ctx)
+	defer stop()
+	for _, cmd := range cmds {
+		line := cmd[0]
+		if cmd[1] != "" {
+			line += " " + cmd[1]
+		}
+		c.tracef("C: %s", redact(cmd[0], cmd[1]))
+		c.w.WriteString(line)
+		c.w.WriteString("\r\n")
+	}
+	if err := c.w.Flush(); err != nil {
+		c.broken = err
+		return nil, c.netErr(cmds[0][0], err)
+	}
+	errs := make([]error, len(cmds))
+	for i, cmd := range cmds {
+		if _, err := c.readStatus(cmd[0]); err != nil {
+			if !isReply(err) || c.broken != nil {
+				return nil, err
+			}
+			errs[i] = err
+			continue
+		}
+		if parsers != nil && parsers[i] != nil {
+			if err := c.readListing(cmd[0], parsers[i]); err != nil {
+				if !isReply(err) || c.broken != nil {
+					return nil, err
+				}
+				errs[i] = err
+			}
+		}
+	}
+	return errs, nil
+}

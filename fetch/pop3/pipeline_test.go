@@ -1,0 +1,254 @@
+package pop3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// drive sends cmds through a pipeline from one goroutine and collects the
+// replies (bodies read to the end) in another, as the session does.
+func drive(t *testing.T, c *Client, window int, cmds []Command) ([]string, error) {
+	t.Helper()
+	p, err := c.Pipeline(ctx(t), window)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendErr := make(chan error, 1)
+	go func() {
+		for _, cmd := range cmds {
+			if err := p.Send(cmd); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- p.CloseSend()
+	}()
+	var got []string
+	var rerr error
+	for {
+		r, err := p.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			rerr = err
+			break
+		}
+		s := fmt.Sprintf("%s %d", r.Command.Verb, r.Command.Msg)
+		if r.Err != nil {
+			s += " -ERR " + r.Err.Text
+		}
+		if r.Body != nil {
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				rerr = err
+				break
+			}
+			s += " " + string(b)
+		}
+		got = append(got, s)
+	}
+	if werr := <-sendErr; rerr == nil {
+		rerr = werr
+	}
+	if err := p.End(); rerr == nil {
+		rerr = err
+	}
+	return got, rerr
+}
+
+func TestPipelineInOrder(t *testing.T) {
+	c, err, wait := runTranscript(t, transcript{
+		"S: +OK hi",
+		// Three commands go out before any reply: the window is 3.
+		"C: RETR 1", "C: RETR 2", "C: RETR 3",
+		"S: +OK", "S: one", "S: .",
+		"S: -ERR [SYS/TEMP] gone",
+		"S: +OK", "S: ..three", "S: .",
+		"C: RETR 4", "C: DELE 1",
+		"S: +OK", "S: four", "S: .",
+		"S: +OK deleted",
+		"C: NOOP", "S: +OK",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wait()
+	got, err := drive(t, c, 3, []Command{{"RETR", 1}, {"RETR", 2}, {"RETR", 3}, {"RETR", 4}, {"DELE", 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"RETR 1 one\n", "RETR 2 -ERR gone", "RETR 3 .three\n", "RETR 4 four\n", "DELE 1"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+	// After End the client works as before.
+	if err := c.Noop(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPipelineWindowOfOne(t *testing.T) {
+	// Without PIPELINING each command waits for the reply to the last.
+	c, err, wait := runTranscript(t, transcript{
+		"S: +OK hi",
+		"C: RETR 1", "S: +OK", "S: a", "S: .",
+		"C: DELE 1", "S: +OK",
+		"C: RETR 2", "S: +OK", "S: b", "S: .",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wait()
+	got, err := drive(t, c, 1, []Command{{"RETR", 1}, {"DELE", 1}, {"RETR", 2}})
+	if err != nil || len(got) != 3 {
+		t.Fatalf("%q, %v", got, err)
+	}
+}
+
+func TestPipelineConnectionDropped(t *testing.T) {
+	c, err, wait := runTranscript(t, transcript{
+		"S: +OK hi",
+		"C: RETR 1", "C: RETR 2",
+		"S: +OK", "S: complete", "S: .",
+		"S: +OK", "S: partial",
+		"CLOSE",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wait()
+	// Ten commands with a window of 2: the writer is blocked on the window
+	// when the connection drops, and must be released.
+	var cmds []Command
+	for i := 1; i <= 10; i++ {
+		cmds = append(cmds, Command{"RETR", i})
+	}
+	done := make(chan struct{})
+	var got []string
+	go func() {
+		got, err = drive(t, c, 2, cmds)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("pipeline hung after the connection dropped")
+	}
+	if !errors.Is(err, ErrTruncated) {
+		t.Fatalf("got %v, want ErrTruncated", err)
+	}
+	if len(got) != 1 || got[0] != "RETR 1 complete\n" {
+		t.Errorf("replies before the drop: %q", got)
+	}
+	if err := c.Noop(ctx(t)); err == nil {
+		t.Error("client usable after a failed pipeline")
+	}
+}
+
+func TestPipelineRefusesOtherCommands(t *testing.T) {
+	c, err, wait := runTranscript(t, transcript{"S: +OK hi"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wait()
+	p, err := c.Pipeline(ctx(t), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Noop(ctx(t)); err == nil {
+		t.Error("NOOP accepted during a pipeline")
+	}
+	if err := p.Send(Command{"PASS", 0}); err == nil {
+		t.Error("PASS accepted into a pipeline")
+	}
+	if err := p.End(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLoginPipelined(t *testing.T) {
+	var trace bytes.Buffer
+	c, err, wait := runTranscript(t, transcript{
+		"S: +OK hi",
+		"C: USER u", "C: PASS secret",
+		"S: +OK", "S: +OK logged in",
+	}, &Options{Debug: &trace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wait()
+	if err := c.Login(ctx(t), "u", "secret", true); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(trace.String(), "secret") {
+		t.Errorf("trace holds the password:\n%s", trace.String())
+	}
+}
+
+func TestLoginPipelinedRefused(t *testing.T) {
+	c, err, wait := runTranscript(t, transcript{
+		"S: +OK hi",
+		"C: USER u", "C: PASS p",
+		"S: +OK", "S: -ERR [AUTH] Authentication failed.",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wait()
+	err = c.Login(ctx(t), "u", "p", true)
+	var perr *Error
+	if !errors.As(err, &perr) || perr.Command != "PASS" || !perr.HasCode(CodeAuth) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestListAllPipelined(t *testing.T) {
+	c, err, wait := runTranscript(t, transcript{
+		"S: +OK hi",
+		"C: UIDL", "C: LIST",
+		"S: +OK", "S: 1 aaa", "S: 2 bbb", "S: .",
+		"S: +OK", "S: 1 10", "S: 2 20", "S: .",
+		"C: UIDL", "C: LIST",
+		"S: -ERR no UIDL here",
+		"S: +OK", "S: 1 10", "S: .",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wait()
+	uids, uerr, sizes, lerr, err := c.ListAll(ctx(t), true, true, true)
+	if err != nil || uerr != nil || lerr != nil || len(uids) != 2 || len(sizes) != 2 || uids[1].UID != "bbb" || sizes[1].Size != 20 {
+		t.Fatalf("%v %v %v %v %v", uids, uerr, sizes, lerr, err)
+	}
+	uids, uerr, sizes, lerr, err = c.ListAll(ctx(t), true, true, true)
+	var perr *Error
+	if err != nil || !errors.As(uerr, &perr) || uids != nil || lerr != nil || len(sizes) != 1 {
+		t.Fatalf("%v %v %v %v %v", uids, uerr, sizes, lerr, err)
+	}
+}
+
+func TestPipelineContextCancel(t *testing.T) {
+	c, err, wait := runTranscript(t, transcript{"S: +OK hi", "C: RETR 1", "STALL"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wait()
+	cctx, cancel := context.WithCancel(context.Background())
+	p, err := c.Pipeline(cctx, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Send(Command{"RETR", 1})
+	p.Flush()
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if _, err := p.Next(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+}

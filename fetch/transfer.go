@@ -1,0 +1,461 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/fetch/pop3"
+)
+
+// tuning sizes the transfer. The defaults suit both a local server and one
+// a continent away; tests shrink them to reach the edge cases.
+type tuning struct {
+	window     int           // commands awaiting replies when pipelining
+	publishers int           // goroutines that fsync and publish messages
+	queue      int           // staged messages waiting for a publisher
+	batch      int           // messages per commit
+	batchWait  time.Duration // the longest a published message waits for its commit
+}
+
+var defaultTuning = tuning{window: 256, publishers: 4, queue: 8, batch: 256, batchWait: 100 * time.Millisecond}
+
+// The transfer runs in four parts, so that reading the network never waits
+// for a disk:
+//
+//   - the writer sends RETR for each new message and DELE for each message
+//     that may be deleted, through a pop3.Pipeline (a window of 1 when
+//     the server cannot pipeline);
+//   - the reader (the calling goroutine) reads the replies in order and
+//     streams each message into the deliverer's Stage, which writes it
+//     without fsync;
+//   - publishers fsync and publish staged messages, several at once;
+//   - the committer collects published messages into batches and, once
+//     per batch, flushes the deliverer (fsync of the Maildir's new/),
+//     commits their UIDs in one transaction, and only then queues their
+//     DELEs for the writer.
+//
+// Every queue but the DELE queue is bounded, so memory does not grow with
+// the mailbox however far the network runs ahead of the disk. The DELE
+// queue holds message numbers only, and keeps the committer from ever
+// waiting for the writer, which breaks the only possible cycle of waits.
+
+// fetched is a message on its way from the network to a commit.
+type fetched struct {
+	message
+	staged  deliver.Staged
+	size    int64  // octets delivered
+	subject string // for the log line; "" unless logging per message
+}
+
+// transfer fetches toFetch and deletes toDelete (messages already
+// delivered), and returns how many messages were marked for deletion.
+func (s *session) transfer(ctx context.Context, toFetch, toDelete []message, hasUIDL bool) (int, error) {
+	if len(toFetch) == 0 && len(toDelete) == 0 {
+		return 0, nil
+	}
+	window := 1
+	if s.pipelining() {
+		window = s.tune.window
+	}
+	s.step = "RETR"
+	p, err := s.c.Pipeline(ctx, window)
+	if err != nil {
+		return 0, err
+	}
+	t := &transferRun{s: s, p: p, hasUIDL: hasUIDL, dele: newNumQueue()}
+	t.run(ctx, toFetch, toDelete)
+	endErr := p.End()
+	if t.fatal != nil {
+		return t.deleted, t.fatal
+	}
+	if endErr != nil {
+		return t.deleted, endErr
+	}
+	return t.deleted, nil
+}
+
+type transferRun struct {
+	s       *session
+	p       *pop3.Pipeline
+	hasUIDL bool
+	dele    *numQueue
+
+	mu       sync.Mutex
+	fatal    error // the first failure that ends the transfer
+	failures int   // deliveries failed in a row
+	deleted  int
+}
+
+// fail records a failure that ends the transfer and stops the network
+// side: closing the connection wakes the reader and the writer.
+func (t *transferRun) fail(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.fatal == nil {
+		t.fatal = err
+		t.s.c.Close()
+	}
+}
+
+func (t *transferRun) failed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.fatal != nil
+}
+
+// deliveryFailed counts a failed delivery; enough in a row end the
+// transfer.
+func (t *transferRun) deliveryFailed(m message, err error) {
+	t.mu.Lock()
+	t.s.stats.Failed++
+	t.s.softErr = err
+	t.failures++
+	n := t.failures
+	t.mu.Unlock()
+	t.s.log.Error("delivery failed; message left on the server", "uid", m.uid, "number", m.num, "err", err)
+	if n >= maxConsecutiveFailures {
+		t.fail(fmt.Errorf("giving up after %d failed deliveries in a row: %w", n, err))
+	}
+}
+
+func (t *transferRun) run(ctx context.Context, toFetch, toDelete []message) {
+	staged := make(chan fetched, t.s.tune.queue)
+	published := make(chan fetched, t.s.tune.batch)
+	var wg sync.WaitGroup
+
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t.write(toFetch, toDelete)
+	}()
+
+	var pubs sync.WaitGroup
+	for i := 0; i < t.s.tune.publishers; i++ {
+		pubs.Add(1)
+		go func() {
+			defer pubs.Done()
+			t.publish(ctx, staged, published)
+		}()
+	}
+	go func() {
+		pubs.Wait()
+		close(published)
+	}()
+
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t.commit(published)
+	}()
+
+	t.read(ctx, toFetch, staged)
+	wg.Wait()
+}
+
+// write sends the commands: DELE for the messages delivered before, RETR
+// for the new ones, and DELE for each committed batch as it comes.
+func (t *transferRun) write(toFetch, toDelete []message) {
+	send := func(cmd pop3.Command) bool {
+		if err := t.p.Send(cmd); err != nil {
+			return false // the reader sees the failure too
+		}
+		return true
+	}
+	sendDeles := func() bool {
+		for _, n := range t.dele.take() {
+			if !send(pop3.Command{Verb: "DELE", Msg: n}) {
+				return false
+			}
+		}
+		return true
+	}
+	defer t.p.CloseSend()
+	for _, m := range toDelete {
+		if !send(pop3.Command{Verb: "DELE", Msg: m.num}) {
+			return
+		}
+	}
+	for _, m := range toFetch {
+		if !sendDeles() || !send(pop3.Command{Verb: "RETR", Msg: m.num}) {
+			return
+		}
+	}
+	for {
+		if !sendDeles() {
+			return
+		}
+		if t.p.Flush() != nil {
+			return
+		}
+		if !t.dele.wait() {
+			sendDeles()
+			return
+		}
+	}
+}
+
+// read reads the replies in order and stages each message. It closes
+// staged once every RETR is answered (or the transfer failed), so that the
+// final batch can be committed while the last DELEs are still to come.
+func (t *transferRun) read(ctx context.Context, toFetch []message, staged chan<- fetched) {
+	byNum := make(map[int]message, len(toFetch))
+	for _, m := range toFetch {
+		byNum[m.num] = m
+	}
+	remaining := len(toFetch)
+	var closeOnce sync.Once
+	closeStaged := func() { closeOnce.Do(func() { close(staged) }) }
+	defer closeStaged()
+	if remaining == 0 {
+		closeStaged()
+	}
+	for {
+		r, err := t.p.Next()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.fail(err)
+			return
+		}
+		switch r.Command.Verb {
+		case "DELE":
+			t.mu.Lock()
+			if r.Err != nil {
+				t.s.softErr = r.Err
+			} else {
+				t.deleted++
+			}
+			t.mu.Unlock()
+			if r.Err != nil {
+				t.s.log.Warn("the server refused to delete a message", "number", r.Command.Msg, "err", r.Err)
+			}
+		case "RETR":
+			if !t.retrieved(ctx, byNum[r.Command.Msg], r, staged) {
+				return
+			}
+			if remaining--; remaining == 0 {
+				closeStaged()
+			}
+		default:
+			t.fail(fmt.Errorf("internal error: unexpected reply to %s", r.Command.Verb))
+			return
+		}
+	}
+}
+
+// retrieved handles the reply to RETR for m. It reports false if the
+// transfer must stop.
+func (t *transferRun) retrieved(ctx context.Context, m message, r pop3.Reply, staged chan<- fetched) bool {
+	if r.Err != nil {
+		t.s.log.Warn("the server refused to send a message", "uid", m.uid, "number", m.num, "err", r.Err)
+		t.mu.Lock()
+		t.s.softErr = r.Err
+		t.s.stats.Failed++
+		t.mu.Unlock()
+		return true
+	}
+	f, err := t.s.stage(ctx, m, r.Body)
+	var derr *deliver.Error
+	switch {
+	case errors.As(err, &derr):
+		t.deliveryFailed(m, err)
+		return !t.failed()
+	case err != nil:
+		t.fail(err)
+		return false
+	case t.failed():
+		f.staged.Abort()
+		return false
+	}
+	staged <- f
+	return true
+}
+
+// publish fsyncs and publishes staged messages.
+func (t *transferRun) publish(ctx context.Context, staged <-chan fetched, published chan<- fetched) {
+	for f := range staged {
+		if err := f.staged.Publish(ctx); err != nil {
+			f.staged.Abort()
+			t.deliveryFailed(f.message, err)
+			continue
+		}
+		t.mu.Lock()
+		t.failures = 0
+		t.mu.Unlock()
+		published <- f
+	}
+}
+
+// commit makes published messages durable and recorded, a batch at a
+// time, and then queues their DELEs.
+func (t *transferRun) commit(published <-chan fetched) {
+	defer t.dele.close()
+	var batch []fetched
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	flush := func() {
+		timer.Stop()
+		if len(batch) == 0 {
+			return
+		}
+		if err := t.commitBatch(batch); err != nil {
+			t.fail(err)
+		}
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case f, ok := <-published:
+			if !ok {
+				flush()
+				return
+			}
+			batch = append(batch, f)
+			if len(batch) == 1 {
+				timer.Reset(t.s.tune.batchWait)
+			}
+			if len(batch) >= t.s.tune.batch {
+				flush()
+			}
+		case <-timer.C:
+			flush()
+		}
+	}
+}
+
+// commitBatch flushes the deliverer, records the UIDs in one transaction,
+// and queues the DELEs, in that order: a message is deleted only once it
+// is durable and recorded. After a fatal failure it still commits (the
+// messages are safely delivered; forgetting them would mean fetching them
+// again) but queues no DELE.
+func (t *transferRun) commitBatch(batch []fetched) error {
+	s := t.s
+	if err := s.d.Flush(); err != nil {
+		return err
+	}
+	if t.hasUIDL {
+		uids := make([]string, len(batch))
+		for i, f := range batch {
+			uids[i] = f.uid
+		}
+		if err := s.store.Record(s.acct.Key(), uids...); err != nil {
+			return err
+		}
+	}
+	nums := make([]int, 0, len(batch))
+	t.mu.Lock()
+	for _, f := range batch {
+		s.stats.Delivered++
+		s.stats.Bytes += f.size
+		nums = append(nums, f.num)
+	}
+	t.mu.Unlock()
+	for _, f := range batch {
+		s.log.Debug("delivered", "uid", f.uid, "number", f.num, "size", f.size, "subject", f.subject)
+	}
+	if !s.acct.Keep && !t.failed() {
+		t.dele.push(nums...)
+	}
+	return nil
+}
+
+// stage streams one message into the deliverer's Stage, with the
+// Received field in front. A failure of the stream is returned as is; a
+// failure of the target as *deliver.Error.
+func (s *session) stage(ctx context.Context, m message, body *pop3.MessageReader) (fetched, error) {
+	src := &sourceReader{r: body}
+	logging := s.log.Enabled(ctx, slog.LevelDebug)
+	if logging {
+		src.head = &bytes.Buffer{}
+	}
+	var r io.Reader = src
+	if s.acct.AddReceived {
+		r = io.MultiReader(strings.NewReader(s.received(m)), src)
+	}
+	st, err := s.d.Stage(ctx, r, deliver.Envelope{Recipient: s.acct.Recipient})
+	if src.err != nil {
+		if st != nil {
+			st.Abort()
+		}
+		return fetched{}, src.err // cut short: a network failure
+	}
+	if err != nil {
+		body.Close() // keep the connection usable for the next reply
+		return fetched{}, err
+	}
+	if !src.eof {
+		st.Abort()
+		return fetched{}, fmt.Errorf("internal error: the deliverer did not read all of message %d", m.num)
+	}
+	f := fetched{message: m, staged: st, size: body.Size()}
+	if logging {
+		f.subject = subject(src.head.Bytes())
+	}
+	return f, nil
+}
+
+// numQueue is an unbounded queue of message numbers with a close.
+type numQueue struct {
+	mu     sync.Mutex
+	nums   []int
+	closed bool
+	ready  chan struct{} // has a token when nums is not empty or the queue is closed
+}
+
+func newNumQueue() *numQueue { return &numQueue{ready: make(chan struct{}, 1)} }
+
+func (q *numQueue) push(nums ...int) {
+	q.mu.Lock()
+	q.nums = append(q.nums, nums...)
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *numQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *numQueue) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take returns and removes everything queued.
+func (q *numQueue) take() []int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := q.nums
+	q.nums = nil
+	return n
+}
+
+// wait blocks until something is queued or the queue is closed; it
+// reports false once the queue is closed (there may still be numbers to
+// take).
+func (q *numQueue) wait() bool {
+	<-q.ready
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.nums) > 0 {
+		// Leave a token for the next wait if the queue was closed meanwhile.
+		if q.closed {
+			q.signal()
+		}
+		return true
+	}
+	return !q.closed
+}
