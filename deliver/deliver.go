@@ -29,6 +29,10 @@ type Deliverer interface {
 	// called durable (a Maildir fsyncs new/). Only then may a message be
 	// deleted from the server.
 	Flush() error
+	// Close releases what the Deliverer holds. Messages staged and not
+	// published are lost (and must not have been deleted from the
+	// server).
+	Close() error
 }
 
 // Staged is a message written but not yet delivered.

@@ -255,49 +255,65 @@ func TestTraceHeader(t *testing.T) {
 }
 
 func TestMaildirStagedNotVisibleUntilPublished(t *testing.T) {
-	dir := t.TempDir()
-	md, err := NewMaildir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	var staged []Staged
-	for i := 0; i < 3; i++ {
-		st, err := md.Stage(ctx, strings.NewReader(fmt.Sprintf("Subject: %d\n\nx\n", i)), Envelope{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		staged = append(staged, st)
-	}
-	if n := listDir(t, filepath.Join(dir, "new")); len(n) != 0 {
-		t.Fatalf("staged messages visible: %v", n)
-	}
-	if n := listDir(t, filepath.Join(dir, "tmp")); len(n) != 3 {
-		t.Fatalf("tmp/ holds %v", n)
-	}
-	// Publish two concurrently, abort the third.
-	errs := make(chan error, 2)
-	for _, st := range staged[:2] {
-		go func() { errs <- st.Publish(ctx) }()
-	}
-	for i := 0; i < 2; i++ {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	staged[2].Abort()
-	staged[0].Abort() // after Publish: nothing happens
-	if err := md.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if n := listDir(t, filepath.Join(dir, "new")); len(n) != 2 {
-		t.Errorf("new/ holds %v", n)
-	}
-	if n := listDir(t, filepath.Join(dir, "tmp")); len(n) != 0 {
-		t.Errorf("tmp/ holds %v", n)
-	}
-	if err := staged[1].Publish(ctx); err == nil {
-		t.Error("second Publish succeeded")
+	for _, useTmp := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tmp/=%v", useTmp), func(t *testing.T) {
+			dir := t.TempDir()
+			md, err := NewMaildir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			md.noTmp.Store(useTmp) // true: as on a file system without O_TMPFILE
+			ctx := context.Background()
+			var staged []Staged
+			for i := 0; i < 3; i++ {
+				st, err := md.Stage(ctx, strings.NewReader(fmt.Sprintf("Subject: %d\n\nx\n", i)), Envelope{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				staged = append(staged, st)
+			}
+			if n := listDir(t, filepath.Join(dir, "new")); len(n) != 0 {
+				t.Fatalf("staged messages visible: %v", n)
+			}
+			wantTmp := 0
+			if md.noTmp.Load() {
+				wantTmp = 3
+			}
+			if n := listDir(t, filepath.Join(dir, "tmp")); len(n) != wantTmp {
+				t.Fatalf("tmp/ holds %v, want %d files", n, wantTmp)
+			}
+			// Publish two concurrently, abort the third.
+			errs := make(chan error, 2)
+			for _, st := range staged[:2] {
+				go func() { errs <- st.Publish(ctx) }()
+			}
+			for i := 0; i < 2; i++ {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			staged[2].Abort()
+			staged[0].Abort() // after Publish: nothing happens
+			if err := md.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			names := listDir(t, filepath.Join(dir, "new"))
+			if len(names) != 2 {
+				t.Fatalf("new/ holds %v", names)
+			}
+			for _, n := range names {
+				data, _ := os.ReadFile(filepath.Join(dir, "new", n))
+				if !strings.HasPrefix(string(data), "Subject: ") {
+					t.Errorf("%s holds %q", n, data)
+				}
+			}
+			if n := listDir(t, filepath.Join(dir, "tmp")); len(n) != 0 {
+				t.Errorf("tmp/ holds %v", n)
+			}
+			if err := staged[1].Publish(ctx); err == nil {
+				t.Error("second Publish succeeded")
+			}
+		})
 	}
 }
 
@@ -324,5 +340,37 @@ func TestMDARunsOneAtATime(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Errorf("concurrent MDA runs: %v", err)
 		}
+	}
+}
+
+func TestMaildirSpares(t *testing.T) {
+	dir := t.TempDir()
+	md, err := NewMaildir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < 50; i++ {
+		if err := Deliver(ctx, md, strings.NewReader(fmt.Sprintf("Subject: %d\n\nx\n", i)), Envelope{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := listDir(t, filepath.Join(dir, "new")); len(n) != 50 {
+		t.Fatalf("new/ holds %d", len(n))
+	}
+	// Spares made ahead are unnamed: nothing extra is visible, and Close
+	// releases them.
+	time.Sleep(50 * time.Millisecond)
+	if err := md.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(md.spares) != 0 {
+		t.Errorf("%d spares left open after Close", len(md.spares))
+	}
+	if n := listDir(t, filepath.Join(dir, "new")); len(n) != 50 {
+		t.Errorf("new/ holds %d after Close", len(n))
+	}
+	if n := listDir(t, filepath.Join(dir, "tmp")); len(n) != 0 {
+		t.Errorf("tmp/ holds %v", n)
 	}
 }

@@ -9,9 +9,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 	"time"
 
 	"github.com/emersion/go-maildir"
@@ -19,18 +23,35 @@ import (
 
 // Maildir delivers into a Maildir (https://cr.yp.to/proto/maildir.html).
 //
-// Stage writes a message to tmp/ under a unique name; Publish fsyncs it,
-// links it into new/ under the same name (link, unlike rename, never
-// replaces a file) and removes it from tmp/; Flush fsyncs new/ so that
-// the new entries survive a crash. A message whose reader fails is
-// removed from tmp/ and never appears in new/. Maildir is safe for use by
-// several goroutines.
+// Stage writes a message to an unnamed file in new/ (O_TMPFILE): it has no
+// name, and so cannot be seen, until Publish fsyncs it and links it into
+// new/ under a unique name; if the process dies first, the file vanishes.
+// On file systems without O_TMPFILE, Stage writes to tmp/ as the Maildir
+// convention has it, and Publish links the file into new/ (link, unlike
+// rename, never replaces a file) and removes it from tmp/. Flush fsyncs
+// new/ so that the new entries survive a crash. A message whose reader
+// fails is never published. Maildir is safe for use by several goroutines.
 type Maildir struct {
-	dir  string
-	host string
-	pid  int
-	seq  atomic.Uint64
+	dir   string
+	host  string
+	pid   int
+	seq   atomic.Uint64
+	noTmp atomic.Bool // the file system has no O_TMPFILE: use tmp/
+
+	// spares are unnamed files made ahead by up to maxCreators goroutines,
+	// so that creating a file (the slow part of a small delivery) runs in
+	// parallel and not in the way of the caller's reading.
+	spares   chan *os.File
+	creating atomic.Int32
+	mu       sync.Mutex
+	closed   bool
 }
+
+// Spare files kept ready, and goroutines making them at once.
+const (
+	maxSpares   = 16
+	maxCreators = 4
+)
 
 // NewMaildir returns a Maildir deliverer for dir, creating the Maildir
 // (dir and its parents, dir/tmp, dir/new, dir/cur, mode 0700) if it does
@@ -51,7 +72,56 @@ func NewMaildir(dir string) (*Maildir, error) {
 	}
 	// The Maildir spec: "/" and ":" in the host name are written as \057 and \072.
 	host = strings.NewReplacer("/", `\057`, ":", `\072`).Replace(host)
-	return &Maildir{dir: dir, host: host, pid: os.Getpid()}, nil
+	return &Maildir{dir: dir, host: host, pid: os.Getpid(), spares: make(chan *os.File, maxSpares)}, nil
+}
+
+// Close releases the spare files (unnamed, they vanish). The Maildir must
+// not be used afterwards.
+func (m *Maildir) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	for {
+		select {
+		case f := <-m.spares:
+			f.Close()
+		default:
+			return nil
+		}
+	}
+}
+
+// spare returns a ready unnamed file, or nil, and starts making more.
+func (m *Maildir) spare() *os.File {
+	var f *os.File
+	select {
+	case f = <-m.spares:
+	default:
+	}
+	for !m.noTmp.Load() && len(m.spares)+int(m.creating.Load()) < maxSpares {
+		if n := m.creating.Add(1); n > maxCreators {
+			m.creating.Add(-1)
+			break
+		}
+		go func() {
+			defer m.creating.Add(-1)
+			f, err := m.tmpfile()
+			if err != nil || f == nil {
+				return
+			}
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if !m.closed {
+				select {
+				case m.spares <- f:
+					return
+				default:
+				}
+			}
+			f.Close()
+		}()
+	}
+	return f
 }
 
 // Dir returns the Maildir's path.
@@ -68,17 +138,20 @@ func (m *Maildir) uniqueName(now time.Time) (string, error) {
 		m.seq.Add(1), hex.EncodeToString(rnd[:]), m.host), nil
 }
 
-// Stage implements Deliverer: it writes the message to tmp/, without
-// fsync.
+// Stage implements Deliverer: it writes the message, without fsync, to an
+// unnamed file in new/ (O_TMPFILE), or where the file system cannot do
+// that, to a file in tmp/.
 func (m *Maildir) Stage(ctx context.Context, r io.Reader, env Envelope) (Staged, error) {
 	name, err := m.uniqueName(time.Now())
 	if err != nil {
 		return nil, m.fail(err)
 	}
-	st := &stagedFile{m: m, name: name, tmpPath: filepath.Join(m.dir, "tmp", name)}
-	st.f, err = os.OpenFile(st.tmpPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	st := &stagedFile{m: m, name: name}
+	if st.f, err = m.create(name); err != nil {
 		return nil, m.fail(err)
+	}
+	if !strings.HasPrefix(st.f.Name(), "/proc/") {
+		st.tmpPath = st.f.Name()
 	}
 	src := &errReader{r: r}
 	if _, err := io.Copy(st.f, src); err != nil {
@@ -104,11 +177,42 @@ func (m *Maildir) fail(err error) error {
 	return &Error{Target: "maildir " + m.dir, Temporary: isTemporaryFS(err), Err: err}
 }
 
-// stagedFile is a message written to tmp/.
+// create opens a new file for a message: an unnamed one in new/ if the
+// file system can (it has no name until Publish, and vanishes if the
+// process dies first), else tmp/name.
+func (m *Maildir) create(name string) (*os.File, error) {
+	if f := m.spare(); f != nil {
+		return f, nil
+	}
+	f, err := m.tmpfile()
+	if f != nil || err != nil {
+		return f, err
+	}
+	return os.OpenFile(filepath.Join(m.dir, "tmp", name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+}
+
+// tmpfile opens an unnamed file in new/. It returns nil and no error if
+// the file system cannot, and remembers that.
+func (m *Maildir) tmpfile() (*os.File, error) {
+	if m.noTmp.Load() {
+		return nil, nil
+	}
+	fd, err := unix.Open(filepath.Join(m.dir, "new"), unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		return os.NewFile(uintptr(fd), "/proc/self/fd/"+strconv.Itoa(fd)), nil
+	}
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) {
+		m.noTmp.Store(true)
+		return nil, nil
+	}
+	return nil, &os.PathError{Op: "open", Path: filepath.Join(m.dir, "new"), Err: err}
+}
+
+// stagedFile is a message written but not published.
 type stagedFile struct {
 	m       *Maildir
 	name    string
-	tmpPath string
+	tmpPath string   // tmp/name; "" for an unnamed (O_TMPFILE) file
 	f       *os.File // nil once closed
 	done    bool
 }
@@ -116,7 +220,7 @@ type stagedFile struct {
 // Name returns the message's file name (the same in tmp/ and new/).
 func (s *stagedFile) Name() string { return s.name }
 
-// Publish fsyncs the file and links it into new/.
+// Publish fsyncs the file and links it into new/ under its name.
 func (s *stagedFile) Publish(ctx context.Context) error {
 	if s.done {
 		return errors.New("deliver: message published twice")
@@ -125,13 +229,24 @@ func (s *stagedFile) Publish(ctx context.Context) error {
 		s.Abort()
 		return s.m.fail(err)
 	}
-	err := s.f.Close()
-	s.f = nil
-	if err != nil {
-		s.Abort()
-		return s.m.fail(err)
+	newPath := filepath.Join(s.m.dir, "new", s.name)
+	var err error
+	if s.tmpPath == "" {
+		// Name the unnamed file. linkat with AT_EMPTY_PATH needs a
+		// privilege; through /proc/self/fd it does not.
+		err = unix.Linkat(unix.AT_FDCWD, s.f.Name(), unix.AT_FDCWD, newPath, unix.AT_SYMLINK_FOLLOW)
+		if err != nil {
+			err = &os.LinkError{Op: "link", Old: s.f.Name(), New: newPath, Err: err}
+		}
 	}
-	if err := publish(s.tmpPath, filepath.Join(s.m.dir, "new", s.name)); err != nil {
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	s.f = nil
+	if err == nil && s.tmpPath != "" {
+		err = publish(s.tmpPath, newPath)
+	}
+	if err != nil {
 		s.Abort()
 		return s.m.fail(err)
 	}
@@ -145,10 +260,12 @@ func (s *stagedFile) Abort() {
 		return
 	}
 	if s.f != nil {
-		s.f.Close()
+		s.f.Close() // an unnamed file vanishes here
 		s.f = nil
 	}
-	os.Remove(s.tmpPath)
+	if s.tmpPath != "" {
+		os.Remove(s.tmpPath)
+	}
 	s.done = true
 }
 

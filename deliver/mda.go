@@ -83,6 +83,9 @@ func (m *MDA) Stage(ctx context.Context, r io.Reader, env Envelope) (Staged, err
 // the message is safe: there is nothing more to flush.
 func (m *MDA) Flush() error { return nil }
 
+// Close implements Deliverer; an MDA holds nothing between messages.
+func (m *MDA) Close() error { return nil }
+
 // stagedSpool is a message spooled for an MDA.
 type stagedSpool struct {
 	m      *MDA

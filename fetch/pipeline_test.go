@@ -71,6 +71,8 @@ func (s *spy) Flush() error {
 	return nil
 }
 
+func (s *spy) Close() error { return s.inner.Close() }
+
 func (s *spy) isFlushed(uid string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -355,6 +355,7 @@ func pollOne(ctx context.Context, a config.Account, e *env) int {
 		return exitCodeOf(err)
 	}
 	st, err := fetch.Poll(ctx, acct, e.store, d, e.poll)
+	d.Close()
 	summary := fmt.Sprintf("%d messages on the server, %d new, %d delivered (%s), %d deleted",
 		st.Messages, st.New, st.Delivered, humanBytes(st.Bytes), st.Deleted)
 	if st.Skipped > 0 {
