@@ -15,15 +15,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/popfetch/popfetch/cmd/internal/dovecot"
+	"github.com/popfetch/popfetch/cmd/internal/measure"
 	"github.com/popfetch/popfetch/config"
 )
 
@@ -143,7 +144,7 @@ func (p *demo) fill(ctx context.Context, n int, size int64) error {
 		if sz == 0 {
 			sz = []int64{2 << 10, 4 << 10, 12 << 10, 60 << 10, 200 << 10}[i%5]
 		}
-		if err := p.dc.DeliverFrom(p.user, newMessage(i, sz)); err != nil {
+		if err := p.dc.DeliverFrom(p.user, dovecot.Message(fmt.Sprintf("%d.%d@popdemo", i, time.Now().UnixNano()), fmt.Sprintf("Demo message %d", i+1), sz)); err != nil {
 			return err
 		}
 	}
@@ -151,90 +152,14 @@ func (p *demo) fill(ctx context.Context, n int, size int64) error {
 	return err
 }
 
-// newMessage returns a message of size octets: a header, then lines of
-// text, ending with a line break.
-func newMessage(i int, size int64) io.Reader {
-	header := fmt.Sprintf("From: Demo Sender <sender@example.com>\nTo: demo@example.com\nMessage-ID: <%d.%d@popdemo>\nSubject: Demo message %d\nDate: %s\n\n",
-		i, time.Now().UnixNano(), i+1, time.Now().Format(time.RFC1123Z))
-	const line = "The quick brown fox jumps over the lazy dog. 0123456789 ABCDEFGHIJ\n"
-	body := max(size-int64(len(header)), 1)
-	full := body / int64(len(line))
-	rest := body % int64(len(line))
-	tail := ""
-	if rest > 0 {
-		tail = strings.Repeat("x", int(rest-1)) + "\n"
-	}
-	return io.MultiReader(strings.NewReader(header),
-		io.LimitReader(repeatReader(line), full*int64(len(line))), strings.NewReader(tail))
-}
-
-// repeatReader repeats s forever.
-type repeatReader string
-
-func (r repeatReader) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		n += copy(p[n:], r)
-	}
-	return n, nil
-}
-
 // popfetch runs the binary and returns its exit code, wall time and peak
-// RSS. The peak is popfetch's own VmHWM, sampled from /proc while it runs:
-// the rusage of a child is no good for this, because Go starts children
-// with vfork and Linux counts the parent's memory at exec in the child's
-// ru_maxrss.
+// RSS.
 func (p *demo) popfetch(args ...string) (int, time.Duration, int64, error) {
 	full := append([]string{"--config", p.config(), "--state-dir", p.state()}, args...)
 	cmd := exec.Command(p.bin, full...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return 0, 0, 0, err
-	}
-	status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
-	done := make(chan struct{})
-	peak := make(chan int64, 1)
-	go func() {
-		var hwm int64
-		for {
-			if v := vmHWM(status); v > hwm {
-				hwm = v
-			}
-			select {
-			case <-done:
-				peak <- hwm
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-		}
-	}()
-	err := cmd.Wait()
-	wall := time.Since(start)
-	close(done)
-	rss := <-peak
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		return 0, 0, 0, err
-	}
-	return cmd.ProcessState.ExitCode(), wall, rss, nil
-}
-
-// vmHWM reads the peak resident set size from a /proc/PID/status file, in
-// bytes; 0 if it cannot.
-func vmHWM(path string) int64 {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int64
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
-			return kb * 1024
-		}
-	}
-	return 0
+	res, err := measure.Run(cmd)
+	return res.ExitCode, res.Wall, res.PeakRSS, err
 }
 
 func (p *demo) show(ctx context.Context, n int, size int64) error {
@@ -277,6 +202,10 @@ func (p *demo) measure(ctx context.Context, n int, size int64, runs int) error {
 		if err := p.fill(ctx, n, size); err != nil {
 			return err
 		}
+		// Write out what filling left in the page cache, so that the
+		// timed run pays only for its own work.
+		syscall.Sync()
+		time.Sleep(300 * time.Millisecond)
 		code, wall, rss, err := p.popfetch("-q")
 		if err != nil {
 			return err

@@ -382,3 +382,31 @@ func (s *Server) Index(ctx context.Context, user, password string) (int, error) 
 	}
 	return n, c.Quit(ctx)
 }
+
+// Message returns a generated message of about size octets (at least its
+// header), read as a stream: From, To, Message-ID <id>, Subject, Date, then
+// lines of text, ending with a line break. The same arguments give the
+// same bytes but for the Date field.
+func Message(id, subject string, size int64) io.Reader {
+	header := fmt.Sprintf("From: Test Sender <sender@example.com>\nTo: user@example.com\nMessage-ID: <%s>\nSubject: %s\nDate: %s\n\n",
+		id, subject, time.Now().Format(time.RFC1123Z))
+	const line = "The quick brown fox jumps over the lazy dog. 0123456789 ABCDEFGHIJ\n"
+	body := max(size-int64(len(header)), 1)
+	tail := ""
+	if rest := body % int64(len(line)); rest > 0 {
+		tail = strings.Repeat("x", int(rest-1)) + "\n"
+	}
+	full := body / int64(len(line)) * int64(len(line))
+	return io.MultiReader(strings.NewReader(header), io.LimitReader(repeatReader(line), full), strings.NewReader(tail))
+}
+
+// repeatReader repeats its text forever.
+type repeatReader string
+
+func (r repeatReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		n += copy(p[n:], r)
+	}
+	return n, nil
+}

@@ -1,0 +1,411 @@
+// Command popbench measures popfetch side by side with mpop and fetchmail
+// (those of them installed) against the private Dovecot, through a delay
+// line that plays a distant server.
+//
+// Each case fills a fresh mailbox per tool and run with the same messages,
+// runs the tools interleaved, verifies every delivered message by its
+// Message-ID and that the server was emptied (or kept), and prints one
+// table: wall time median/min/max, messages/s, MiB/s, peak RSS, round trips
+// and popfetch's ratio to each peer measured in the same run.
+//
+// Every tool delivers durably: popfetch and mpop into a Maildir, fetchmail
+// through safecat (which fsyncs) into a Maildir.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/popfetch/popfetch/cmd/internal/delayline"
+	"github.com/popfetch/popfetch/cmd/internal/dovecot"
+	"github.com/popfetch/popfetch/cmd/internal/measure"
+)
+
+// benchCase is one row group of the table.
+type benchCase struct {
+	name   string
+	desc   string
+	oneWay time.Duration // delay each way: RTT is twice this
+	sizes  func(i int) int64
+	count  int
+	keep   bool // a no-new-mail poll of a kept mailbox: prime once, then time polls
+}
+
+func cases(small, nonew int) []benchCase {
+	four := func(int) int64 { return 4 << 10 }
+	mix := func(i int) int64 {
+		// 500 messages ≈ 40 MiB: every 20th 1 MiB, every other 60 KiB, the rest 4 KiB.
+		switch {
+		case i%20 == 0:
+			return 1 << 20
+		case i%2 == 1:
+			return 60 << 10
+		}
+		return 4 << 10
+	}
+	return []benchCase{
+		{name: "4k-rtt20", desc: fmt.Sprintf("%d × 4 KiB, 20 ms RTT, delete", small), oneWay: 10 * time.Millisecond, sizes: four, count: small},
+		{name: "4k", desc: fmt.Sprintf("%d × 4 KiB, no added delay, delete", small), sizes: four, count: small},
+		{name: "mix", desc: "500 messages, 4 KiB/60 KiB/1 MiB mix (≈ 40 MiB), no delay, delete", sizes: mix, count: 500},
+		{name: "huge", desc: "one 200 MiB message, no delay, delete", sizes: func(int) int64 { return 200 << 20 }, count: 1},
+		{name: "nonew", desc: fmt.Sprintf("no-new-mail poll, %d messages kept, no delay", nonew), sizes: func(int) int64 { return 1 << 10 }, count: nonew, keep: true},
+		{name: "nonew-rtt20", desc: fmt.Sprintf("no-new-mail poll, %d messages kept, 20 ms RTT", nonew), oneWay: 10 * time.Millisecond, sizes: func(int) int64 { return 1 << 10 }, count: nonew, keep: true},
+	}
+}
+
+func main() {
+	var (
+		bin      = flag.String("popfetch", "bin/popfetch", "the popfetch binary")
+		runs     = flag.Int("runs", 3, "timed runs per tool and case")
+		only     = flag.String("cases", "", "comma-separated cases to run (default all): 4k-rtt20,4k,mix,huge,nonew,nonew-rtt20")
+		toolList = flag.String("tools", "popfetch,mpop,fetchmail", "tools to compare (missing ones are skipped)")
+		small    = flag.Int("messages", 2000, "messages in the 4 KiB cases")
+		nonew    = flag.Int("kept", 50000, "messages kept on the server in the no-new-mail cases")
+		dir      = flag.String("dir", "", "work directory (default: a temporary one, removed afterwards)")
+	)
+	flag.Parse()
+	if err := run(*bin, *runs, *only, *toolList, *small, *nonew, *dir); err != nil {
+		fmt.Fprintln(os.Stderr, "popbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bin string, runs int, only, toolList string, small, nonew int, dir string) error {
+	abs, err := filepath.Abs(bin)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return fmt.Errorf("%w (make build first)", err)
+	}
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "popbench-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	}
+	var tools []tool
+	for _, name := range strings.Split(toolList, ",") {
+		t, err := newTool(strings.TrimSpace(name), abs)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "popbench: skipping %s: %v\n", name, err)
+			continue
+		}
+		tools = append(tools, t)
+	}
+	if len(tools) == 0 || tools[0].name != "popfetch" {
+		return errors.New("popfetch must be among the tools")
+	}
+	ctx := context.Background()
+	dc, err := dovecot.Start(ctx)
+	if err != nil {
+		return err
+	}
+	defer dc.Stop()
+	b := &bench{dc: dc, dir: dir, runs: runs, tools: tools}
+	fmt.Printf("popbench: %s; tools:", time.Now().Format("2006-01-02 15:04"))
+	for _, t := range tools {
+		fmt.Printf(" %s (%s)", t.name, t.version)
+	}
+	fmt.Println()
+	for _, c := range cases(small, nonew) {
+		if only != "" && !slices.Contains(strings.Split(only, ","), c.name) {
+			continue
+		}
+		results, err := b.runCase(ctx, c)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+		printTable(c, tools, results)
+	}
+	return nil
+}
+
+type bench struct {
+	dc    *dovecot.Server
+	dir   string
+	runs  int
+	tools []tool
+	users int
+}
+
+// sample is one timed run.
+type sample struct {
+	wall       time.Duration
+	rss        int64
+	roundTrips int64
+	bytes      int64
+	messages   int
+}
+
+func (b *bench) newUser() (string, string, error) {
+	b.users++
+	user := fmt.Sprintf("bench%d", b.users)
+	pass := "pw-" + user
+	return user, pass, b.dc.AddUser(user, pass)
+}
+
+// fill puts the case's messages into user's mailbox and returns their
+// Message-IDs and total size.
+func (b *bench) fill(ctx context.Context, c benchCase, user, pass string) (map[string]bool, int64, error) {
+	ids := make(map[string]bool, c.count)
+	var total int64
+	for i := 0; i < c.count; i++ {
+		id := fmt.Sprintf("%d.%s@popbench", i, c.name)
+		size := c.sizes(i)
+		if err := b.dc.DeliverFrom(user, dovecot.Message(id, fmt.Sprintf("bench %s %d", c.name, i), size)); err != nil {
+			return nil, 0, err
+		}
+		ids["<"+id+">"] = true
+		total += size
+	}
+	_, err := b.dc.Index(ctx, user, pass)
+	return ids, total, err
+}
+
+func (b *bench) runCase(ctx context.Context, c benchCase) (map[string][]sample, error) {
+	fmt.Fprintf(os.Stderr, "popbench: %s ...\n", c.desc)
+	line, err := delayline.New(b.dc.PlainAddr(), c.oneWay)
+	if err != nil {
+		return nil, err
+	}
+	defer line.Close()
+	results := map[string][]sample{}
+	if c.keep {
+		return results, b.runKept(ctx, c, line, results)
+	}
+	for r := 0; r < b.runs; r++ {
+		for k := range b.tools {
+			t := b.tools[(k+r)%len(b.tools)] // rotate who goes first
+			user, pass, err := b.newUser()
+			if err != nil {
+				return nil, err
+			}
+			ids, total, err := b.fill(ctx, c, user, pass)
+			if err != nil {
+				return nil, err
+			}
+			work := filepath.Join(b.dir, fmt.Sprintf("%s-%s-%d", c.name, t.name, r))
+			settle()
+			line.Reset()
+			res, err := t.fetch(work, user, pass, line.Port(), false)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", t.name, err)
+			}
+			if err := verify(filepath.Join(work, "Maildir"), ids); err != nil {
+				return nil, fmt.Errorf("%s run %d: %w", t.name, r+1, err)
+			}
+			if left := b.dc.Count(user); left != 0 {
+				return nil, fmt.Errorf("%s run %d: %d messages left on the server", t.name, r+1, left)
+			}
+			results[t.name] = append(results[t.name], sample{wall: res.Wall, rss: res.PeakRSS,
+				roundTrips: line.RoundTrips(), bytes: total, messages: c.count})
+			os.RemoveAll(work)
+		}
+	}
+	return results, nil
+}
+
+// runKept primes one kept mailbox per tool (the tool fetches everything
+// once, keeping it), then times polls that find nothing new.
+func (b *bench) runKept(ctx context.Context, c benchCase, line *delayline.Line, results map[string][]sample) error {
+	type primed struct {
+		t          tool
+		user, pass string
+		work       string
+	}
+	var ps []primed
+	for _, t := range b.tools {
+		user, pass, err := b.newUser()
+		if err != nil {
+			return err
+		}
+		ids, _, err := b.fill(ctx, c, user, pass)
+		if err != nil {
+			return err
+		}
+		work := filepath.Join(b.dir, fmt.Sprintf("%s-%s", c.name, t.name))
+		start := time.Now()
+		if _, err := t.fetch(work, user, pass, b.dc.PlainPort, true); err != nil {
+			return fmt.Errorf("%s priming: %w", t.name, err)
+		}
+		if err := verify(filepath.Join(work, "Maildir"), ids); err != nil {
+			return fmt.Errorf("%s priming: %w", t.name, err)
+		}
+		fmt.Fprintf(os.Stderr, "popbench:   %s primed %d kept messages in %v\n", t.name, c.count, time.Since(start).Round(time.Millisecond))
+		ps = append(ps, primed{t, user, pass, work})
+	}
+	for r := 0; r < b.runs; r++ {
+		for k := range ps {
+			p := ps[(k+r)%len(ps)]
+			settle()
+			line.Reset()
+			res, err := p.t.fetch(p.work, p.user, p.pass, line.Port(), true)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.t.name, err)
+			}
+			if n := countMaildir(filepath.Join(p.work, "Maildir")); n != c.count {
+				return fmt.Errorf("%s: the no-new-mail poll changed the Maildir: %d messages, want %d", p.t.name, n, c.count)
+			}
+			if left := b.dc.Count(p.user); left != c.count {
+				return fmt.Errorf("%s: %d messages on the server, want %d kept", p.t.name, left, c.count)
+			}
+			results[p.t.name] = append(results[p.t.name], sample{wall: res.Wall, rss: res.PeakRSS, roundTrips: line.RoundTrips()})
+		}
+	}
+	for _, p := range ps {
+		os.RemoveAll(p.work)
+	}
+	return nil
+}
+
+// settle writes out what filling the mailbox and cleaning up the last run
+// left in the page cache (and, on a file system mounted with discard, lets
+// the trims of deleted files finish), so that a timed run pays only for
+// its own work.
+func settle() {
+	syscall.Sync()
+	time.Sleep(300 * time.Millisecond)
+}
+
+// verify checks that the Maildir holds exactly the messages with ids.
+func verify(maildir string, ids map[string]bool) error {
+	got := map[string]int{}
+	for _, sub := range []string{"new", "cur"} {
+		entries, _ := os.ReadDir(filepath.Join(maildir, sub))
+		for _, e := range entries {
+			id, err := messageID(filepath.Join(maildir, sub, e.Name()))
+			if err != nil {
+				return err
+			}
+			got[id]++
+		}
+	}
+	for id := range ids {
+		switch got[id] {
+		case 0:
+			return fmt.Errorf("message %s missing", id)
+		case 1:
+		default:
+			return fmt.Errorf("message %s delivered %d times", id, got[id])
+		}
+	}
+	if len(got) != len(ids) {
+		return fmt.Errorf("%d distinct messages delivered, want %d", len(got), len(ids))
+	}
+	return nil
+}
+
+// messageID reads the Message-ID field from the start of a message file.
+func messageID(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	n, _ := f.Read(buf)
+	for _, line := range strings.Split(string(buf[:n]), "\n") {
+		if v, ok := strings.CutPrefix(line, "Message-ID: "); ok {
+			return strings.TrimSpace(v), nil
+		}
+		if line == "" {
+			break
+		}
+	}
+	return "", fmt.Errorf("%s: no Message-ID", path)
+}
+
+func countMaildir(maildir string) int {
+	n := 0
+	for _, sub := range []string{"new", "cur"} {
+		entries, _ := os.ReadDir(filepath.Join(maildir, sub))
+		n += len(entries)
+	}
+	return n
+}
+
+func median(xs []time.Duration) time.Duration {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func printTable(c benchCase, tools []tool, results map[string][]sample) {
+	fmt.Printf("\n### %s\n\n", c.desc)
+	fmt.Println("| tool | wall median | min | max | msgs/s | MiB/s | peak RSS | round trips | popfetch ÷ tool |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	pf := results["popfetch"]
+	for _, t := range tools {
+		ss := results[t.name]
+		if len(ss) == 0 {
+			continue
+		}
+		var walls []time.Duration
+		var rss int64
+		var rts []int64
+		for _, s := range ss {
+			walls = append(walls, s.wall)
+			rss = max(rss, s.rss)
+			rts = append(rts, s.roundTrips)
+		}
+		sort.Slice(rts, func(i, j int) bool { return rts[i] < rts[j] })
+		med := median(walls)
+		rate, mib := "–", "–"
+		if ss[0].messages > 0 {
+			rate = fmt.Sprintf("%.0f", float64(ss[0].messages)/med.Seconds())
+			mib = fmt.Sprintf("%.1f", float64(ss[0].bytes)/(1<<20)/med.Seconds())
+		}
+		ratio := "–"
+		if t.name != "popfetch" && len(pf) > 0 {
+			var pw []time.Duration
+			for _, s := range pf {
+				pw = append(pw, s.wall)
+			}
+			ratio = fmt.Sprintf("%.2f", median(pw).Seconds()/med.Seconds())
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %.1f MiB | %d | %s |\n", t.name,
+			fmtDur(med), fmtDur(slices.Min(walls)), fmtDur(slices.Max(walls)), rate, mib,
+			float64(rss)/(1<<20), rts[len(rts)/2], ratio)
+	}
+}
+
+func fmtDur(d time.Duration) string {
+	if d < time.Second {
+		return fmt.Sprintf("%d ms", d.Milliseconds())
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+// runTool runs a tool's command in work with env and measures it.
+func runTool(work string, env []string, argv ...string) (measure.Result, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = work
+	cmd.Env = append(os.Environ(), env...)
+	out, err := os.Create(filepath.Join(work, "output.log"))
+	if err != nil {
+		return measure.Result{}, err
+	}
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	res, err := measure.Run(cmd)
+	if err != nil {
+		return res, err
+	}
+	// popfetch and fetchmail: 0 mail, 1 no mail; mpop: 0 either way.
+	if res.ExitCode != 0 && res.ExitCode != 1 {
+		log, _ := os.ReadFile(filepath.Join(work, "output.log"))
+		return res, fmt.Errorf("%s exited %d:\n%s", filepath.Base(argv[0]), res.ExitCode, log)
+	}
+	return res, nil
+}

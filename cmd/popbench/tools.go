@@ -1,0 +1,127 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/popfetch/popfetch/cmd/internal/measure"
+)
+
+// tool is a mail retriever under test.
+type tool struct {
+	name    string
+	version string
+	// fetch polls user's mailbox on 127.0.0.1:port once into work/Maildir,
+	// keeping the mail on the server if keep is set. Its state lives in
+	// work, so that a later call continues where this one left off.
+	fetch func(work, user, pass string, port int, keep bool) (measure.Result, error)
+}
+
+func newTool(name, popfetch string) (tool, error) {
+	switch name {
+	case "popfetch":
+		return tool{name: name, version: firstLine(popfetch, "-V"), fetch: func(work, user, pass string, port int, keep bool) (measure.Result, error) {
+			if err := prepare(work); err != nil {
+				return measure.Result{}, err
+			}
+			conf := filepath.Join(work, "popfetch.toml")
+			err := os.WriteFile(conf, []byte(fmt.Sprintf(`[[account]]
+name = "bench"
+server = "127.0.0.1"
+port = %d
+tls = "none"
+allow_insecure_auth = true
+user = %q
+password = %q
+keep = %v
+maildir = %q
+`, port, user, pass, keep, filepath.Join(work, "Maildir"))), 0o600)
+			if err != nil {
+				return measure.Result{}, err
+			}
+			return runTool(work, nil, popfetch, "--config", conf, "--state-dir", filepath.Join(work, "state"), "-q")
+		}}, nil
+	case "mpop":
+		path, err := exec.LookPath("mpop")
+		if err != nil {
+			return tool{}, err
+		}
+		return tool{name: name, version: firstLine(path, "--version"), fetch: func(work, user, pass string, port int, keep bool) (measure.Result, error) {
+			if err := prepare(work); err != nil {
+				return measure.Result{}, err
+			}
+			conf := filepath.Join(work, "mpoprc")
+			keepWord := map[bool]string{true: "on", false: "off"}[keep]
+			err := os.WriteFile(conf, []byte(fmt.Sprintf(`account bench
+host 127.0.0.1
+port %d
+tls off
+auth user
+user %s
+password %s
+pipelining auto
+delivery maildir %s
+keep %s
+only_new on
+uidls_file %s
+`, port, user, pass, filepath.Join(work, "Maildir"), keepWord, filepath.Join(work, "mpop-uidls"))), 0o600)
+			if err != nil {
+				return measure.Result{}, err
+			}
+			return runTool(work, nil, path, "-C", conf, "-q", "bench")
+		}}, nil
+	case "fetchmail":
+		path, err := exec.LookPath("fetchmail")
+		if err != nil {
+			return tool{}, err
+		}
+		safecat, err := exec.LookPath("safecat")
+		if err != nil {
+			return tool{}, fmt.Errorf("fetchmail needs safecat to deliver into a Maildir: %w", err)
+		}
+		return tool{name: name, version: firstLine(path, "--version"), fetch: func(work, user, pass string, port int, keep bool) (measure.Result, error) {
+			if err := prepare(work); err != nil {
+				return measure.Result{}, err
+			}
+			conf := filepath.Join(work, "fetchmailrc")
+			md := filepath.Join(work, "Maildir")
+			keepWord := map[bool]string{true: "keep", false: "nokeep"}[keep]
+			err := os.WriteFile(conf, []byte(fmt.Sprintf(`set no bouncemail
+poll 127.0.0.1 service %d proto pop3 uidl auth password
+  user "%s" there with password "%s" is root here
+  sslproto '' %s
+  mda "%s %s/tmp %s/new"
+`, port, user, pass, keepWord, safecat, md, md)), 0o600)
+			if err != nil {
+				return measure.Result{}, err
+			}
+			// HOME: fetchmail keeps its pid lock and idfile there.
+			return runTool(work, []string{"HOME=" + work}, path, "-f", conf, "--idfile", filepath.Join(work, "fetchids"), "-s", "--nosyslog")
+		}}, nil
+	}
+	return tool{}, fmt.Errorf("unknown tool %q", name)
+}
+
+// prepare creates work and an empty Maildir in it, if missing.
+func prepare(work string) error {
+	for _, d := range []string{"Maildir/tmp", "Maildir/new", "Maildir/cur"} {
+		if err := os.MkdirAll(filepath.Join(work, d), 0o700); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// firstLine runs a program for its version and returns the first line.
+func firstLine(prog string, args ...string) string {
+	out, _ := exec.Command(prog, args...).CombinedOutput()
+	for _, l := range strings.Split(string(out), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.Contains(l, "WARNING") {
+			return l
+		}
+	}
+	return "?"
+}
