@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: all build test test-short vet fuzz demo measure clean
+.PHONY: all build test test-short vet fuzz demo measure bench gobench clean
 
 all: build
 
@@ -43,6 +43,15 @@ measure: build
 	bash .ci/install-deps
 	$(GO) run ./cmd/popdemo -popfetch bin/popfetch -dir demo/measure -tls none -messages 2000 -size 4KiB -runs 3
 	$(GO) run ./cmd/popdemo -popfetch bin/popfetch -dir demo/measure -tls none -messages 1 -size 100MiB -runs 1
+
+## bench: popfetch side by side with mpop and fetchmail (installed when missing); see docs/performance.md
+bench: build
+	bash .ci/install-deps --bench
+	$(GO) run ./cmd/popbench -popfetch bin/popfetch
+
+## gobench: the Go benchmarks of the hot parsing paths, with allocations
+gobench:
+	$(GO) test ./fetch/pop3 -run '^$$' -bench . -benchmem
 
 clean:
 	rm -rf bin demo

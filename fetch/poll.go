@@ -226,15 +226,17 @@ type message struct {
 	seen      bool
 }
 
-// open connects, logs in and lists the mailbox.
+// open connects, logs in and lists the mailbox. When the server
+// pipelines, USER, PASS and UIDL go out in one write.
 func (s *session) open(ctx context.Context) ([]message, bool, error) {
 	if err := s.connect(ctx); err != nil {
 		return nil, false, err
 	}
-	if err := s.login(ctx); err != nil {
+	l, err := s.login(ctx)
+	if err != nil {
 		return nil, false, err
 	}
-	msgs, hasUIDL, err := s.list(ctx)
+	msgs, hasUIDL, err := s.list(ctx, l)
 	s.stats.Messages = len(msgs)
 	return msgs, hasUIDL, err
 }
@@ -257,7 +259,7 @@ func (s *session) run(ctx context.Context) error {
 			Err: errors.New("the server does not support UIDL, so keep = true cannot tell new mail from old; use keep = false")}
 	}
 	toFetch, toDelete := s.plan(msgs)
-	deleted, err := s.transfer(ctx, toFetch, toDelete, hasUIDL)
+	deleted, quit, err := s.transfer(ctx, toFetch, toDelete, hasUIDL)
 	if err != nil {
 		return err
 	}
@@ -272,9 +274,11 @@ func (s *session) run(ctx context.Context) error {
 			s.log.Debug("forgot UIDs no longer on the server", "count", n)
 		}
 	}
-	s.step = "QUIT"
-	if err := s.c.Quit(ctx); err != nil {
-		return err
+	if !quit {
+		s.step = "QUIT"
+		if err := s.c.Quit(ctx); err != nil {
+			return err
+		}
 	}
 	s.stats.Deleted = deleted
 	return nil
@@ -335,42 +339,63 @@ func (s *session) connect(ctx context.Context) error {
 }
 
 // login authenticates as the account says, never sending a secret over an
-// unencrypted connection unless allow_insecure_auth is set.
-func (s *session) login(ctx context.Context) error {
+// unencrypted connection unless allow_insecure_auth is set. With USER/PASS
+// on a server that pipelines it asks for the listing in the same write and
+// returns it; otherwise the listing is nil.
+func (s *session) login(ctx context.Context) (*pop3.Listing, error) {
 	a := s.acct
 	if !s.c.IsTLS() && !a.AllowInsecureAuth {
-		return &Error{Account: a.Name, Kind: KindConfig,
+		return nil, &Error{Account: a.Name, Kind: KindConfig,
 			Err: errors.New("refusing to send the password over an unencrypted connection (set allow_insecure_auth = true to allow it)")}
 	}
 	if a.Password == nil {
-		return &Error{Account: a.Name, Kind: KindConfig, Err: errors.New("no password")}
+		return nil, &Error{Account: a.Name, Kind: KindConfig, Err: errors.New("no password")}
 	}
 	s.step = "password"
 	pw, err := a.Password(ctx)
 	if err != nil {
-		return &Error{Account: a.Name, Kind: KindConfig, Err: err}
+		return nil, &Error{Account: a.Name, Kind: KindConfig, Err: err}
 	}
 	useAPOP := a.Auth == AuthAPOP || (a.Auth == AuthAuto && !s.c.IsTLS() && s.c.APOPTimestamp() != "")
 	if useAPOP {
 		s.step = "APOP"
-		return s.c.APOP(ctx, a.User, pw)
+		return nil, s.c.APOP(ctx, a.User, pw)
 	}
 	s.step = "PASS"
-	return s.c.Login(ctx, a.User, pw, s.pipelining())
+	if !s.pipelining() {
+		return nil, s.c.Login(ctx, a.User, pw, false)
+	}
+	l, err := s.c.LoginAndList(ctx, a.User, pw, true, s.needSizesAtOnce())
+	if err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// needSizesAtOnce reports whether LIST should go out with UIDL: when the
+// server pipelines (it costs no round trip) and size_limit needs sizes.
+func (s *session) needSizesAtOnce() bool {
+	return s.acct.SizeLimit > 0 && s.pipelining()
 }
 
 // list returns the messages on the server with their UIDs (if the server
 // has UIDL), whether they were delivered before, and their sizes where
-// needed. UIDL alone answers a poll that finds nothing new; LIST is asked
-// for only without UIDL, or when size_limit must judge new messages. With
-// PIPELINING and a size_limit both go out at once.
-func (s *session) list(ctx context.Context) ([]message, bool, error) {
+// needed. l is the listing login already asked for, or nil. UIDL alone
+// answers a poll that finds nothing new; LIST is asked for only without
+// UIDL, or when size_limit must judge new messages. With PIPELINING and a
+// size_limit both go out at once.
+func (s *session) list(ctx context.Context, l *pop3.Listing) ([]message, bool, error) {
 	needSizes := s.acct.SizeLimit > 0
 	s.step = "UIDL"
-	uids, uidlErr, sizes, listErr, err := s.c.ListAll(ctx, true, needSizes && s.pipelining(), s.pipelining())
-	if err != nil {
-		return nil, false, err
+	if l == nil {
+		got, err := s.c.ListAll(ctx, true, s.needSizesAtOnce(), s.pipelining())
+		if err != nil {
+			return nil, false, err
+		}
+		l = &got
 	}
+	uids, uidlErr, sizes, listErr := l.UIDs, l.UIDLErr, l.Sizes, l.ListErr
+	var err error
 	var perr *pop3.Error
 	if uidlErr != nil && (!errors.As(uidlErr, &perr) || s.caps.Has("UIDL") || perr.Code != "") {
 		// Not "unsupported": refused by a server that advertises UIDL,

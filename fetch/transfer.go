@@ -56,10 +56,12 @@ type fetched struct {
 }
 
 // transfer fetches toFetch and deletes toDelete (messages already
-// delivered), and returns how many messages were marked for deletion.
-func (s *session) transfer(ctx context.Context, toFetch, toDelete []message, hasUIDL bool) (int, error) {
+// delivered), and returns how many messages were marked for deletion and
+// whether it ended the session with QUIT (it pipelines QUIT behind the
+// last DELE when nothing failed).
+func (s *session) transfer(ctx context.Context, toFetch, toDelete []message, hasUIDL bool) (int, bool, error) {
 	if len(toFetch) == 0 && len(toDelete) == 0 {
-		return 0, nil
+		return 0, false, nil
 	}
 	window := 1
 	if s.pipelining() {
@@ -68,18 +70,22 @@ func (s *session) transfer(ctx context.Context, toFetch, toDelete []message, has
 	s.step = "RETR"
 	p, err := s.c.Pipeline(ctx, window)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	t := &transferRun{s: s, p: p, hasUIDL: hasUIDL, dele: newNumQueue()}
 	t.run(ctx, toFetch, toDelete)
 	endErr := p.End()
 	if t.fatal != nil {
-		return t.deleted, t.fatal
+		return t.deleted, false, t.fatal
 	}
 	if endErr != nil {
-		return t.deleted, endErr
+		return t.deleted, false, endErr
 	}
-	return t.deleted, nil
+	if t.quitErr != nil {
+		s.step = "QUIT"
+		return t.deleted, true, t.quitErr
+	}
+	return t.deleted, t.quit, nil
 }
 
 type transferRun struct {
@@ -92,6 +98,8 @@ type transferRun struct {
 	fatal    error // the first failure that ends the transfer
 	failures int   // deliveries failed in a row
 	deleted  int
+	quit     bool  // the reply to a pipelined QUIT was read
+	quitErr  error // QUIT was answered -ERR: the deletions may not have happened
 }
 
 // fail records a failure that ends the transfer and stops the network
@@ -196,7 +204,12 @@ func (t *transferRun) write(toFetch, toDelete []message) {
 			return
 		}
 		if !t.dele.wait() {
-			sendDeles()
+			if sendDeles() && !t.failed() {
+				// Every message marked for deletion is durable and
+				// recorded: QUIT may go out behind the last DELE,
+				// saving a round trip.
+				send(pop3.Command{Verb: "QUIT"})
+			}
 			return
 		}
 	}
@@ -245,6 +258,13 @@ func (t *transferRun) read(ctx context.Context, toFetch []message, staged chan<-
 			if remaining--; remaining == 0 {
 				closeStaged()
 			}
+		case "QUIT":
+			t.mu.Lock()
+			t.quit = true
+			if r.Err != nil {
+				t.quitErr = r.Err
+			}
+			t.mu.Unlock()
 		default:
 			t.fail(fmt.Errorf("internal error: unexpected reply to %s", r.Command.Verb))
 			return

@@ -107,12 +107,35 @@ func run(bin string, runs int, only, toolList string, small, nonew int, dir stri
 		return errors.New("popfetch must be among the tools")
 	}
 	ctx := context.Background()
-	dc, err := dovecot.Start(ctx)
+	// The server's mail lives on a tmpfs: in real use the server is
+	// another machine, and its expunges do not churn the client's file
+	// system (on ext4, thousands of just-deleted inodes make every new
+	// inode slower to allocate for a minute or more).
+	var opts dovecot.Options
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		opts.MailRoot = "/dev/shm"
+	}
+	dc, err := dovecot.StartWith(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer dc.Stop()
-	b := &bench{dc: dc, dir: dir, runs: runs, tools: tools}
+	trash := filepath.Join(dir, "trash")
+	if err := os.MkdirAll(trash, 0o700); err != nil {
+		return err
+	}
+	defer os.RemoveAll(trash)
+	line, err := delayline.New(dc.PlainAddr(), 0)
+	if err != nil {
+		return err
+	}
+	defer line.Close()
+	b := &bench{dc: dc, dir: dir, runs: runs, tools: tools, trash: trash, kept: map[int][]primed{}, line: line}
+	defer func() {
+		for _, f := range b.cleanup {
+			f()
+		}
+	}()
 	fmt.Printf("popbench: %s; tools:", time.Now().Format("2006-01-02 15:04"))
 	for _, t := range tools {
 		fmt.Printf(" %s (%s)", t.name, t.version)
@@ -132,11 +155,15 @@ func run(bin string, runs int, only, toolList string, small, nonew int, dir stri
 }
 
 type bench struct {
-	dc    *dovecot.Server
-	dir   string
-	runs  int
-	tools []tool
-	users int
+	line    *delayline.Line
+	kept    map[int][]primed // primed kept mailboxes by size
+	cleanup []func()
+	dc      *dovecot.Server
+	dir     string
+	trash   string // finished runs, deleted at the end so as not to churn the file system between runs
+	runs    int
+	tools   []tool
+	users   int
 }
 
 // sample is one timed run.
@@ -175,11 +202,10 @@ func (b *bench) fill(ctx context.Context, c benchCase, user, pass string) (map[s
 
 func (b *bench) runCase(ctx context.Context, c benchCase) (map[string][]sample, error) {
 	fmt.Fprintf(os.Stderr, "popbench: %s ...\n", c.desc)
-	line, err := delayline.New(b.dc.PlainAddr(), c.oneWay)
-	if err != nil {
-		return nil, err
-	}
-	defer line.Close()
+	// One line for the whole run: popfetch knows a mailbox by server, port
+	// and user, so a kept mailbox must always be reached on the same port.
+	line := b.line
+	line.SetDelay(0)
 	results := map[string][]sample{}
 	if c.keep {
 		return results, b.runKept(ctx, c, line, results)
@@ -197,6 +223,7 @@ func (b *bench) runCase(ctx context.Context, c benchCase) (map[string][]sample, 
 			}
 			work := filepath.Join(b.dir, fmt.Sprintf("%s-%s-%d", c.name, t.name, r))
 			settle()
+			line.SetDelay(c.oneWay)
 			line.Reset()
 			res, err := t.fetch(work, user, pass, line.Port(), false)
 			if err != nil {
@@ -210,45 +237,32 @@ func (b *bench) runCase(ctx context.Context, c benchCase) (map[string][]sample, 
 			}
 			results[t.name] = append(results[t.name], sample{wall: res.Wall, rss: res.PeakRSS,
 				roundTrips: line.RoundTrips(), bytes: total, messages: c.count})
-			os.RemoveAll(work)
+			b.discard(work, c.count)
 		}
 	}
 	return results, nil
 }
 
+// primed is a kept mailbox a tool has fetched once.
+type primed struct {
+	t          tool
+	user, pass string
+	work       string
+}
+
 // runKept primes one kept mailbox per tool (the tool fetches everything
-// once, keeping it), then times polls that find nothing new.
+// once, keeping it), then times polls that find nothing new. The no-new-mail
+// cases share their mailboxes when they have the same size.
 func (b *bench) runKept(ctx context.Context, c benchCase, line *delayline.Line, results map[string][]sample) error {
-	type primed struct {
-		t          tool
-		user, pass string
-		work       string
-	}
-	var ps []primed
-	for _, t := range b.tools {
-		user, pass, err := b.newUser()
-		if err != nil {
-			return err
-		}
-		ids, _, err := b.fill(ctx, c, user, pass)
-		if err != nil {
-			return err
-		}
-		work := filepath.Join(b.dir, fmt.Sprintf("%s-%s", c.name, t.name))
-		start := time.Now()
-		if _, err := t.fetch(work, user, pass, b.dc.PlainPort, true); err != nil {
-			return fmt.Errorf("%s priming: %w", t.name, err)
-		}
-		if err := verify(filepath.Join(work, "Maildir"), ids); err != nil {
-			return fmt.Errorf("%s priming: %w", t.name, err)
-		}
-		fmt.Fprintf(os.Stderr, "popbench:   %s primed %d kept messages in %v\n", t.name, c.count, time.Since(start).Round(time.Millisecond))
-		ps = append(ps, primed{t, user, pass, work})
+	ps, err := b.prime(ctx, c, line)
+	if err != nil {
+		return err
 	}
 	for r := 0; r < b.runs; r++ {
 		for k := range ps {
 			p := ps[(k+r)%len(ps)]
 			settle()
+			line.SetDelay(c.oneWay)
 			line.Reset()
 			res, err := p.t.fetch(p.work, p.user, p.pass, line.Port(), true)
 			if err != nil {
@@ -263,10 +277,50 @@ func (b *bench) runKept(ctx context.Context, c benchCase, line *delayline.Line, 
 			results[p.t.name] = append(results[p.t.name], sample{wall: res.Wall, rss: res.PeakRSS, roundTrips: line.RoundTrips()})
 		}
 	}
-	for _, p := range ps {
-		os.RemoveAll(p.work)
-	}
 	return nil
+}
+
+// prime fills and fetches (keeping) one mailbox per tool, once per size.
+func (b *bench) prime(ctx context.Context, c benchCase, line *delayline.Line) ([]primed, error) {
+	if ps, ok := b.kept[c.count]; ok {
+		return ps, nil
+	}
+	var ps []primed
+	for _, t := range b.tools {
+		user, pass, err := b.newUser()
+		if err != nil {
+			return nil, err
+		}
+		ids, _, err := b.fill(ctx, c, user, pass)
+		if err != nil {
+			return nil, err
+		}
+		work := filepath.Join(b.dir, fmt.Sprintf("kept%d-%s", c.count, t.name))
+		start := time.Now()
+		line.SetDelay(0) // priming is not timed
+		if _, err := t.fetch(work, user, pass, line.Port(), true); err != nil {
+			return nil, fmt.Errorf("%s priming: %w", t.name, err)
+		}
+		if err := verify(filepath.Join(work, "Maildir"), ids); err != nil {
+			return nil, fmt.Errorf("%s priming: %w", t.name, err)
+		}
+		fmt.Fprintf(os.Stderr, "popbench:   %s primed %d kept messages in %v\n", t.name, c.count, time.Since(start).Round(time.Millisecond))
+		ps = append(ps, primed{t, user, pass, work})
+		b.cleanup = append(b.cleanup, func() { b.discard(work, c.count) })
+	}
+	b.kept[c.count] = ps
+	return ps, nil
+}
+
+// discard puts a finished run's directory aside, to be deleted at the end:
+// deleting thousands of files between runs would slow the next run's file
+// creation (see run). A run of a few files is deleted at once.
+func (b *bench) discard(work string, files int) {
+	if files < 100 {
+		os.RemoveAll(work)
+		return
+	}
+	os.Rename(work, filepath.Join(b.trash, filepath.Base(work)))
 }
 
 // settle writes out what filling the mailbox and cleaning up the last run

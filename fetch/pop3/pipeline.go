@@ -12,7 +12,7 @@ import (
 
 // Command is a command sent through a Pipeline.
 type Command struct {
-	Verb string // "RETR", "TOP", "DELE", "NOOP" or "RSET"
+	Verb string // "RETR", "TOP", "DELE", "NOOP", "RSET" or "QUIT" (the last)
 	Msg  int    // the message number; 0 for NOOP and RSET
 }
 
@@ -44,6 +44,7 @@ type Pipeline struct {
 
 	wmu    sync.Mutex // the writer's side
 	closed bool
+	quit   bool // QUIT was sent: it is the last command
 
 	emu sync.Mutex
 	err error
@@ -89,7 +90,7 @@ func (p *Pipeline) failed() error {
 // Send writes a command. It waits while the window is full.
 func (p *Pipeline) Send(cmd Command) error {
 	switch cmd.Verb {
-	case "RETR", "TOP", "DELE", "NOOP", "RSET":
+	case "RETR", "TOP", "DELE", "NOOP", "RSET", "QUIT":
 	default:
 		return fmt.Errorf("pop3: %s cannot be pipelined here", cmd.Verb)
 	}
@@ -125,6 +126,13 @@ func (p *Pipeline) Send(cmd Command) error {
 	p.c.w.WriteString(line)
 	p.c.w.WriteString("\r\n")
 	p.sent <- cmd // never blocks: a slot was taken, and sent is as large as slots
+	if cmd.Verb == "QUIT" {
+		p.quit = true
+		p.closed = true
+		err := p.flushLocked()
+		close(p.sent)
+		return err
+	}
 	return nil
 }
 
@@ -201,11 +209,18 @@ func (p *Pipeline) Next() (Reply, error) {
 }
 
 // End leaves pipelining. Every reply must have been read; it returns the
-// pipeline's first failure, after which the client is broken.
+// pipeline's first failure, after which the client is broken. After a
+// pipelined QUIT the connection is closed.
 func (p *Pipeline) End() error {
 	p.CloseSend()
 	p.stop()
 	p.c.pipe = nil
+	if p.quit {
+		p.c.conn.Close()
+		if p.c.broken == nil {
+			p.c.broken = ErrClosed
+		}
+	}
 	if err := p.failed(); err != nil {
 		p.c.broken = err
 		return err
@@ -236,31 +251,54 @@ func (c *Client) Login(ctx context.Context, user, password string, pipelined boo
 	return errors.Join(errs...)
 }
 
-// ListAll returns the UIDL listing (if uidl is set) and the LIST listing
+// Listing is the answer to UIDL and LIST.
+type Listing struct {
+	UIDs    []MessageUID
+	UIDLErr error // the -ERR to UIDL, or its malformed listing; UIDs is nil then
+	Sizes   []MessageSize
+	ListErr error // likewise for LIST
+}
+
+// ListAll asks for the UIDL listing (if uidl is set) and the LIST listing
 // (if list is set). With pipelined both commands go out in one write. A
-// -ERR to either is returned as that listing's error, a failure of the
-// connection as err.
-func (c *Client) ListAll(ctx context.Context, uidl, list, pipelined bool) (uids []MessageUID, uidlErr error, sizes []MessageSize, listErr error, err error) {
+// -ERR or a malformed listing is reported in the Listing; err is a failure
+// of the connection.
+func (c *Client) ListAll(ctx context.Context, uidl, list, pipelined bool) (Listing, error) {
+	var l Listing
 	if !pipelined {
 		if uidl {
-			if uids, uidlErr = c.UIDL(ctx); uidlErr != nil && !isReply(uidlErr) {
-				return nil, nil, nil, nil, uidlErr
+			if l.UIDs, l.UIDLErr = c.UIDL(ctx); l.UIDLErr != nil && !isReply(l.UIDLErr) {
+				return Listing{}, l.UIDLErr
 			}
 		}
 		if list {
-			if sizes, listErr = c.List(ctx); listErr != nil && !isReply(listErr) {
-				return nil, nil, nil, nil, listErr
+			if l.Sizes, l.ListErr = c.List(ctx); l.ListErr != nil && !isReply(l.ListErr) {
+				return Listing{}, l.ListErr
 			}
 		}
-		return uids, uidlErr, sizes, listErr, nil
+		return l, nil
 	}
-	var cmds [][2]string
-	var parsers []func(string) error
+	return c.loginAndList(ctx, nil, uidl, list)
+}
+
+// LoginAndList sends USER, PASS and then UIDL and LIST as ListAll does, all
+// in one write: a server that advertises PIPELINING answers them in order,
+// and a round trip is saved. A refused login is returned as err (the
+// listing commands, refused too, are read and dropped). The password never
+// appears in the trace.
+func (c *Client) LoginAndList(ctx context.Context, user, password string, uidl, list bool) (Listing, error) {
+	return c.loginAndList(ctx, [][2]string{{"USER", user}, {"PASS", password}}, uidl, list)
+}
+
+func (c *Client) loginAndList(ctx context.Context, login [][2]string, uidl, list bool) (Listing, error) {
+	var l Listing
+	cmds := append([][2]string(nil), login...)
+	parsers := make([]func(string) error, len(cmds))
 	if uidl {
 		cmds = append(cmds, [2]string{"UIDL", ""})
 		parsers = append(parsers, func(line string) error {
 			m, err := parseUIDLLine(line)
-			uids = append(uids, m)
+			l.UIDs = append(l.UIDs, m)
 			return err
 		})
 	}
@@ -268,27 +306,29 @@ func (c *Client) ListAll(ctx context.Context, uidl, list, pipelined bool) (uids 
 		cmds = append(cmds, [2]string{"LIST", ""})
 		parsers = append(parsers, func(line string) error {
 			m, err := parseListLine(line)
-			sizes = append(sizes, m)
+			l.Sizes = append(l.Sizes, m)
 			return err
 		})
 	}
 	errs, err := c.batch(ctx, cmds, parsers)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return Listing{}, err
 	}
+	if lerr := errors.Join(errs[:len(login)]...); lerr != nil {
+		return Listing{}, lerr
+	}
+	errs = errs[len(login):]
 	if uidl {
-		uidlErr, errs = errs[0], errs[1:]
-		if uidlErr != nil {
-			uids = nil
+		if l.UIDLErr, errs = errs[0], errs[1:]; l.UIDLErr != nil {
+			l.UIDs = nil
 		}
 	}
 	if list {
-		listErr = errs[0]
-		if listErr != nil {
-			sizes = nil
+		if l.ListErr = errs[0]; l.ListErr != nil {
+			l.Sizes = nil
 		}
 	}
-	return uids, uidlErr, sizes, listErr, nil
+	return l, nil
 }
 
 func isReply(err error) bool {

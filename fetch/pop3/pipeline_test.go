@@ -223,14 +223,75 @@ func TestListAllPipelined(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer wait()
-	uids, uerr, sizes, lerr, err := c.ListAll(ctx(t), true, true, true)
-	if err != nil || uerr != nil || lerr != nil || len(uids) != 2 || len(sizes) != 2 || uids[1].UID != "bbb" || sizes[1].Size != 20 {
-		t.Fatalf("%v %v %v %v %v", uids, uerr, sizes, lerr, err)
+	l, err := c.ListAll(ctx(t), true, true, true)
+	if err != nil || l.UIDLErr != nil || l.ListErr != nil || len(l.UIDs) != 2 || len(l.Sizes) != 2 || l.UIDs[1].UID != "bbb" || l.Sizes[1].Size != 20 {
+		t.Fatalf("%+v %v", l, err)
 	}
-	uids, uerr, sizes, lerr, err = c.ListAll(ctx(t), true, true, true)
+	l, err = c.ListAll(ctx(t), true, true, true)
 	var perr *Error
-	if err != nil || !errors.As(uerr, &perr) || uids != nil || lerr != nil || len(sizes) != 1 {
-		t.Fatalf("%v %v %v %v %v", uids, uerr, sizes, lerr, err)
+	if err != nil || !errors.As(l.UIDLErr, &perr) || l.UIDs != nil || l.ListErr != nil || len(l.Sizes) != 1 {
+		t.Fatalf("%+v %v", l, err)
+	}
+}
+
+func TestLoginAndList(t *testing.T) {
+	var trace bytes.Buffer
+	c, err, wait := runTranscript(t, transcript{
+		"S: +OK hi",
+		"C: USER u", "C: PASS secret", "C: UIDL",
+		"S: +OK", "S: +OK logged in", "S: +OK", "S: 1 a", "S: .",
+	}, &Options{Debug: &trace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wait()
+	l, err := c.LoginAndList(ctx(t), "u", "secret", true, false)
+	if err != nil || len(l.UIDs) != 1 || l.Sizes != nil {
+		t.Fatalf("%+v %v", l, err)
+	}
+	if strings.Contains(trace.String(), "secret") {
+		t.Errorf("trace holds the password:\n%s", trace.String())
+	}
+}
+
+func TestLoginAndListRefused(t *testing.T) {
+	c, err, wait := runTranscript(t, transcript{
+		"S: +OK hi",
+		"C: USER u", "C: PASS wrong", "C: UIDL",
+		"S: +OK", "S: -ERR [AUTH] Authentication failed.", "S: -ERR Unknown command.",
+		"C: QUIT", "S: +OK",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wait()
+	_, err = c.LoginAndList(ctx(t), "u", "wrong", true, false)
+	var perr *Error
+	if !errors.As(err, &perr) || perr.Command != "PASS" || !perr.HasCode(CodeAuth) {
+		t.Fatalf("got %v", err)
+	}
+	// The refused UIDL was read: the connection is in step.
+	if err := c.Quit(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPipelineQuit(t *testing.T) {
+	c, err, wait := runTranscript(t, transcript{
+		"S: +OK hi",
+		"C: DELE 1", "C: QUIT",
+		"S: +OK deleted", "S: +OK bye",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wait()
+	got, err := drive(t, c, 8, []Command{{"DELE", 1}, {"QUIT", 0}})
+	if err != nil || len(got) != 2 || got[1] != "QUIT 0" {
+		t.Fatalf("%q, %v", got, err)
+	}
+	if err := c.Noop(ctx(t)); !errors.Is(err, ErrClosed) {
+		t.Errorf("NOOP after a pipelined QUIT: %v", err)
 	}
 }
 

@@ -22,7 +22,7 @@ import (
 type Line struct {
 	listener   net.Listener
 	upstream   string
-	delay      time.Duration
+	delay      atomic.Int64 // nanoseconds
 	roundTrips atomic.Int64
 	wg         sync.WaitGroup
 	mu         sync.Mutex
@@ -36,7 +36,8 @@ func New(upstream string, oneWay time.Duration) (*Line, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Line{listener: l, upstream: upstream, delay: oneWay, conns: map[net.Conn]struct{}{}}
+	d := &Line{listener: l, upstream: upstream, conns: map[net.Conn]struct{}{}}
+	d.SetDelay(oneWay)
 	d.wg.Add(1)
 	go d.serve()
 	return d, nil
@@ -47,6 +48,11 @@ func (d *Line) Addr() string { return d.listener.Addr().String() }
 
 // Port returns the port clients connect to.
 func (d *Line) Port() int { return d.listener.Addr().(*net.TCPAddr).Port }
+
+// SetDelay changes the one-way delay for data read from now on.
+func (d *Line) SetDelay(oneWay time.Duration) { d.delay.Store(int64(oneWay)) }
+
+func (d *Line) oneWay() time.Duration { return time.Duration(d.delay.Load()) }
 
 // RoundTrips returns the round trips counted since the last Reset.
 func (d *Line) RoundTrips() int64 { return d.roundTrips.Load() }
@@ -90,10 +96,10 @@ func (d *Line) serve() {
 	}
 }
 
-// chunk is data read at one moment, to be written delay later.
+// chunk is data read at one moment, to be written at another.
 type chunk struct {
 	data []byte
-	at   time.Time
+	at   time.Time // when to write it
 }
 
 // conversation tracks one connection's timing for the round-trip count.
@@ -143,7 +149,7 @@ func (d *Line) proxy(client net.Conn) {
 func (d *Line) clientSent(conv *conversation, at time.Time) {
 	conv.mu.Lock()
 	defer conv.mu.Unlock()
-	waited := conv.lastServerToCli.After(conv.lastClientSend) && at.Sub(conv.lastClientSend) >= d.delay
+	waited := conv.lastServerToCli.After(conv.lastClientSend) && at.Sub(conv.lastClientSend) >= d.oneWay()
 	if !conv.sentOnce || waited {
 		d.roundTrips.Add(1)
 	}
@@ -159,7 +165,7 @@ func (d *Line) pump(src, dst net.Conn, onRead, onWrite func(time.Time)) {
 	go func() {
 		defer close(done)
 		for c := range queue {
-			if wait := time.Until(c.at.Add(d.delay)); wait > 0 {
+			if wait := time.Until(c.at); wait > 0 {
 				time.Sleep(wait)
 			}
 			if onWrite != nil {
@@ -180,7 +186,7 @@ func (d *Line) pump(src, dst net.Conn, onRead, onWrite func(time.Time)) {
 			if onRead != nil {
 				onRead(now)
 			}
-			queue <- chunk{data: append([]byte(nil), buf[:n]...), at: now}
+			queue <- chunk{data: append([]byte(nil), buf[:n]...), at: now.Add(d.oneWay())}
 		}
 		if err != nil {
 			break // EOF, reset or closed: the close is passed on by the caller

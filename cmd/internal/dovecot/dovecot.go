@@ -44,6 +44,7 @@ type Server struct {
 	Cert      *pop3test.Cert // the server's certificate; CertFile holds it as PEM
 	CertFile  string
 	cmd       *exec.Cmd
+	mailRoot  string // the users' Maildirs are below it
 	uid, gid  int
 	seq       atomic.Uint64
 	exited    chan struct{}
@@ -59,8 +60,22 @@ func Binary() (string, error) {
 	return "", ErrNotInstalled
 }
 
+// Options adjust Start.
+type Options struct {
+	// MailRoot, if set, is a directory to keep the users' mail in instead
+	// of the instance's own directory: a benchmark puts it on another file
+	// system (a tmpfs) so that the server's work on its disk does not
+	// slow the client's, as it would not if the server were remote.
+	MailRoot string
+}
+
 // Start starts a private instance and waits until it answers.
 func Start(ctx context.Context) (*Server, error) {
+	return StartWith(ctx, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(ctx context.Context, opts Options) (*Server, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
@@ -76,7 +91,14 @@ func Start(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Dir: dir, uid: uid, gid: gid, exited: make(chan struct{})}
+	s := &Server{Dir: dir, uid: uid, gid: gid, exited: make(chan struct{}), mailRoot: filepath.Join(dir, "mail")}
+	if opts.MailRoot != "" {
+		if s.mailRoot, err = os.MkdirTemp(opts.MailRoot, "popfetch-dovecot-mail-"); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		os.Chmod(s.mailRoot, 0o755)
+	}
 	if err := s.setup(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -136,12 +158,15 @@ func (s *Server) setup() error {
 	if err := os.Chmod(s.Dir, 0o755); err != nil {
 		return err
 	}
-	for _, d := range []string{"run", "state", "mail"} {
+	for _, d := range []string{"run", "state"} {
 		if err := os.Mkdir(filepath.Join(s.Dir, d), 0o755); err != nil {
 			return err
 		}
 	}
-	if err := os.Chown(filepath.Join(s.Dir, "mail"), s.uid, s.gid); err != nil {
+	if err := os.MkdirAll(s.mailRoot, 0o755); err != nil {
+		return err
+	}
+	if err := os.Chown(s.mailRoot, s.uid, s.gid); err != nil {
 		return err
 	}
 	if s.Cert, err = pop3test.NewCert(24*time.Hour, "127.0.0.1", "localhost"); err != nil {
@@ -177,11 +202,11 @@ passdb {
 }
 userdb {
   driver = static
-  args = uid=%[3]d gid=%[4]d home=%[2]s/mail/%%u allow_all_users=yes
+  args = uid=%[3]d gid=%[4]d home=%[7]s/%%u allow_all_users=yes
 }
 first_valid_uid = %[3]d
 first_valid_gid = %[4]d
-mail_location = maildir:%[2]s/mail/%%u
+mail_location = maildir:%[7]s/%%u
 mail_max_userip_connections = 100
 pop3_uidl_format = %%08Xu%%08Xv
 pop3_logout_format = top=%%t/%%p, retr=%%r/%%b, del=%%d/%%m, size=%%s
@@ -202,7 +227,7 @@ service imap-login {
     port = 0
   }
 }
-`, os.Getpid(), s.Dir, s.uid, s.gid, s.PlainPort, s.TLSPort)
+`, os.Getpid(), s.Dir, s.uid, s.gid, s.PlainPort, s.TLSPort, s.mailRoot)
 	return os.WriteFile(filepath.Join(s.Dir, "dovecot.conf"), []byte(conf), 0o644)
 }
 
@@ -270,6 +295,7 @@ func (s *Server) Stop() {
 		}
 	}
 	os.RemoveAll(s.Dir)
+	os.RemoveAll(s.mailRoot)
 }
 
 // AddUser adds a user with a password and returns once Dovecot accepts it.
@@ -303,7 +329,7 @@ func (s *Server) AddUser(name, password string) error {
 }
 
 // Maildir returns the path of a user's Maildir on the server side.
-func (s *Server) Maildir(user string) string { return filepath.Join(s.Dir, "mail", user) }
+func (s *Server) Maildir(user string) string { return filepath.Join(s.mailRoot, user) }
 
 // Deliver puts messages (LF line endings) into the user's Maildir, the
 // way a local delivery agent would, owned by the mail user. Call Index
