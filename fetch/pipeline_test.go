@@ -207,6 +207,26 @@ func TestPollNoNewMailRoundTrips(t *testing.T) {
 	}
 }
 
+func TestPollAPOPPipelinedRoundTrips(t *testing.T) {
+	f := newFixture(t, pop3test.Config{Pipelining: true, APOP: true}, testMessages(3))
+	f.acct.Keep = true
+	if _, err := f.poll(); err != nil {
+		t.Fatal(err)
+	}
+	flights := f.srv.Flights()
+	if _, err := f.poll(); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.srv.Flights() - flights; n != 3 {
+		t.Errorf("a no-new-mail poll with APOP took %d flights, want 3 (CAPA, APOP+UIDL, QUIT)", n)
+	}
+	for _, c := range f.srv.Commands() {
+		if strings.HasPrefix(c, "PASS") {
+			t.Errorf("PASS sent on plaintext although APOP was offered")
+		}
+	}
+}
+
 func TestPollPipelinedLargeMessages(t *testing.T) {
 	// Big replies fill the socket buffers both ways: the reader and the
 	// writer must not wait for each other.

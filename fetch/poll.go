@@ -357,15 +357,21 @@ func (s *session) login(ctx context.Context) (*pop3.Listing, error) {
 		return nil, &Error{Account: a.Name, Kind: KindConfig, Err: err}
 	}
 	useAPOP := a.Auth == AuthAPOP || (a.Auth == AuthAuto && !s.c.IsTLS() && s.c.APOPTimestamp() != "")
-	if useAPOP {
+	var l pop3.Listing
+	switch {
+	case useAPOP && !s.pipelining():
 		s.step = "APOP"
 		return nil, s.c.APOP(ctx, a.User, pw)
-	}
-	s.step = "PASS"
-	if !s.pipelining() {
+	case useAPOP:
+		s.step = "APOP"
+		l, err = s.c.APOPAndList(ctx, a.User, pw, true, s.needSizesAtOnce())
+	case !s.pipelining():
+		s.step = "PASS"
 		return nil, s.c.Login(ctx, a.User, pw, false)
+	default:
+		s.step = "PASS"
+		l, err = s.c.LoginAndList(ctx, a.User, pw, true, s.needSizesAtOnce())
 	}
-	l, err := s.c.LoginAndList(ctx, a.User, pw, true, s.needSizesAtOnce())
 	if err != nil {
 		return nil, err
 	}

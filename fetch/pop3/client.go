@@ -268,9 +268,14 @@ func (c *Client) APOP(ctx context.Context, user, secret string) error {
 	if c.timestamp == "" {
 		return ErrNoAPOP
 	}
-	sum := md5.Sum([]byte(c.timestamp + secret))
-	_, err := c.cmd(ctx, "APOP", user+" "+hex.EncodeToString(sum[:]))
+	_, err := c.cmd(ctx, "APOP", user+" "+apopDigest(c.timestamp, secret))
 	return err
+}
+
+// apopDigest is the APOP digest of RFC 1939: MD5 of timestamp and secret.
+func apopDigest(timestamp, secret string) string {
+	sum := md5.Sum([]byte(timestamp + secret))
+	return hex.EncodeToString(sum[:])
 }
 
 // apopTimestamp extracts a msg-id style timestamp from a greeting, or "".

@@ -290,6 +290,14 @@ func (c *Client) LoginAndList(ctx context.Context, user, password string, uidl, 
 	return c.loginAndList(ctx, [][2]string{{"USER", user}, {"PASS", password}}, uidl, list)
 }
 
+// APOPAndList is LoginAndList with APOP (see APOP).
+func (c *Client) APOPAndList(ctx context.Context, user, secret string, uidl, list bool) (Listing, error) {
+	if c.timestamp == "" {
+		return Listing{}, ErrNoAPOP
+	}
+	return c.loginAndList(ctx, [][2]string{{"APOP", user + " " + apopDigest(c.timestamp, secret)}}, uidl, list)
+}
+
 func (c *Client) loginAndList(ctx context.Context, login [][2]string, uidl, list bool) (Listing, error) {
 	var l Listing
 	cmds := append([][2]string(nil), login...)

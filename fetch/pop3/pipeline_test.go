@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -141,10 +142,14 @@ func TestPipelineConnectionDropped(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("pipeline hung after the connection dropped")
 	}
-	if !errors.Is(err, ErrTruncated) {
-		t.Fatalf("got %v, want ErrTruncated", err)
+	// The server hangs up with pipelined commands unread, so its kernel
+	// may send a reset, and a reset makes the client's kernel drop what it
+	// had not read yet: the client sees the message cut short, or the
+	// reset itself, and maybe not even the first reply.
+	if !errors.Is(err, ErrTruncated) && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("got %v, want ErrTruncated or a connection reset", err)
 	}
-	if len(got) != 1 || got[0] != "RETR 1 complete\n" {
+	if len(got) > 1 || (len(got) == 1 && got[0] != "RETR 1 complete\n") {
 		t.Errorf("replies before the drop: %q", got)
 	}
 	if err := c.Noop(ctx(t)); err == nil {
