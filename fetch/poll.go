@@ -264,14 +264,8 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 	if hasUIDL {
-		present := make([]string, len(msgs))
-		for i, m := range msgs {
-			present[i] = m.uid
-		}
-		if n, err := s.store.Prune(s.acct.Key(), present); err != nil {
+		if err := s.prune(msgs); err != nil {
 			return err
-		} else if n > 0 {
-			s.log.Debug("forgot UIDs no longer on the server", "count", n)
 		}
 	}
 	if !quit {
@@ -450,16 +444,25 @@ func (s *session) list(ctx context.Context, l *pop3.Listing) ([]message, bool, e
 func (s *session) byUID(uids []pop3.MessageUID) ([]message, error) {
 	msgs := make([]message, len(uids))
 	list := make([]string, len(uids))
-	seenUID := make(map[string]bool, len(uids))
-	seenNum := make(map[int]bool, len(uids))
+	seenUID := make(map[string]struct{}, len(uids))
+	var seenNum map[int]bool // only for a listing out of order
 	for i, u := range uids {
-		if seenUID[u.UID] {
+		if _, dup := seenUID[u.UID]; dup {
 			return nil, &pop3.ProtocolError{Op: "UIDL", Msg: fmt.Sprintf("UID %q is used by more than one message", u.UID)}
 		}
-		if seenNum[u.Number] {
-			return nil, &pop3.ProtocolError{Op: "UIDL", Msg: fmt.Sprintf("message %d listed twice", u.Number)}
+		seenUID[u.UID] = struct{}{}
+		if i > 0 && u.Number <= uids[i-1].Number && seenNum == nil {
+			seenNum = make(map[int]bool, len(uids))
+			for _, v := range uids[:i] {
+				seenNum[v.Number] = true
+			}
 		}
-		seenUID[u.UID], seenNum[u.Number] = true, true
+		if seenNum != nil {
+			if seenNum[u.Number] {
+				return nil, &pop3.ProtocolError{Op: "UIDL", Msg: fmt.Sprintf("message %d listed twice", u.Number)}
+			}
+			seenNum[u.Number] = true
+		}
 		msgs[i] = message{num: u.Number, uid: u.UID}
 		list[i] = u.UID
 	}
@@ -480,6 +483,31 @@ func anyNew(msgs []message) bool {
 		}
 	}
 	return false
+}
+
+// prune forgets the UIDs of messages no longer on the server. When the
+// store holds no more UIDs than the listing found recorded there is nothing
+// to forget, and the common case costs one count.
+func (s *session) prune(msgs []message) error {
+	recorded := 0
+	for _, m := range msgs {
+		if m.seen {
+			recorded++
+		}
+	}
+	stored, err := s.store.Count(s.acct.Key())
+	if err != nil || stored <= recorded+s.stats.Delivered {
+		return err
+	}
+	present := make([]string, len(msgs))
+	for i, m := range msgs {
+		present[i] = m.uid
+	}
+	n, err := s.store.Prune(s.acct.Key(), present)
+	if n > 0 {
+		s.log.Debug("forgot UIDs no longer on the server", "count", n)
+	}
+	return err
 }
 
 // plan splits the messages into those to fetch (new, within size_limit

@@ -90,8 +90,10 @@ func (s *Store) Seen(key Key, uids []string) ([]bool, error) {
 		if b == nil {
 			return nil
 		}
+		var buf []byte // reused: no allocation per lookup
 		for i, u := range uids {
-			seen[i] = b.Get([]byte(u)) != nil
+			buf = append(buf[:0], u...)
+			seen[i] = b.Get(buf) != nil
 		}
 		return nil
 	})

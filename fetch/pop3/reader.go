@@ -16,7 +16,27 @@ const MaxLineLength = 512
 // without its line ending. A longer line is consumed only up to the bound
 // and reported as a ProtocolError.
 func readBoundedLine(r *bufio.Reader, max int, op string) (string, error) {
-	var line []byte
+	// The common case: the whole line is in the buffer.
+	if chunk, err := r.ReadSlice('\n'); err == nil {
+		if len(chunk) > max {
+			return "", &ProtocolError{Op: op, Msg: "response line longer than the limit"}
+		}
+		chunk = bytes.TrimSuffix(chunk[:len(chunk)-1], []byte("\r"))
+		return string(chunk), nil
+	} else if !errors.Is(err, bufio.ErrBufferFull) {
+		if errors.Is(err, io.EOF) {
+			return "", io.ErrUnexpectedEOF
+		}
+		return "", err
+	} else if len(chunk) > max {
+		return "", &ProtocolError{Op: op, Msg: "response line longer than the limit"}
+	} else {
+		return readLongLine(r, append([]byte(nil), chunk...), max, op)
+	}
+}
+
+// readLongLine goes on reading a line that filled the buffer.
+func readLongLine(r *bufio.Reader, line []byte, max int, op string) (string, error) {
 	for {
 		chunk, err := r.ReadSlice('\n')
 		if len(line)+len(chunk) > max {

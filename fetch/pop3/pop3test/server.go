@@ -395,7 +395,11 @@ func (ss *session) handle(verb, arg string) error {
 		return ss.line(".")
 	case "QUIT":
 		if ss.authed {
+			// UPDATE state: apply the deletions and release the
+			// mailbox before answering, as a server must, so that a
+			// client that logs in again at once finds it free.
 			ss.commit()
+			ss.unlock()
 		}
 		ss.line("+OK bye")
 		ss.w.Flush()
