@@ -25,7 +25,13 @@ type tuning struct {
 	batchWait  time.Duration // the longest a published message waits for its commit
 }
 
-var defaultTuning = tuning{window: 256, publishers: 4, queue: 8, batch: 256, batchWait: 100 * time.Millisecond}
+// defaultTuning: a window of 1024 commands and room for 32 staged messages
+// keep a distant server busy through the moments the reader waits for the
+// disk (each such stall would otherwise cost a round trip); on a 20 ms
+// link this took 2000 small messages from 0.36-0.40 to 0.30-0.33 of mpop's
+// time, measured interleaved. The staged messages are open files, their
+// data in the page cache, not in memory of ours.
+var defaultTuning = tuning{window: 1024, publishers: 4, queue: 32, batch: 256, batchWait: 100 * time.Millisecond}
 
 // The transfer runs in four parts, so that reading the network never waits
 // for a disk:

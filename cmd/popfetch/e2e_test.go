@@ -403,7 +403,7 @@ func TestDovecotKillMidFetch(t *testing.T) {
 	// most the staging queue and the publishers' messages. It can deliver
 	// twice at most the messages published but not yet committed: one
 	// batch. (Pending records, issue 6, are to close that window.)
-	const perKillTmp, perKillDup = 8 + 4 + 1, 256
+	const perKillTmp, perKillDup = 32 + 4 + 1, 256
 	if leftovers > kills*perKillTmp {
 		t.Errorf("%d files in tmp/ after %d kills", leftovers, kills)
 	}
