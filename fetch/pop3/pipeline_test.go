@@ -318,3 +318,23 @@ func TestPipelineContextCancel(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestAPOPAndListRedacted(t *testing.T) {
+	var trace bytes.Buffer
+	c, err, wait := runTranscript(t, transcript{
+		"S: +OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>",
+		"C: APOP mrose c4c9334bac560ecc979e58001b3e22fb", "C: UIDL",
+		"S: +OK", "S: +OK", "S: 1 a", "S: .",
+	}, &Options{Debug: &trace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wait()
+	l, err := c.APOPAndList(ctx(t), "mrose", "tanstaaf", true, false)
+	if err != nil || len(l.UIDs) != 1 {
+		t.Fatalf("%+v %v", l, err)
+	}
+	if strings.Contains(trace.String(), "c4c9334b") || !strings.Contains(trace.String(), "C: APOP mrose <redacted>") {
+		t.Errorf("trace:\n%s", trace.String())
+	}
+}
