@@ -45,19 +45,6 @@ type Staged interface {
 	Abort()
 }
 
-// Deliver delivers one message: it stages, publishes and flushes it.
-func Deliver(ctx context.Context, d Deliverer, r io.Reader, env Envelope) error {
-	st, err := d.Stage(ctx, r, env)
-	if err != nil {
-		return err
-	}
-	if err := st.Publish(ctx); err != nil {
-		st.Abort()
-		return err
-	}
-	return d.Flush()
-}
-
 // Envelope is what a delivery knows about a message besides its content.
 type Envelope struct {
 	// Recipient is the local recipient, substituted for %T in MDA argv.

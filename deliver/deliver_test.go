@@ -47,7 +47,7 @@ func TestMaildirDeliver(t *testing.T) {
 	}
 	msg := "Subject: hi\n\nbody\n"
 	for i := 0; i < 3; i++ {
-		if err := Deliver(context.Background(), md, strings.NewReader(msg), Envelope{}); err != nil {
+		if err := deliverOne(context.Background(), md, strings.NewReader(msg), Envelope{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -78,7 +78,7 @@ func TestMaildirIncompleteNeverPublished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = Deliver(context.Background(), md, cutReader("Subject: partial\n\nhal"), Envelope{})
+	err = deliverOne(context.Background(), md, cutReader("Subject: partial\n\nhal"), Envelope{})
 	if !errors.Is(err, errCut) {
 		t.Fatalf("got %v, want the reader's error", err)
 	}
@@ -104,7 +104,7 @@ func TestMaildirUnwritable(t *testing.T) {
 		}
 		os.RemoveAll(filepath.Join(dir, "new"))
 		os.WriteFile(filepath.Join(dir, "new"), nil, 0o600)
-		err = Deliver(context.Background(), md, strings.NewReader("x\n"), Envelope{})
+		err = deliverOne(context.Background(), md, strings.NewReader("x\n"), Envelope{})
 		var derr *Error
 		if !errors.As(err, &derr) {
 			t.Fatalf("got %v, want *Error", err)
@@ -119,7 +119,7 @@ func TestMaildirUnwritable(t *testing.T) {
 	os.Chmod(filepath.Join(dir, "tmp"), 0o500)
 	defer os.Chmod(filepath.Join(dir, "tmp"), 0o700)
 	var derr *Error
-	if err := Deliver(context.Background(), md, strings.NewReader("x\n"), Envelope{}); !errors.As(err, &derr) {
+	if err := deliverOne(context.Background(), md, strings.NewReader("x\n"), Envelope{}); !errors.As(err, &derr) {
 		t.Fatalf("got %v, want *Error", err)
 	}
 }
@@ -176,7 +176,7 @@ func TestMDA(t *testing.T) {
 	script := mdaScript(t, `printf '%s|%s\n' "$1" "$2" > "`+out+`.args"; cat > "`+out+`"`)
 	m := &MDA{Argv: []string{script, "%F", "%T"}, Timeout: 10 * time.Second}
 	msg := "Return-Path: <s@x.y>\nSubject: hi\n\nbody\n"
-	if err := Deliver(context.Background(), m, strings.NewReader(msg), Envelope{Recipient: "me"}); err != nil {
+	if err := deliverOne(context.Background(), m, strings.NewReader(msg), Envelope{Recipient: "me"}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(out)
@@ -207,7 +207,7 @@ func TestMDAFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			m := &MDA{Argv: []string{mdaScript(t, tt.script)}, Timeout: tt.timeout}
 			start := time.Now()
-			err := Deliver(context.Background(), m, strings.NewReader("Subject: x\n\nbody\n"), Envelope{})
+			err := deliverOne(context.Background(), m, strings.NewReader("Subject: x\n\nbody\n"), Envelope{})
 			var derr *Error
 			if !errors.As(err, &derr) {
 				t.Fatalf("got %v, want *Error", err)
@@ -228,7 +228,7 @@ func TestMDAFailures(t *testing.T) {
 func TestMDANotFound(t *testing.T) {
 	m := &MDA{Argv: []string{"/nonexistent/procmail"}}
 	var derr *Error
-	if err := Deliver(context.Background(), m, strings.NewReader("x\n"), Envelope{}); !errors.As(err, &derr) || derr.Temporary {
+	if err := deliverOne(context.Background(), m, strings.NewReader("x\n"), Envelope{}); !errors.As(err, &derr) || derr.Temporary {
 		t.Fatalf("got %v, want permanent *Error", err)
 	}
 }
@@ -236,7 +236,7 @@ func TestMDANotFound(t *testing.T) {
 func TestMDAIncompleteNeverPiped(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "ran")
 	m := &MDA{Argv: []string{mdaScript(t, "cat > "+marker)}}
-	err := Deliver(context.Background(), m, cutReader("Subject: partial\n\nhal"), Envelope{})
+	err := deliverOne(context.Background(), m, cutReader("Subject: partial\n\nhal"), Envelope{})
 	if !errors.Is(err, errCut) {
 		t.Fatalf("got %v, want the reader's error", err)
 	}
@@ -351,7 +351,7 @@ func TestMaildirSpares(t *testing.T) {
 	}
 	ctx := context.Background()
 	for i := 0; i < 50; i++ {
-		if err := Deliver(ctx, md, strings.NewReader(fmt.Sprintf("Subject: %d\n\nx\n", i)), Envelope{}); err != nil {
+		if err := deliverOne(ctx, md, strings.NewReader(fmt.Sprintf("Subject: %d\n\nx\n", i)), Envelope{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -373,4 +373,18 @@ func TestMaildirSpares(t *testing.T) {
 	if n := listDir(t, filepath.Join(dir, "tmp")); len(n) != 0 {
 		t.Errorf("tmp/ holds %v", n)
 	}
+}
+
+// deliverOne stages, publishes and flushes one message, as a caller that
+// delivers a single message does.
+func deliverOne(ctx context.Context, d Deliverer, r io.Reader, env Envelope) error {
+	st, err := d.Stage(ctx, r, env)
+	if err != nil {
+		return err
+	}
+	if err := st.Publish(ctx); err != nil {
+		st.Abort()
+		return err
+	}
+	return d.Flush()
 }

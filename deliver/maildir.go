@@ -217,9 +217,6 @@ type stagedFile struct {
 	done    bool
 }
 
-// Name returns the message's file name (the same in tmp/ and new/).
-func (s *stagedFile) Name() string { return s.name }
-
 // Publish fsyncs the file and links it into new/ under its name.
 func (s *stagedFile) Publish(ctx context.Context) error {
 	if s.done {

@@ -361,7 +361,7 @@ func (s *session) login(ctx context.Context) (*pop3.Listing, error) {
 		l, err = s.c.APOPAndList(ctx, a.User, pw, true, s.needSizesAtOnce())
 	case !s.pipelining():
 		s.step = "PASS"
-		return nil, s.c.Login(ctx, a.User, pw, false)
+		return nil, s.c.Login(ctx, a.User, pw)
 	default:
 		s.step = "PASS"
 		l, err = s.c.LoginAndList(ctx, a.User, pw, true, s.needSizesAtOnce())
@@ -409,8 +409,9 @@ func (s *session) list(ctx context.Context, l *pop3.Listing) ([]message, bool, e
 			return nil, false, err
 		}
 	}
-	haveSizes := sizes != nil || listErr != nil
-	if !haveSizes && (!hasUIDL || (needSizes && anyNew(msgs))) {
+	// LIST went out with UIDL if needSizesAtOnce; otherwise ask for it
+	// now, if it is needed at all.
+	if !s.needSizesAtOnce() && (!hasUIDL || (needSizes && anyNew(msgs))) {
 		s.step = "LIST"
 		sizes, err = s.c.List(ctx)
 		listErr = err

@@ -233,22 +233,14 @@ func (p *Pipeline) End() error {
 	return nil
 }
 
-// Login sends USER and PASS. With pipelined (the server advertised
-// PIPELINING, which RFC 2449 allows in the AUTHORIZATION state) both go
-// out in one write, saving a round trip. The password never appears in
-// the trace.
-func (c *Client) Login(ctx context.Context, user, password string, pipelined bool) error {
-	if !pipelined {
-		if err := c.User(ctx, user); err != nil {
-			return err
-		}
-		return c.Pass(ctx, password)
-	}
-	errs, err := c.batch(ctx, [][2]string{{"USER", user}, {"PASS", password}}, nil)
-	if err != nil {
+// Login sends USER and then PASS, each waiting for its reply. (A server
+// that pipelines gets them in one write from LoginAndList.) The password
+// never appears in the trace.
+func (c *Client) Login(ctx context.Context, user, password string) error {
+	if err := c.User(ctx, user); err != nil {
 		return err
 	}
-	return errors.Join(errs...)
+	return c.Pass(ctx, password)
 }
 
 // Listing is the answer to UIDL and LIST.

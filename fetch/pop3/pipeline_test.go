@@ -178,18 +178,18 @@ func TestPipelineRefusesOtherCommands(t *testing.T) {
 	}
 }
 
-func TestLoginPipelined(t *testing.T) {
+func TestLogin(t *testing.T) {
 	var trace bytes.Buffer
 	c, err, wait := runTranscript(t, transcript{
 		"S: +OK hi",
-		"C: USER u", "C: PASS secret",
-		"S: +OK", "S: +OK logged in",
+		"C: USER u", "S: +OK",
+		"C: PASS secret", "S: +OK logged in",
 	}, &Options{Debug: &trace})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer wait()
-	if err := c.Login(ctx(t), "u", "secret", true); err != nil {
+	if err := c.Login(ctx(t), "u", "secret"); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(trace.String(), "secret") {
@@ -197,17 +197,17 @@ func TestLoginPipelined(t *testing.T) {
 	}
 }
 
-func TestLoginPipelinedRefused(t *testing.T) {
+func TestLoginRefused(t *testing.T) {
 	c, err, wait := runTranscript(t, transcript{
 		"S: +OK hi",
-		"C: USER u", "C: PASS p",
-		"S: +OK", "S: -ERR [AUTH] Authentication failed.",
+		"C: USER u", "S: +OK",
+		"C: PASS p", "S: -ERR [AUTH] Authentication failed.",
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer wait()
-	err = c.Login(ctx(t), "u", "p", true)
+	err = c.Login(ctx(t), "u", "p")
 	var perr *Error
 	if !errors.As(err, &perr) || perr.Command != "PASS" || !perr.HasCode(CodeAuth) {
 		t.Fatalf("got %v", err)
