@@ -119,6 +119,10 @@ type Stats struct {
 	Failed       int   // messages whose delivery failed (left on the server)
 	Deleted      int   // messages deleted from the server (counted once QUIT succeeded)
 	LimitReached bool  // fetch_limit stopped the poll with new messages left
+	Stopped      bool  // Options.Stop ended the poll with new messages left
+	// LoginDelay is the shortest time between logins the server asks for
+	// (RFC 2449 LOGIN-DELAY); 0 if it names none.
+	LoginDelay time.Duration
 }
 
 // Options are the poll's surroundings.
@@ -128,6 +132,14 @@ type Options struct {
 	Log *slog.Logger
 	// Trace, if set, receives the protocol trace (secrets redacted).
 	Trace io.Writer
+	// Stop, when closed, ends the poll early and cleanly: the message
+	// being read is finished, delivered and recorded, no further RETR is
+	// sent, and the session ends. If replies to RETR commands already
+	// sent are still to come, the connection is closed without QUIT: the
+	// server then keeps every message, and the next poll deletes the
+	// delivered ones without fetching them again. Cancelling the context
+	// instead abandons the message in progress too.
+	Stop <-chan struct{}
 
 	tune *tuning // tests only; nil means defaultTuning
 }
@@ -188,7 +200,8 @@ func newSession(acct *Account, store *uidstore.Store, d deliver.Deliverer, opts 
 	if opts.tune != nil {
 		tune = *opts.tune
 	}
-	return &session{acct: acct, store: store, d: d, log: log.With("account", acct.Name), trace: opts.Trace, host: host, tune: tune}
+	return &session{acct: acct, store: store, d: d, log: log.With("account", acct.Name), trace: opts.Trace,
+		stop: opts.Stop, host: host, tune: tune}
 }
 
 type session struct {
@@ -197,7 +210,8 @@ type session struct {
 	d       deliver.Deliverer
 	log     *slog.Logger
 	trace   io.Writer
-	host    string // this host's name, for Received fields
+	stop    <-chan struct{} // Options.Stop
+	host    string          // this host's name, for Received fields
 	c       *pop3.Client
 	caps    pop3.Capabilities // nil if the server has no CAPA
 	step    string            // the command in progress, for error classification
@@ -241,6 +255,16 @@ func (s *session) open(ctx context.Context) ([]message, bool, error) {
 	return msgs, hasUIDL, err
 }
 
+// stopping reports whether Options.Stop is closed.
+func (s *session) stopping() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // close drops the connection if it is still open (after QUIT it is not).
 func (s *session) close() {
 	if s.c != nil {
@@ -259,7 +283,12 @@ func (s *session) run(ctx context.Context) error {
 			Err: errors.New("the server does not support UIDL, so keep = true cannot tell new mail from old; use keep = false")}
 	}
 	toFetch, toDelete := s.plan(msgs)
-	deleted, quit, err := s.transfer(ctx, toFetch, toDelete, hasUIDL)
+	if len(toFetch) > 0 && s.stopping() {
+		s.log.Debug("stopping: fetching nothing", "new", len(toFetch))
+		toFetch = nil
+		s.stats.Stopped = true
+	}
+	deleted, ended, err := s.transfer(ctx, toFetch, toDelete, hasUIDL)
 	if err != nil {
 		return err
 	}
@@ -268,7 +297,7 @@ func (s *session) run(ctx context.Context) error {
 			return err
 		}
 	}
-	if !quit {
+	if !ended {
 		s.step = "QUIT"
 		if err := s.c.Quit(ctx); err != nil {
 			return err
@@ -329,6 +358,11 @@ func (s *session) connect(ctx context.Context) error {
 		return err
 	}
 	s.caps = caps
+	if d := caps["LOGIN-DELAY"]; len(d) > 0 {
+		if secs, err := strconv.Atoi(d[0]); err == nil && secs > 0 {
+			s.stats.LoginDelay = time.Duration(secs) * time.Second
+		}
+	}
 	return nil
 }
 

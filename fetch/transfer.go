@@ -63,8 +63,8 @@ type fetched struct {
 
 // transfer fetches toFetch and deletes toDelete (messages already
 // delivered), and returns how many messages were marked for deletion and
-// whether it ended the session with QUIT (it pipelines QUIT behind the
-// last DELE when nothing failed).
+// whether the session is over: it pipelines QUIT behind the last DELE
+// when nothing failed, and Options.Stop may end it without QUIT.
 func (s *session) transfer(ctx context.Context, toFetch, toDelete []message, hasUIDL bool) (int, bool, error) {
 	if len(toFetch) == 0 && len(toDelete) == 0 {
 		return 0, false, nil
@@ -78,11 +78,16 @@ func (s *session) transfer(ctx context.Context, toFetch, toDelete []message, has
 	if err != nil {
 		return 0, false, err
 	}
-	t := &transferRun{s: s, p: p, hasUIDL: hasUIDL, dele: newNumQueue()}
+	t := &transferRun{s: s, p: p, hasUIDL: hasUIDL, dele: newNumQueue(), remaining: len(toFetch)}
 	t.run(ctx, toFetch, toDelete)
 	endErr := p.End()
 	if t.fatal != nil {
 		return t.deleted, false, t.fatal
+	}
+	if t.isAbandoned() {
+		// Stopped with replies still to come: the connection is closed,
+		// and without QUIT nothing was deleted.
+		return 0, true, nil
 	}
 	if endErr != nil {
 		return t.deleted, false, endErr
@@ -106,6 +111,86 @@ type transferRun struct {
 	deleted  int
 	quit     bool  // the reply to a pipelined QUIT was read
 	quitErr  error // QUIT was answered -ERR: the deletions may not have happened
+
+	// For Options.Stop: the reader is streaming a message (inMessage);
+	// replies to RETR are still to come (remaining); the transfer was
+	// asked to stop; and the network side was given up (abandoned).
+	inMessage   bool
+	remaining   int
+	stopping    bool
+	abandoned   bool
+	closeStaged func() // closes the reader's staged channel once
+}
+
+// requestStop is called once Options.Stop is closed. Between messages it
+// gives up the network side at once; in a message it leaves that to the
+// reader, once the message is staged.
+func (t *transferRun) requestStop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stopping = true
+	if !t.inMessage {
+		t.abandonLocked()
+	}
+}
+
+// abandonLocked ends the network side if RETR replies are still to come:
+// it closes the connection (the writer and reader see it fail, and stop)
+// and closes staged, so that what was staged is still published and
+// committed. With every RETR answered, the session is left to end with
+// its DELEs and QUIT. t.mu must be held, and the reader must not be in a
+// message.
+func (t *transferRun) abandonLocked() {
+	if t.abandoned || t.remaining == 0 || t.fatal != nil {
+		return
+	}
+	t.abandoned = true
+	t.s.stats.Stopped = true
+	t.p.Abort()
+	t.closeStaged()
+	t.s.log.Info("stopping: the connection is closed after the last message delivered; deletions wait for the next poll",
+		"left", t.remaining)
+}
+
+// startMessage marks the reader as streaming a message; it reports false
+// if the transfer was abandoned meanwhile.
+func (t *transferRun) startMessage() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.abandoned {
+		return false
+	}
+	t.inMessage = true
+	return true
+}
+
+// endMessage counts a RETR reply as handled and returns how many are still
+// to come; it abandons the network side if a stop was asked meanwhile.
+func (t *transferRun) endMessage() (remaining int, abandoned bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.inMessage = false
+	t.remaining--
+	if t.stopping {
+		t.abandonLocked()
+	}
+	return t.remaining, t.abandoned
+}
+
+// isStopping reports whether a stop was asked; the writer sends no RETR
+// after that.
+func (t *transferRun) isStopping() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.stopping
+}
+
+// isAbandoned reports whether the connection was closed on purpose, so
+// that its failures are no errors.
+func (t *transferRun) isAbandoned() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.abandoned
 }
 
 // fail records a failure that ends the transfer and stops the network
@@ -143,7 +228,21 @@ func (t *transferRun) deliveryFailed(m message, err error) {
 func (t *transferRun) run(ctx context.Context, toFetch, toDelete []message) {
 	staged := make(chan fetched, t.s.tune.queue)
 	published := make(chan fetched, t.s.tune.batch)
+	var closeOnce sync.Once
+	t.closeStaged = func() { closeOnce.Do(func() { close(staged) }) }
 	var wg sync.WaitGroup
+
+	if t.s.stop != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			select {
+			case <-t.s.stop:
+				t.requestStop()
+			case <-done:
+			}
+		}()
+	}
 
 	wg.Add(1)
 	go func() {
@@ -198,6 +297,9 @@ func (t *transferRun) write(toFetch, toDelete []message) {
 		}
 	}
 	for _, m := range toFetch {
+		if t.isStopping() {
+			break
+		}
 		if !sendDeles() || !send(pop3.Command{Verb: "RETR", Msg: m.num}) {
 			return
 		}
@@ -222,19 +324,17 @@ func (t *transferRun) write(toFetch, toDelete []message) {
 }
 
 // read reads the replies in order and stages each message. It closes
-// staged once every RETR is answered (or the transfer failed), so that the
-// final batch can be committed while the last DELEs are still to come.
+// staged once every RETR is answered (or the transfer failed or was
+// stopped), so that the final batch can be committed while the last DELEs
+// are still to come.
 func (t *transferRun) read(ctx context.Context, toFetch []message, staged chan<- fetched) {
 	byNum := make(map[int]message, len(toFetch))
 	for _, m := range toFetch {
 		byNum[m.num] = m
 	}
-	remaining := len(toFetch)
-	var closeOnce sync.Once
-	closeStaged := func() { closeOnce.Do(func() { close(staged) }) }
-	defer closeStaged()
-	if remaining == 0 {
-		closeStaged()
+	defer t.closeStaged()
+	if len(toFetch) == 0 {
+		t.closeStaged()
 	}
 	for {
 		r, err := t.p.Next()
@@ -242,7 +342,9 @@ func (t *transferRun) read(ctx context.Context, toFetch []message, staged chan<-
 			return
 		}
 		if err != nil {
-			t.fail(err)
+			if !t.isAbandoned() {
+				t.fail(err)
+			}
 			return
 		}
 		switch r.Command.Verb {
@@ -258,11 +360,16 @@ func (t *transferRun) read(ctx context.Context, toFetch []message, staged chan<-
 				t.s.log.Warn("the server refused to delete a message", "number", r.Command.Msg, "err", r.Err)
 			}
 		case "RETR":
-			if !t.retrieved(ctx, byNum[r.Command.Msg], r, staged) {
+			if !t.startMessage() {
 				return
 			}
-			if remaining--; remaining == 0 {
-				closeStaged()
+			ok := t.retrieved(ctx, byNum[r.Command.Msg], r, staged)
+			remaining, abandoned := t.endMessage()
+			if !ok || abandoned {
+				return
+			}
+			if remaining == 0 {
+				t.closeStaged()
 			}
 		case "QUIT":
 			t.mu.Lock()

@@ -70,6 +70,14 @@ func (c *Client) Pipeline(ctx context.Context, window int) (*Pipeline, error) {
 	return p, nil
 }
 
+// Abort gives up the replies still to come: it closes the connection, and
+// Send and Next return ErrClosed (or the failure before it). It may be
+// called from any goroutine.
+func (p *Pipeline) Abort() {
+	p.fail(ErrClosed)
+	p.c.conn.Close()
+}
+
 // fail records the first failure and wakes both sides.
 func (p *Pipeline) fail(err error) error {
 	p.emu.Lock()

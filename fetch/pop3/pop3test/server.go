@@ -77,6 +77,7 @@ type Config struct {
 	NoTop      bool // answer -ERR to TOP and leave it out of CAPA
 	Pipelining bool // advertise PIPELINING
 	APOP       bool // put an APOP timestamp in the greeting and accept APOP
+	LoginDelay int  // if > 0, advertise LOGIN-DELAY with this many seconds
 
 	// STLS, if set, is offered as STLS with this server configuration.
 	STLS *tls.Config
@@ -382,6 +383,9 @@ func (ss *session) handle(verb, arg string) error {
 		}
 		if cfg.Pipelining {
 			caps = append(caps, "PIPELINING")
+		}
+		if cfg.LoginDelay > 0 {
+			caps = append(caps, "LOGIN-DELAY "+strconv.Itoa(cfg.LoginDelay))
 		}
 		if !ss.authed {
 			caps = append(caps, "USER")
