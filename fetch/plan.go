@@ -1,0 +1,287 @@
+package fetch
+
+import (
+	"errors"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/popfetch/popfetch/fetch/pop3"
+)
+
+// plan is the Scheduler's bookkeeping without goroutines or clocks: which
+// job is due, which may start under the limits, and when each polls next.
+// Every method takes the current time, so tests drive it with a fake
+// clock. The Scheduler calls it with its mutex held.
+type plan struct {
+	maxPolls     int
+	maxPerServer int
+	maxBackoff   time.Duration
+	jitter       func(max time.Duration) time.Duration
+	log          *slog.Logger
+
+	entries   []*entry // in the order of the configuration
+	byName    map[string]*entry
+	running   int
+	perServer map[string]int
+	busy      map[string]bool // mailboxes being polled
+}
+
+// entry is a job and its schedule.
+type entry struct {
+	job        Job
+	next       time.Time
+	running    bool
+	removed    bool // dropped by update while its poll ran
+	again      bool // asked to poll now while its poll ran
+	failures   int  // polls failed in a row
+	lastKind   Kind // the kind of the last failure, for logging a streak once
+	loginDelay time.Duration
+	status     JobStatus
+	// The server and mailbox the running poll counts against (update
+	// may change job meanwhile).
+	slotServer, slotMailbox string
+}
+
+// The bounds of the random delay added to every wait, so that accounts on
+// one server drift apart instead of polling in lockstep: up to a tenth of
+// the wait, and at most maxJitter (firstJitter for the first poll).
+const (
+	maxJitter   = time.Minute
+	firstJitter = 2 * time.Second
+)
+
+func newPlan(maxPolls, maxPerServer int, maxBackoff time.Duration, jitter func(time.Duration) time.Duration, log *slog.Logger) *plan {
+	return &plan{
+		maxPolls: maxPolls, maxPerServer: maxPerServer, maxBackoff: maxBackoff, jitter: jitter, log: log,
+		byName: map[string]*entry{}, perServer: map[string]int{}, busy: map[string]bool{},
+	}
+}
+
+// jitterFor returns the random delay to add to a wait of d.
+func (p *plan) jitterFor(d, limit time.Duration) time.Duration {
+	bound := min(d/10, limit)
+	if bound <= 0 {
+		return 0
+	}
+	j := p.jitter(bound)
+	return max(0, min(j, bound))
+}
+
+// update replaces the set of jobs. A job that keeps its name keeps its
+// schedule, unless its configuration changed: then its failures are
+// forgotten and it is due at once (the user may have fixed what failed).
+// A job removed while it polls is dropped when the poll ends.
+func (p *plan) update(jobs []Job, now time.Time) {
+	keep := make(map[string]bool, len(jobs))
+	entries := make([]*entry, 0, len(jobs))
+	for _, j := range jobs {
+		keep[j.Name] = true
+		e := p.byName[j.Name]
+		switch {
+		case e == nil:
+			e = &entry{job: j, next: now.Add(p.jitterFor(j.Interval, firstJitter))}
+			e.status = JobStatus{Name: j.Name, Server: j.Server}
+			p.byName[j.Name] = e
+		case e.job.Config != j.Config:
+			e.failures, e.lastKind = 0, 0
+			e.status.Failures, e.status.Backoff = 0, 0
+			if !e.running {
+				e.next = now
+			}
+		}
+		e.removed = false
+		e.job = j
+		e.status.Server = j.Server
+		entries = append(entries, e)
+	}
+	for name, e := range p.byName {
+		if keep[name] {
+			continue
+		}
+		if e.running {
+			e.removed = true
+			continue
+		}
+		delete(p.byName, name)
+	}
+	p.entries = entries
+}
+
+// pollNow makes every job due at once; a job that is polling polls again
+// as soon as it ends.
+func (p *plan) pollNow(now time.Time) {
+	for _, e := range p.entries {
+		if e.running {
+			e.again = true
+		} else {
+			e.next = now
+		}
+	}
+}
+
+// start marks the jobs that are due and may start now as running, and
+// returns them, earliest due first. A job waits while its mailbox is
+// being polled, while its server has maxPerServer polls, or while
+// maxPolls polls run.
+func (p *plan) start(now time.Time) []*entry {
+	var due []*entry
+	for _, e := range p.entries {
+		if !e.running && !e.next.After(now) {
+			due = append(due, e)
+		}
+	}
+	sort.SliceStable(due, func(i, j int) bool { return due[i].next.Before(due[j].next) })
+	var started []*entry
+	for _, e := range due {
+		if p.running >= p.maxPolls {
+			break
+		}
+		if p.perServer[e.job.Server] >= p.maxPerServer || p.busy[e.job.Mailbox] {
+			continue
+		}
+		e.running = true
+		e.slotServer, e.slotMailbox = e.job.Server, e.job.Mailbox
+		p.running++
+		p.perServer[e.slotServer]++
+		p.busy[e.slotMailbox] = true
+		e.status.Running = true
+		e.status.LastStart = now
+		started = append(started, e)
+	}
+	return started
+}
+
+// hasDue reports whether a job is due but not running: waiting for a
+// limit, or for the UID store.
+func (p *plan) hasDue(now time.Time) bool {
+	for _, e := range p.entries {
+		if !e.running && !e.next.After(now) {
+			return true
+		}
+	}
+	return false
+}
+
+// wake returns when the next job not yet due falls due; ok is false if
+// there is none. Jobs already due start when a poll ends (freeing a
+// limit) or the store opens, not by the clock.
+func (p *plan) wake(now time.Time) (t time.Time, ok bool) {
+	for _, e := range p.entries {
+		if e.running || !e.next.After(now) {
+			continue
+		}
+		if !ok || e.next.Before(t) {
+			t, ok = e.next, true
+		}
+	}
+	return t, ok
+}
+
+// finish records the end of e's poll and schedules its next one.
+func (p *plan) finish(e *entry, st Stats, err error, now time.Time) {
+	e.running = false
+	p.running--
+	if p.perServer[e.slotServer]--; p.perServer[e.slotServer] <= 0 {
+		delete(p.perServer, e.slotServer)
+	}
+	delete(p.busy, e.slotMailbox)
+	if e.removed {
+		if p.byName[e.job.Name] == e {
+			delete(p.byName, e.job.Name)
+		}
+		return
+	}
+	if st.LoginDelay > 0 {
+		e.loginDelay = st.LoginDelay
+	}
+	s := &e.status
+	s.Running = false
+	s.LastEnd = now
+	s.Polls++
+	s.LastFetched, s.LastBytes = st.Delivered, st.Bytes
+	s.Fetched += st.Delivered
+	s.Bytes += st.Bytes
+
+	log := p.log.With("account", e.job.Name)
+	var fe *Error
+	if err != nil && !errors.As(err, &fe) {
+		fe = &Error{Account: e.job.Name, Kind: KindInternal, Err: err}
+	}
+	delay := e.job.Interval
+	switch {
+	case fe == nil, fe.Kind == KindCanceled:
+		if e.failures > 0 && fe == nil {
+			log.Info("polling works again", "after_failures", e.failures)
+		}
+		e.failures, e.lastKind = 0, 0
+		s.LastResult, s.LastError = "ok", ""
+		if fe != nil {
+			s.LastResult = "interrupted"
+		}
+	default:
+		e.failures++
+		delay = p.backoff(e, fe)
+		s.LastResult, s.LastError = fe.Kind.String(), fe.Err.Error()
+		msg := fe.Kind.String() + ": " + fe.Err.Error()
+		switch {
+		case e.failures == 1 || fe.Kind != e.lastKind:
+			hint := ""
+			if hard(fe) {
+				hint = "; fix the configuration and send SIGHUP to retry at once"
+			}
+			log.Error(msg, "next_try_in", delay.Round(time.Second).String()+hint)
+		case hard(fe):
+			// Logged once for the streak: a wrong password does not
+			// become right by repeating it every poll.
+			log.Debug(msg, "failures", e.failures, "next_try_in", delay.Round(time.Second))
+		default:
+			log.Warn(msg, "failures", e.failures, "next_try_in", delay.Round(time.Second))
+		}
+		e.lastKind = fe.Kind
+	}
+	if e.loginDelay > delay {
+		delay = e.loginDelay
+	}
+	if e.again {
+		e.again = false
+		delay = 0
+	}
+	e.next = now.Add(delay + p.jitterFor(delay, maxJitter))
+	s.Failures = e.failures
+	s.Backoff = 0
+	if e.failures > 0 {
+		s.Backoff = delay
+	}
+	s.Next = e.next
+}
+
+// hard reports failures that waiting a little will not cure: the
+// credentials, the certificate, the configuration.
+func hard(fe *Error) bool {
+	return fe.Kind == KindAuth || fe.Kind == KindTLS || fe.Kind == KindConfig
+}
+
+// backoff returns the wait after e's latest failure: the interval doubled
+// for each failure in a row, up to maxBackoff (or the interval, if that is
+// longer); the longest wait at once after a hard failure; and no less
+// than the server's LOGIN-DELAY after -ERR [LOGIN-DELAY].
+func (p *plan) backoff(e *entry, fe *Error) time.Duration {
+	interval := e.job.Interval
+	ceiling := max(p.maxBackoff, interval)
+	if hard(fe) {
+		return ceiling
+	}
+	d := max(interval, time.Second)
+	for i := 0; i < e.failures && d < ceiling; i++ {
+		d *= 2
+	}
+	d = min(d, ceiling)
+	var perr *pop3.Error
+	if errors.As(fe, &perr) && perr.HasCode(pop3.CodeLoginDelay) {
+		// The server says we came too soon. Without a LOGIN-DELAY in
+		// CAPA, wait at least five minutes, as fetchmail's users learn to.
+		d = max(d, e.loginDelay, 5*time.Minute)
+	}
+	return d
+}

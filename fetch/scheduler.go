@@ -1,0 +1,337 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/popfetch/popfetch/uidstore"
+)
+
+// Job is one account as the Scheduler sees it.
+type Job struct {
+	// Name identifies the job; Update matches jobs by it.
+	Name string
+	// Mailbox identifies the mailbox (uidstore.Key.String()): two jobs
+	// with one Mailbox never poll at once.
+	Mailbox string
+	// Server is the server's "host:port": at most MaxPerServer polls of
+	// one Server run at once.
+	Server string
+	// Interval is the wait between the end of one poll and the start of
+	// the next, before jitter and backoff.
+	Interval time.Duration
+	// Config changes when the job's configuration changes; Update then
+	// forgets the job's failures and polls it at once.
+	Config string
+	// Poll polls the account once with the open UID store. stop asks it
+	// to end early and cleanly (see Options.Stop); ctx aborts it.
+	Poll func(ctx context.Context, store *uidstore.Store, stop <-chan struct{}) (Stats, error)
+}
+
+// JobStatus is what the Scheduler knows of a job, for "popfetch status".
+type JobStatus struct {
+	Name        string        `json:"name"`
+	Server      string        `json:"server"`
+	Running     bool          `json:"running"`
+	LastStart   time.Time     `json:"last_start,omitzero"`
+	LastEnd     time.Time     `json:"last_end,omitzero"`
+	LastResult  string        `json:"last_result,omitempty"` // "ok", "interrupted", or the kind of failure
+	LastError   string        `json:"last_error,omitempty"`
+	LastFetched int           `json:"last_fetched"` // messages delivered by the last poll
+	LastBytes   int64         `json:"last_bytes"`
+	Fetched     int           `json:"fetched"` // messages delivered since the daemon started
+	Bytes       int64         `json:"bytes"`
+	Polls       int           `json:"polls"`
+	Failures    int           `json:"failures"` // polls failed in a row
+	Next        time.Time     `json:"next,omitzero"`
+	Backoff     time.Duration `json:"backoff"` // the wait chosen after the last failure; 0 after a success
+}
+
+// SchedulerConfig sets up a Scheduler. Zero values take the defaults.
+type SchedulerConfig struct {
+	MaxPolls     int           // polls at once (default 4)
+	MaxPerServer int           // polls of one server at once (default 2)
+	MaxBackoff   time.Duration // the longest wait after failures (default 1h)
+	// OpenStore opens the UID store. It should give up after a short
+	// wait when another process holds it (uidstore.ErrLocked); the
+	// Scheduler tries again.
+	OpenStore func(ctx context.Context) (*uidstore.Store, error)
+	// Log receives failures and changes of state. Nil discards.
+	Log *slog.Logger
+	// Jitter returns a random duration in [0, max]; nil means uniform.
+	Jitter func(max time.Duration) time.Duration
+	// StoreHold and StoreGap share the UID store with other popfetch
+	// processes: once the store has been open for StoreHold no poll
+	// starts until the running ones end and it is closed, and it stays
+	// closed for StoreGap (defaults 5s and 150ms).
+	StoreHold, StoreGap time.Duration
+}
+
+// Scheduler polls many accounts, each at its own interval, several at
+// once within limits, with backoff after failures.
+//
+// The UID store is opened when a poll is to start and closed when no poll
+// runs, so that one-shot popfetch commands can use it between polls; see
+// SchedulerConfig.StoreHold.
+type Scheduler struct {
+	cfg  SchedulerConfig
+	log  *slog.Logger
+	wake chan struct{}
+	ping chan chan struct{}
+
+	mu   sync.Mutex
+	plan *plan
+}
+
+// NewScheduler returns a Scheduler for jobs; Run runs it.
+func NewScheduler(cfg SchedulerConfig, jobs []Job) *Scheduler {
+	if cfg.MaxPolls <= 0 {
+		cfg.MaxPolls = 4
+	}
+	if cfg.MaxPerServer <= 0 {
+		cfg.MaxPerServer = 2
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = time.Hour
+	}
+	if cfg.Jitter == nil {
+		cfg.Jitter = func(max time.Duration) time.Duration { return rand.N(max + 1) }
+	}
+	if cfg.StoreHold <= 0 {
+		cfg.StoreHold = 5 * time.Second
+	}
+	if cfg.StoreGap <= 0 {
+		cfg.StoreGap = 150 * time.Millisecond
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Scheduler{
+		cfg:  cfg,
+		log:  log,
+		wake: make(chan struct{}, 1),
+		ping: make(chan chan struct{}),
+		plan: newPlan(cfg.MaxPolls, cfg.MaxPerServer, cfg.MaxBackoff, cfg.Jitter, log),
+	}
+	s.plan.update(jobs, time.Now())
+	return s
+}
+
+// Update replaces the jobs (after the configuration was reloaded).
+func (s *Scheduler) Update(jobs []Job) {
+	s.mu.Lock()
+	s.plan.update(jobs, time.Now())
+	s.mu.Unlock()
+	s.nudge()
+}
+
+// PollNow makes every job due at once.
+func (s *Scheduler) PollNow() {
+	s.mu.Lock()
+	s.plan.pollNow(time.Now())
+	s.mu.Unlock()
+	s.nudge()
+}
+
+func (s *Scheduler) nudge() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Status returns the state of every job, in the order of the
+// configuration.
+func (s *Scheduler) Status() []JobStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]JobStatus, len(s.plan.entries))
+	for i, e := range s.plan.entries {
+		out[i] = e.status
+		if !e.running {
+			out[i].Next = e.next
+		}
+	}
+	return out
+}
+
+// Ping returns once Run's loop has answered, proving that it is not stuck
+// (for a watchdog), or the context's error.
+func (s *Scheduler) Ping(ctx context.Context) error {
+	reply := make(chan struct{})
+	select {
+	case s.ping <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-reply:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// result is the end of one poll.
+type result struct {
+	e   *entry
+	st  Stats
+	err error
+}
+
+// Run polls until stop is closed or ctx is cancelled. After stop, no poll
+// starts, running polls are asked to end cleanly (Options.Stop), and Run
+// returns nil once they have. Cancelling ctx aborts the running polls;
+// Run then returns ctx's error once they have returned.
+func (s *Scheduler) Run(ctx context.Context, stop <-chan struct{}) error {
+	results := make(chan result, s.cfg.MaxPolls)
+	opened := make(chan storeResult, 1)
+	var (
+		store       *uidstore.Store
+		storeSince  time.Time // when store was opened
+		opening     bool
+		reopenAt    time.Time // not before: the gap after closing, or the wait after a failure
+		openFails   int
+		stopping    bool
+		running     int
+		lockedShown bool
+	)
+	closeStore := func(now time.Time) {
+		if store == nil {
+			return
+		}
+		if err := store.Close(); err != nil {
+			s.log.Error("closing the UID store: " + err.Error())
+		}
+		store = nil
+		reopenAt = now.Add(s.cfg.StoreGap)
+	}
+	done := ctx.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := time.Now()
+		if stopping || ctx.Err() != nil {
+			if running == 0 && !opening {
+				closeStore(now)
+				if ctx.Err() != nil && !stopping {
+					return ctx.Err()
+				}
+				return nil
+			}
+		} else {
+			s.mu.Lock()
+			due := s.plan.hasDue(now)
+			held := store != nil && now.Sub(storeSince) >= s.cfg.StoreHold
+			if store != nil && running == 0 && (!due || held) {
+				// Between poll cycles the store is closed, so that a
+				// one-shot popfetch can get in; a cycle that has held it
+				// for StoreHold ends even if more polls are due.
+				closeStore(now)
+			}
+			switch {
+			case due && store == nil && !opening && !now.Before(reopenAt):
+				opening = true
+				go func() {
+					st, err := s.cfg.OpenStore(ctx)
+					opened <- storeResult{st, err}
+				}()
+			case due && store != nil && !held:
+				for _, e := range s.plan.start(now) {
+					running++
+					go s.runPoll(ctx, e, e.job, store, stop, results)
+				}
+			}
+			s.mu.Unlock()
+		}
+
+		var wakeAt time.Time
+		s.mu.Lock()
+		next, ok := s.plan.wake(now)
+		s.mu.Unlock()
+		if ok {
+			wakeAt = next
+		}
+		if store == nil && !opening && reopenAt.After(now) && (wakeAt.IsZero() || reopenAt.Before(wakeAt)) {
+			wakeAt = reopenAt
+		}
+		d := time.Hour
+		if !wakeAt.IsZero() {
+			d = max(wakeAt.Sub(now), 0)
+		}
+		timer.Reset(d) // since Go 1.23 a Reset timer never delivers a stale tick
+
+		select {
+		case <-timer.C:
+		case <-s.wake:
+		case reply := <-s.ping:
+			close(reply)
+		case <-stop:
+			if !stopping {
+				stopping = true
+				stop = nil // a closed channel would make this loop spin
+				s.log.Info("stopping: no new polls; waiting for the running ones to finish", "running", running)
+			}
+		case <-done:
+			done = nil // as for stop
+		case r := <-results:
+			running--
+			s.mu.Lock()
+			s.plan.finish(r.e, r.st, r.err, time.Now())
+			s.mu.Unlock()
+		case o := <-opened:
+			opening = false
+			now := time.Now()
+			if o.err != nil {
+				openFails++
+				if errors.Is(o.err, uidstore.ErrLocked) {
+					// Another popfetch (a one-shot run from cron) has
+					// the state; wait for it.
+					if !lockedShown {
+						s.log.Info("the UID store is in use by another popfetch; polls wait for it")
+						lockedShown = true
+					}
+					reopenAt = now.Add(s.cfg.StoreGap)
+					continue
+				}
+				wait := min(time.Second<<min(openFails, 9), 5*time.Minute)
+				s.log.Error("cannot open the UID store: "+o.err.Error(), "next_try_in", wait)
+				reopenAt = now.Add(wait)
+				continue
+			}
+			openFails, lockedShown = 0, false
+			if stopping || ctx.Err() != nil {
+				o.store.Close()
+				continue
+			}
+			store, storeSince = o.store, now
+		}
+	}
+}
+
+type storeResult struct {
+	store *uidstore.Store
+	err   error
+}
+
+// runPoll runs one poll and reports its end. A panic in the poll is a bug;
+// it fails the poll instead of the daemon.
+// job is e.job as it was when the poll started (Update may change e.job).
+func (s *Scheduler) runPoll(ctx context.Context, e *entry, job Job, store *uidstore.Store, stop <-chan struct{}, results chan<- result) {
+	r := result{e: e}
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("internal error: a poll panicked", "account", job.Name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			r.err = &Error{Account: job.Name, Kind: KindInternal, Err: fmt.Errorf("panic: %v", p)}
+		}
+		results <- r
+	}()
+	r.st, r.err = job.Poll(ctx, store, stop)
+}
