@@ -47,7 +47,16 @@ const (
 const (
 	DefaultTimeout    = 60 * time.Second
 	DefaultMDATimeout = 5 * time.Minute
-	DefaultInterval   = 5 * time.Minute
+	// DefaultInterval is the daemon's interval when neither the account,
+	// [defaults] nor the command line sets one.
+	DefaultInterval = 5 * time.Minute
+)
+
+// Defaults of the [daemon] table.
+const (
+	DefaultMaxConcurrentPolls   = 4
+	DefaultMaxSessionsPerServer = 2
+	DefaultMaxBackoff           = time.Hour
 )
 
 // Account is one mailbox to poll, validated, with defaults applied.
@@ -70,13 +79,21 @@ type Account struct {
 	AddReceived       bool
 	Timeout           time.Duration // bounds connecting and every network read and write
 	MDATimeout        time.Duration
-	Interval          time.Duration // between polls, for the daemon
+	Interval          time.Duration // between polls, for the daemon; 0 if not set
 	Pipelining        string        // "auto", "on" or "off"
+}
+
+// Daemon is the [daemon] table: limits of "popfetch daemon".
+type Daemon struct {
+	MaxConcurrentPolls   int           // polls at once
+	MaxSessionsPerServer int           // polls of one server (host and port) at once
+	MaxBackoff           time.Duration // the longest wait after failures
 }
 
 // Config is a loaded configuration file.
 type Config struct {
 	Path     string
+	Daemon   Daemon
 	Accounts []Account
 }
 
@@ -165,7 +182,15 @@ type rawAccount struct {
 	Pipelining        *string   `toml:"pipelining"`
 }
 
+// rawDaemon is the [daemon] table as written.
+type rawDaemon struct {
+	MaxConcurrentPolls   *int      `toml:"max_concurrent_polls"`
+	MaxSessionsPerServer *int      `toml:"max_sessions_per_server"`
+	MaxBackoff           *Duration `toml:"max_backoff"`
+}
+
 type rawConfig struct {
+	Daemon   rawDaemon    `toml:"daemon"`
 	Defaults rawAccount   `toml:"defaults"`
 	Account  []rawAccount `toml:"account"`
 }
@@ -218,6 +243,7 @@ func Parse(path, text string) (*Config, error) {
 	}
 	cfg := &Config{Path: path}
 	var problems []string
+	cfg.Daemon, problems = buildDaemon(raw.Daemon)
 	if raw.Defaults.Name != nil {
 		problems = append(problems, "defaults.name: an account's name cannot have a default")
 	}
@@ -244,6 +270,34 @@ func Parse(path, text string) (*Config, error) {
 		return nil, &Error{Path: path, Problems: problems}
 	}
 	return cfg, nil
+}
+
+func buildDaemon(r rawDaemon) (Daemon, []string) {
+	d := Daemon{
+		MaxConcurrentPolls:   DefaultMaxConcurrentPolls,
+		MaxSessionsPerServer: DefaultMaxSessionsPerServer,
+		MaxBackoff:           DefaultMaxBackoff,
+	}
+	var problems []string
+	if r.MaxConcurrentPolls != nil {
+		d.MaxConcurrentPolls = *r.MaxConcurrentPolls
+		if d.MaxConcurrentPolls < 1 {
+			problems = append(problems, fmt.Sprintf("daemon.max_concurrent_polls %d: want 1 or more", d.MaxConcurrentPolls))
+		}
+	}
+	if r.MaxSessionsPerServer != nil {
+		d.MaxSessionsPerServer = *r.MaxSessionsPerServer
+		if d.MaxSessionsPerServer < 1 {
+			problems = append(problems, fmt.Sprintf("daemon.max_sessions_per_server %d: want 1 or more", d.MaxSessionsPerServer))
+		}
+	}
+	if r.MaxBackoff != nil {
+		d.MaxBackoff = time.Duration(*r.MaxBackoff)
+		if d.MaxBackoff < time.Second {
+			problems = append(problems, fmt.Sprintf("daemon.max_backoff %v is shorter than a second", d.MaxBackoff))
+		}
+	}
+	return d, problems
 }
 
 func syntaxError(path string, err error) error {
@@ -297,7 +351,6 @@ func build(r rawAccount) (Account, []string) {
 		Recipient:         str(r.Recipient),
 		Timeout:           DefaultTimeout,
 		MDATimeout:        DefaultMDATimeout,
-		Interval:          DefaultInterval,
 	}
 	switch {
 	case a.Name == "":

@@ -27,9 +27,12 @@ func TestParseDefaults(t *testing.T) {
 	}
 	a := cfg.Accounts[0]
 	if a.TLS != TLSImplicit || a.Port != 995 || a.Auth != AuthAuto || a.Keep || !a.AddReceived ||
-		a.Timeout != DefaultTimeout || a.MDATimeout != DefaultMDATimeout || a.Interval != DefaultInterval || a.Pipelining != "auto" ||
+		a.Timeout != DefaultTimeout || a.MDATimeout != DefaultMDATimeout || a.Interval != 0 || a.Pipelining != "auto" ||
 		a.SizeLimit != 0 || a.FetchLimit != 0 || a.Recipient == "" {
 		t.Fatalf("defaults wrong: %+v", a)
+	}
+	if cfg.Daemon != (Daemon{MaxConcurrentPolls: 4, MaxSessionsPerServer: 2, MaxBackoff: time.Hour}) {
+		t.Errorf("daemon defaults: %+v", cfg.Daemon)
 	}
 	if got, _ := a.Password.Resolve(context.Background()); got != "secret" {
 		t.Errorf("password %q", got)
@@ -43,6 +46,11 @@ func TestParseFull(t *testing.T) {
 	t.Setenv("MAILROOT", "/srv/mail")
 	home, _ := os.UserHomeDir()
 	cfg, err := Parse("c.toml", `
+[daemon]
+max_concurrent_polls = 8
+max_sessions_per_server = 3
+max_backoff = "30m"
+
 [defaults]
 interval = "10m"
 keep = true
@@ -74,6 +82,9 @@ recipient = "alice"
 `)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.Daemon != (Daemon{MaxConcurrentPolls: 8, MaxSessionsPerServer: 3, MaxBackoff: 30 * time.Minute}) {
+		t.Errorf("daemon: %+v", cfg.Daemon)
 	}
 	w, h := cfg.Accounts[0], cfg.Accounts[1]
 	if w.TLS != TLSStartTLS || w.Port != 110 || !w.Keep || w.SizeLimit != 50<<20 || w.FetchLimit != 100 ||
@@ -122,6 +133,9 @@ func TestParseProblems(t *testing.T) {
 		{"bad auth", minimal + "auth = 'kerberos'\n", []string{`auth = "kerberos"`}},
 		{"bad pipelining", minimal + "pipelining = 'yes'\n", []string{`pipelining = "yes"`}},
 		{"wrong type", minimal + "keep = 'yes'\n", []string{"keep"}},
+		{"daemon limits", "[daemon]\nmax_concurrent_polls = 0\nmax_sessions_per_server = -1\nmax_backoff = '1ms'\n" + minimal,
+			[]string{"daemon.max_concurrent_polls 0", "daemon.max_sessions_per_server -1", "daemon.max_backoff 1ms"}},
+		{"unknown daemon key", "[daemon]\nmax_polls = 3\n" + minimal, []string{"daemon.max_polls: unknown key"}},
 		{"missing ca_file", minimal + "ca_file = '/nonexistent/ca.pem'\n", []string{"ca_file"}},
 	}
 	for _, tt := range tests {

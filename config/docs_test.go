@@ -22,10 +22,11 @@ func TestReferenceListsEveryKey(t *testing.T) {
 		documented[m[1]] = true
 	}
 	accepted := map[string]bool{}
-	rt := reflect.TypeOf(rawAccount{})
-	for i := 0; i < rt.NumField(); i++ {
-		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("toml"), ",")
-		accepted[name] = true
+	for _, rt := range []reflect.Type{reflect.TypeOf(rawAccount{}), reflect.TypeOf(rawDaemon{})} {
+		for i := 0; i < rt.NumField(); i++ {
+			name, _, _ := strings.Cut(rt.Field(i).Tag.Get("toml"), ",")
+			accepted[name] = true
+		}
 	}
 	var missing, extra []string
 	for k := range accepted {
