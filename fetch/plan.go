@@ -29,15 +29,18 @@ type plan struct {
 
 // entry is a job and its schedule.
 type entry struct {
-	job        Job
-	next       time.Time
-	running    bool
-	removed    bool // dropped by update while its poll ran
-	again      bool // asked to poll now while its poll ran
-	failures   int  // polls failed in a row
-	lastKind   Kind // the kind of the last failure, for logging a streak once
-	loginDelay time.Duration
-	status     JobStatus
+	job      Job
+	next     time.Time
+	running  bool
+	removed  bool // dropped by update while its poll ran
+	again    bool // asked to poll now while its poll ran
+	failures int  // polls failed in a row
+	// failedBefore is failures when update forgot them (a changed
+	// configuration), so that the recovery is still logged.
+	failedBefore int
+	lastKind     Kind // the kind of the last failure, for logging a streak once
+	loginDelay   time.Duration
+	status       JobStatus
 	// The server and mailbox the running poll counts against (update
 	// may change job meanwhile).
 	slotServer, slotMailbox string
@@ -84,6 +87,7 @@ func (p *plan) update(jobs []Job, now time.Time) {
 			e.status = JobStatus{Name: j.Name, Server: j.Server}
 			p.byName[j.Name] = e
 		case e.job.Config != j.Config:
+			e.failedBefore = max(e.failures, e.failedBefore)
 			e.failures, e.lastKind = 0, 0
 			e.status.Failures, e.status.Backoff = 0, 0
 			if !e.running {
@@ -211,8 +215,8 @@ func (p *plan) finish(e *entry, st Stats, err error, now time.Time) {
 	delay := e.job.Interval
 	switch {
 	case fe == nil, fe.Kind == KindCanceled:
-		if e.failures > 0 && fe == nil {
-			log.Info("polling works again", "after_failures", e.failures)
+		if n := max(e.failures, e.failedBefore); n > 0 && fe == nil {
+			log.Info("polling works again", "after_failures", n)
 		}
 		e.failures, e.lastKind = 0, 0
 		s.LastResult, s.LastError = "ok", ""
@@ -226,11 +230,10 @@ func (p *plan) finish(e *entry, st Stats, err error, now time.Time) {
 		msg := fe.Kind.String() + ": " + fe.Err.Error()
 		switch {
 		case e.failures == 1 || fe.Kind != e.lastKind:
-			hint := ""
 			if hard(fe) {
-				hint = "; fix the configuration and send SIGHUP to retry at once"
+				msg += " (retrying at long intervals; after fixing the configuration, send SIGHUP to retry at once)"
 			}
-			log.Error(msg, "next_try_in", delay.Round(time.Second).String()+hint)
+			log.Error(msg, "next_try_in", delay.Round(time.Second))
 		case hard(fe):
 			// Logged once for the streak: a wrong password does not
 			// become right by repeating it every poll.
@@ -243,6 +246,7 @@ func (p *plan) finish(e *entry, st Stats, err error, now time.Time) {
 	if e.loginDelay > delay {
 		delay = e.loginDelay
 	}
+	e.failedBefore = 0
 	if e.again {
 		e.again = false
 		delay = 0

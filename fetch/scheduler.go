@@ -132,6 +132,24 @@ func (s *Scheduler) Update(jobs []Job) {
 	s.nudge()
 }
 
+// SetLimits changes the limits (after the configuration was reloaded);
+// zero values keep the current ones. Polls already running are not
+// stopped.
+func (s *Scheduler) SetLimits(maxPolls, maxPerServer int, maxBackoff time.Duration) {
+	s.mu.Lock()
+	if maxPolls > 0 {
+		s.plan.maxPolls = maxPolls
+	}
+	if maxPerServer > 0 {
+		s.plan.maxPerServer = maxPerServer
+	}
+	if maxBackoff > 0 {
+		s.plan.maxBackoff = maxBackoff
+	}
+	s.mu.Unlock()
+	s.nudge()
+}
+
 // PollNow makes every job due at once.
 func (s *Scheduler) PollNow() {
 	s.mu.Lock()

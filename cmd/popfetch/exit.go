@@ -30,11 +30,12 @@ const (
 // exitCodeOf maps an error to its exit code.
 func exitCodeOf(err error) int {
 	var (
-		fe   *fetch.Error
-		perm *config.PermissionError
-		cerr *config.Error
-		serr *config.SyntaxError
-		uerr usageError
+		fe      *fetch.Error
+		perm    *config.PermissionError
+		cerr    *config.Error
+		serr    *config.SyntaxError
+		uerr    usageError
+		running *daemonRunningError
 	)
 	switch {
 	case err == nil:
@@ -43,7 +44,7 @@ func exitCodeOf(err error) int {
 		return exitPermissions
 	case errors.As(err, &cerr), errors.As(err, &serr), errors.As(err, &uerr):
 		return exitConfig
-	case errors.Is(err, uidstore.ErrLocked):
+	case errors.Is(err, uidstore.ErrLocked), errors.As(err, &running):
 		return exitStateLocked
 	case errors.As(err, &fe):
 		switch fe.Kind {

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // humanHandler writes log records as one line each, the way a person at a
@@ -17,15 +20,36 @@ import (
 //
 // The "account" attribute becomes the prefix; the others follow as
 // key=value pairs.
+//
+// For journald (journal set) the line starts with the record's syslog
+// priority, "<3>" for an error (sd-daemon(3)), instead of "popfetch: ",
+// and carries no time of its own: the journal adds both. With stamp set
+// each line starts with the local time, for a daemon's log file.
 type humanHandler struct {
-	mu    *sync.Mutex
-	w     io.Writer
-	level slog.Leveler
-	attrs []slog.Attr
+	mu      *sync.Mutex
+	w       io.Writer
+	level   slog.Leveler
+	attrs   []slog.Attr
+	journal bool
+	stamp   bool
 }
 
 func newHumanHandler(w io.Writer, level slog.Leveler) *humanHandler {
 	return &humanHandler{mu: &sync.Mutex{}, w: w, level: level}
+}
+
+// syslogPriority maps a level to the syslog priority journald reads from
+// a "<N>" prefix.
+func syslogPriority(l slog.Level) int {
+	switch {
+	case l >= slog.LevelError:
+		return 3
+	case l >= slog.LevelWarn:
+		return 4
+	case l >= slog.LevelInfo:
+		return 6
+	}
+	return 7
 }
 
 func (h *humanHandler) Enabled(_ context.Context, l slog.Level) bool {
@@ -43,7 +67,15 @@ func (h *humanHandler) WithGroup(string) slog.Handler { return h }
 
 func (h *humanHandler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
-	b.WriteString("popfetch: ")
+	switch {
+	case h.journal:
+		fmt.Fprintf(&b, "<%d>", syslogPriority(r.Level))
+	case h.stamp:
+		b.WriteString(r.Time.Format("2006-01-02 15:04:05 "))
+		fallthrough
+	default:
+		b.WriteString("popfetch: ")
+	}
 	var rest []slog.Attr
 	add := func(a slog.Attr) {
 		if a.Key == "account" {
@@ -62,10 +94,10 @@ func (h *humanHandler) Handle(_ context.Context, r slog.Record) error {
 	case r.Level >= slog.LevelWarn:
 		b.WriteString("warning: ")
 	}
-	b.WriteString(r.Message)
+	b.WriteString(strings.ReplaceAll(r.Message, "\n", " "))
 	for _, a := range rest {
 		v := a.Value.Resolve().String()
-		if v == "" || strings.ContainsAny(v, " \"=\t") {
+		if v == "" || strings.ContainsAny(v, " \"=\t\n") {
 			v = fmt.Sprintf("%q", v)
 		}
 		b.WriteString(" " + a.Key + "=" + v)
@@ -89,4 +121,57 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// Log formats (--log-format).
+const (
+	logAuto  = "auto"  // human lines; for journald with priorities; for a daemon elsewhere with times
+	logHuman = "human" // "popfetch: account: message key=value"
+	logText  = "text"  // slog's key=value lines, with time and level
+	logJSON  = "json"  // one JSON object a line, for log collectors
+)
+
+// newLogger returns the logger for format at level. daemon asks for
+// times on human lines (unless journald adds its own).
+func newLogger(w io.Writer, format string, level slog.Level, daemon bool) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case logAuto, "":
+		h := newHumanHandler(w, level)
+		if underJournal(w) {
+			h.journal = true
+		} else {
+			h.stamp = daemon
+		}
+		return slog.New(h), nil
+	case logHuman:
+		return slog.New(newHumanHandler(w, level)), nil
+	case logText:
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case logJSON:
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageError{fmt.Sprintf("--log-format %q: want auto, human, text or json", format)}
+}
+
+// underJournal reports whether w is the stream systemd connected to the
+// journal: $JOURNAL_STREAM names its device and inode (systemd.exec(5)).
+// Children inherit the variable, so the descriptor itself is checked.
+func underJournal(w io.Writer) bool {
+	js := os.Getenv("JOURNAL_STREAM")
+	f, ok := w.(*os.File)
+	if js == "" || !ok {
+		return false
+	}
+	devStr, inoStr, ok := strings.Cut(js, ":")
+	if !ok {
+		return false
+	}
+	dev, err1 := strconv.ParseUint(devStr, 10, 64)
+	ino, err2 := strconv.ParseUint(inoStr, 10, 64)
+	var st syscall.Stat_t
+	if err1 != nil || err2 != nil || syscall.Fstat(int(f.Fd()), &st) != nil {
+		return false
+	}
+	return uint64(st.Dev) == dev && uint64(st.Ino) == ino
 }

@@ -33,17 +33,64 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
+// graceTimeout is how long a stop asked by SIGTERM or SIGINT may take
+// before the polls still running are aborted: the daemon exits within 10 s.
+const graceTimeout = 8 * time.Second
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args, os.Stdout, os.Stderr)
-	stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := make(chan struct{})
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// The first signal asks for a clean stop: the message in
+		// progress is finished and committed, no new one is fetched.
+		// A second signal, or graceTimeout, aborts.
+		<-sigs
+		close(stop)
+		timer := time.AfterFunc(graceTimeout, cancel)
+		<-sigs
+		timer.Stop()
+		cancel()
+	}()
+	code := run(ctx, &proc{stop: stop, notify: notifySignals}, os.Args, os.Stdout, os.Stderr)
+	cancel()
 	os.Exit(code)
 }
 
+// proc is what the process gives the commands besides arguments: the
+// channel closed by the first SIGTERM or SIGINT, and a way to receive
+// other signals (tests replace it).
+type proc struct {
+	stop   <-chan struct{}
+	notify func(sigs ...os.Signal) (<-chan os.Signal, func())
+}
+
+// notifySignals delivers sigs on the returned channel until the returned
+// function is called.
+func notifySignals(sigs ...os.Signal) (<-chan os.Signal, func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, sigs...)
+	return ch, func() { signal.Stop(ch) }
+}
+
+// stopped reports whether a stop was asked.
+func (p *proc) stopped() bool {
+	select {
+	case <-p.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // run runs the command line args and returns the exit code.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, p *proc, args []string, stdout, stderr io.Writer) int {
 	code := exitMail
-	app := newApp(stdout, stderr, &code)
+	if p == nil {
+		p = &proc{notify: notifySignals}
+	}
+	app := newApp(stdout, stderr, &code, p)
 	err := app.RunContext(ctx, permute(app, args))
 	if errors.Is(err, errVersionShown) {
 		return exitMail
@@ -117,8 +164,11 @@ func permute(app *cli.App, args []string) []string {
 
 // isKnown reports errors that exitCodeOf classifies itself.
 func isKnown(err error) bool {
-	var fe *fetch.Error
-	return errors.As(err, &fe) || errors.Is(err, uidstore.ErrLocked)
+	var (
+		fe      *fetch.Error
+		running *daemonRunningError
+	)
+	return errors.As(err, &fe) || errors.Is(err, uidstore.ErrLocked) || errors.As(err, &running)
 }
 
 // globalFlags are accepted both before and after the command name; each
@@ -135,13 +185,15 @@ func globalFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Count: new(int),
 			Usage: "-v: a line per message; -vv: also the protocol trace (passwords redacted)"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing unless something failed"},
+		&cli.StringFlag{Name: "log-format", Usage: "`FORMAT` of log lines: auto, human, text (key=value) or json",
+			DefaultText: "auto: human lines; under systemd with journal priorities"},
 	}
 }
 
 // errVersionShown ends a run that printed the version.
 var errVersionShown = errors.New("version shown")
 
-func newApp(stdout, stderr io.Writer, code *int) *cli.App {
+func newApp(stdout, stderr io.Writer, code *int, p *proc) *cli.App {
 	return &cli.App{
 		Name:        "popfetch",
 		Usage:       "fetch mail from POP3 servers into a Maildir or an MDA, never losing a message",
@@ -164,8 +216,14 @@ func newApp(stdout, stderr io.Writer, code *int) *cli.App {
 		UseShortOptionHandling: true,
 		HideHelpCommand:        true,
 		Flags: append(globalFlags(),
-			&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Usage: "print the version and exit"}),
-		Action:         func(c *cli.Context) error { return fetchAction(c, code) },
+			&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Usage: "print the version and exit"},
+			&cli.StringFlag{Name: "daemon", Aliases: []string{"d"}, Usage: "run as a daemon polling every `INTERVAL` (\"300\" seconds or \"5m\"), as fetchmail -d does; same as: popfetch daemon --interval INTERVAL"}),
+		Action: func(c *cli.Context) error {
+			if c.IsSet("daemon") {
+				return daemonFlagAction(c, code, p)
+			}
+			return fetchAction(c, code, p)
+		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() reports errors
 		OnUsageError:   onUsageError,
 		Commands: []*cli.Command{
@@ -176,7 +234,7 @@ func newApp(stdout, stderr io.Writer, code *int) *cli.App {
 				Usage:           "poll the named accounts, or all, once (the default)",
 				ArgsUsage:       "[ACCOUNT...]",
 				Flags:           globalFlags(),
-				Action:          func(c *cli.Context) error { return fetchAction(c, code) },
+				Action:          func(c *cli.Context) error { return fetchAction(c, code, p) },
 			},
 			{
 				Name:            "check",
@@ -187,6 +245,8 @@ func newApp(stdout, stderr io.Writer, code *int) *cli.App {
 				Flags:           globalFlags(),
 				Action:          func(c *cli.Context) error { return checkAction(c, code) },
 			},
+			daemonCommand(code, p),
+			statusCommand(code),
 		},
 	}
 }
@@ -205,6 +265,7 @@ type options struct {
 	keep        bool
 	verbosity   int
 	quiet       bool
+	logFormat   string
 }
 
 func readOptions(c *cli.Context) options {
@@ -218,6 +279,9 @@ func readOptions(c *cli.Context) options {
 		}
 		if x.IsSet("lock-timeout") {
 			o.lockTimeout = x.Duration("lock-timeout")
+		}
+		if v := x.String("log-format"); v != "" && o.logFormat == "" {
+			o.logFormat = v
 		}
 		o.keep = o.keep || x.Bool("keep")
 		o.quiet = o.quiet || x.Bool("quiet")
@@ -246,7 +310,9 @@ func xdgDir(env, fallback string) string {
 	return filepath.Join(home, fallback)
 }
 
-func (o options) logger(w io.Writer) *slog.Logger {
+// logger returns the logger the options ask for; daemon puts times on
+// human lines.
+func (o options) logger(w io.Writer, daemon bool) (*slog.Logger, error) {
 	level := slog.LevelInfo
 	switch {
 	case o.quiet:
@@ -254,7 +320,7 @@ func (o options) logger(w io.Writer) *slog.Logger {
 	case o.verbosity > 0:
 		level = slog.LevelDebug
 	}
-	return slog.New(newHumanHandler(w, level))
+	return newLogger(w, o.logFormat, level, daemon)
 }
 
 // env is what every command that talks to servers needs.
@@ -270,28 +336,41 @@ type env struct {
 // sets up logging. The caller closes env.store.
 func prepare(c *cli.Context) (*env, error) {
 	o := readOptions(c)
-	cfg, err := config.Load(o.configPath)
+	log, err := o.logger(c.App.ErrWriter, false)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, usageError{fmt.Sprintf("no configuration file at %s; write one (see README.md) or pass --config FILE", o.configPath)}
-		}
+		return nil, err
+	}
+	cfg, err := loadConfig(o.configPath)
+	if err != nil {
 		return nil, err
 	}
 	accounts, err := cfg.Select(c.Args().Slice())
 	if err != nil {
 		return nil, err
 	}
-	store, err := uidstore.Open(filepath.Join(o.stateDir, "uids.db"), o.lockTimeout)
+	store, err := uidstore.Open(storePath(o.stateDir), o.lockTimeout)
 	if err != nil {
 		return nil, err
 	}
-	e := &env{opts: o, accounts: accounts, store: store, log: o.logger(c.App.ErrWriter)}
+	e := &env{opts: o, accounts: accounts, store: store, log: log}
 	e.poll = &fetch.Options{Log: e.log}
 	if o.verbosity >= 2 {
 		e.poll.Trace = c.App.ErrWriter
 	}
 	return e, nil
 }
+
+// loadConfig loads the configuration file, explaining a missing one.
+func loadConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, usageError{fmt.Sprintf("no configuration file at %s; write one (see README.md) or pass --config FILE", path)}
+	}
+	return cfg, err
+}
+
+// storePath is the UID store's file in the state directory.
+func storePath(stateDir string) string { return filepath.Join(stateDir, "uids.db") }
 
 // fetchAccount turns a config account into what fetch needs.
 func fetchAccount(a config.Account, o options) (*fetch.Account, error) {
@@ -323,21 +402,24 @@ func deliverer(a config.Account) (deliver.Deliverer, error) {
 	return &deliver.MDA{Argv: a.MDA, Timeout: a.MDATimeout}, nil
 }
 
-func fetchAction(c *cli.Context, code *int) error {
+func fetchAction(c *cli.Context, code *int, p *proc) error {
 	e, err := prepare(c)
 	if err != nil {
 		return err
 	}
 	defer e.store.Close()
+	e.poll.Stop = p.stop
 	var codes []int
 	for _, a := range e.accounts {
-		if c.Context.Err() != nil {
-			codes = append(codes, exitInterrupted)
+		if c.Context.Err() != nil || p.stopped() {
 			break
 		}
 		codes = append(codes, pollOne(c.Context, a, e))
 	}
 	*code = combine(codes)
+	if c.Context.Err() != nil || p.stopped() {
+		*code = exitInterrupted
+	}
 	return nil
 }
 
@@ -356,14 +438,7 @@ func pollOne(ctx context.Context, a config.Account, e *env) int {
 	}
 	st, err := fetch.Poll(ctx, acct, e.store, d, e.poll)
 	d.Close()
-	summary := fmt.Sprintf("%d messages on the server, %d new, %d delivered (%s), %d deleted",
-		st.Messages, st.New, st.Delivered, humanBytes(st.Bytes), st.Deleted)
-	if st.Skipped > 0 {
-		summary += fmt.Sprintf(", %d too large left on the server", st.Skipped)
-	}
-	if st.Failed > 0 {
-		summary += fmt.Sprintf(", %d failed", st.Failed)
-	}
+	summary := summarize(st)
 	if err != nil {
 		msg := err.Error()
 		var fe *fetch.Error
@@ -388,6 +463,22 @@ func pollOne(ctx context.Context, a config.Account, e *env) int {
 		return exitMail
 	}
 	return exitNoMail
+}
+
+// summarize describes what a poll did, in one line.
+func summarize(st fetch.Stats) string {
+	summary := fmt.Sprintf("%d messages on the server, %d new, %d delivered (%s), %d deleted",
+		st.Messages, st.New, st.Delivered, humanBytes(st.Bytes), st.Deleted)
+	if st.Skipped > 0 {
+		summary += fmt.Sprintf(", %d too large left on the server", st.Skipped)
+	}
+	if st.Failed > 0 {
+		summary += fmt.Sprintf(", %d failed", st.Failed)
+	}
+	if st.Stopped {
+		summary += ", stopped early"
+	}
+	return summary
 }
 
 func checkAction(c *cli.Context, code *int) error {

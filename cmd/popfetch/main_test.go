@@ -91,7 +91,7 @@ func (f *cliFixture) run(args ...string) (int, string, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	full := append([]string{"popfetch", "--config", f.config, "--state-dir", f.stateDir}, args...)
-	code := run(ctx, full, &stdout, &stderr)
+	code := run(ctx, nil, full, &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -214,7 +214,7 @@ func TestCheck(t *testing.T) {
 
 func TestPermute(t *testing.T) {
 	var code int
-	app := newApp(nil, nil, &code)
+	app := newApp(nil, nil, &code, &proc{})
 	tests := []struct{ in, want string }{
 		{"popfetch", "popfetch"},
 		{"popfetch work -v", "popfetch -v work"},
@@ -225,6 +225,10 @@ func TestPermute(t *testing.T) {
 		{"popfetch work -- -odd-name", "popfetch work -- -odd-name"},
 		{"popfetch --lock-timeout 5s work", "popfetch --lock-timeout 5s work"},
 		{"popfetch work check", "popfetch work check"},
+		{"popfetch -d 300 work", "popfetch -d 300 work"},
+		{"popfetch work -d 5m", "popfetch -d 5m work"},
+		{"popfetch daemon work --interval 1m", "popfetch daemon --interval 1m work"},
+		{"popfetch status --json work", "popfetch status --json work"},
 	}
 	for _, tt := range tests {
 		got := strings.Join(permute(app, strings.Fields(tt.in)), " ")
