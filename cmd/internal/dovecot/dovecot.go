@@ -299,19 +299,28 @@ func (s *Server) Stop() {
 }
 
 // AddUser adds a user with a password and returns once Dovecot accepts it.
-// Dovecot's passwd-file driver checks the file at most once per second,
-// and a failed login makes it delay the next ones from the same address
-// (its auth penalty), so AddUser waits into the next second instead of
-// retrying, then checks with one login.
 func (s *Server) AddUser(name, password string) error {
-	if strings.ContainsAny(name+password, ":\n") {
-		return errors.New("dovecot: user name and password may not contain ':' or newlines")
+	return s.AddUsers(map[string]string{name: password})
+}
+
+// AddUsers adds users (name to password) and returns once Dovecot accepts
+// them all. Dovecot's passwd-file driver checks the file at most once per
+// second, and a failed login makes it delay the next ones from the same
+// address (its auth penalty), so AddUsers waits into the next second
+// instead of retrying, then checks each with one login.
+func (s *Server) AddUsers(users map[string]string) error {
+	var lines strings.Builder
+	for name, password := range users {
+		if strings.ContainsAny(name+password, ":\n") {
+			return errors.New("dovecot: user name and password may not contain ':' or newlines")
+		}
+		fmt.Fprintf(&lines, "%s:{PLAIN}%s::::::\n", name, password)
 	}
 	f, err := os.OpenFile(filepath.Join(s.Dir, "passwd"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(f, "%s:{PLAIN}%s::::::\n", name, password)
+	_, err = f.WriteString(lines.String())
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -322,8 +331,10 @@ func (s *Server) AddUser(name, password string) error {
 	time.Sleep(now.Truncate(time.Second).Add(time.Second + 20*time.Millisecond).Sub(now))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := s.Index(ctx, name, password); err != nil {
-		return fmt.Errorf("dovecot: new user %s cannot log in: %w", name, err)
+	for name, password := range users {
+		if _, err := s.Index(ctx, name, password); err != nil {
+			return fmt.Errorf("dovecot: new user %s cannot log in: %w", name, err)
+		}
 	}
 	return nil
 }
