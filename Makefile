@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: all build test test-short vet fuzz demo measure bench gobench clean
+.PHONY: all build test test-short vet fuzz demo measure bench gobench soak clean
 
 all: build
 
@@ -48,6 +48,10 @@ measure: build
 bench: build
 	bash .ci/install-deps --bench
 	$(GO) run ./cmd/popbench -popfetch bin/popfetch
+
+## soak: the daemon polling 200 accounts 1000 times each; its RSS and goroutines as the polls add up
+soak: build
+	$(GO) run ./cmd/popsoak -popfetch bin/popfetch -accounts 200 -polls 1000
 
 ## gobench: the Go benchmarks of the hot parsing paths, with allocations
 gobench:

@@ -56,15 +56,25 @@ func Run(cmd *exec.Cmd) (Result, error) {
 	return res, nil
 }
 
+// Memory returns the resident set size of process pid now and at its
+// peak (VmRSS and VmHWM), in bytes; 0 where it cannot read them.
+func Memory(pid int) (rss, peak int64) {
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	return statusField(path, "VmRSS:"), statusField(path, "VmHWM:")
+}
+
 // vmHWM reads the peak resident set size from a /proc/PID/status file, in
 // bytes; 0 if it cannot.
-func vmHWM(path string) int64 {
+func vmHWM(path string) int64 { return statusField(path, "VmHWM:") }
+
+// statusField reads a field in kB from a /proc/PID/status file, in bytes.
+func statusField(path, key string) int64 {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, key); ok {
 			var kb int64
 			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
 			return kb * 1024
