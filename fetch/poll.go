@@ -274,8 +274,24 @@ func (s *session) close() {
 
 func (s *session) run(ctx context.Context) error {
 	defer s.close()
-	msgs, hasUIDL, err := s.open(ctx)
+	// Until the listing is in, nothing is in progress that a stop should
+	// let finish: a stop then ends the poll at once.
+	openCtx, cancelOpen := context.WithCancel(ctx)
+	if s.stop != nil {
+		go func() {
+			select {
+			case <-s.stop:
+				cancelOpen()
+			case <-openCtx.Done():
+			}
+		}()
+	}
+	msgs, hasUIDL, err := s.open(openCtx)
+	cancelOpen()
 	if err != nil {
+		if s.stopping() && ctx.Err() == nil {
+			return fmt.Errorf("stopped before the mailbox was listed: %w", context.Canceled)
+		}
 		return err
 	}
 	if s.acct.Keep && !hasUIDL && len(msgs) > 0 {

@@ -114,37 +114,18 @@ func TestPollStop(t *testing.T) {
 	}
 }
 
-// TestPollStopBeforeTransfer: a stop that comes before the first RETR
-// fetches nothing, still deletes what was delivered before, and ends with
-// QUIT.
-func TestPollStopBeforeTransfer(t *testing.T) {
-	msgs := testMessages(6)
-	f := newFixture(t, pop3test.Config{Pipelining: true}, msgs[:3])
-	if _, err := f.poll(); err != nil {
-		t.Fatal(err)
-	}
-	f.acct.Keep = true
-	f.srv.Add(msgs[3:]...)
-	if _, err := f.poll(); err != nil { // delivered, kept on the server
-		t.Fatal(err)
-	}
-	f.srv.Add(pop3test.Message{UID: "uid-new", Data: []byte("Subject: new\n\nnew\n")})
-	f.acct.Keep = false
+// TestPollStopBeforeStart: a poll asked to stop before it starts does
+// nothing.
+func TestPollStopBeforeStart(t *testing.T) {
+	f := newFixture(t, pop3test.Config{Pipelining: true}, testMessages(3))
 	stop := make(chan struct{})
 	close(stop)
-	retrs := f.srv.Count("RETR")
 	st, err := Poll(context.Background(), f.acct, f.store, f.md, &Options{Stop: stop})
-	if err != nil {
-		t.Fatal(err)
+	if kindOf(err) != KindCanceled || st.Delivered != 0 {
+		t.Errorf("got %+v, %v", st, err)
 	}
-	if !st.Stopped || st.Delivered != 0 || st.Deleted != 3 || f.srv.Count("RETR") != retrs {
-		t.Errorf("stats %+v, %d RETR", st, f.srv.Count("RETR")-retrs)
-	}
-	if left := f.srv.Messages(); len(left) != 1 || left[0].UID != "uid-new" {
-		t.Errorf("server holds %v", left)
-	}
-	if f.srv.Count("QUIT") != 3 {
-		t.Errorf("%d QUITs, want 3", f.srv.Count("QUIT"))
+	if f.srv.Count("RETR") != 0 || f.srv.Count("DELE") != 0 || len(f.srv.Messages()) != 3 {
+		t.Errorf("the server saw RETR %d, DELE %d", f.srv.Count("RETR"), f.srv.Count("DELE"))
 	}
 }
 
@@ -178,5 +159,25 @@ func TestPollLoginDelay(t *testing.T) {
 	}
 	if st.LoginDelay != 15*time.Minute {
 		t.Errorf("LoginDelay = %v", st.LoginDelay)
+	}
+}
+
+// TestPollStopDuringLogin: a stop before the listing is in ends the poll
+// at once: nothing is in progress that should finish.
+func TestPollStopDuringLogin(t *testing.T) {
+	f := newFixture(t, pop3test.Config{}, testMessages(3))
+	f.srv.SetFaults(pop3test.Fault{Command: "PASS", Action: pop3test.Stall, Delay: 10 * time.Second})
+	stop := make(chan struct{})
+	time.AfterFunc(200*time.Millisecond, func() { close(stop) })
+	start := time.Now()
+	_, err := Poll(context.Background(), f.acct, f.store, f.md, &Options{Stop: stop})
+	if kindOf(err) != KindCanceled {
+		t.Errorf("got %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the stop took %v", d)
+	}
+	if len(f.srv.Messages()) != 3 {
+		t.Error("messages were deleted")
 	}
 }

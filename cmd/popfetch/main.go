@@ -243,7 +243,7 @@ func newApp(stdout, stderr io.Writer, code *int, p *proc) *cli.App {
 				Usage:           "count new mail without fetching it: exit 0 if there is some, 1 if none",
 				ArgsUsage:       "[ACCOUNT...]",
 				Flags:           globalFlags(),
-				Action:          func(c *cli.Context) error { return checkAction(c, code) },
+				Action:          func(c *cli.Context) error { return checkAction(c, code, p) },
 			},
 			daemonCommand(code, p),
 			statusCommand(code),
@@ -481,18 +481,28 @@ func summarize(st fetch.Stats) string {
 	return summary
 }
 
-func checkAction(c *cli.Context, code *int) error {
+func checkAction(c *cli.Context, code *int, p *proc) error {
 	e, err := prepare(c)
 	if err != nil {
 		return err
 	}
 	defer e.store.Close()
+	// Checking changes nothing, so a stop ends it at once.
+	ctx, cancel := context.WithCancel(c.Context)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	var codes []int
 	for _, a := range e.accounts {
 		acct, err := fetchAccount(a, e.opts)
 		if err == nil {
 			var st fetch.Stats
-			st, err = fetch.Check(c.Context, acct, e.store, e.poll)
+			st, err = fetch.Check(ctx, acct, e.store, e.poll)
 			if err == nil {
 				fmt.Fprintf(c.App.Writer, "%s: %d messages, %d new\n", a.Name, st.Messages, st.New)
 				if st.New > 0 {
