@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -35,6 +36,15 @@ type statusFile struct {
 	Goroutines int               `json:"goroutines"`
 	Memory     uint64            `json:"memory_bytes"` // memory the Go runtime holds, released pages excluded
 	Accounts   []fetch.JobStatus `json:"accounts"`
+}
+
+// clearActivity drops what only a running daemon can say: which polls run
+// and when the next ones come.
+func (st *statusFile) clearActivity() {
+	for i := range st.Accounts {
+		st.Accounts[i].Running = false
+		st.Accounts[i].Next = time.Time{}
+	}
 }
 
 func statusPath(stateDir string) string { return filepath.Join(stateDir, "status.json") }
@@ -84,10 +94,7 @@ func (w *statusWriter) write(stopped time.Time) error {
 		Goroutines: runtime.NumGoroutine(), Memory: goMemory(), Accounts: w.sched.Status(),
 	}
 	if !stopped.IsZero() {
-		for i := range st.Accounts {
-			st.Accounts[i].Running = false
-			st.Accounts[i].Next = time.Time{}
-		}
+		st.clearActivity()
 	}
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
@@ -159,24 +166,16 @@ func statusAction(c *cli.Context, code *int) error {
 	}
 	st.Running = running
 	if !running {
-		for i := range st.Accounts {
-			st.Accounts[i].Running = false
-			st.Accounts[i].Next = time.Time{}
-		}
+		st.clearActivity()
 	}
 	if names := c.Args().Slice(); len(names) > 0 {
 		var sel []fetch.JobStatus
 		for _, n := range names {
-			found := false
-			for _, a := range st.Accounts {
-				if a.Name == n {
-					sel = append(sel, a)
-					found = true
-				}
-			}
-			if !found {
+			i := slices.IndexFunc(st.Accounts, func(a fetch.JobStatus) bool { return a.Name == n })
+			if i < 0 {
 				return usageError{fmt.Sprintf("the daemon's status has no account named %q", n)}
 			}
+			sel = append(sel, st.Accounts[i])
 		}
 		st.Accounts = sel
 	}
