@@ -167,6 +167,18 @@ func (p *plan) hasDue(now time.Time) bool {
 	return false
 }
 
+// oldestStart returns when the longest-running poll started; zero if
+// none runs.
+func (p *plan) oldestStart() time.Time {
+	var t time.Time
+	for _, e := range p.entries {
+		if e.running && (t.IsZero() || e.status.LastStart.Before(t)) {
+			t = e.status.LastStart
+		}
+	}
+	return t
+}
+
 // wake returns when the next job not yet due falls due; ok is false if
 // there is none. Jobs already due start when a poll ends (freeing a
 // limit) or the store opens, not by the clock.

@@ -68,8 +68,9 @@ type SchedulerConfig struct {
 	Jitter func(max time.Duration) time.Duration
 	// StoreHold and StoreGap share the UID store with other popfetch
 	// processes: once the store has been open for StoreHold no poll
-	// starts until the running ones end and it is closed, and it stays
-	// closed for StoreGap (defaults 5s and 150ms).
+	// starts until the running ones end and it is closed (unless one of
+	// them has itself run for StoreHold), and it stays closed for
+	// StoreGap (defaults 5s and 150ms).
 	StoreHold, StoreGap time.Duration
 }
 
@@ -247,11 +248,17 @@ func (s *Scheduler) Run(ctx context.Context, stop <-chan struct{}) error {
 		} else {
 			s.mu.Lock()
 			due := s.plan.hasDue(now)
-			held := store != nil && now.Sub(storeSince) >= s.cfg.StoreHold
+			// A cycle that has held the store for StoreHold takes no new
+			// polls, so that it ends soon and a one-shot popfetch can
+			// get in; unless a poll has run that long itself (a big
+			// fetch): the store stays busy until it ends anyway, and
+			// the other accounts should not wait for it.
+			oldest := s.plan.oldestStart()
+			held := store != nil && now.Sub(storeSince) >= s.cfg.StoreHold &&
+				(oldest.IsZero() || now.Sub(oldest) < s.cfg.StoreHold)
 			if store != nil && running == 0 && (!due || held) {
 				// Between poll cycles the store is closed, so that a
-				// one-shot popfetch can get in; a cycle that has held it
-				// for StoreHold ends even if more polls are due.
+				// one-shot popfetch can get in.
 				closeStore(now)
 			}
 			switch {

@@ -315,3 +315,24 @@ func TestSchedulerPanic(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSchedulerLongPollDoesNotStallOthers: a long fetch keeps the store
+// busy past StoreHold; the other accounts go on polling meanwhile.
+func TestSchedulerLongPollDoesNotStallOthers(t *testing.T) {
+	tr := newTracker()
+	_, open := storeOpener(t)
+	long := tr.job("long", "a:1", time.Hour, 1500*time.Millisecond)
+	quick := tr.job("quick", "b:1", 10*time.Millisecond, time.Millisecond)
+	s := NewScheduler(SchedulerConfig{OpenStore: open, Jitter: noJitter, StoreHold: 200 * time.Millisecond}, []Job{long, quick})
+	stop := runScheduler(t, s)
+	eventually(t, "the long poll to start", func() bool { return s.Status()[0].Running })
+	time.Sleep(500 * time.Millisecond) // past StoreHold and the long poll's own StoreHold
+	n := tr.count("quick")
+	eventually(t, "quick polls during the long one", func() bool { return tr.count("quick") >= n+5 })
+	if s.Status()[0].Running == false {
+		t.Error("the long poll ended before the quick ones went on: the test proves nothing")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
