@@ -8,6 +8,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -66,6 +67,11 @@ type Account struct {
 	Port              int
 	TLS               TLSMode
 	CAFile            string // PEM roots to verify the server against; "" means the system roots
+	TLSFingerprint    string // SHA-256 of the server's certificate, pinned instead of the CA check
+	TLSMinVersion     uint16 // tls.VersionTLS12 or tls.VersionTLS13
+	TLSServerName     string // the name to verify and send as SNI; "" means Server
+	ClientCert        string // PEM certificate to present, with ClientKey
+	ClientKey         string
 	User              string
 	Password          Secret
 	Auth              AuthMode
@@ -163,6 +169,11 @@ type rawAccount struct {
 	Port              *int      `toml:"port"`
 	TLS               *string   `toml:"tls"`
 	CAFile            *string   `toml:"ca_file"`
+	TLSFingerprint    *string   `toml:"tls_fingerprint"`
+	TLSMinVersion     *string   `toml:"tls_min_version"`
+	TLSServerName     *string   `toml:"tls_server_name"`
+	ClientCert        *string   `toml:"client_cert"`
+	ClientKey         *string   `toml:"client_key"`
 	User              *string   `toml:"user"`
 	Password          *string   `toml:"password"`
 	PasswordCommand   *Command  `toml:"password_command"`
@@ -404,6 +415,30 @@ func build(r rawAccount) (Account, []string) {
 		}
 		if a.TLS == TLSNone {
 			bad("ca_file is set but tls = \"none\"")
+		}
+	}
+	a.TLSMinVersion = tls.VersionTLS12
+	switch v := str(r.TLSMinVersion); v {
+	case "", "1.2":
+	case "1.3":
+		a.TLSMinVersion = tls.VersionTLS13
+	default:
+		bad("tls_min_version = %q: want \"1.2\" or \"1.3\"", v)
+	}
+	a.TLSFingerprint, a.TLSServerName = str(r.TLSFingerprint), str(r.TLSServerName)
+	a.ClientCert, a.ClientKey = ExpandPath(str(r.ClientCert)), ExpandPath(str(r.ClientKey))
+	if (a.ClientCert == "") != (a.ClientKey == "") {
+		bad("set client_cert and client_key together")
+	}
+	if a.TLS == TLSNone {
+		for _, k := range []struct {
+			name string
+			set  bool
+		}{{"tls_fingerprint", r.TLSFingerprint != nil}, {"tls_min_version", r.TLSMinVersion != nil},
+			{"tls_server_name", r.TLSServerName != nil}, {"client_cert", r.ClientCert != nil}} {
+			if k.set {
+				bad("%s is set but tls = \"none\"", k.name)
+			}
 		}
 	}
 

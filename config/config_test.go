@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"os"
 	"path/filepath"
@@ -136,6 +137,10 @@ func TestParseProblems(t *testing.T) {
 		{"daemon limits", "[daemon]\nmax_concurrent_polls = 0\nmax_sessions_per_server = -1\nmax_backoff = '1ms'\n" + minimal,
 			[]string{"daemon.max_concurrent_polls 0", "daemon.max_sessions_per_server -1", "daemon.max_backoff 1ms"}},
 		{"unknown daemon key", "[daemon]\nmax_polls = 3\n" + minimal, []string{"daemon.max_polls: unknown key"}},
+		{"bad tls_min_version", minimal + "tls_min_version = '1.1'\n", []string{`tls_min_version = "1.1"`}},
+		{"client_cert alone", minimal + "client_cert = '/c.pem'\n", []string{"client_cert and client_key together"}},
+		{"pin on plaintext", strings.Replace(minimal, `user =`, "tls = 'none'\nallow_insecure_auth = true\ntls_fingerprint = 'ab'\nuser =", 1),
+			[]string{`tls_fingerprint is set but tls = "none"`}},
 		{"missing ca_file", minimal + "ca_file = '/nonexistent/ca.pem'\n", []string{"ca_file"}},
 	}
 	for _, tt := range tests {
@@ -150,6 +155,28 @@ func TestParseProblems(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestParseTLSKeys(t *testing.T) {
+	cfg, err := Parse("c.toml", minimal+`tls_fingerprint = "AB:CD"
+tls_min_version = "1.3"
+tls_server_name = "pop.example.net"
+client_cert = "~/c.pem"
+client_key = "~/c.key"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	home, _ := os.UserHomeDir()
+	a := cfg.Accounts[0]
+	if a.TLSFingerprint != "AB:CD" || a.TLSMinVersion != tls.VersionTLS13 || a.TLSServerName != "pop.example.net" ||
+		a.ClientCert != filepath.Join(home, "c.pem") || a.ClientKey != filepath.Join(home, "c.key") {
+		t.Errorf("%+v", a)
+	}
+	cfg, _ = Parse("c.toml", minimal)
+	if cfg.Accounts[0].TLSMinVersion != tls.VersionTLS12 {
+		t.Errorf("default tls_min_version %x", cfg.Accounts[0].TLSMinVersion)
 	}
 }
 

@@ -84,9 +84,11 @@ func classify(account, step string, err error) *Error {
 	switch {
 	case errors.Is(err, context.Canceled):
 		k = KindCanceled
-	case errors.As(err, &tlsErr) && !isNetwork(tlsErr.Err):
-		// A certificate or handshake failure; a handshake that timed out
-		// or lost its connection is a network failure.
+	case errors.As(err, &tlsErr) && !isNetwork(tlsErr.Err), isTLSAlert(err):
+		// A certificate or handshake failure, ours or the server's (an
+		// alert; with TLS 1.3 a refused client certificate is reported
+		// at the first read after the handshake); a handshake that timed
+		// out or lost its connection is a network failure.
 		k = KindTLS
 	case errors.As(err, &perr):
 		k = KindServer
@@ -118,6 +120,14 @@ func isNetwork(err error) bool {
 	return errors.Is(err, pop3.ErrTruncated) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.As(err, &netErr) || errors.As(err, &opErr) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, pop3.ErrClosed)
+}
+
+// isTLSAlert reports an alert the server sent during the handshake
+// (crypto/tls reports it as a net.OpError "remote error"): it refused
+// our TLS version or our certificate, which waiting will not cure.
+func isTLSAlert(err error) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr) && opErr.Op == "remote error"
 }
 
 func isAuthStep(step string) bool {

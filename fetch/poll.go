@@ -13,7 +13,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -88,25 +87,6 @@ const (
 // Key returns the UID store key of the account's mailbox.
 func (a *Account) Key() uidstore.Key {
 	return uidstore.Key{Server: strings.ToLower(a.Server), Port: a.Port, User: a.User}
-}
-
-// NewTLSConfig returns the TLS configuration for a server: TLS 1.2 or
-// later, the server's name verified against the system roots or, if
-// caFile is set, against the PEM certificates in it.
-func NewTLSConfig(server, caFile string) (*tls.Config, error) {
-	cfg := &tls.Config{ServerName: server, MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file %s: no PEM certificates in it", caFile)
-		}
-		cfg.RootCAs = pool
-	}
-	return cfg, nil
 }
 
 // Stats counts what a poll did.

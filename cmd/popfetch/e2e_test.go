@@ -340,8 +340,33 @@ func TestDovecotCertificateRefused(t *testing.T) {
 	text, _ := os.ReadFile(e.config)
 	// Without ca_file the self-signed certificate is not trusted.
 	e.writeConfig(regexp.MustCompile(`(?m)^ca_file = .*$`).ReplaceAllString(string(text), ""))
-	if code, out := e.run(); code != exitSocket || !strings.Contains(out, "certificate") {
+	code, out := e.run()
+	if code != exitSocket || !strings.Contains(out, "certificate refused") || !strings.Contains(out, "SHA-256 ") {
 		t.Fatalf("exit %d, want %d\n%s", code, exitSocket, out)
+	}
+	// The error names the fingerprint presented; pinning it is enough.
+	fp := regexp.MustCompile(`SHA-256 ([0-9A-F:]{95})`).FindStringSubmatch(out)
+	if fp == nil {
+		t.Fatalf("no fingerprint in %q", out)
+	}
+	pinned := regexp.MustCompile(`(?m)^ca_file = .*$`).ReplaceAllString(string(text), fmt.Sprintf("tls_fingerprint = %q", fp[1]))
+	e.writeConfig(pinned)
+	if code, out := e.run(); code != exitMail {
+		t.Fatalf("pinned: exit %d\n%s", code, out)
+	}
+	// Another pin is refused, and says what it expected.
+	other := "00"
+	if fp[1][:2] == other {
+		other = "11"
+	}
+	e.writeConfig(strings.Replace(pinned, fp[1][:2], other, 1))
+	if code, out := e.run(); code != exitSocket || !strings.Contains(out, "(tls_fingerprint)") {
+		t.Fatalf("wrong pin: exit %d\n%s", code, out)
+	}
+	// A malformed pin is a configuration error.
+	e.writeConfig(strings.Replace(pinned, fp[1], "abc", 1))
+	if code, out := e.run(); code != exitConfig || !strings.Contains(out, "64 hex digits") {
+		t.Fatalf("malformed pin: exit %d\n%s", code, out)
 	}
 }
 

@@ -382,7 +382,10 @@ func fetchAccount(a config.Account, o options) (*fetch.Account, error) {
 		Pipelining: fetch.PipeliningMode(a.Pipelining),
 	}
 	if a.TLS != config.TLSNone {
-		t, err := fetch.NewTLSConfig(a.Server, a.CAFile)
+		t, err := fetch.NewTLSConfig(a.Server, fetch.TLSOptions{
+			CAFile: a.CAFile, Fingerprint: a.TLSFingerprint, MinVersion: a.TLSMinVersion,
+			ServerName: a.TLSServerName, ClientCert: a.ClientCert, ClientKey: a.ClientKey,
+		})
 		if err != nil {
 			return nil, &fetch.Error{Account: a.Name, Kind: fetch.KindConfig, Err: err}
 		}

@@ -72,6 +72,9 @@ func NewCert(notAfter time.Duration, hosts ...string) (*Cert, error) {
 	return c, nil
 }
 
+// Leaf returns the parsed certificate.
+func (c *Cert) Leaf() *x509.Certificate { return c.leaf }
+
 // ServerConfig returns a TLS configuration for a server presenting c.
 func (c *Cert) ServerConfig() *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{c.tls}, MinVersion: tls.VersionTLS12}

@@ -1,0 +1,168 @@
+package fetch
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// TLSOptions are an account's TLS settings beyond its mode.
+type TLSOptions struct {
+	// CAFile holds the PEM certificates to verify the server against
+	// instead of the system's roots.
+	CAFile string
+	// Fingerprint, if set, is the SHA-256 of the server's certificate
+	// (hex, colons allowed). It pins that certificate instead of the CA
+	// check: any other certificate is refused, an expired or
+	// self-signed one with this fingerprint is accepted.
+	Fingerprint string
+	// MinVersion is the oldest TLS version accepted; 0 means TLS 1.2.
+	MinVersion uint16
+	// ServerName is the name to verify the certificate for and to send
+	// in SNI; "" means the server's host name.
+	ServerName string
+	// ClientCert and ClientKey are PEM files of a certificate to present
+	// to servers that ask for one.
+	ClientCert, ClientKey string
+}
+
+// ParseFingerprint reads a SHA-256 fingerprint written as 64 hex digits,
+// with or without colons, in either case.
+func ParseFingerprint(s string) ([]byte, error) {
+	h := strings.ReplaceAll(strings.TrimSpace(s), ":", "")
+	b, err := hex.DecodeString(h)
+	if err != nil || len(b) != sha256.Size {
+		return nil, fmt.Errorf("tls_fingerprint %q: want the SHA-256 of the certificate, 64 hex digits (colons allowed)", s)
+	}
+	return b, nil
+}
+
+// Fingerprint returns the SHA-256 of a certificate as colon-separated hex,
+// the form openssl x509 -fingerprint -sha256 prints.
+func Fingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	var b strings.Builder
+	for i, c := range sum {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		fmt.Fprintf(&b, "%02X", c)
+	}
+	return b.String()
+}
+
+// CertificateError is a server certificate popfetch refused: what it
+// expected and what the server presented.
+type CertificateError struct {
+	Expected  string            // e.g. `a certificate for "pop.example.com" from a trusted CA`
+	Presented *x509.Certificate // the server's certificate
+	Err       error             // the verification error, if any
+}
+
+func (e *CertificateError) Error() string {
+	var b strings.Builder
+	b.WriteString("certificate refused: ")
+	if e.Err != nil {
+		b.WriteString(e.Err.Error() + "; ")
+	}
+	b.WriteString("expected " + e.Expected)
+	if c := e.Presented; c != nil {
+		names := append([]string(nil), c.DNSNames...)
+		for _, ip := range c.IPAddresses {
+			names = append(names, ip.String())
+		}
+		if len(names) == 0 {
+			names = []string{c.Subject.CommonName}
+		}
+		fmt.Fprintf(&b, "; the server presented one for %s, issued by %q, valid %s to %s, SHA-256 %s",
+			strings.Join(names, ", "), c.Issuer.String(), c.NotBefore.UTC().Format(time.DateOnly),
+			c.NotAfter.UTC().Format(time.DateOnly), Fingerprint(c))
+	}
+	return b.String()
+}
+
+func (e *CertificateError) Unwrap() error { return e.Err }
+
+// NewTLSConfig returns the TLS configuration for server: TLS 1.2 or later
+// (or o.MinVersion); the certificate verified for o.ServerName (default:
+// server) against the system roots or o.CAFile, or pinned by
+// o.Fingerprint. A refused certificate is a *CertificateError that says
+// what was expected and what was presented.
+func NewTLSConfig(server string, o TLSOptions) (*tls.Config, error) {
+	name := o.ServerName
+	if name == "" {
+		name = server
+	}
+	cfg := &tls.Config{ServerName: name, MinVersion: max(o.MinVersion, tls.VersionTLS12)}
+	var roots *x509.CertPool
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file %s: no PEM certificates in it", o.CAFile)
+		}
+	}
+	if o.ClientCert != "" || o.ClientKey != "" {
+		if o.ClientCert == "" || o.ClientKey == "" {
+			return nil, errors.New("client_cert and client_key go together")
+		}
+		pair, err := tls.LoadX509KeyPair(o.ClientCert, o.ClientKey)
+		if err != nil {
+			return nil, fmt.Errorf("client_cert/client_key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	var pin []byte
+	if o.Fingerprint != "" {
+		var err error
+		if pin, err = ParseFingerprint(o.Fingerprint); err != nil {
+			return nil, err
+		}
+	}
+	// The verification below is crypto/tls's own (chain to the roots,
+	// the name, the validity period), done in VerifyConnection so that
+	// a refusal can say what the server presented; or, with a pin, the
+	// fingerprint alone.
+	cfg.InsecureSkipVerify = true
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("the server presented no certificate")
+		}
+		leaf := cs.PeerCertificates[0]
+		if pin != nil {
+			sum := sha256.Sum256(leaf.Raw)
+			if subtle.ConstantTimeCompare(sum[:], pin) != 1 {
+				return &CertificateError{Expected: "the certificate with SHA-256 " + hex.EncodeToString(pin) + " (tls_fingerprint)",
+					Presented: leaf}
+			}
+			return nil
+		}
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		// name, not cs.ServerName: that is the SNI sent, empty for an
+		// IP address, and an empty DNSName would skip the name check.
+		_, err := leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: roots, Intermediates: inter})
+		if err != nil {
+			from := "a CA the system trusts"
+			if o.CAFile != "" {
+				from = "a CA in " + o.CAFile
+			}
+			return &CertificateError{Expected: fmt.Sprintf("a certificate for %q from %s", name, from),
+				Presented: leaf, Err: err}
+		}
+		return nil
+	}
+	return cfg, nil
+}
