@@ -87,6 +87,20 @@ func StartWith(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The ports are free when chosen, but another process may take one
+	// before Dovecot binds it: then start again with other ports.
+	for attempt := 1; ; attempt++ {
+		s, err := start(ctx, bin, uid, gid, opts)
+		if err == nil || attempt == 3 || !errors.Is(err, errPortTaken) {
+			return s, err
+		}
+	}
+}
+
+// errPortTaken is a start that failed because a port was taken.
+var errPortTaken = errors.New("dovecot: a listener's port was taken")
+
+func start(ctx context.Context, bin string, uid, gid int, opts Options) (*Server, error) {
 	dir, err := os.MkdirTemp("", "popfetch-dovecot-")
 	if err != nil {
 		return nil, err
@@ -120,7 +134,11 @@ func StartWith(ctx context.Context, opts Options) (*Server, error) {
 	}
 	go func() { s.cmd.Wait(); close(s.exited) }()
 	if err := s.waitReady(ctx); err != nil {
+		log := s.LogTail()
 		s.Stop()
+		if strings.Contains(log, "Address already in use") {
+			return nil, fmt.Errorf("%w: %v", errPortTaken, err)
+		}
 		return nil, err
 	}
 	return s, nil
@@ -136,24 +154,27 @@ func mailUser() (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// freePorts returns n distinct loopback TCP ports that were free a moment
+// ago: each is held until all are chosen, so no two are the same.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
 }
 
 func (s *Server) setup() error {
-	var err error
-	if s.PlainPort, err = freePort(); err != nil {
+	ports, err := freePorts(2)
+	if err != nil {
 		return err
 	}
-	if s.TLSPort, err = freePort(); err != nil {
-		return err
-	}
+	s.PlainPort, s.TLSPort = ports[0], ports[1]
 	// The mail processes run as the mail user and must reach the mail dir.
 	if err := os.Chmod(s.Dir, 0o755); err != nil {
 		return err
