@@ -144,7 +144,7 @@ func Poll(ctx context.Context, acct *Account, store *uidstore.Store, d deliver.D
 
 // Check counts the messages on the server and how many of them are new,
 // without downloading or deleting anything. Without UIDL every message
-// counts as new.
+// counts as new. Options.Stop ends it at once.
 func Check(ctx context.Context, acct *Account, store *uidstore.Store, opts *Options) (Stats, error) {
 	s := newSession(acct, store, nil, opts)
 	defer s.close()
@@ -221,8 +221,29 @@ type message struct {
 }
 
 // open connects, logs in and lists the mailbox. When the server
-// pipelines, USER, PASS and UIDL go out in one write.
+// pipelines, USER, PASS and UIDL go out in one write. Until the listing is
+// in, nothing is in progress that a stop should let finish: Options.Stop
+// ends open at once, with an error that is context.Canceled.
 func (s *session) open(ctx context.Context) ([]message, bool, error) {
+	openCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if s.stop != nil {
+		go func() {
+			select {
+			case <-s.stop:
+				cancel()
+			case <-openCtx.Done():
+			}
+		}()
+	}
+	msgs, hasUIDL, err := s.connectAndList(openCtx)
+	if err != nil && s.stopping() && ctx.Err() == nil {
+		return nil, false, fmt.Errorf("stopped before the mailbox was listed: %w", context.Canceled)
+	}
+	return msgs, hasUIDL, err
+}
+
+func (s *session) connectAndList(ctx context.Context) ([]message, bool, error) {
 	if err := s.connect(ctx); err != nil {
 		return nil, false, err
 	}
@@ -254,24 +275,8 @@ func (s *session) close() {
 
 func (s *session) run(ctx context.Context) error {
 	defer s.close()
-	// Until the listing is in, nothing is in progress that a stop should
-	// let finish: a stop then ends the poll at once.
-	openCtx, cancelOpen := context.WithCancel(ctx)
-	if s.stop != nil {
-		go func() {
-			select {
-			case <-s.stop:
-				cancelOpen()
-			case <-openCtx.Done():
-			}
-		}()
-	}
-	msgs, hasUIDL, err := s.open(openCtx)
-	cancelOpen()
+	msgs, hasUIDL, err := s.open(ctx)
 	if err != nil {
-		if s.stopping() && ctx.Err() == nil {
-			return fmt.Errorf("stopped before the mailbox was listed: %w", context.Canceled)
-		}
 		return err
 	}
 	if s.acct.Keep && !hasUIDL && len(msgs) > 0 {

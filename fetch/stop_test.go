@@ -180,4 +180,15 @@ func TestPollStopDuringLogin(t *testing.T) {
 	if len(f.srv.Messages()) != 3 {
 		t.Error("messages were deleted")
 	}
+
+	// Check stops the same way.
+	stop = make(chan struct{})
+	time.AfterFunc(200*time.Millisecond, func() { close(stop) })
+	start = time.Now()
+	if _, err := Check(context.Background(), f.acct, f.store, &Options{Stop: stop}); kindOf(err) != KindCanceled {
+		t.Errorf("Check: got %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("stopping Check took %v", d)
+	}
 }

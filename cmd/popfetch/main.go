@@ -490,22 +490,13 @@ func checkAction(c *cli.Context, code *int, p *proc) error {
 		return err
 	}
 	defer e.store.Close()
-	// Checking changes nothing, so a stop ends it at once.
-	ctx, cancel := context.WithCancel(c.Context)
-	defer cancel()
-	go func() {
-		select {
-		case <-p.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	e.poll.Stop = p.stop // a stop ends a check at once: it has nothing in progress to finish
 	var codes []int
 	for _, a := range e.accounts {
 		acct, err := fetchAccount(a, e.opts)
 		if err == nil {
 			var st fetch.Stats
-			st, err = fetch.Check(ctx, acct, e.store, e.poll)
+			st, err = fetch.Check(c.Context, acct, e.store, e.poll)
 			if err == nil {
 				fmt.Fprintf(c.App.Writer, "%s: %d messages, %d new\n", a.Name, st.Messages, st.New)
 				if st.New > 0 {
