@@ -186,15 +186,21 @@ func (caps Capabilities) Has(name string) bool {
 	return ok
 }
 
+// add records one line of a CAPA listing: a capability name, which is
+// case-insensitive, and its arguments.
+func (caps Capabilities) add(line string) {
+	f := strings.Fields(line)
+	if len(f) > 0 {
+		caps[strings.ToUpper(f[0])] = f[1:]
+	}
+}
+
 // Capa asks the server for its capabilities (RFC 2449). A server that does
 // not know CAPA answers -ERR; that is returned as an *Error.
 func (c *Client) Capa(ctx context.Context) (Capabilities, error) {
 	caps := Capabilities{}
 	err := c.listing(ctx, "CAPA", "", func(line string) error {
-		f := strings.Fields(line)
-		if len(f) > 0 {
-			caps[strings.ToUpper(f[0])] = f[1:]
-		}
+		caps.add(line)
 		return nil
 	})
 	if err != nil {
@@ -555,14 +561,8 @@ func (c *Client) readListing(verb string, fn func(string) error) error {
 // after +OK, an *Error for -ERR, or a network or protocol error (after
 // which the client is broken).
 func (c *Client) cmd(ctx context.Context, verb, arg string) (string, error) {
-	if c.broken != nil {
-		return "", c.broken
-	}
-	if c.open != nil {
-		return "", errors.New("pop3: " + verb + " while a message is still being read")
-	}
-	if c.pipe != nil {
-		return "", errors.New("pop3: " + verb + " while a pipeline is in use")
+	if err := c.ready(verb); err != nil {
+		return "", err
 	}
 	if strings.ContainsAny(arg, "\r\n\x00") {
 		return "", ErrBadArgument
