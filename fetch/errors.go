@@ -76,10 +76,11 @@ func classify(account, step string, err error) *Error {
 	}
 	k := KindInternal
 	var (
-		perr   *pop3.Error
-		proto  *pop3.ProtocolError
-		tlsErr *pop3.TLSError
-		derr   *deliver.Error
+		perr    *pop3.Error
+		proto   *pop3.ProtocolError
+		tlsErr  *pop3.TLSError
+		derr    *deliver.Error
+		saslErr *pop3.SASLError
 	)
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -98,6 +99,10 @@ func classify(account, step string, err error) *Error {
 		case isAuthStep(step) && (perr.Code == "" || perr.HasCode(pop3.CodeAuth)):
 			k = KindAuth
 		}
+	case errors.As(err, &saslErr):
+		// The mechanism ended the exchange: a refused token, or a
+		// server that could not prove it knows the password.
+		k = KindAuth
 	case errors.As(err, &proto), errors.Is(err, pop3.ErrNoSTLS), errors.Is(err, pop3.ErrNoAPOP):
 		k = KindProtocol
 	case errors.As(err, &derr):
@@ -131,7 +136,7 @@ func isTLSAlert(err error) bool {
 }
 
 func isAuthStep(step string) bool {
-	return step == "USER" || step == "PASS" || step == "APOP"
+	return step == "USER" || step == "PASS" || step == "APOP" || step == "AUTH"
 }
 
 // mentionsLock recognises servers without RFC 2449 response codes that

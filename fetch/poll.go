@@ -45,9 +45,9 @@ type AuthMode string
 
 // The authentication modes.
 const (
-	AuthAuto AuthMode = "auto" // USER/PASS over TLS; APOP on plaintext if offered
-	AuthUser AuthMode = "user" // USER/PASS
-	AuthAPOP AuthMode = "apop" // APOP only
+	AuthAuto AuthMode = "auto" // the strongest the server offers that we have credentials for
+	AuthUser AuthMode = "user" // USER/PASS (RFC 1939)
+	AuthAPOP AuthMode = "apop" // APOP (RFC 1939 section 7)
 )
 
 // Account is everything a poll needs to know about one mailbox.
@@ -60,8 +60,13 @@ type Account struct {
 	// ServerName defaults to Server.
 	TLSConfig *tls.Config
 	User      string
-	// Password returns the password; it is called once per poll.
-	Password          func(context.Context) (string, error)
+	// Password returns the password; it is called once per poll, and
+	// only when the chosen mechanism needs it.
+	Password func(context.Context) (string, error)
+	// Token returns an OAuth 2.0 access token for XOAUTH2 or OAUTHBEARER;
+	// nil if the account has none (a token may then come from Password,
+	// with Auth naming the mechanism).
+	Token             func(context.Context) (string, error)
 	Auth              AuthMode
 	AllowInsecureAuth bool
 	Keep              bool
@@ -100,6 +105,9 @@ type Stats struct {
 	Deleted      int   // messages deleted from the server (counted once QUIT succeeded)
 	LimitReached bool  // fetch_limit stopped the poll with new messages left
 	Stopped      bool  // Options.Stop ended the poll with new messages left
+	// Auth is how the poll logged in: "user", "apop" or a SASL mode
+	// such as "scram-sha-256"; "" if it did not get that far.
+	Auth AuthMode
 	// LoginDelay is the shortest time between logins the server asks for
 	// (RFC 2449 LOGIN-DELAY); 0 if it names none.
 	LoginDelay time.Duration
@@ -185,19 +193,20 @@ func newSession(acct *Account, store *uidstore.Store, d deliver.Deliverer, opts 
 }
 
 type session struct {
-	acct    *Account
-	store   *uidstore.Store
-	d       deliver.Deliverer
-	log     *slog.Logger
-	trace   io.Writer
-	stop    <-chan struct{} // Options.Stop
-	host    string          // this host's name, for Received fields
-	c       *pop3.Client
-	caps    pop3.Capabilities // nil if the server has no CAPA
-	step    string            // the command in progress, for error classification
-	tune    tuning
-	stats   Stats
-	softErr error // the last failure the poll went on after (a delivery, a refused RETR or DELE)
+	acct     *Account
+	store    *uidstore.Store
+	d        deliver.Deliverer
+	log      *slog.Logger
+	trace    io.Writer
+	stop     <-chan struct{} // Options.Stop
+	host     string          // this host's name, for Received fields
+	c        *pop3.Client
+	caps     pop3.Capabilities // nil if the server has no CAPA
+	step     string            // the command in progress, for error classification
+	authMode AuthMode          // how the session logged in
+	tune     tuning
+	stats    Stats
+	softErr  error // the last failure the poll went on after (a delivery, a refused RETR or DELE)
 }
 
 // pipelining reports whether commands may be sent ahead of their replies.
@@ -251,6 +260,7 @@ func (s *session) connectAndList(ctx context.Context) ([]message, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	s.stats.Auth = s.authMode
 	msgs, hasUIDL, err := s.list(ctx, l)
 	s.stats.Messages = len(msgs)
 	return msgs, hasUIDL, err
@@ -365,46 +375,6 @@ func (s *session) connect(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// login authenticates as the account says, never sending a secret over an
-// unencrypted connection unless allow_insecure_auth is set. With USER/PASS
-// on a server that pipelines it asks for the listing in the same write and
-// returns it; otherwise the listing is nil.
-func (s *session) login(ctx context.Context) (*pop3.Listing, error) {
-	a := s.acct
-	if !s.c.IsTLS() && !a.AllowInsecureAuth {
-		return nil, &Error{Account: a.Name, Kind: KindConfig,
-			Err: errors.New("refusing to send the password over an unencrypted connection (set allow_insecure_auth = true to allow it)")}
-	}
-	if a.Password == nil {
-		return nil, &Error{Account: a.Name, Kind: KindConfig, Err: errors.New("no password")}
-	}
-	s.step = "password"
-	pw, err := a.Password(ctx)
-	if err != nil {
-		return nil, &Error{Account: a.Name, Kind: KindConfig, Err: err}
-	}
-	useAPOP := a.Auth == AuthAPOP || (a.Auth == AuthAuto && !s.c.IsTLS() && s.c.APOPTimestamp() != "")
-	var l pop3.Listing
-	switch {
-	case useAPOP && !s.pipelining():
-		s.step = "APOP"
-		return nil, s.c.APOP(ctx, a.User, pw)
-	case useAPOP:
-		s.step = "APOP"
-		l, err = s.c.APOPAndList(ctx, a.User, pw, true, s.needSizesAtOnce())
-	case !s.pipelining():
-		s.step = "PASS"
-		return nil, s.c.Login(ctx, a.User, pw)
-	default:
-		s.step = "PASS"
-		l, err = s.c.LoginAndList(ctx, a.User, pw, true, s.needSizesAtOnce())
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &l, nil
 }
 
 // needSizesAtOnce reports whether LIST should go out with UIDL: when the

@@ -80,7 +80,11 @@ func (c *Client) Auth(ctx context.Context, mech sasl.Client) error {
 		if len(line)+1+len(enc)+2 <= maxAuthCommand {
 			line += " " + enc
 			pending = nil
-			c.tracef("C: AUTH %s <initial response redacted>", name)
+			if len(ir) == 0 {
+				c.tracef("C: AUTH %s =", name) // empty: nothing to hide
+			} else {
+				c.tracef("C: AUTH %s <initial response redacted>", name)
+			}
 		} else {
 			c.tracef("C: AUTH %s (initial response of %d octets follows the empty challenge)", name, len(ir))
 		}

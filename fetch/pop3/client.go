@@ -263,6 +263,14 @@ func (c *Client) Pass(ctx context.Context, password string) error {
 	return err
 }
 
+// UTF8 sends the UTF8 command (RFC 6856), valid before login: user names,
+// passwords and messages may then be UTF-8. Send it only when CAPA lists
+// UTF8; some servers (Gmail) hang up on unknown commands.
+func (c *Client) UTF8(ctx context.Context) error {
+	_, err := c.cmd(ctx, "UTF8", "")
+	return err
+}
+
 // ErrNoAPOP is returned by APOP when the greeting held no valid timestamp.
 var ErrNoAPOP = errors.New("pop3: server greeting has no valid APOP timestamp")
 

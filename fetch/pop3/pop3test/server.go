@@ -87,6 +87,21 @@ type Config struct {
 	// TLS, if set, makes the listener speak TLS from the start (POP3S).
 	TLS *tls.Config
 
+	// SASL lists the SASL mechanisms advertised and accepted by AUTH
+	// (RFC 5034): PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1, SCRAM-SHA-256,
+	// XOAUTH2, OAUTHBEARER and EXTERNAL (which needs a client certificate
+	// on a TLS connection).
+	SASL []string
+	// Token is the OAuth bearer token XOAUTH2 and OAUTHBEARER accept.
+	Token string
+	// ForgeSCRAM makes SCRAM's last message carry a wrong server
+	// signature, as a server that does not know the password would.
+	ForgeSCRAM bool
+	// NoUser leaves USER out of CAPA and refuses USER and PASS.
+	NoUser bool
+	// UTF8 advertises UTF8 (RFC 6856) and accepts the UTF8 command.
+	UTF8 bool
+
 	// Hook, if set, is called with each command line as it arrives,
 	// before the server acts on it (in the session's goroutine).
 	Hook func(line string)
@@ -99,15 +114,17 @@ type Server struct {
 	closed   chan struct{}
 	wg       sync.WaitGroup
 
-	mu       sync.Mutex
-	mailbox  []*Message
-	locked   bool
-	faults   []Fault
-	counts   map[string]int // occurrences of each command so far
-	commands []string       // every command line received, in order
-	sessions int
-	flights  int // client flights: commands that arrived after the server had answered all before them
-	deepest  int // the most commands in one flight
+	mu         sync.Mutex
+	mailbox    []*Message
+	locked     bool
+	faults     []Fault
+	counts     map[string]int // occurrences of each command so far
+	commands   []string       // every command line received, in order
+	sessions   int
+	mechanisms []string // the SASL mechanism of each successful AUTH
+	utf8       int      // UTF8 commands accepted
+	flights    int      // client flights: commands that arrived after the server had answered all before them
+	deepest    int      // the most commands in one flight
 }
 
 // NewServer starts a server on 127.0.0.1 with the given mailbox.
@@ -202,6 +219,20 @@ func (s *Server) Deepest() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.deepest
+}
+
+// Mechanisms returns the SASL mechanism of each successful AUTH so far.
+func (s *Server) Mechanisms() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.mechanisms...)
+}
+
+// UTF8Count returns how many UTF8 commands the server accepted.
+func (s *Server) UTF8Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.utf8
 }
 
 // Sessions returns how many connections the server has accepted.
@@ -387,8 +418,16 @@ func (ss *session) handle(verb, arg string) error {
 		if cfg.LoginDelay > 0 {
 			caps = append(caps, "LOGIN-DELAY "+strconv.Itoa(cfg.LoginDelay))
 		}
+		if cfg.UTF8 {
+			caps = append(caps, "UTF8")
+		}
 		if !ss.authed {
-			caps = append(caps, "USER")
+			if !cfg.NoUser {
+				caps = append(caps, "USER")
+			}
+			if len(cfg.SASL) > 0 {
+				caps = append(caps, "SASL "+strings.Join(cfg.SASL, " "))
+			}
 			if cfg.STLS != nil && !ss.tls {
 				caps = append(caps, "STLS")
 			}
@@ -441,7 +480,20 @@ func (ss *session) handleAuth(verb, arg string) error {
 		ss.r.Reset(tconn)
 		ss.w.Reset(tconn)
 		return nil
+	case "AUTH":
+		return ss.auth(arg)
+	case "UTF8":
+		if !cfg.UTF8 {
+			return ss.errf("unknown command")
+		}
+		ss.srv.mu.Lock()
+		ss.srv.utf8++
+		ss.srv.mu.Unlock()
+		return ss.line("+OK UTF8 enabled")
 	case "USER":
+		if cfg.NoUser {
+			return ss.errf("USER not allowed")
+		}
 		ss.user = arg
 		return ss.line("+OK")
 	case "PASS":
