@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -39,10 +40,52 @@ type AuthMode string
 
 // The authentication modes.
 const (
-	AuthAuto AuthMode = "auto" // USER/PASS over TLS; APOP if offered on a plaintext connection
-	AuthUser AuthMode = "user" // USER/PASS (RFC 1939)
-	AuthAPOP AuthMode = "apop" // APOP (RFC 1939 section 7)
+	AuthAuto        AuthMode = "auto"          // the strongest the server offers that we have credentials for
+	AuthUser        AuthMode = "user"          // USER/PASS (RFC 1939)
+	AuthAPOP        AuthMode = "apop"          // APOP (RFC 1939 section 7)
+	AuthPlain       AuthMode = "plain"         // SASL PLAIN
+	AuthLogin       AuthMode = "login"         // SASL LOGIN
+	AuthCRAMMD5     AuthMode = "cram-md5"      // SASL CRAM-MD5
+	AuthSCRAMSHA1   AuthMode = "scram-sha-1"   // SASL SCRAM-SHA-1
+	AuthSCRAMSHA256 AuthMode = "scram-sha-256" // SASL SCRAM-SHA-256
+	AuthXOAuth2     AuthMode = "xoauth2"       // SASL XOAUTH2 with an OAuth 2.0 access token
+	AuthOAuthBearer AuthMode = "oauthbearer"   // SASL OAUTHBEARER with an OAuth 2.0 access token
+	AuthExternal    AuthMode = "external"      // SASL EXTERNAL: the TLS client certificate
 )
+
+// AuthModes lists the values auth accepts.
+var AuthModes = []AuthMode{AuthAuto, AuthUser, AuthAPOP, AuthPlain, AuthLogin, AuthCRAMMD5,
+	AuthSCRAMSHA1, AuthSCRAMSHA256, AuthXOAuth2, AuthOAuthBearer, AuthExternal}
+
+// IsOAuth reports whether the mode sends an OAuth 2.0 access token.
+func (m AuthMode) IsOAuth() bool { return m == AuthXOAuth2 || m == AuthOAuthBearer }
+
+// OAuth2 is an [account.oauth2] table: how popfetch gets access tokens
+// itself, refreshing them with a stored refresh token.
+type OAuth2 struct {
+	Provider         string // "google", "microsoft" or "" (URLs given)
+	TokenURL         string
+	DeviceAuthURL    string // for "popfetch auth" (RFC 8628)
+	ClientID         string
+	ClientSecret     string
+	Scopes           []string
+	RefreshTokenFile string // "" means STATE/oauth2/ACCOUNT.json
+}
+
+// Provider endpoints and scopes for [account.oauth2] provider = "...".
+// Microsoft's take a tenant: "common" unless tenant is set.
+var oauth2Providers = map[string]OAuth2{
+	"google": {
+		TokenURL:      "https://oauth2.googleapis.com/token",
+		DeviceAuthURL: "https://oauth2.googleapis.com/device/code",
+		Scopes:        []string{"https://mail.google.com/"},
+	},
+	"microsoft": {
+		TokenURL:      "https://login.microsoftonline.com/%s/oauth2/v2.0/token",
+		DeviceAuthURL: "https://login.microsoftonline.com/%s/oauth2/v2.0/devicecode",
+		Scopes:        []string{"https://outlook.office.com/POP.AccessAsUser.All", "offline_access"},
+	},
+}
 
 // Defaults for keys an account and [defaults] leave unset.
 const (
@@ -75,6 +118,7 @@ type Account struct {
 	User              string
 	Password          Secret
 	Auth              AuthMode
+	OAuth2            *OAuth2 // nil unless the account has an [account.oauth2] table
 	AllowInsecureAuth bool
 	Keep              bool
 	SizeLimit         int64 // messages larger than this are left on the server; 0: no limit
@@ -164,33 +208,47 @@ func (e *PermissionError) Error() string {
 // rawAccount is an [[account]] or the [defaults] table as written. Pointers
 // tell unset from zero.
 type rawAccount struct {
-	Name              *string   `toml:"name"`
-	Server            *string   `toml:"server"`
-	Port              *int      `toml:"port"`
-	TLS               *string   `toml:"tls"`
-	CAFile            *string   `toml:"ca_file"`
-	TLSFingerprint    *string   `toml:"tls_fingerprint"`
-	TLSMinVersion     *string   `toml:"tls_min_version"`
-	TLSServerName     *string   `toml:"tls_server_name"`
-	ClientCert        *string   `toml:"client_cert"`
-	ClientKey         *string   `toml:"client_key"`
-	User              *string   `toml:"user"`
-	Password          *string   `toml:"password"`
-	PasswordCommand   *Command  `toml:"password_command"`
-	PasswordFile      *string   `toml:"password_file"`
-	Auth              *string   `toml:"auth"`
-	AllowInsecureAuth *bool     `toml:"allow_insecure_auth"`
-	Keep              *bool     `toml:"keep"`
-	SizeLimit         *Size     `toml:"size_limit"`
-	FetchLimit        *int      `toml:"fetch_limit"`
-	Maildir           *string   `toml:"maildir"`
-	MDA               *Command  `toml:"mda"`
-	Recipient         *string   `toml:"recipient"`
-	AddReceived       *bool     `toml:"add_received"`
-	Timeout           *Duration `toml:"timeout"`
-	MDATimeout        *Duration `toml:"mda_timeout"`
-	Interval          *Duration `toml:"interval"`
-	Pipelining        *string   `toml:"pipelining"`
+	Name              *string    `toml:"name"`
+	Server            *string    `toml:"server"`
+	Port              *int       `toml:"port"`
+	TLS               *string    `toml:"tls"`
+	CAFile            *string    `toml:"ca_file"`
+	TLSFingerprint    *string    `toml:"tls_fingerprint"`
+	TLSMinVersion     *string    `toml:"tls_min_version"`
+	TLSServerName     *string    `toml:"tls_server_name"`
+	ClientCert        *string    `toml:"client_cert"`
+	ClientKey         *string    `toml:"client_key"`
+	User              *string    `toml:"user"`
+	Password          *string    `toml:"password"`
+	PasswordCommand   *Command   `toml:"password_command"`
+	PasswordFile      *string    `toml:"password_file"`
+	PasswordEnv       *string    `toml:"password_env"`
+	OAuth2            *rawOAuth2 `toml:"oauth2"`
+	Auth              *string    `toml:"auth"`
+	AllowInsecureAuth *bool      `toml:"allow_insecure_auth"`
+	Keep              *bool      `toml:"keep"`
+	SizeLimit         *Size      `toml:"size_limit"`
+	FetchLimit        *int       `toml:"fetch_limit"`
+	Maildir           *string    `toml:"maildir"`
+	MDA               *Command   `toml:"mda"`
+	Recipient         *string    `toml:"recipient"`
+	AddReceived       *bool      `toml:"add_received"`
+	Timeout           *Duration  `toml:"timeout"`
+	MDATimeout        *Duration  `toml:"mda_timeout"`
+	Interval          *Duration  `toml:"interval"`
+	Pipelining        *string    `toml:"pipelining"`
+}
+
+// rawOAuth2 is an [account.oauth2] table as written.
+type rawOAuth2 struct {
+	Provider         *string  `toml:"provider"`
+	Tenant           *string  `toml:"tenant"`
+	TokenURL         *string  `toml:"token_url"`
+	DeviceAuthURL    *string  `toml:"device_auth_url"`
+	ClientID         *string  `toml:"client_id"`
+	ClientSecret     *string  `toml:"client_secret"`
+	Scopes           []string `toml:"scopes"`
+	RefreshTokenFile *string  `toml:"refresh_token_file"`
 }
 
 // rawDaemon is the [daemon] table as written.
@@ -228,7 +286,7 @@ func Load(path string) (*Config, error) {
 
 func holdsPassword(cfg *Config) bool {
 	for _, a := range cfg.Accounts {
-		if a.Password.value != "" {
+		if a.Password.value != "" || (a.OAuth2 != nil && a.OAuth2.ClientSecret != "") {
 			return true
 		}
 	}
@@ -338,7 +396,79 @@ func merge(a, d rawAccount) rawAccount {
 	return a
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]*$`)
+var (
+	nameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]*$`)
+	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+func joinModes(modes []AuthMode) string {
+	var q []string
+	for _, m := range modes {
+		q = append(q, fmt.Sprintf("%q", m))
+	}
+	return strings.Join(q, ", ")
+}
+
+// buildOAuth2 validates an [account.oauth2] table and fills in a
+// provider's endpoints and scopes.
+func buildOAuth2(r rawOAuth2) (*OAuth2, []string) {
+	var problems []string
+	str := func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		return *p
+	}
+	o := &OAuth2{
+		Provider: str(r.Provider), TokenURL: str(r.TokenURL), DeviceAuthURL: str(r.DeviceAuthURL),
+		ClientID: str(r.ClientID), ClientSecret: str(r.ClientSecret), Scopes: r.Scopes,
+		RefreshTokenFile: ExpandPath(str(r.RefreshTokenFile)),
+	}
+	if o.Provider != "" {
+		p, ok := oauth2Providers[o.Provider]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("provider = %q: want \"google\" or \"microsoft\" (or give token_url)", o.Provider))
+		}
+		tenant := str(r.Tenant)
+		if tenant == "" {
+			tenant = "common"
+		}
+		if o.TokenURL == "" {
+			o.TokenURL = strings.Replace(p.TokenURL, "%s", tenant, 1)
+		}
+		if o.DeviceAuthURL == "" {
+			o.DeviceAuthURL = strings.Replace(p.DeviceAuthURL, "%s", tenant, 1)
+		}
+		if o.Scopes == nil {
+			o.Scopes = p.Scopes
+		}
+	} else if r.Tenant != nil {
+		problems = append(problems, "tenant is set without provider = \"microsoft\"")
+	}
+	if o.TokenURL == "" {
+		problems = append(problems, "token_url is missing (or set provider)")
+	}
+	if o.ClientID == "" {
+		problems = append(problems, "client_id is missing")
+	}
+	for _, u := range []struct{ key, v string }{{"token_url", o.TokenURL}, {"device_auth_url", o.DeviceAuthURL}} {
+		if u.v != "" && !strings.HasPrefix(u.v, "https://") && !isLoopbackURL(u.v) {
+			problems = append(problems, fmt.Sprintf("%s %q: must be https:// (http:// only for localhost)", u.key, u.v))
+		}
+	}
+	return o, problems
+}
+
+// isLoopbackURL allows plain http to a local token endpoint (tests, and
+// local helpers).
+func isLoopbackURL(u string) bool {
+	for _, p := range []string{"http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://localhost/", "http://[::1]:", "http://[::1]/"} {
+		if strings.HasPrefix(u, p) {
+			return true
+		}
+	}
+	return false
+}
 
 // build validates one merged account and applies defaults.
 func build(r rawAccount) (Account, []string) {
@@ -405,8 +535,8 @@ func build(r rawAccount) (Account, []string) {
 	if a.Auth == "" {
 		a.Auth = AuthAuto
 	}
-	if a.Auth != AuthAuto && a.Auth != AuthUser && a.Auth != AuthAPOP {
-		bad("auth = %q: want \"auto\", \"user\" or \"apop\"", a.Auth)
+	if !slices.Contains(AuthModes, a.Auth) {
+		bad("auth = %q: want one of %s", a.Auth, joinModes(AuthModes))
 	}
 	if r.CAFile != nil {
 		a.CAFile = ExpandPath(*r.CAFile)
@@ -458,11 +588,32 @@ func build(r rawAccount) (Account, []string) {
 		sources++
 		a.Password = Secret{file: ExpandPath(*r.PasswordFile)}
 	}
-	switch {
-	case sources == 0:
-		bad("no password: set password, password_command or password_file")
-	case sources > 1:
-		bad("set only one of password, password_command and password_file")
+	if r.PasswordEnv != nil {
+		sources++
+		a.Password = Secret{env: *r.PasswordEnv}
+		if !envNameRE.MatchString(*r.PasswordEnv) {
+			bad("password_env = %q is not an environment variable name", *r.PasswordEnv)
+		}
+	}
+	if sources > 1 {
+		bad("set only one of password, password_command, password_file and password_env")
+	}
+	if sources == 0 {
+		// Looked up in ~/.netrc when needed, as fetchmail does.
+		a.Password = Secret{machine: a.Server, login: a.User}
+	}
+	if r.OAuth2 != nil {
+		o, problems := buildOAuth2(*r.OAuth2)
+		for _, p := range problems {
+			bad("oauth2: %s", p)
+		}
+		a.OAuth2 = o
+		if a.Auth != AuthAuto && !a.Auth.IsOAuth() {
+			bad("an [account.oauth2] table needs auth = \"auto\", \"xoauth2\" or \"oauthbearer\", not %q", a.Auth)
+		}
+	}
+	if a.Auth == AuthExternal && a.ClientCert == "" {
+		bad("auth = \"external\" needs client_cert and client_key")
 	}
 	if a.TLS == TLSNone && !a.AllowInsecureAuth {
 		bad("tls = \"none\" would send the password unencrypted: use tls = \"implicit\" or \"starttls\", or set allow_insecure_auth = true")

@@ -108,6 +108,57 @@ recipient = "alice"
 	}
 }
 
+// noPassword is minimal without a password source.
+var noPassword = strings.Replace(minimal, "password = \"secret\"\n", "", 1)
+
+func TestParseAuth(t *testing.T) {
+	for _, m := range AuthModes {
+		cfg, err := Parse("c.toml", minimal+"client_cert = '/c.pem'\nclient_key = '/c.key'\nauth = '"+string(m)+"'\n")
+		if err != nil || cfg.Accounts[0].Auth != m {
+			t.Errorf("auth = %q: %v", m, err)
+		}
+	}
+	// No password source: ~/.netrc at run time.
+	cfg, err := Parse("c.toml", noPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.Accounts[0].Password; s.IsSet() || s.String() != "~/.netrc" || s.machine != "pop.example.com" || s.login != "me@example.com" {
+		t.Errorf("no source: %+v", s)
+	}
+	cfg, err = Parse("c.toml", noPassword+"password_env = 'POP_PW'\n")
+	if err != nil || cfg.Accounts[0].Password.String() != "password_env POP_PW" {
+		t.Fatalf("password_env: %v", err)
+	}
+}
+
+func TestParseOAuth2(t *testing.T) {
+	tests := []struct {
+		name, table string
+		want        OAuth2
+	}{
+		{"google", "provider = 'google'\nclient_id = 'id'\nclient_secret = 'cs'\n", OAuth2{Provider: "google",
+			TokenURL: "https://oauth2.googleapis.com/token", DeviceAuthURL: "https://oauth2.googleapis.com/device/code",
+			ClientID: "id", ClientSecret: "cs", Scopes: []string{"https://mail.google.com/"}}},
+		{"microsoft, tenant", "provider = 'microsoft'\ntenant = 'contoso.onmicrosoft.com'\nclient_id = 'id'\nrefresh_token_file = '/tmp/rt'\n", OAuth2{Provider: "microsoft",
+			TokenURL: "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token", DeviceAuthURL: "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/devicecode",
+			ClientID: "id", Scopes: []string{"https://outlook.office.com/POP.AccessAsUser.All", "offline_access"}, RefreshTokenFile: "/tmp/rt"}},
+		{"own endpoints", "token_url = 'http://127.0.0.1:8080/token'\nclient_id = 'id'\nscopes = ['pop']\n", OAuth2{
+			TokenURL: "http://127.0.0.1:8080/token", ClientID: "id", Scopes: []string{"pop"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse("c.toml", noPassword+"[account.oauth2]\n"+tt.table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Accounts[0].OAuth2; got == nil || !reflect.DeepEqual(*got, tt.want) {
+				t.Fatalf("got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestParseProblems(t *testing.T) {
 	tests := []struct {
 		name, text string
@@ -119,7 +170,7 @@ func TestParseProblems(t *testing.T) {
 		{"unknown table", "[defualts]\n" + minimal, []string{`defualts: unknown key (did you mean "defaults"?)`}},
 		{"unknown default", "[defaults]\nintervall = '1m'\n" + minimal, []string{`defaults.intervall: unknown key`}},
 		{"no accounts", "[defaults]\nkeep = true\n", []string{"no [[account]] tables"}},
-		{"missing fields", "[[account]]\nname = 'x'\n", []string{"server is missing", "user is missing", "no password", "no delivery target"}},
+		{"missing fields", "[[account]]\nname = 'x'\n", []string{"server is missing", "user is missing", "no delivery target"}},
 		{"bad tls", strings.Replace(minimal, `user =`, "tls = 'ssl'\nuser =", 1), []string{`tls = "ssl"`}},
 		{"plaintext password", strings.Replace(minimal, `user =`, "tls = 'none'\nuser =", 1), []string{"allow_insecure_auth"}},
 		{"two password sources", minimal + "password_file = '/x'\n", []string{"only one of password"}},
@@ -142,6 +193,15 @@ func TestParseProblems(t *testing.T) {
 		{"pin on plaintext", strings.Replace(minimal, `user =`, "tls = 'none'\nallow_insecure_auth = true\ntls_fingerprint = 'ab'\nuser =", 1),
 			[]string{`tls_fingerprint is set but tls = "none"`}},
 		{"missing ca_file", minimal + "ca_file = '/nonexistent/ca.pem'\n", []string{"ca_file"}},
+		{"password_env and password", minimal + "password_env = 'PW'\n", []string{"only one of password, password_command, password_file and password_env"}},
+		{"bad password_env", noPassword + "password_env = 'MY PW'\n", []string{`password_env = "MY PW"`}},
+		{"external without certificate", minimal + "auth = 'external'\n", []string{`auth = "external" needs client_cert`}},
+		{"oauth2 without client_id", noPassword + "[account.oauth2]\nprovider = 'google'\n", []string{"oauth2: client_id is missing"}},
+		{"oauth2 unknown provider", noPassword + "[account.oauth2]\nprovider = 'yahoo'\nclient_id = 'x'\n", []string{`oauth2: provider = "yahoo"`, "token_url is missing"}},
+		{"oauth2 plain http", noPassword + "[account.oauth2]\ntoken_url = 'http://example.com/token'\nclient_id = 'x'\n", []string{"must be https://"}},
+		{"oauth2 with a password mode", noPassword + "auth = 'plain'\n[account.oauth2]\nprovider = 'google'\nclient_id = 'x'\n", []string{`needs auth = "auto", "xoauth2" or "oauthbearer", not "plain"`}},
+		{"oauth2 tenant without microsoft", noPassword + "[account.oauth2]\ntoken_url = 'https://x/t'\ntenant = 'abc'\nclient_id = 'x'\n", []string{"tenant is set without"}},
+		{"oauth2 unknown key", noPassword + "[account.oauth2]\nprovider = 'google'\nclient_id = 'x'\nscope = ['a']\n", []string{`account[1].oauth2.scope: unknown key (did you mean "scopes"?)`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -233,6 +293,64 @@ func TestSecretSources(t *testing.T) {
 	}
 	if _, err := (Secret{command: []string{"true"}}).Resolve(ctx); err == nil {
 		t.Error("empty output accepted")
+	}
+}
+
+func TestSecretEnv(t *testing.T) {
+	t.Setenv("POPFETCH_TEST_PW", "from-env")
+	if got, err := (Secret{env: "POPFETCH_TEST_PW"}).Resolve(context.Background()); err != nil || got != "from-env" {
+		t.Fatalf("env: %q, %v", got, err)
+	}
+	t.Setenv("POPFETCH_TEST_PW", "")
+	_, err := (Secret{env: "POPFETCH_TEST_PW"}).Resolve(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "$POPFETCH_TEST_PW is not set") {
+		t.Fatalf("unset env: %v", err)
+	}
+}
+
+func TestSecretNetrc(t *testing.T) {
+	dir := t.TempDir()
+	netrc := filepath.Join(dir, "netrc")
+	os.WriteFile(netrc, []byte(`# mail
+machine ftp.example.com login me password ftp-pw
+machine POP.example.com
+	login other password other-pw
+machine pop.example.com login me password "pop pw \"quoted\""
+macdef init
+machine pop.example.com login me password from-macro
+
+machine pop.two.example password #hash-pw
+default login me password default-pw
+`), 0o600)
+	ctx := context.Background()
+	tests := []struct{ machine, login, want string }{
+		{"pop.example.com", "me", `pop pw "quoted"`},
+		{"pop.example.com", "other", "other-pw"},
+		{"pop.two.example", "anyone", "#hash-pw"},
+		{"elsewhere.example", "me", "default-pw"},
+	}
+	for _, tt := range tests {
+		got, err := (Secret{machine: tt.machine, login: tt.login, netrc: netrc}).Resolve(ctx)
+		if err != nil || got != tt.want {
+			t.Errorf("%s %s: %q, %v; want %q", tt.machine, tt.login, got, err, tt.want)
+		}
+	}
+	if _, err := (Secret{machine: "elsewhere.example", login: "you", netrc: netrc}).Resolve(ctx); !errors.Is(err, ErrNoPassword) {
+		t.Errorf("no entry: %v", err)
+	}
+	if _, err := (Secret{machine: "x", login: "y", netrc: filepath.Join(dir, "none")}).Resolve(ctx); !errors.Is(err, ErrNoPassword) {
+		t.Errorf("no file: %v", err)
+	}
+	os.Chmod(netrc, 0o644)
+	var perr *PermissionError
+	if _, err := (Secret{machine: "pop.example.com", login: "me", netrc: netrc}).Resolve(ctx); !errors.As(err, &perr) {
+		t.Errorf("world-readable netrc: %v", err)
+	}
+	// $NETRC names the file.
+	os.Chmod(netrc, 0o600)
+	t.Setenv("NETRC", netrc)
+	if got, err := (Secret{machine: "pop.example.com", login: "me"}).Resolve(ctx); err != nil || got != `pop pw "quoted"` {
+		t.Errorf("$NETRC: %q, %v", got, err)
 	}
 }
 

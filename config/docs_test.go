@@ -18,11 +18,11 @@ func TestReferenceListsEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	documented := map[string]bool{}
-	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\|").FindAllStringSubmatch(string(data), -1) {
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z0-9_]+)` \\|").FindAllStringSubmatch(string(data), -1) {
 		documented[m[1]] = true
 	}
 	accepted := map[string]bool{}
-	for _, rt := range []reflect.Type{reflect.TypeOf(rawAccount{}), reflect.TypeOf(rawDaemon{})} {
+	for _, rt := range []reflect.Type{reflect.TypeOf(rawAccount{}), reflect.TypeOf(rawDaemon{}), reflect.TypeOf(rawOAuth2{})} {
 		for i := 0; i < rt.NumField(); i++ {
 			name, _, _ := strings.Cut(rt.Field(i).Tag.Get("toml"), ",")
 			accepted[name] = true

@@ -14,13 +14,22 @@ import (
 // PasswordCommandTimeout bounds a password_command run.
 const PasswordCommandTimeout = 2 * time.Minute
 
+// ErrNoPassword is returned by Secret.Resolve when no source has a
+// password: none is configured and ~/.netrc has no entry. A one-shot run
+// on a terminal may then ask for it.
+var ErrNoPassword = errors.New("no password: set password, password_command, password_file or password_env, or add the server to ~/.netrc")
+
 // Secret is where an account's password comes from: the config file
-// itself, a file, or a command's output. Its String method never shows the
-// secret.
+// itself, a file, a command's output, an environment variable, or, when
+// none is configured, ~/.netrc. Its String method never shows the secret.
 type Secret struct {
 	value   string
 	file    string
 	command []string
+	env     string
+	// With no source configured: the netrc entry to look up.
+	machine, login string
+	netrc          string // the netrc file; "" means $NETRC or ~/.netrc
 }
 
 // String describes the source without revealing the secret.
@@ -32,12 +41,17 @@ func (s Secret) String() string {
 		return "password_file " + s.file
 	case len(s.command) > 0:
 		return "password_command " + s.command[0]
+	case s.env != "":
+		return "password_env " + s.env
 	}
-	return "none"
+	return "~/.netrc"
 }
 
-// IsSet reports whether there is a source.
-func (s Secret) IsSet() bool { return s.value != "" || s.file != "" || len(s.command) > 0 }
+// IsSet reports whether a source is configured (else ~/.netrc is looked
+// up).
+func (s Secret) IsSet() bool {
+	return s.value != "" || s.file != "" || len(s.command) > 0 || s.env != ""
+}
 
 // Resolve returns the password. A password_file is read and its first line
 // used; it is refused if group or others can read it. A password_command is
@@ -75,8 +89,28 @@ func (s Secret) Resolve(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("password_command %s: %w", s.command[0], err)
 		}
 		out = stdout.String()
+	case s.env != "":
+		v, ok := os.LookupEnv(s.env)
+		if !ok || v == "" {
+			return "", fmt.Errorf("password_env: $%s is not set", s.env)
+		}
+		return v, nil
 	default:
-		return "", errors.New("no password configured")
+		path := s.netrc
+		if path == "" {
+			path = netrcDefaultPath()
+		}
+		if path == "" || s.machine == "" {
+			return "", ErrNoPassword
+		}
+		pw, ok, err := netrcPassword(path, s.machine, s.login)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			return "", ErrNoPassword
+		}
+		return pw, nil
 	}
 	line, _, _ := strings.Cut(out, "\n")
 	line = strings.TrimSuffix(line, "\r")
