@@ -5,6 +5,7 @@ import (
 
 	"github.com/popfetch/popfetch/config"
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/oauth2token"
 	"github.com/popfetch/popfetch/uidstore"
 )
 
@@ -36,6 +37,7 @@ func exitCodeOf(err error) int {
 		serr    *config.SyntaxError
 		uerr    usageError
 		running *daemonRunningError
+		oerr    *oauth2token.Error
 	)
 	switch {
 	case err == nil:
@@ -46,6 +48,12 @@ func exitCodeOf(err error) int {
 		return exitConfig
 	case errors.Is(err, uidstore.ErrLocked), errors.As(err, &running):
 		return exitStateLocked
+	case errors.As(err, &oerr) && !errors.As(err, &fe):
+		// popfetch auth: the provider could not be reached, or refused.
+		if oerr.Temporary() {
+			return exitSocket
+		}
+		return exitAuth
 	case errors.As(err, &fe):
 		switch fe.Kind {
 		case fetch.KindNetwork, fetch.KindTLS:

@@ -27,6 +27,7 @@ import (
 	"github.com/popfetch/popfetch/config"
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/oauth2token"
 	"github.com/popfetch/popfetch/uidstore"
 )
 
@@ -247,6 +248,7 @@ func newApp(stdout, stderr io.Writer, code *int, p *proc) *cli.App {
 			},
 			daemonCommand(code, p),
 			statusCommand(code),
+			authCommand(code),
 		},
 	}
 }
@@ -381,6 +383,9 @@ func fetchAccount(a config.Account, o options) (*fetch.Account, error) {
 		Recipient: a.Recipient, AddReceived: a.AddReceived, Timeout: a.Timeout,
 		Pipelining: fetch.PipeliningMode(a.Pipelining),
 	}
+	if a.OAuth2 != nil {
+		acct.Token = oauth2token.New(oauth2Config(a, o.stateDir)).Token
+	}
 	if a.TLS != config.TLSNone {
 		t, err := fetch.NewTLSConfig(a.Server, fetch.TLSOptions{
 			CAFile: a.CAFile, Fingerprint: a.TLSFingerprint, MinVersion: a.TLSMinVersion,
@@ -426,10 +431,33 @@ func fetchAction(c *cli.Context, code *int, p *proc) error {
 	return nil
 }
 
+// oneShotAccount is fetchAccount for a one-shot run, which may ask for a
+// missing password on the terminal.
+func oneShotAccount(a config.Account, e *env) (*fetch.Account, error) {
+	acct, err := fetchAccount(a, e.opts)
+	if err != nil {
+		return nil, err
+	}
+	acct.Password = withPrompt(a, acct.Password, ttyPath, e.poll.Stop)
+	return acct, nil
+}
+
+// oauth2Config is the token source configuration of an account with an
+// [account.oauth2] table.
+func oauth2Config(a config.Account, stateDir string) oauth2token.Config {
+	o := a.OAuth2
+	file := o.RefreshTokenFile
+	if file == "" {
+		file = filepath.Join(stateDir, "oauth2", a.Name+".json")
+	}
+	return oauth2token.Config{TokenURL: o.TokenURL, DeviceAuthURL: o.DeviceAuthURL, ClientID: o.ClientID,
+		ClientSecret: o.ClientSecret, Scopes: o.Scopes, File: file}
+}
+
 // pollOne polls one account, logs its outcome and returns its exit code.
 func pollOne(ctx context.Context, a config.Account, e *env) int {
 	alog := e.log.With("account", a.Name)
-	acct, err := fetchAccount(a, e.opts)
+	acct, err := oneShotAccount(a, e)
 	if err != nil {
 		alog.Error(err.Error())
 		return exitCodeOf(err)
@@ -493,7 +521,7 @@ func checkAction(c *cli.Context, code *int, p *proc) error {
 	e.poll.Stop = p.stop // a stop ends a check at once: it has nothing in progress to finish
 	var codes []int
 	for _, a := range e.accounts {
-		acct, err := fetchAccount(a, e.opts)
+		acct, err := oneShotAccount(a, e)
 		if err == nil {
 			var st fetch.Stats
 			st, err = fetch.Check(c.Context, acct, e.store, e.poll)
