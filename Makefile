@@ -31,6 +31,9 @@ fuzz:
 	$(GO) test ./fetch/pop3 -run '^$$' -fuzz '^FuzzDotReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./fetch/pop3 -run '^$$' -fuzz '^FuzzStatusLine$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./fetch/pop3 -run '^$$' -fuzz '^FuzzListings$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fetch/pop3 -run '^$$' -fuzz '^FuzzCapa$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fetch/pop3 -run '^$$' -fuzz '^FuzzSASLChallenge$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./config -run '^$$' -fuzz '^FuzzNetrc$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 
 ## demo: start a private Dovecot, fill a mailbox, fetch it with popfetch into ./demo/Mail

@@ -381,18 +381,35 @@ type MessageUID struct {
 	UID    string
 }
 
-// UIDL returns the unique id of every message (RFC 1939 section 7).
+// UIDL returns the unique id of every message (RFC 1939 section 7). A
+// UID used by two messages is a ProtocolError, found at the second: the
+// rest of the listing is read and dropped.
 func (c *Client) UIDL(ctx context.Context) ([]MessageUID, error) {
 	var out []MessageUID
-	err := c.listing(ctx, "UIDL", "", func(line string) error {
+	err := c.listing(ctx, "UIDL", "", uidParser(&out))
+	return out, err
+}
+
+// uidParser returns a listing line handler that appends to out and
+// refuses a malformed line or a UID seen before.
+func uidParser(out *[]MessageUID) func(string) error {
+	seen := map[string]int{}
+	return func(line string) error {
 		m, err := parseUIDLLine(line)
 		if err != nil {
 			return err
 		}
-		out = append(out, m)
+		if prev, dup := seen[m.UID]; dup {
+			uid := m.UID
+			if len(uid) > 70 {
+				uid = uid[:70] + "..."
+			}
+			return &ProtocolError{Op: "UIDL", Msg: fmt.Sprintf("UID %q is used by more than one message (%d and %d)", uid, prev, m.Number)}
+		}
+		seen[m.UID] = m.Number
+		*out = append(*out, m)
 		return nil
-	})
-	return out, err
+	}
 }
 
 // UIDLOne returns the unique id of message n.
@@ -548,7 +565,24 @@ func (c *Client) listing(ctx context.Context, verb, arg string, fn func(string) 
 // read to its end, so the connection stays usable.
 func (c *Client) readListing(verb string, fn func(string) error) error {
 	var ferr error
-	for {
+	for lines := 0; ; lines++ {
+		if lines > MaxListingLines {
+			c.broken = &ProtocolError{Op: verb, Msg: fmt.Sprintf("listing longer than %d lines", MaxListingLines)}
+			return c.broken
+		}
+		if ferr != nil {
+			// Refused already: skip the rest without keeping it.
+			end, err := skipLine(c.r, MaxLineLength, verb)
+			if err != nil {
+				c.broken = err
+				return c.netErr(verb, err)
+			}
+			if end {
+				c.tracef("S: (%d lines) .", lines)
+				return ferr
+			}
+			continue
+		}
 		line, err := readBoundedLine(c.r, MaxLineLength, verb)
 		if err != nil {
 			c.broken = err
@@ -558,9 +592,8 @@ func (c *Client) readListing(verb string, fn func(string) error) error {
 		if line == "." {
 			return ferr
 		}
-		line = strings.TrimPrefix(line, ".")
-		if ferr == nil {
-			ferr = fn(line)
+		if ferr = fn(strings.TrimPrefix(line, ".")); ferr != nil {
+			c.tracef("S: (the rest of the listing is skipped: %v)", ferr)
 		}
 	}
 }

@@ -304,11 +304,7 @@ func (c *Client) loginAndList(ctx context.Context, login [][2]string, uidl, list
 	parsers := make([]func(string) error, len(cmds))
 	if uidl {
 		cmds = append(cmds, [2]string{"UIDL", ""})
-		parsers = append(parsers, func(line string) error {
-			m, err := parseUIDLLine(line)
-			l.UIDs = append(l.UIDs, m)
-			return err
-		})
+		parsers = append(parsers, uidParser(&l.UIDs))
 	}
 	if list {
 		cmds = append(cmds, [2]string{"LIST", ""})

@@ -12,6 +12,11 @@ import (
 // CAPA, LIST and UIDL listings; message content is not bounded by it.
 const MaxLineLength = 512
 
+// MaxListingLines bounds the lines of a multi-line listing (CAPA, LIST,
+// UIDL), and with it the memory a listing takes: a server that never ends
+// one is cut off here. No real POP3 mailbox holds a million messages.
+const MaxListingLines = 1_000_000
+
 // readBoundedLine reads one line of at most max octets and returns it
 // without its line ending. A longer line is consumed only up to the bound
 // and reported as a ProtocolError.
@@ -33,6 +38,21 @@ func readBoundedLine(r *bufio.Reader, max int, op string) (string, error) {
 	} else {
 		return readLongLine(r, append([]byte(nil), chunk...), max, op)
 	}
+}
+
+// skipLine reads one line of at most max octets without keeping it and
+// reports whether it was the "." that ends a listing.
+func skipLine(r *bufio.Reader, max int, op string) (end bool, err error) {
+	chunk, err := r.ReadSlice('\n')
+	switch {
+	case errors.Is(err, bufio.ErrBufferFull), err == nil && len(chunk) > max:
+		return false, &ProtocolError{Op: op, Msg: "response line longer than the limit"}
+	case errors.Is(err, io.EOF):
+		return false, io.ErrUnexpectedEOF
+	case err != nil:
+		return false, err
+	}
+	return string(bytes.TrimSuffix(chunk, []byte("\r\n"))) == "." || string(chunk) == ".\n", nil
 }
 
 // readLongLine goes on reading a line that filled the buffer.

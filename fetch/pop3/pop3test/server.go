@@ -87,6 +87,10 @@ type Config struct {
 	// TLS, if set, makes the listener speak TLS from the start (POP3S).
 	TLS *tls.Config
 
+	// Greeting, if set, replaces the greeting line (APOP then uses
+	// whatever timestamp it holds, if any).
+	Greeting string
+
 	// SASL lists the SASL mechanisms advertised and accepted by AUTH
 	// (RFC 5034): PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1, SCRAM-SHA-256,
 	// XOAUTH2, OAUTHBEARER and EXTERNAL (which needs a client certificate
@@ -306,6 +310,9 @@ func (ss *session) run() {
 	if ss.srv.cfg.APOP {
 		ss.timestamp = fmt.Sprintf("<%d.%d@pop3test>", time.Now().UnixNano(), ss.srv.Sessions())
 		greeting += " " + ss.timestamp
+	}
+	if ss.srv.cfg.Greeting != "" {
+		greeting = ss.srv.cfg.Greeting
 	}
 	if err := ss.reply("GREETING", func() error { return ss.line(greeting) }); err != nil {
 		return
