@@ -45,7 +45,7 @@ type Verifier interface {
 func (caps Capabilities) SASLMechanisms() []string {
 	var out []string
 	for _, m := range caps["SASL"] {
-		out = append(out, strings.ToUpper(m))
+		out = append(out, asciiUpper(m))
 	}
 	return out
 }
@@ -101,7 +101,7 @@ func (c *Client) Auth(ctx context.Context, mech sasl.Client) error {
 			return c.netErr("AUTH", err)
 		}
 		c.tracef("S: %s", resp)
-		if !strings.HasPrefix(resp, "+") || strings.HasPrefix(strings.ToUpper(resp), "+OK") {
+		if !strings.HasPrefix(resp, "+") || (len(resp) >= 3 && strings.EqualFold(resp[:3], "+OK")) {
 			ok, text, err := parseStatus(resp)
 			if err != nil {
 				c.broken = err

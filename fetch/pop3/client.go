@@ -182,8 +182,22 @@ type Capabilities map[string][]string
 
 // Has reports whether the server advertised the capability name.
 func (caps Capabilities) Has(name string) bool {
-	_, ok := caps[strings.ToUpper(name)]
+	_, ok := caps[asciiUpper(name)]
 	return ok
+}
+
+// asciiUpper upper-cases ASCII letters only: capability names and SASL
+// mechanisms are ASCII and compared without regard to ASCII case (RFC
+// 2449); Unicode case mapping would make a name unequal to itself after
+// a round trip (found by FuzzCapa with U+0130).
+func asciiUpper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
 }
 
 // add records one line of a CAPA listing: a capability name, which is
@@ -191,7 +205,7 @@ func (caps Capabilities) Has(name string) bool {
 func (caps Capabilities) add(line string) {
 	f := strings.Fields(line)
 	if len(f) > 0 {
-		caps[strings.ToUpper(f[0])] = f[1:]
+		caps[asciiUpper(f[0])] = f[1:]
 	}
 }
 
