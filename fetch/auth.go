@@ -25,10 +25,6 @@ const (
 	AuthExternal    AuthMode = "external"      // SASL EXTERNAL: the TLS client certificate
 )
 
-// AuthModes lists every mode, "auto" first.
-var AuthModes = []AuthMode{AuthAuto, AuthUser, AuthAPOP, AuthPlain, AuthLogin, AuthCRAMMD5,
-	AuthSCRAMSHA1, AuthSCRAMSHA256, AuthXOAuth2, AuthOAuthBearer, AuthExternal}
-
 // IsOAuth reports whether the mode sends an OAuth 2.0 token.
 func (m AuthMode) IsOAuth() bool { return m == AuthXOAuth2 || m == AuthOAuthBearer }
 
@@ -187,7 +183,8 @@ func (s *session) login(ctx context.Context) (*pop3.Listing, error) {
 	if s.caps.Has("UTF8") {
 		// RFC 6856: only when advertised (Gmail hangs up on it).
 		s.step = "UTF8"
-		if err := s.c.UTF8(ctx); err != nil && !isReplyErr(err) {
+		var perr *pop3.Error
+		if err := s.c.UTF8(ctx); err != nil && !errors.As(err, &perr) {
 			return nil, err
 		}
 	}
@@ -224,10 +221,4 @@ func (s *session) login(ctx context.Context) (*pop3.Listing, error) {
 		return nil, err
 	}
 	return &l, nil
-}
-
-// isReplyErr reports a -ERR reply (the connection is still usable).
-func isReplyErr(err error) bool {
-	var perr *pop3.Error
-	return errors.As(err, &perr)
 }

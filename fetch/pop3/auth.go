@@ -102,15 +102,8 @@ func (c *Client) Auth(ctx context.Context, mech sasl.Client) error {
 		}
 		c.tracef("S: %s", resp)
 		if !strings.HasPrefix(resp, "+") || (len(resp) >= 3 && strings.EqualFold(resp[:3], "+OK")) {
-			ok, text, err := parseStatus(resp)
-			if err != nil {
-				c.broken = err
-				return &ProtocolError{Op: "AUTH", Msg: err.Error()}
-			}
-			if !ok {
-				e := &Error{Command: "AUTH"}
-				e.Code, e.Text = splitCode(text)
-				return e
+			if _, err := c.status("AUTH", resp); err != nil {
+				return err
 			}
 			if v, ok := mech.(Verifier); ok {
 				if err := v.Verify(); err != nil {

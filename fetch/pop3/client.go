@@ -629,10 +629,7 @@ func (c *Client) cmd(ctx context.Context, verb, arg string) (string, error) {
 		line += " " + arg
 	}
 	c.tracef("C: %s", redact(verb, arg))
-	c.w.WriteString(line)
-	c.w.WriteString("\r\n")
-	if err := c.w.Flush(); err != nil {
-		c.broken = err
+	if err := c.send(line); err != nil {
 		return "", c.netErr(verb, err)
 	}
 	return c.readStatus(verb)
@@ -646,13 +643,19 @@ func (c *Client) readStatus(op string) (string, error) {
 		return "", c.netErr(op, err)
 	}
 	c.tracef("S: %s", line)
+	return c.status(op, line)
+}
+
+// status interprets a status line already read: the text after +OK, an
+// *Error for -ERR, or a ProtocolError (the client is then broken).
+func (c *Client) status(op, line string) (string, error) {
 	ok, text, err := parseStatus(line)
 	if err != nil {
 		c.broken = err
 		return "", &ProtocolError{Op: op, Msg: err.Error()}
 	}
 	if !ok {
-		e := &Error{Command: op, Text: text}
+		e := &Error{Command: op}
 		e.Code, e.Text = splitCode(text)
 		return "", e
 	}
