@@ -200,7 +200,15 @@ func (s *session) login(ctx context.Context) (*pop3.Listing, error) {
 			return nil, &Error{Account: a.Name, Kind: KindConfig, Err: err}
 		}
 		s.step = "AUTH"
-		return nil, s.c.Auth(ctx, mech)
+		err = s.c.Auth(ctx, mech)
+		var perr *pop3.Error
+		var serr *pop3.SASLError
+		if mode.IsOAuth() && a.Token != nil && a.TokenRefused != nil && (errors.As(err, &perr) || errors.As(err, &serr)) {
+			// Refused before its stated expiry (revoked, or the
+			// clocks disagree): the next poll refreshes it.
+			a.TokenRefused()
+		}
+		return nil, err
 	}
 	var l pop3.Listing
 	switch {

@@ -189,6 +189,25 @@ func TestAuthUTF8(t *testing.T) {
 	}
 }
 
+// A refused token is reported through TokenRefused, so that the next
+// poll gets a fresh one; an accepted one is not.
+func TestAuthTokenRefused(t *testing.T) {
+	for _, accepted := range []bool{true, false} {
+		f := newFixture(t, pop3test.Config{SASL: []string{"XOAUTH2"}, Token: "good", APOP: true}, testMessages(1))
+		tok := "stale"
+		if accepted {
+			tok = "good"
+		}
+		refused := 0
+		f.acct.Token = func(context.Context) (string, error) { return tok, nil }
+		f.acct.TokenRefused = func() { refused++ }
+		_, err := f.poll()
+		if accepted && (err != nil || refused != 0) || !accepted && (kindOf(err) != KindAuth || refused != 1) {
+			t.Fatalf("accepted %v: err %v, TokenRefused called %d times", accepted, err, refused)
+		}
+	}
+}
+
 // A password source that fails is a configuration error, and nothing of
 // the login is sent.
 func TestAuthSecretFailure(t *testing.T) {

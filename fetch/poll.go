@@ -66,7 +66,10 @@ type Account struct {
 	// Token returns an OAuth 2.0 access token for XOAUTH2 or OAUTHBEARER;
 	// nil if the account has none (a token may then come from Password,
 	// with Auth naming the mechanism).
-	Token             func(context.Context) (string, error)
+	Token func(context.Context) (string, error)
+	// TokenRefused, if set, is called when the server refuses a token
+	// from Token, so that the next call fetches a new one.
+	TokenRefused      func()
 	Auth              AuthMode
 	AllowInsecureAuth bool
 	Keep              bool

@@ -384,7 +384,8 @@ func fetchAccount(a config.Account, o options) (*fetch.Account, error) {
 		Pipelining: fetch.PipeliningMode(a.Pipelining),
 	}
 	if a.OAuth2 != nil {
-		acct.Token = oauth2token.New(oauth2Config(a, o.stateDir)).Token
+		src := oauth2token.New(oauth2Config(a, o.stateDir))
+		acct.Token, acct.TokenRefused = src.Token, src.Invalidate
 	}
 	if a.TLS != config.TLSNone {
 		t, err := fetch.NewTLSConfig(a.Server, fetch.TLSOptions{
