@@ -46,6 +46,11 @@ const (
 	Stall
 	// Garbage answers with a line that is not a POP3 status line.
 	Garbage
+	// Mute sends Reply (if not empty), then answers nothing more: it reads
+	// and discards whatever the client sends until the client hangs up or
+	// the server is closed. It is a server that hangs, or a handshake
+	// that never completes.
+	Mute
 )
 
 // Fault makes the server misbehave at a command.
@@ -391,8 +396,30 @@ func (ss *session) reply(verb string, normal func() error) error {
 		return normal()
 	case Garbage:
 		return ss.line("\x00garbage \xff\xfe")
+	case Mute:
+		if f.Reply != "" {
+			ss.line(f.Reply)
+		}
+		ss.w.Flush()
+		ss.mute()
+		return errHangUp
 	}
 	return normal()
+}
+
+// mute discards input until the client hangs up or the server closes.
+func (ss *session) mute() {
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ss.srv.closed:
+			ss.conn.Close()
+		case <-done:
+		}
+	}()
+	ss.conn.SetReadDeadline(time.Time{})
+	io.Copy(io.Discard, ss.r)
 }
 
 func (ss *session) line(s string) error {
