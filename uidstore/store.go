@@ -4,9 +4,15 @@
 // Each mailbox has its own bucket, named by its Key (server, port, user).
 // A UID is recorded only after its message is safely delivered; a poll asks
 // which of the server's UIDs are already known in one read transaction.
+//
+// A delivery into a Maildir is also recorded before the message becomes
+// visible, as Pending with the file name it will have, so that after a
+// crash the next poll can tell whether the message arrived (see Pending).
+//
 // The database file is locked by the process that opens it: a second
 // process waits up to a timeout and then gets an error that matches
-// ErrLocked.
+// ErrLocked. A file that is damaged or not a database gives an *OpenError
+// that says what to do, never a panic.
 package uidstore
 
 import (
@@ -16,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -55,37 +62,69 @@ func (e *LockedError) Is(target error) bool { return target == ErrLocked }
 
 // Store is an open UID database.
 type Store struct {
-	db *bolt.DB
+	db   *bolt.DB
+	path string
 }
+
+// pendingBucket holds a bucket per mailbox of pending deliveries. Mailbox
+// buckets are named user@server:port, so the name cannot clash.
+var pendingBucket = []byte("pending")
 
 // Open opens or creates the database at path, creating its directory (mode
 // 0700) if needed. If another process holds it, Open waits up to timeout
-// (zero: not at all) and then returns a *LockedError.
+// (zero: not at all) and then returns a *LockedError. A file that cannot
+// be used gives an *OpenError.
 func Open(path string, timeout time.Duration) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("uidstore: %w", err)
+		return nil, &OpenError{Path: path, Err: err}
 	}
 	if timeout <= 0 {
 		timeout = time.Millisecond // bbolt treats zero as "wait forever"
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
-	if errors.Is(err, bolt.ErrTimeout) {
+	var db *bolt.DB
+	err := guard(path, func() error {
+		if err := checkFile(path); err != nil {
+			return err
+		}
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+		return err
+	})
+	var oerr *OpenError
+	switch {
+	case err == nil:
+		return &Store{db: db, path: path}, nil
+	case errors.Is(err, bolt.ErrTimeout):
 		return nil, &LockedError{Path: path, Timeout: timeout}
+	case errors.As(err, &oerr):
+		return nil, err
+	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrVersionMismatch), errors.Is(err, bolt.ErrChecksum):
+		return nil, &OpenError{Path: path, Damaged: true, Err: err}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("uidstore: open %s: %w", path, err)
-	}
-	return &Store{db: db}, nil
+	return nil, &OpenError{Path: path, Err: err}
 }
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
 
 // Close releases the database and its lock.
 func (s *Store) Close() error { return s.db.Close() }
+
+// view and update run a transaction, turning a panic on a damaged page
+// into an *OpenError.
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	return guard(s.path, func() error { return s.db.View(fn) })
+}
+
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	return guard(s.path, func() error { return s.db.Update(fn) })
+}
 
 // Seen reports, for each of uids, whether it is recorded for the mailbox.
 // It reads in one transaction.
 func (s *Store) Seen(key Key, uids []string) ([]bool, error) {
 	seen := make([]bool, len(uids))
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(key.bucket())
 		if b == nil {
 			return nil
@@ -104,20 +143,27 @@ func (s *Store) Seen(key Key, uids []string) ([]bool, error) {
 }
 
 // Record marks uids as delivered for the mailbox, in one committed (and
-// fsync'd) transaction. A UID already recorded keeps its first-seen time.
+// fsync'd) transaction, and drops their pending records. A UID already
+// recorded keeps its first-seen time.
 func (s *Store) Record(key Key, uids ...string) error {
 	if len(uids) == 0 {
 		return nil
 	}
 	now := encodeRecord(time.Now())
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(key.bucket())
 		if err != nil {
 			return err
 		}
+		pb := pendingOf(tx, key)
 		for _, u := range uids {
-			if u == "" {
-				return errors.New("empty UID")
+			if err := checkUID(u); err != nil {
+				return err
+			}
+			if pb != nil {
+				if err := pb.Delete([]byte(u)); err != nil {
+					return err
+				}
 			}
 			if b.Get([]byte(u)) != nil {
 				continue
@@ -143,7 +189,7 @@ func (s *Store) Prune(key Key, present []string) (int, error) {
 		keep[u] = struct{}{}
 	}
 	removed := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(key.bucket())
 		if b == nil {
 			return nil
@@ -172,7 +218,7 @@ func (s *Store) Prune(key Key, present []string) (int, error) {
 // Count returns how many UIDs are recorded for the mailbox.
 func (s *Store) Count(key Key) (int, error) {
 	n := 0
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(key.bucket()); b != nil {
 			n = b.Stats().KeyN
 		}
@@ -189,4 +235,209 @@ func encodeRecord(t time.Time) []byte {
 	v[0] = recordVersion
 	binary.BigEndian.PutUint64(v[1:], uint64(t.Unix()))
 	return v
+}
+
+// checkUID refuses what cannot be a key, or a line of an export.
+func checkUID(u string) error {
+	switch {
+	case u == "":
+		return errors.New("empty UID")
+	case len(u) > bolt.MaxKeySize:
+		return fmt.Errorf("UID of %d octets is too long", len(u))
+	case strings.ContainsAny(u, "\r\n"):
+		return fmt.Errorf("UID %q contains a line break", u)
+	}
+	return nil
+}
+
+// Pending is a delivery to a Maildir that was begun: it is recorded before
+// the message is moved into the Maildir's new/ directory, and replaced by
+// the UID's record (Record) once the move is durable. A pending record
+// found at the start of a poll means a run was interrupted in between:
+// the message is delivered if Name is in Dir's new/ or cur/ directory.
+type Pending struct {
+	UID  string
+	Dir  string // the Maildir
+	Name string // the file name in new/ (in cur/, with flags after it)
+}
+
+// pendingOf returns the mailbox's bucket of pending records, or nil.
+func pendingOf(tx *bolt.Tx, key Key) *bolt.Bucket {
+	if pb := tx.Bucket(pendingBucket); pb != nil {
+		return pb.Bucket(key.bucket())
+	}
+	return nil
+}
+
+// pending record layout: 1 byte version, 8 bytes time in Unix seconds,
+// the directory's length as a uvarint, the directory, the name.
+func encodePending(p Pending, t time.Time) []byte {
+	v := make([]byte, 9, 9+binary.MaxVarintLen64+len(p.Dir)+len(p.Name))
+	v[0] = recordVersion
+	binary.BigEndian.PutUint64(v[1:], uint64(t.Unix()))
+	v = binary.AppendUvarint(v, uint64(len(p.Dir)))
+	v = append(v, p.Dir...)
+	return append(v, p.Name...)
+}
+
+func decodePending(uid string, v []byte) (Pending, error) {
+	if len(v) < 10 || v[0] != recordVersion {
+		return Pending{}, fmt.Errorf("pending record of UID %q is damaged", uid)
+	}
+	n, k := binary.Uvarint(v[9:])
+	rest := v[9+max(k, 0):]
+	if k <= 0 || n > uint64(len(rest)) {
+		return Pending{}, fmt.Errorf("pending record of UID %q is damaged", uid)
+	}
+	return Pending{UID: uid, Dir: string(rest[:n]), Name: string(rest[n:])}, nil
+}
+
+// Pend records deliveries about to be made, in one committed (and
+// fsync'd) transaction. Only once it returns may the messages be moved
+// into their Maildir.
+func (s *Store) Pend(key Key, ps []Pending) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	now := time.Now()
+	err := s.update(func(tx *bolt.Tx) error {
+		root, err := tx.CreateBucketIfNotExists(pendingBucket)
+		if err != nil {
+			return err
+		}
+		b, err := root.CreateBucketIfNotExists(key.bucket())
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			if err := checkUID(p.UID); err != nil {
+				return err
+			}
+			if p.Dir == "" || p.Name == "" {
+				return fmt.Errorf("pending record of UID %q without a file name", p.UID)
+			}
+			if err := b.Put([]byte(p.UID), encodePending(p, now)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("uidstore: record pending deliveries in %s: %w", key, err)
+	}
+	return nil
+}
+
+// Pending returns the mailbox's pending deliveries, in UID order. Without
+// any it costs one bucket look-up.
+func (s *Store) Pending(key Key) ([]Pending, error) {
+	var ps []Pending
+	err := s.view(func(tx *bolt.Tx) error {
+		b := pendingOf(tx, key)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			p, err := decodePending(string(k), v)
+			ps = append(ps, p)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("uidstore: read pending deliveries of %s: %w", key, err)
+	}
+	return ps, nil
+}
+
+// Unpend drops the pending records of uids: their deliveries did not
+// happen, and the messages are to be fetched again.
+func (s *Store) Unpend(key Key, uids ...string) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	err := s.update(func(tx *bolt.Tx) error {
+		b := pendingOf(tx, key)
+		if b == nil {
+			return nil
+		}
+		for _, u := range uids {
+			if err := b.Delete([]byte(u)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("uidstore: drop pending deliveries of %s: %w", key, err)
+	}
+	return nil
+}
+
+// Each calls fn for every UID recorded for the mailbox, in UID order, with
+// the time it was first recorded (zero if the record does not say).
+func (s *Store) Each(key Key, fn func(uid string, first time.Time) error) error {
+	return s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(key.bucket())
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var t time.Time
+			if len(v) == 9 && v[0] == recordVersion {
+				t = time.Unix(int64(binary.BigEndian.Uint64(v[1:])), 0)
+			}
+			return fn(string(k), t)
+		})
+	})
+}
+
+// Forget removes uids (and any pending records of them) from the
+// mailbox, so that their messages count as new again. It returns how many
+// were recorded.
+func (s *Store) Forget(key Key, uids ...string) (int, error) {
+	n := 0
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(key.bucket())
+		pb := pendingOf(tx, key)
+		for _, u := range uids {
+			if b != nil && b.Get([]byte(u)) != nil {
+				n++
+				if err := b.Delete([]byte(u)); err != nil {
+					return err
+				}
+			}
+			if pb != nil {
+				if err := pb.Delete([]byte(u)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("uidstore: forget in %s: %w", key, err)
+	}
+	return n, nil
+}
+
+// ForgetAll removes every UID and pending record of the mailbox and
+// returns how many UIDs were recorded.
+func (s *Store) ForgetAll(key Key) (int, error) {
+	n := 0
+	err := s.update(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(key.bucket()); b != nil {
+			n = b.Stats().KeyN
+			if err := tx.DeleteBucket(key.bucket()); err != nil {
+				return err
+			}
+		}
+		if root := tx.Bucket(pendingBucket); root != nil && root.Bucket(key.bucket()) != nil {
+			return root.DeleteBucket(key.bucket())
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("uidstore: forget %s: %w", key, err)
+	}
+	return n, nil
 }

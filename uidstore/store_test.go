@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -107,5 +108,110 @@ func TestLocked(t *testing.T) {
 	}
 	if d := time.Since(start); d < 150*time.Millisecond || d > 3*time.Second {
 		t.Errorf("waited %v, want about 200ms", d)
+	}
+}
+
+func TestPending(t *testing.T) {
+	s, path := open(t)
+	k := Key{"h", 995, "u"}
+	other := Key{"h", 995, "v"}
+	if ps, err := s.Pending(k); err != nil || ps != nil {
+		t.Fatalf("empty store: %v, %v", ps, err)
+	}
+	in := []Pending{
+		{UID: "b", Dir: "/home/me/Mail", Name: "1.M1P2Q3.host"},
+		{UID: "a", Dir: "/home/me/Mail", Name: "1.M1P2Q4.host"},
+		{UID: "c d\xff", Dir: "/x", Name: "n"},
+	}
+	if err := s.Pend(k, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pend(other, []Pending{{UID: "a", Dir: "/y", Name: "m"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []Pending{{UID: "", Dir: "/x", Name: "n"}, {UID: "x", Dir: "", Name: "n"}, {UID: "x", Dir: "/x"}, {UID: "a\nb", Dir: "/x", Name: "n"}} {
+		if err := s.Pend(k, []Pending{bad}); err == nil {
+			t.Errorf("Pend(%+v) succeeded", bad)
+		}
+	}
+	// A pending delivery is not a seen UID.
+	if seen, _ := s.Seen(k, []string{"a"}); seen[0] {
+		t.Error("a pending UID counts as seen")
+	}
+	s.Close()
+	s, err := Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ps, err := s.Pending(k)
+	want := []Pending{in[1], in[0], in[2]} // UID order
+	if err != nil || !reflect.DeepEqual(ps, want) {
+		t.Fatalf("Pending = %+v, %v; want %+v", ps, err, want)
+	}
+	// Record clears the pending record; Unpend drops one.
+	if err := s.Record(k, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unpend(k, "b", "never"); err != nil {
+		t.Fatal(err)
+	}
+	ps, _ = s.Pending(k)
+	if !reflect.DeepEqual(ps, []Pending{in[2]}) {
+		t.Fatalf("after Record and Unpend: %+v", ps)
+	}
+	if seen, _ := s.Seen(k, []string{"a", "b"}); !seen[0] || seen[1] {
+		t.Errorf("Seen = %v", seen)
+	}
+	// Other mailboxes are untouched.
+	if ps, _ := s.Pending(other); len(ps) != 1 {
+		t.Errorf("other mailbox: %+v", ps)
+	}
+	if n, err := s.ForgetAll(k); err != nil || n != 1 {
+		t.Fatalf("ForgetAll = %d, %v", n, err)
+	}
+	if ps, _ := s.Pending(k); ps != nil {
+		t.Errorf("ForgetAll left pending records: %+v", ps)
+	}
+	if ps, _ := s.Pending(other); len(ps) != 1 {
+		t.Errorf("ForgetAll of one mailbox touched another: %+v", ps)
+	}
+}
+
+func TestEachAndForget(t *testing.T) {
+	s, _ := open(t)
+	k := Key{"h", 995, "u"}
+	long := strings.Repeat("é", 250) // 500 octets, not ASCII
+	before := time.Now().Add(-time.Second)
+	if err := s.Record(k, "b", "a", "with space", long); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err := s.Each(k, func(uid string, first time.Time) error {
+		if first.Before(before) || first.After(time.Now().Add(time.Second)) {
+			t.Errorf("%q first seen %v", uid, first)
+		}
+		got = append(got, uid)
+		return nil
+	})
+	if err != nil || !reflect.DeepEqual(got, []string{"a", "b", "with space", long}) {
+		t.Fatalf("Each = %q, %v", got, err)
+	}
+	stop := errors.New("stop")
+	if err := s.Each(k, func(string, time.Time) error { return stop }); err != stop {
+		t.Errorf("Each did not pass on fn's error: %v", err)
+	}
+	n, err := s.Forget(k, "a", "not there", long)
+	if err != nil || n != 2 {
+		t.Fatalf("Forget = %d, %v", n, err)
+	}
+	if seen, _ := s.Seen(k, []string{"a", "b", long}); !reflect.DeepEqual(seen, []bool{false, true, false}) {
+		t.Errorf("after Forget: %v", seen)
+	}
+	if n, err := s.ForgetAll(Key{"nowhere", 1, "x"}); err != nil || n != 0 {
+		t.Errorf("ForgetAll of an unknown mailbox = %d, %v", n, err)
+	}
+	if err := s.Record(k, strings.Repeat("x", 40000)); err == nil {
+		t.Error("a UID longer than a key may be was recorded")
 	}
 }
