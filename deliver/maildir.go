@@ -251,6 +251,9 @@ func (s *stagedFile) Publish(ctx context.Context) error {
 	return nil
 }
 
+// Name returns the file name the message has in new/ once published.
+func (s *stagedFile) Name() string { return s.name }
+
 // Abort removes the file from tmp/.
 func (s *stagedFile) Abort() {
 	if s.done {
@@ -298,4 +301,87 @@ func syncDir(dir string) error {
 // isTemporaryFS reports file system errors that may clear by themselves.
 func isTemporaryFS(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EINTR)
+}
+
+// Named is implemented by a Staged message whose place is known before it
+// is published: a Maildir's, which will be Dir/new/Name. A caller can
+// record that name before Publish and, after a crash, ask FindDelivered
+// whether the message arrived.
+type Named interface {
+	Name() string
+}
+
+// FindDelivered reports, for each of names, whether the Maildir dir holds
+// a message of that file name: in new/, or in cur/ where a mail reader
+// moved it, with its flags after the name (":2,S"; ";" and "!" are taken
+// as separators too). Leftover temporary files of those names are removed
+// from tmp/, found or not. A Maildir that no longer exists holds nothing.
+func FindDelivered(dir string, names []string) ([]bool, error) {
+	found := make([]bool, len(names))
+	missing := 0
+	for i, name := range names {
+		if name == "" || strings.ContainsAny(name, "/\x00") {
+			return nil, fmt.Errorf("deliver: %q is not a Maildir file name", name)
+		}
+		if err := os.Remove(filepath.Join(dir, "tmp", name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, &Error{Target: "maildir " + dir, Err: err}
+		}
+		_, err := os.Lstat(filepath.Join(dir, "new", name))
+		switch {
+		case err == nil:
+			found[i] = true
+		case errors.Is(err, os.ErrNotExist):
+			missing++
+		default:
+			return nil, &Error{Target: "maildir " + dir, Err: err}
+		}
+	}
+	if missing == 0 {
+		return found, nil
+	}
+	want := make(map[string]int, missing)
+	for i, name := range names {
+		if !found[i] {
+			want[name] = i
+		}
+	}
+	for _, sub := range []string{"cur", "new"} {
+		err := eachName(filepath.Join(dir, sub), func(entry string) {
+			base := entry
+			if j := strings.IndexAny(entry, ":;!"); j > 0 {
+				base = entry[:j]
+			}
+			if i, ok := want[base]; ok {
+				found[i] = true
+			}
+		})
+		if err != nil {
+			return nil, &Error{Target: "maildir " + dir, Err: err}
+		}
+	}
+	return found, nil
+}
+
+// eachName calls fn for each entry of dir; a missing dir has none.
+func eachName(dir string, fn func(string)) error {
+	d, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	for {
+		names, err := d.Readdirnames(1024)
+		for _, n := range names {
+			fn(n)
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
