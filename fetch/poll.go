@@ -5,7 +5,12 @@
 // The order of steps for each message is the rule that no mail is lost:
 // the message is streamed into its delivery target and made durable, its
 // UID is committed to the UID store, and only then is DELE sent. A crash at
-// any point loses nothing; at worst a message is delivered twice.
+// any point loses nothing. For a Maildir nothing is delivered twice either:
+// the message's file name is committed as pending before it becomes
+// visible, and the next poll looks for it before fetching anything (see
+// uidstore.Pending). An MDA's delivery is at least once: a crash after
+// the MDA accepted a message and before its UID was committed delivers it
+// again.
 package fetch
 
 import (
@@ -106,6 +111,7 @@ type Stats struct {
 	Skipped      int   // new messages left on the server for size_limit
 	Failed       int   // messages whose delivery failed (left on the server)
 	Deleted      int   // messages deleted from the server (counted once QUIT succeeded)
+	Recovered    int   // deliveries an interrupted run left pending that had arrived
 	LimitReached bool  // fetch_limit stopped the poll with new messages left
 	Stopped      bool  // Options.Stop ended the poll with new messages left
 	// Auth is how the poll logged in: "user", "apop" or a SASL mode
@@ -159,6 +165,9 @@ func Poll(ctx context.Context, acct *Account, store *uidstore.Store, d deliver.D
 func Check(ctx context.Context, acct *Account, store *uidstore.Store, opts *Options) (Stats, error) {
 	s := newSession(acct, store, nil, opts)
 	defer s.close()
+	if err := s.resolvePending(); err != nil {
+		return s.stats, classify(acct.Name, s.step, err)
+	}
 	msgs, _, err := s.open(ctx)
 	if err == nil {
 		for _, m := range msgs {
@@ -288,6 +297,9 @@ func (s *session) close() {
 
 func (s *session) run(ctx context.Context) error {
 	defer s.close()
+	if err := s.resolvePending(); err != nil {
+		return err
+	}
 	msgs, hasUIDL, err := s.open(ctx)
 	if err != nil {
 		return err
@@ -318,6 +330,61 @@ func (s *session) run(ctx context.Context) error {
 		}
 	}
 	s.stats.Deleted = deleted
+	return nil
+}
+
+// maildir returns the directory of the deliverer if it is a Maildir
+// (whose messages can be found again after a crash), else "".
+func (s *session) maildir() string {
+	if md, ok := s.d.(interface{ Dir() string }); ok {
+		return md.Dir()
+	}
+	return ""
+}
+
+// resolvePending settles the deliveries an interrupted run left pending
+// (see uidstore.Pending): a message whose file reached its Maildir, in new/
+// or already in cur/, is recorded as delivered; any other is forgotten, its
+// leftover temporary file removed, and fetched again. Without pending
+// records this costs one look-up in the store.
+func (s *session) resolvePending() error {
+	s.step = "resolve"
+	key := s.acct.Key()
+	ps, err := s.store.Pending(key)
+	if err != nil || len(ps) == 0 {
+		return err
+	}
+	byDir := make(map[string][]uidstore.Pending)
+	for _, p := range ps {
+		byDir[p.Dir] = append(byDir[p.Dir], p)
+	}
+	var delivered, undelivered []string
+	for dir, group := range byDir {
+		names := make([]string, len(group))
+		for i, p := range group {
+			names[i] = p.Name
+		}
+		found, err := deliver.FindDelivered(dir, names)
+		if err != nil {
+			return fmt.Errorf("resolving the deliveries an interrupted run left pending: %w", err)
+		}
+		for i, p := range group {
+			if found[i] {
+				delivered = append(delivered, p.UID)
+			} else {
+				undelivered = append(undelivered, p.UID)
+			}
+		}
+	}
+	if err := s.store.Record(key, delivered...); err != nil {
+		return err
+	}
+	if err := s.store.Unpend(key, undelivered...); err != nil {
+		return err
+	}
+	s.stats.Recovered = len(delivered)
+	s.log.Info("resolved the deliveries an interrupted run left pending",
+		"delivered", len(delivered), "to_fetch_again", len(undelivered))
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch/pop3"
+	"github.com/popfetch/popfetch/uidstore"
 )
 
 // tuning sizes the transfer. The defaults suit both a local server and one
@@ -250,12 +251,20 @@ func (t *transferRun) run(ctx context.Context, toFetch, toDelete []message) {
 		t.write(toFetch, toDelete)
 	}()
 
+	// With a Maildir and UIDs, each message's file name is recorded as
+	// pending before it may be published.
+	toPublish := (<-chan fetched)(staged)
+	if dir := t.s.maildir(); dir != "" && t.hasUIDL {
+		pended := make(chan fetched, t.s.tune.queue)
+		toPublish = pended
+		go t.pend(dir, staged, pended)
+	}
 	var pubs sync.WaitGroup
 	for i := 0; i < t.s.tune.publishers; i++ {
 		pubs.Add(1)
 		go func() {
 			defer pubs.Done()
-			t.publish(ctx, staged, published)
+			t.publish(ctx, toPublish, published)
 		}()
 	}
 	go func() {
@@ -411,6 +420,54 @@ func (t *transferRun) retrieved(ctx context.Context, m message, r pop3.Reply, st
 	}
 	staged <- f
 	return true
+}
+
+// pend records the Maildir file names of staged messages as pending, in
+// one transaction for whatever is waiting, and passes the messages on to
+// be published: a crash after a message became visible, but before its
+// UID was recorded, then leaves a record that the next poll resolves by
+// finding the file (uidstore.Pending), instead of fetching it again. The
+// batches grow by themselves while a commit is in progress. If the store
+// cannot be written, no message is published.
+func (t *transferRun) pend(dir string, staged <-chan fetched, out chan<- fetched) {
+	defer close(out)
+	var broken error
+	batch := make([]fetched, 0, t.s.tune.queue)
+	records := make([]uidstore.Pending, 0, t.s.tune.queue)
+	for f := range staged {
+		batch = append(batch[:0], f)
+	more:
+		for len(batch) < cap(batch) {
+			select {
+			case g, ok := <-staged:
+				if !ok {
+					break more
+				}
+				batch = append(batch, g)
+			default:
+				break more
+			}
+		}
+		records = records[:0]
+		for _, g := range batch {
+			if n, ok := g.staged.(deliver.Named); ok {
+				records = append(records, uidstore.Pending{UID: g.uid, Dir: dir, Name: n.Name()})
+			}
+		}
+		if broken == nil {
+			broken = t.s.store.Pend(t.s.acct.Key(), records)
+			if broken != nil {
+				t.fail(broken)
+			}
+		}
+		for _, g := range batch {
+			if broken != nil {
+				g.staged.Abort()
+				continue
+			}
+			out <- g
+		}
+	}
 }
 
 // publish fsyncs and publishes staged messages.
