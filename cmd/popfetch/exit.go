@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"io/fs"
 
 	"github.com/popfetch/popfetch/config"
 	"github.com/popfetch/popfetch/fetch"
@@ -18,13 +19,13 @@ const (
 	exitAuth          = 3   // the server refused the credentials
 	exitProtocol      = 4   // the server broke the protocol or lacks a required feature
 	exitConfig        = 5   // usage or configuration error
-	exitPermissions   = 6   // the config file (or a password file) is readable by others
+	exitPermissions   = 6   // the config file (or a password file) is readable by others; the state file is not accessible
 	exitServer        = 7   // the server reported an error
 	exitStateLocked   = 8   // another popfetch holds the state directory
 	exitMailboxLocked = 9   // the server says the mailbox is in use
 	exitDelivery      = 10  // a message could not be delivered
 	exitFetchLimit    = 13  // fetch_limit was reached; more mail is waiting
-	exitInternal      = 23  // a bug, or the UID store failed
+	exitInternal      = 23  // a bug, or the UID store failed or is damaged
 	exitInterrupted   = 130 // stopped by SIGINT or SIGTERM (128 + SIGINT)
 )
 
@@ -38,6 +39,7 @@ func exitCodeOf(err error) int {
 		uerr    usageError
 		running *daemonRunningError
 		oerr    *oauth2token.Error
+		oerr2   *uidstore.OpenError
 	)
 	switch {
 	case err == nil:
@@ -48,6 +50,11 @@ func exitCodeOf(err error) int {
 		return exitConfig
 	case errors.Is(err, uidstore.ErrLocked), errors.As(err, &running):
 		return exitStateLocked
+	case errors.As(err, &oerr2):
+		if errors.Is(oerr2, fs.ErrPermission) {
+			return exitPermissions
+		}
+		return exitInternal
 	case errors.As(err, &oerr) && !errors.As(err, &fe):
 		// popfetch auth: the provider could not be reached, or refused.
 		if oerr.Temporary() {

@@ -65,6 +65,7 @@ func main() {
 type proc struct {
 	stop   <-chan struct{}
 	notify func(sigs ...os.Signal) (<-chan os.Signal, func())
+	stdin  io.Reader // nil: os.Stdin
 }
 
 // notifySignals delivers sigs on the returned channel until the returned
@@ -169,7 +170,8 @@ func isKnown(err error) bool {
 		fe      *fetch.Error
 		running *daemonRunningError
 	)
-	return errors.As(err, &fe) || errors.Is(err, uidstore.ErrLocked) || errors.As(err, &running)
+	var oerr *uidstore.OpenError
+	return errors.As(err, &fe) || errors.Is(err, uidstore.ErrLocked) || errors.As(err, &running) || errors.As(err, &oerr)
 }
 
 // globalFlags are accepted both before and after the command name; each
@@ -209,9 +211,10 @@ func newApp(stdout, stderr io.Writer, code *int, p *proc) *cli.App {
 		Description: "Without a command, popfetch fetches: it polls the named accounts, or all of them, once.\n\n" +
 			"Exit codes (as fetchmail's): 0 mail delivered, 1 no new mail, 2 network or TLS error,\n" +
 			"3 authentication failed, 4 protocol error, 5 usage or configuration error,\n" +
-			"6 config file readable by others, 7 server error, 8 another popfetch holds the state,\n" +
+			"6 config file readable by others (or state file not accessible), 7 server error, 8 another popfetch holds the state,\n" +
 			"9 mailbox locked by the server, 10 delivery failed, 13 fetch_limit reached, 23 internal error.",
 		ArgsUsage:              "[ACCOUNT...]",
+		Reader:                 p.stdin,
 		Writer:                 stdout,
 		ErrWriter:              stderr,
 		UseShortOptionHandling: true,
@@ -249,6 +252,7 @@ func newApp(stdout, stderr io.Writer, code *int, p *proc) *cli.App {
 			daemonCommand(code, p),
 			statusCommand(code),
 			authCommand(code),
+			uidlCommand(code),
 		},
 	}
 }
@@ -509,6 +513,9 @@ func summarize(st fetch.Stats) string {
 	}
 	if st.Stopped {
 		summary += ", stopped early"
+	}
+	if st.Recovered > 0 {
+		summary += fmt.Sprintf(", %d found delivered by an interrupted run", st.Recovered)
 	}
 	return summary
 }

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
+)
+
+// runStdin is cliFixture.run with standard input.
+func (f *cliFixture) runStdin(stdin string, args ...string) (int, string, string) {
+	f.t.Helper()
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	full := append([]string{"popfetch", "--config", f.config, "--state-dir", f.stateDir}, args...)
+	code := run(ctx, &proc{notify: notifySignals, stdin: strings.NewReader(stdin)}, full, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestUIDLExportImportForget(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 3, "keep = true")
+	if code, _, stderr := f.run(); code != exitMail {
+		t.Fatalf("fetch: exit %d\n%s", code, stderr)
+	}
+	code, out, stderr := f.run("uidl", "export", "test")
+	if code != exitMail || out != "u1\nu2\nu3\n" {
+		t.Fatalf("export: exit %d, %q\n%s", code, out, stderr)
+	}
+	// Forget one: it is fetched again.
+	if code, _, stderr := f.run("uidl", "forget", "test", "u2"); code != exitMail || !strings.Contains(stderr, "forgot 1 UIDs") {
+		t.Fatalf("forget: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := f.run(); code != exitMail || f.countMaildir() != 4 {
+		t.Fatalf("fetch after forget: exit %d, %d messages\n%s", code, f.countMaildir(), stderr)
+	}
+	// Forget all, then import from standard input (CRLF and empty lines
+	// allowed): nothing is fetched.
+	if code, _, stderr := f.run("uidl", "forget", "--all", "test"); code != exitMail || !strings.Contains(stderr, "forgot 3 UIDs") {
+		t.Fatalf("forget --all: exit %d\n%s", code, stderr)
+	}
+	if _, out, _ := f.run("uidl", "export", "test"); out != "" {
+		t.Fatalf("export after forget --all: %q", out)
+	}
+	code, _, stderr = f.runStdin("u1\r\nu2\n\nu3\n", "uidl", "import", "test")
+	if code != exitMail || !strings.Contains(stderr, "recorded 3 UIDs (0 of them were recorded already)") {
+		t.Fatalf("import: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := f.run(); code != exitNoMail || f.countMaildir() != 4 {
+		t.Fatalf("fetch after import: exit %d, %d messages\n%s", code, f.countMaildir(), stderr)
+	}
+	// Import as arguments; a round trip through export is the identity.
+	f.run("uidl", "import", "test", "u1", "extra uid with spaces")
+	_, out, _ = f.run("uidl", "export", "test")
+	if out != "extra uid with spaces\nu1\nu2\nu3\n" {
+		t.Errorf("export = %q", out)
+	}
+
+	for _, args := range [][]string{
+		{"uidl"},
+		{"uidl", "export"},
+		{"uidl", "list", "test"},
+		{"uidl", "export", "test", "u1"},
+		{"uidl", "forget", "test"},
+		{"uidl", "forget", "--all", "test", "u1"},
+		{"uidl", "export", "nosuchaccount"},
+	} {
+		if code, _, stderr := f.run(args...); code != exitConfig {
+			t.Errorf("%q: exit %d, want %d\n%s", args, code, exitConfig, stderr)
+		}
+	}
+	if code, _, stderr := f.runStdin(strings.Repeat("x", maxUIDLine+1)+"\n", "uidl", "import", "test"); code != exitConfig {
+		t.Errorf("an endless line: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestStateFileDamaged: a state file that is not a database, or was cut
+// short, stops the run with exit 23 and an error that says what to do; a
+// fresh one after moving it aside works.
+func TestStateFileDamaged(t *testing.T) {
+	for name, content := range map[string][]byte{
+		"garbage":   bytes.Repeat([]byte("garbage\x00\xff"), 1000),
+		"empty":     nil,
+		"text file": []byte("u1\nu2\n"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newCLIFixture(t, pop3test.Config{}, 2, "")
+			path := filepath.Join(f.stateDir, "uids.db")
+			os.MkdirAll(f.stateDir, 0o700)
+			if err := os.WriteFile(path, content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for _, args := range [][]string{nil, {"check"}, {"uidl", "export", "test"}} {
+				code, _, stderr := f.run(args...)
+				if code != exitInternal || !strings.Contains(stderr, path) || !strings.Contains(stderr, "mv "+path) {
+					t.Errorf("%q: exit %d, want %d and the remedy\n%s", args, code, exitInternal, stderr)
+				}
+			}
+			if n := len(f.srv.Messages()); n != 2 || f.countMaildir() != 0 {
+				t.Fatalf("something was fetched or deleted: %d on the server, %d delivered", n, f.countMaildir())
+			}
+			os.Rename(path, path+".damaged")
+			if code, _, stderr := f.run(); code != exitMail || f.countMaildir() != 2 {
+				t.Fatalf("after moving it aside: exit %d, %d delivered\n%s", code, f.countMaildir(), stderr)
+			}
+		})
+	}
+}
