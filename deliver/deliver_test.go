@@ -202,6 +202,8 @@ func TestMDAFailures(t *testing.T) {
 		{"killed by a signal", "kill -9 $$", 0, false, "killed"},
 		{"hangs past its timeout", "sleep 30", 300 * time.Millisecond, true, "killed after"},
 		{"child hangs past its timeout", "sleep 30 & wait", 300 * time.Millisecond, true, "killed after"},
+		{"reads part of the message, exit 0", "head -c 5 >/dev/null", 0, false, "read only 5 of the message's 17 octets"},
+		{"reads nothing, exit 0", "exit 0", 0, false, "read only 0 of"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -35,8 +35,10 @@ const DefaultMDATimeout = 5 * time.Minute
 //
 // The message is first spooled to an unlinked temporary file, so that an
 // incomplete message is never piped at all. Exit status 0 means delivered,
-// 75 (EX_TEMPFAIL) a temporary failure, anything else a permanent failure;
-// either failure leaves the message on the server. A run longer than
+// if the program read the whole message; 75 (EX_TEMPFAIL) is a temporary
+// failure, anything else, or exit status 0 after reading only part of the
+// message, a permanent failure; either failure leaves the message on the
+// server. A run longer than
 // Timeout is killed together with its children.
 type MDA struct {
 	Argv     []string
@@ -102,7 +104,24 @@ func (s *stagedSpool) Publish(ctx context.Context) error {
 	}
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
-	return s.m.run(ctx, s.target, s.argv, s.spool)
+	if err := s.m.run(ctx, s.target, s.argv, s.spool); err != nil {
+		return err
+	}
+	// The MDA shares the spool file's offset: short of the end, it
+	// stopped reading, and its exit status 0 cannot vouch for the whole
+	// message (fetchmail sees the same as a broken pipe).
+	read, err := s.spool.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return &Error{Target: s.target, Temporary: true, Err: err}
+	}
+	fi, err := s.spool.Stat()
+	if err != nil {
+		return &Error{Target: s.target, Temporary: true, Err: err}
+	}
+	if read < fi.Size() {
+		return &Error{Target: s.target, Err: fmt.Errorf("exit status 0, but it read only %d of the message's %d octets", read, fi.Size())}
+	}
+	return nil
 }
 
 // Abort closes (and so removes) the spool file.
