@@ -28,6 +28,17 @@ import (
 type Message struct {
 	UID  string
 	Data []byte // LF or CRLF line endings; sent with CRLF
+	// ListSize, if not zero, is the size LIST and RETR report instead of
+	// the real one, as a server whose sizes lie.
+	ListSize int
+}
+
+// listSize is the size the server reports for m.
+func (m *Message) listSize() int {
+	if m.ListSize != 0 {
+		return m.ListSize
+	}
+	return wireSize(m.Data)
 }
 
 // Action is what a Fault does.
@@ -618,7 +629,7 @@ func (ss *session) handleTransaction(verb, arg string) error {
 			if verb == "UIDL" {
 				return fmt.Sprintf("%d %s", n, m.UID)
 			}
-			return fmt.Sprintf("%d %d", n, wireSize(m.Data))
+			return fmt.Sprintf("%d %d", n, m.listSize())
 		}
 		if arg != "" {
 			n, m, ok := ss.msg(arg)
@@ -651,7 +662,7 @@ func (ss *session) handleTransaction(verb, arg string) error {
 			}
 			data = topOf(data, nl)
 		}
-		ss.line(fmt.Sprintf("+OK %d octets", wireSize(m.Data)))
+		ss.line(fmt.Sprintf("+OK %d octets", m.listSize()))
 		writeStuffed(ss.w, data)
 		return ss.line(".")
 	case "DELE":
