@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -76,38 +74,5 @@ func TestUIDLExportImportForget(t *testing.T) {
 	}
 	if code, _, stderr := f.runStdin(strings.Repeat("x", maxUIDLine+1)+"\n", "uidl", "import", "test"); code != exitConfig {
 		t.Errorf("an endless line: exit %d\n%s", code, stderr)
-	}
-}
-
-// TestStateFileDamaged: a state file that is not a database, or was cut
-// short, stops the run with exit 23 and an error that says what to do; a
-// fresh one after moving it aside works.
-func TestStateFileDamaged(t *testing.T) {
-	for name, content := range map[string][]byte{
-		"garbage":   bytes.Repeat([]byte("garbage\x00\xff"), 1000),
-		"empty":     nil,
-		"text file": []byte("u1\nu2\n"),
-	} {
-		t.Run(name, func(t *testing.T) {
-			f := newCLIFixture(t, pop3test.Config{}, 2, "")
-			path := filepath.Join(f.stateDir, "uids.db")
-			os.MkdirAll(f.stateDir, 0o700)
-			if err := os.WriteFile(path, content, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			for _, args := range [][]string{nil, {"check"}, {"uidl", "export", "test"}} {
-				code, _, stderr := f.run(args...)
-				if code != exitInternal || !strings.Contains(stderr, path) || !strings.Contains(stderr, "mv "+path) {
-					t.Errorf("%q: exit %d, want %d and the remedy\n%s", args, code, exitInternal, stderr)
-				}
-			}
-			if n := len(f.srv.Messages()); n != 2 || f.countMaildir() != 0 {
-				t.Fatalf("something was fetched or deleted: %d on the server, %d delivered", n, f.countMaildir())
-			}
-			os.Rename(path, path+".damaged")
-			if code, _, stderr := f.run(); code != exitMail || f.countMaildir() != 2 {
-				t.Fatalf("after moving it aside: exit %d, %d delivered\n%s", code, f.countMaildir(), stderr)
-			}
-		})
 	}
 }
