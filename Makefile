@@ -3,8 +3,9 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 30s
+SHELL    := /bin/bash
 
-.PHONY: all build test test-short vet fuzz demo measure bench gobench soak clean
+.PHONY: all build test test-unit test-faults test-short vet fuzz demo measure bench gobench soak clean
 
 all: build
 
@@ -12,9 +13,19 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/popfetch ./cmd/popfetch
 
-## test: vet, then every test (the Dovecot end-to-end tests too), with the race detector
-test: vet
-	$(GO) test -race -count=1 ./...
+## test: vet, then every test (the Dovecot end-to-end tests too), with the race detector: the
+## unit and end-to-end tests, then the fault-injection suite
+test: vet test-unit test-faults
+
+## test-unit: every test but the fault-injection suite
+test-unit:
+	$(GO) test -race -count=1 -skip '^TestFault' ./...
+
+## test-faults: the fault-injection suite (docs/reliability.md): nothing lost, nothing twice;
+## prints the kill loops' figures (POPFETCH_KILL_ITERATIONS, default 50 each)
+test-faults:
+	@set -o pipefail; $(GO) test -race -count=1 -run '^TestFault' -v ./... 2>&1 | \
+	  { grep -E '^(ok|FAIL|panic|--- FAIL)|^ +--- FAIL|KILL LOOP|_test\.go:[0-9]+: ' || true; }
 
 ## test-short: the tests that need neither Dovecot nor root
 test-short:
