@@ -161,7 +161,9 @@ func Poll(ctx context.Context, acct *Account, store *uidstore.Store, d deliver.D
 
 // Check counts the messages on the server and how many of them are new,
 // without downloading or deleting anything. Without UIDL every message
-// counts as new. Options.Stop ends it at once.
+// counts as new. Like Poll, it first settles the deliveries an
+// interrupted run left pending, so that it counts them right.
+// Options.Stop ends it at once.
 func Check(ctx context.Context, acct *Account, store *uidstore.Store, opts *Options) (Stats, error) {
 	s := newSession(acct, store, nil, opts)
 	defer s.close()

@@ -217,7 +217,7 @@ func (d *daemon) job(a config.Account) (fetch.Job, error) {
 		switch {
 		case err != nil && st.Delivered > 0:
 			alog.Info(summarize(st) + " before the failure")
-		case err == nil && (st.Delivered > 0 || st.Deleted > 0 || st.Skipped > 0 || st.Failed > 0 || st.Stopped):
+		case err == nil && (st.Delivered > 0 || st.Deleted > 0 || st.Skipped > 0 || st.Failed > 0 || st.Stopped || st.Recovered > 0):
 			alog.Info(summarize(st))
 		case err == nil:
 			alog.Debug(summarize(st))
