@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/textproto"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -335,13 +336,17 @@ func (s *session) run(ctx context.Context) error {
 	return nil
 }
 
-// maildir returns the directory of the deliverer if it is a Maildir
-// (whose messages can be found again after a crash), else "".
+// maildir returns the absolute directory of the deliverer if it is a
+// Maildir (whose messages can be found again after a crash), else "".
 func (s *session) maildir() string {
-	if md, ok := s.d.(interface{ Dir() string }); ok {
-		return md.Dir()
+	md, ok := s.d.(interface{ Dir() string })
+	if !ok {
+		return ""
 	}
-	return ""
+	if abs, err := filepath.Abs(md.Dir()); err == nil {
+		return abs
+	}
+	return md.Dir()
 }
 
 // resolvePending settles the deliveries an interrupted run left pending

@@ -192,23 +192,31 @@ func (e *e2e) receivedAll() (map[string][]byte, int, int) {
 	e.t.Helper()
 	got := map[string][]byte{}
 	dups := 0
-	for _, sub := range []string{"new", "cur"} {
-		entries, _ := os.ReadDir(filepath.Join(e.maildir, sub))
-		for _, ent := range entries {
-			data, err := os.ReadFile(filepath.Join(e.maildir, sub, ent.Name()))
-			if err != nil {
-				e.t.Fatal(err)
-			}
-			body := []byte(stripReceived(string(data)))
-			id := messageID(body)
-			if _, ok := got[id]; ok {
-				dups++
-			}
-			got[id] = body
+	eachDelivered(e.t, e.maildir, func(_ string, body []byte) {
+		id := messageID(body)
+		if _, ok := got[id]; ok {
+			dups++
 		}
-	}
+		got[id] = body
+	})
 	tmp, _ := os.ReadDir(filepath.Join(e.maildir, "tmp"))
 	return got, dups, len(tmp)
+}
+
+// eachDelivered calls fn with the file name and the content, Received
+// field removed, of each message in the Maildir's new/ and cur/.
+func eachDelivered(t *testing.T, maildir string, fn func(name string, body []byte)) {
+	t.Helper()
+	for _, sub := range []string{"new", "cur"} {
+		entries, _ := os.ReadDir(filepath.Join(maildir, sub))
+		for _, ent := range entries {
+			data, err := os.ReadFile(filepath.Join(maildir, sub, ent.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fn(ent.Name(), []byte(stripReceived(string(data))))
+		}
+	}
 }
 
 func stripReceived(msg string) string {

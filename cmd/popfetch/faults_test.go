@@ -101,21 +101,13 @@ func (k *killLoop) rerun() int {
 func (k *killLoop) check() (lost, dups, tmp int) {
 	k.t.Helper()
 	got := map[string]int{}
-	for _, sub := range []string{"new", "cur"} {
-		entries, _ := os.ReadDir(filepath.Join(k.maildir, sub))
-		for _, e := range entries {
-			data, err := os.ReadFile(filepath.Join(k.maildir, sub, e.Name()))
-			if err != nil {
-				k.t.Fatal(err)
-			}
-			body := []byte(stripReceived(string(data)))
-			id := messageID(body)
-			if want, ok := k.sent[id]; !ok || !bytes.Equal(bytes.TrimRight(body, "\n"), bytes.TrimRight(want, "\n")) {
-				k.t.Errorf("%s: a message that was not sent, or altered (%s)", e.Name(), id)
-			}
-			got[id]++
+	eachDelivered(k.t, k.maildir, func(name string, body []byte) {
+		id := messageID(body)
+		if want, ok := k.sent[id]; !ok || !bytes.Equal(bytes.TrimRight(body, "\n"), bytes.TrimRight(want, "\n")) {
+			k.t.Errorf("%s: a message that was not sent, or altered (%s)", name, id)
 		}
-	}
+		got[id]++
+	})
 	for id := range k.sent {
 		switch n := got[id]; {
 		case n == 0:
