@@ -86,7 +86,7 @@ func TestMailboxSemantics(t *testing.T) {
 	}
 }
 
-func TestFaults(t *testing.T) {
+func TestServerFaults(t *testing.T) {
 	srv, err := pop3test.NewServer(pop3test.Config{User: "u", Password: "p"},
 		pop3test.Message{UID: "a", Data: []byte("Subject: a\n\nbody body body\n")})
 	if err != nil {
@@ -122,6 +122,24 @@ func TestFaults(t *testing.T) {
 	if srv.Count("RETR") != 1 || srv.Sessions() != 2 {
 		t.Errorf("counts: RETR %d sessions %d", srv.Count("RETR"), srv.Sessions())
 	}
+
+	// Mute answers nothing more, however long the client waits, and
+	// still lets the server close.
+	srv.SetFaults(pop3test.Fault{Command: "NOOP", Action: pop3test.Mute})
+	c = login(t, srv)
+	tctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := c.Noop(tctx); err == nil {
+		t.Fatal("Mute fault: NOOP answered")
+	}
+	closed := make(chan struct{})
+	go func() { srv.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hangs on a muted session")
+	}
+	c.Close()
 }
 
 func TestSTLSAndAPOP(t *testing.T) {
