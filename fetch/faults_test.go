@@ -71,6 +71,23 @@ func exactlyOnce(t *testing.T, got []string, want []pop3test.Message) {
 	}
 }
 
+// pollAfterFault polls into d, waiting while the server still holds the
+// mailbox for the broken session: a server notices a client gone only
+// when it next reads (pop3test and Dovecot alike), and answers [IN-USE]
+// until then.
+func (f *fixture) pollAfterFault(d deliver.Deliverer) (Stats, error) {
+	f.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := Poll(context.Background(), f.acct, f.store, d, nil)
+		var fe *Error
+		if !errors.As(err, &fe) || fe.Kind != KindLocked || time.Now().After(deadline) {
+			return st, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // settle polls without faults until a poll succeeds (at most 3), and then
 // checks that every message is in the Maildir exactly once, the server is
 // empty, and no pending record or temporary file is left.
@@ -79,7 +96,7 @@ func (f *fixture) settle(msgs []pop3test.Message) {
 	f.srv.SetFaults()
 	var err error
 	for i := 0; i < 3; i++ {
-		if _, err = f.poll(); err == nil {
+		if _, err = f.pollAfterFault(f.md); err == nil {
 			break
 		}
 	}
@@ -336,7 +353,7 @@ func TestFaultMaildirDeleted(t *testing.T) {
 			}
 			f.useMaildir(f.dir) // as the next run does: made anew
 			f.srv.SetFaults()
-			if _, err := f.poll(); err != nil {
+			if _, err := f.pollAfterFault(f.md); err != nil {
 				t.Fatal(err)
 			}
 			after := maildirMessages(t, f.dir)
@@ -411,7 +428,7 @@ func TestFaultMDA(t *testing.T) {
 				t.Fatalf("%d messages on the server, want %d", n, 5-accepted)
 			}
 			good := &deliver.MDA{Argv: []string{mdaScript(t, `cat > "$(mktemp `+out+`/msg.XXXXXX)"`)}}
-			if st, err := Poll(context.Background(), f.acct, f.store, good, nil); err != nil || st.Delivered != 5-accepted {
+			if st, err := f.pollAfterFault(good); err != nil || st.Delivered != 5-accepted {
 				t.Fatalf("poll with a working MDA: %+v, %v", st, err)
 			}
 			entries, _ := os.ReadDir(out)
