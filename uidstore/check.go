@@ -123,7 +123,7 @@ func checkFile(path string) error {
 		return damaged("it is truncated: %d octets, and its header says %d", size, need)
 	}
 	check := func(what string, pgid uint64, flags ...uint16) error {
-		id, fl, err := pageHeader(f, pgid*m.pageSize)
+		id, fl, _, _, err := pageHeader(f, pgid*m.pageSize)
 		if err != nil {
 			return damaged("its %s page cannot be read: %v", what, err)
 		}
@@ -147,6 +147,35 @@ func checkFile(path string) error {
 		if err := check("freelist", m.freelist, flagFreelist); err != nil {
 			return err
 		}
+		if err := checkFreelist(f, m); err != nil {
+			return damaged("%v", err)
+		}
+	}
+	return nil
+}
+
+// checkFreelist checks that the freelist's length fits in its pages:
+// bbolt allocates a slice of that length when it opens the file, and a
+// damaged one would ask for terabytes.
+func checkFreelist(r io.ReaderAt, m *meta) error {
+	off := m.freelist * m.pageSize
+	_, _, count, overflow, err := pageHeader(r, off)
+	if err != nil {
+		return err
+	}
+	n, skip := uint64(count), uint64(0)
+	if count == 0xffff {
+		// The real count is the first element.
+		var b [8]byte
+		if _, err := r.ReadAt(b[:], int64(off+pageHeaderSize)); err != nil {
+			return fmt.Errorf("its freelist cannot be read: %w", err)
+		}
+		n, skip = binary.NativeEndian.Uint64(b[:]), 1
+	}
+	pages := uint64(overflow) + 1
+	room := (pages*m.pageSize - pageHeaderSize) / 8
+	if m.freelist+pages > m.pgid || n > room || n+skip > room {
+		return fmt.Errorf("its freelist (page %d) is overwritten", m.freelist)
 	}
 	return nil
 }
@@ -189,13 +218,14 @@ func readMeta(r io.ReaderAt, off int64) (*meta, error) {
 	return m, nil
 }
 
-// pageHeader reads the id and flags of the page at off.
-func pageHeader(r io.ReaderAt, off uint64) (uint64, uint16, error) {
+// pageHeader reads the id, flags, count and overflow of the page at off.
+func pageHeader(r io.ReaderAt, off uint64) (id uint64, flags, count uint16, overflow uint32, err error) {
 	var b [pageHeaderSize]byte
 	if _, err := r.ReadAt(b[:], int64(off)); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, 0, err
 	}
-	return binary.NativeEndian.Uint64(b[0:]), binary.NativeEndian.Uint16(b[8:]), nil
+	le := binary.NativeEndian
+	return le.Uint64(b[0:]), le.Uint16(b[8:]), le.Uint16(b[10:]), le.Uint32(b[12:]), nil
 }
 
 // guard runs fn, turning a panic, or a memory fault in bbolt's mapping of

@@ -189,3 +189,59 @@ func TestOpenNotADirectory(t *testing.T) {
 		t.Fatalf("Open = %v, want an *OpenError that is not Damaged", err)
 	}
 }
+
+// TestOpenDamagedFreelist: a freelist whose length runs past the file
+// (bbolt would allocate it: a fatal out-of-memory, not a panic), or whose
+// entries are nonsense, is damage, reported as such every time, never a
+// crash, and never as a lock left held by the first attempt.
+func TestOpenDamagedFreelist(t *testing.T) {
+	tests := []struct {
+		name  string
+		count uint16
+		ids   []uint64
+	}{
+		{"length past the file", 0xffff, []uint64{1 << 40}},
+		{"the meta pages listed free, twice", 4, []uint64{1, 1, 0, 0}},
+		{"pages past the end listed free", 3, []uint64{1 << 50, 1<<50 + 1, 1<<50 + 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path, data := damagedFile(t, 20000)
+			m, err := readMeta(bytes.NewReader(data), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m1, _ := readMeta(bytes.NewReader(data), int64(m.pageSize)); m1 != nil && m1.txid > m.txid {
+				m = m1
+			}
+			if m.freelist == noFreelist {
+				t.Fatal("the store has no freelist page")
+			}
+			page := data[m.freelist*m.pageSize:]
+			binary.NativeEndian.PutUint16(page[10:], tt.count)
+			for i, id := range tt.ids {
+				binary.NativeEndian.PutUint64(page[pageHeaderSize+8*i:], id)
+			}
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 2; i++ {
+				s, err := Open(path, 100*time.Millisecond)
+				if err == nil {
+					// bbolt took it: then reading and writing must
+					// not crash either.
+					k := Key{"h", 995, "u"}
+					s.Seen(k, []string{"x"})
+					s.Record(k, "x")
+					s.Close()
+					continue
+				}
+				var oe *OpenError
+				if !errors.As(err, &oe) || !oe.Damaged {
+					t.Fatalf("attempt %d: %v, want a damaged-file error", i+1, err)
+				}
+				t.Logf("attempt %d: %v", i+1, oe.Err)
+			}
+		})
+	}
+}

@@ -82,14 +82,23 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 		timeout = time.Millisecond // bbolt treats zero as "wait forever"
 	}
 	var db *bolt.DB
+	var file *os.File // bbolt's, so that a panic in Open does not leave it open and locked
+	opts := &bolt.Options{Timeout: timeout, OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		file = f
+		return f, err
+	}}
 	err := guard(path, func() error {
 		if err := checkFile(path); err != nil {
 			return err
 		}
 		var err error
-		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+		db, err = bolt.Open(path, 0o600, opts)
 		return err
 	})
+	if err != nil && file != nil {
+		file.Close() // after a failed Open bbolt has closed it; a second Close does nothing
+	}
 	var oerr *OpenError
 	switch {
 	case err == nil:
