@@ -19,12 +19,12 @@ test: vet test-unit test-faults
 
 ## test-unit: every test but the fault-injection suite
 test-unit:
-	$(GO) test -race -count=1 -skip '^TestFault' ./...
+	$(GO) test -race -count=1 -timeout 30m -skip '^TestFault' ./...
 
 ## test-faults: the fault-injection suite (docs/reliability.md): nothing lost, nothing twice;
 ## prints the kill loops' figures (POPFETCH_KILL_ITERATIONS, default 50 each)
 test-faults:
-	@set -o pipefail; $(GO) test -race -count=1 -run '^TestFault' -v ./... 2>&1 | \
+	@set -o pipefail; $(GO) test -race -count=1 -timeout 30m -run '^TestFault' -v ./... 2>&1 | \
 	  { grep -E '^(ok|FAIL|panic|--- FAIL)|^ +--- FAIL|KILL LOOP|_test\.go:[0-9]+: ' || true; }
 
 ## test-short: the tests that need neither Dovecot nor root

@@ -36,12 +36,15 @@ type killLoop struct {
 	maildir string
 	sent    map[string][]byte // by Message-ID
 	left    func() int        // messages left on the server
+	done    func()            // if set, releases the server after the iteration
 }
 
-// runKill starts popfetch, kills it with SIGKILL after delay (if it is
-// still running), and returns whether it was killed, and how many messages
-// were in the Maildir at that moment.
-func (k *killLoop) runKill(delay time.Duration) (bool, int) {
+// runKill starts popfetch and kills it with SIGKILL once the Maildir's
+// new/ holds at least target messages, jitter later (if it is still
+// running). It returns whether it was killed, and how many messages were
+// in new/ at that moment. Aiming at a point of progress, not a time, lands
+// every kill inside the fetch however fast the machine is that day.
+func (k *killLoop) runKill(target int, jitter time.Duration) (bool, int) {
 	k.t.Helper()
 	cmd := exec.Command(k.bin, "--config", k.config, "--state-dir", filepath.Join(k.dir, "state"), "-q")
 	if err := cmd.Start(); err != nil {
@@ -49,10 +52,21 @@ func (k *killLoop) runKill(delay time.Duration) (bool, int) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	deadline := time.After(2 * time.Minute)
+	for countDir(filepath.Join(k.maildir, "new")) < target {
+		select {
+		case <-done:
+			return false, 0
+		case <-deadline:
+			cmd.Process.Kill()
+			k.t.Fatal("popfetch made no progress")
+		case <-time.After(500 * time.Microsecond):
+		}
+	}
 	select {
 	case <-done:
 		return false, 0
-	case <-time.After(delay):
+	case <-time.After(jitter):
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	err := <-done
@@ -64,8 +78,24 @@ func (k *killLoop) runKill(delay time.Duration) (bool, int) {
 	if !ok || !ws.Signaled() {
 		return false, 0
 	}
-	entries, _ := os.ReadDir(filepath.Join(k.maildir, "new"))
-	return true, len(entries)
+	return true, countDir(filepath.Join(k.maildir, "new"))
+}
+
+// countDir counts the entries of dir (0 if it does not exist yet).
+func countDir(dir string) int {
+	d, err := os.Open(dir)
+	if err != nil {
+		return 0
+	}
+	defer d.Close()
+	n := 0
+	for {
+		names, err := d.Readdirnames(4096)
+		n += len(names)
+		if err != nil {
+			return n
+		}
+	}
 }
 
 var foundDeliveredRE = regexp.MustCompile(`(\d+) found delivered by an interrupted run`)
@@ -145,9 +175,9 @@ func killLoopIterations(t *testing.T, def int) int {
 }
 
 // runKillLoop runs the loop: per iteration a full mailbox, one popfetch
-// killed at a random moment within the time a whole fetch took, then
-// clean runs; every message must arrive exactly once. It goes on until
-// iterations runs were killed before they ended.
+// killed at a random moment of its fetch, then clean runs; every message
+// must arrive exactly once. It goes on until iterations runs were killed
+// before they ended.
 func runKillLoop(t *testing.T, iterations int, setup func(i int) *killLoop) {
 	seed := uint64(time.Now().UnixNano())
 	if v := os.Getenv("POPFETCH_KILL_SEED"); v != "" {
@@ -162,6 +192,9 @@ func runKillLoop(t *testing.T, iterations int, setup func(i int) *killLoop) {
 	if lost, dups, _ := cal.check(); lost+dups > 0 {
 		t.Fatalf("an uninterrupted fetch: %d lost, %d duplicates", lost, dups)
 	}
+	if cal.done != nil {
+		cal.done()
+	}
 	// Runs that end before their kill do not count: iterate until
 	// iterations runs were killed mid-fetch (at most three times as many
 	// runs).
@@ -170,8 +203,15 @@ func runKillLoop(t *testing.T, iterations int, setup func(i int) *killLoop) {
 	for i := 0; killed < iterations && i < 3*iterations; i++ {
 		runs++
 		k := setup(i)
-		delay := time.Duration(rng.Int64N(int64(full)))
-		wasKilled, delivered := k.runKill(delay)
+		// A random point of progress, and a random moment after it:
+		// up to 100 ms at the start (connecting, logging in, listing),
+		// up to 5 ms after a message (any step of its way).
+		target := rng.IntN(len(k.sent))
+		jitter := time.Duration(rng.Int64N(int64(5 * time.Millisecond)))
+		if target == 0 {
+			jitter = time.Duration(rng.Int64N(int64(100 * time.Millisecond)))
+		}
+		wasKilled, delivered := k.runKill(target, jitter)
 		if wasKilled {
 			killed++
 			progress = append(progress, delivered)
@@ -179,12 +219,15 @@ func runKillLoop(t *testing.T, iterations int, setup func(i int) *killLoop) {
 		recovered += k.rerun()
 		l, d, tm := k.check()
 		if l+d > 0 || tm > 0 {
-			t.Errorf("iteration %d (killed after %v, %d delivered): %d lost, %d duplicates, %d in tmp/", i, delay, delivered, l, d, tm)
+			t.Errorf("iteration %d (killed at %d+%v, %d delivered): %d lost, %d duplicates, %d in tmp/", i, target, jitter, delivered, l, d, tm)
 		}
 		if n := k.left(); n != 0 {
 			t.Errorf("iteration %d: %d messages left on the server", i, n)
 		}
 		lost, dups, tmp = lost+l, dups+d, tmp+tm
+		if k.done != nil {
+			k.done()
+		}
 	}
 	slices.Sort(progress)
 	median := 0
@@ -221,6 +264,7 @@ func TestFaultKillLoop(t *testing.T) {
 		}
 		t.Cleanup(srv.Close)
 		k.left = func() int { return len(srv.Messages()) }
+		k.done = srv.Close
 		k.config, k.maildir = filepath.Join(k.dir, "config.toml"), filepath.Join(k.dir, "Mail")
 		host, port, _ := strings.Cut(srv.Addr(), ":")
 		writeFile(t, k.config, fmt.Sprintf(`[[account]]
