@@ -121,16 +121,26 @@ type Account struct {
 	OAuth2            *OAuth2 // nil unless the account has an [account.oauth2] table
 	AllowInsecureAuth bool
 	Keep              bool
-	SizeLimit         int64 // messages larger than this are left on the server; 0: no limit
-	FetchLimit        int   // at most this many messages per poll; 0: no limit
-	Maildir           string
-	MDA               []string
-	Recipient         string // %T for the MDA and "for" in the Received field
-	AddReceived       bool
-	Timeout           time.Duration // bounds connecting and every network read and write
-	MDATimeout        time.Duration
-	Interval          time.Duration // between polls, for the daemon; 0 if not set
-	Pipelining        string        // "auto", "on" or "off"
+	// DeleteAfter, if not zero, deletes a message from the server once
+	// this long has passed since it was first delivered (Keep is then
+	// true: younger messages stay).
+	DeleteAfter time.Duration
+	// DeleteLargerThan, if not zero, deletes new messages larger than
+	// this from the server without fetching them (mpop's killsize).
+	DeleteLargerThan int64
+	// FetchAll fetches every message, also those delivered before
+	// (fetchmail's fetchall).
+	FetchAll    bool
+	SizeLimit   int64 // messages larger than this are left on the server; 0: no limit
+	FetchLimit  int   // at most this many messages per poll; 0: no limit
+	Maildir     string
+	MDA         []string
+	Recipient   string // %T for the MDA and "for" in the Received field
+	AddReceived bool
+	Timeout     time.Duration // bounds connecting and every network read and write
+	MDATimeout  time.Duration
+	Interval    time.Duration // between polls, for the daemon; 0 if not set
+	Pipelining  string        // "auto", "on" or "off"
 }
 
 // Daemon is the [daemon] table: limits of "popfetch daemon".
@@ -227,6 +237,9 @@ type rawAccount struct {
 	Auth              *string    `toml:"auth"`
 	AllowInsecureAuth *bool      `toml:"allow_insecure_auth"`
 	Keep              *bool      `toml:"keep"`
+	DeleteAfter       *Duration  `toml:"delete_after"`
+	DeleteLargerThan  *Size      `toml:"delete_larger_than"`
+	FetchAll          *bool      `toml:"fetch_all"`
 	SizeLimit         *Size      `toml:"size_limit"`
 	FetchLimit        *int       `toml:"fetch_limit"`
 	Maildir           *string    `toml:"maildir"`
@@ -622,6 +635,23 @@ func build(r rawAccount) (Account, []string) {
 	if r.SizeLimit != nil {
 		a.SizeLimit = int64(*r.SizeLimit)
 	}
+	if r.DeleteAfter != nil {
+		a.DeleteAfter = time.Duration(*r.DeleteAfter)
+		switch {
+		case a.DeleteAfter < time.Minute:
+			bad("delete_after %v: want a minute or more, e.g. \"30d\"", a.DeleteAfter)
+		case r.Keep != nil && !*r.Keep:
+			bad("delete_after keeps mail on the server until it is that old; it cannot go with keep = false")
+		}
+		a.Keep = true
+	}
+	if r.DeleteLargerThan != nil {
+		a.DeleteLargerThan = int64(*r.DeleteLargerThan)
+		if a.DeleteLargerThan == 0 {
+			bad("delete_larger_than is 0: it would delete every message unread; leave it out instead")
+		}
+	}
+	a.FetchAll = r.FetchAll != nil && *r.FetchAll
 	if r.FetchLimit != nil {
 		a.FetchLimit = *r.FetchLimit
 		if a.FetchLimit < 0 {

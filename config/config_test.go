@@ -180,6 +180,10 @@ func TestParseProblems(t *testing.T) {
 		{"bad port", minimal + "port = 70000\n", []string{"port 70000"}},
 		{"bad size", minimal + "size_limit = '5 parsecs'\n", []string{"bad size"}},
 		{"bad duration", minimal + "timeout = 'soon'\n", []string{"bad duration"}},
+		{"delete_after with keep = false", minimal + "keep = false\ndelete_after = '30d'\n", []string{"cannot go with keep = false"}},
+		{"delete_after too short", minimal + "delete_after = '10s'\n", []string{"delete_after 10s"}},
+		{"delete_after bad", minimal + "delete_after = '30 days'\n", []string{"bad duration"}},
+		{"delete_larger_than 0", minimal + "delete_larger_than = 0\n", []string{"delete_larger_than is 0"}},
 		{"short timeout", minimal + "timeout = '10ms'\n", []string{"timeout 10ms"}},
 		{"empty mda", strings.Replace(minimal, `maildir = "/tmp/Mail/work"`, `mda = []`, 1), []string{"command is empty"}},
 		{"bad auth", minimal + "auth = 'kerberos'\n", []string{`auth = "kerberos"`}},
@@ -369,6 +373,40 @@ func TestParseSize(t *testing.T) {
 		if (err == nil) != tt.ok || got != tt.want {
 			t.Errorf("ParseSize(%q) = %d, %v", tt.in, got, err)
 		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"90s", 90 * time.Second, true}, {"1h30m", 90 * time.Minute, true}, {"30d", 30 * 24 * time.Hour, true},
+		{"1d12h", 36 * time.Hour, true}, {" 2d ", 48 * time.Hour, true}, {"0d", 0, true},
+		{"d", 0, false}, {"-1d", 0, false}, {"1.5d", 0, false}, {"30 days", 0, false}, {"1d-1h", 0, false},
+		{"999999999d", 0, false}, {"", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseDuration(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseDuration(%q) = %v, %v", tt.in, got, err)
+		}
+	}
+}
+
+func TestParsePolicies(t *testing.T) {
+	cfg, err := Parse("c.toml", minimal+"delete_after = '30d'\ndelete_larger_than = '20MiB'\nfetch_all = true\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Accounts[0]
+	if a.DeleteAfter != 30*24*time.Hour || !a.Keep || a.DeleteLargerThan != 20<<20 || !a.FetchAll {
+		t.Errorf("got delete_after %v keep %v delete_larger_than %d fetch_all %v", a.DeleteAfter, a.Keep, a.DeleteLargerThan, a.FetchAll)
+	}
+	cfg, _ = Parse("c.toml", minimal)
+	if a := cfg.Accounts[0]; a.DeleteAfter != 0 || a.Keep || a.DeleteLargerThan != 0 || a.FetchAll {
+		t.Errorf("defaults: %+v", a)
 	}
 }
 

@@ -56,9 +56,31 @@ func ParseSize(text string) (int64, error) {
 	return int64(f * mult), nil
 }
 
-// Duration is a time.Duration. In TOML it is a string such as "5m" or
-// "1h30m" (Go syntax) or an integer number of seconds.
+// Duration is a time.Duration. In TOML it is a string such as "5m",
+// "1h30m" (Go syntax), "30d" or "1d12h" (days of 24 hours), or an integer
+// number of seconds.
 type Duration time.Duration
+
+// ParseDuration parses a duration as Duration takes it from a string.
+func ParseDuration(text string) (time.Duration, error) {
+	t := strings.TrimSpace(text)
+	var days time.Duration
+	if i := strings.IndexByte(t, 'd'); i > 0 {
+		n, err := strconv.Atoi(t[:i])
+		if err != nil || n < 0 || n > 100_000 {
+			return 0, fmt.Errorf("bad duration %q: want e.g. \"90s\", \"5m\", \"1h30m\" or \"30d\"", text)
+		}
+		days, t = time.Duration(n)*24*time.Hour, t[i+1:]
+		if t == "" {
+			return days, nil
+		}
+	}
+	x, err := time.ParseDuration(t)
+	if err != nil || x < 0 {
+		return 0, fmt.Errorf("bad duration %q: want e.g. \"90s\", \"5m\", \"1h30m\" or \"30d\"", text)
+	}
+	return days + x, nil
+}
 
 // UnmarshalTOML implements toml.Unmarshaler.
 func (d *Duration) UnmarshalTOML(v any) error {
@@ -70,12 +92,9 @@ func (d *Duration) UnmarshalTOML(v any) error {
 		*d = Duration(time.Duration(v) * time.Second)
 		return nil
 	case string:
-		x, err := time.ParseDuration(strings.TrimSpace(v))
-		if err != nil || x < 0 {
-			return fmt.Errorf("bad duration %q: want e.g. \"90s\", \"5m\" or \"1h30m\"", v)
-		}
+		x, err := ParseDuration(v)
 		*d = Duration(x)
-		return nil
+		return err
 	}
 	return fmt.Errorf("duration must be a string like \"5m\" or a number of seconds, not %T", v)
 }

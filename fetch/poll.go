@@ -79,12 +79,20 @@ type Account struct {
 	Auth              AuthMode
 	AllowInsecureAuth bool
 	Keep              bool
-	SizeLimit         int64 // leave larger messages on the server; 0: no limit
-	FetchLimit        int   // fetch at most this many messages; 0: no limit
-	Recipient         string
-	AddReceived       bool
-	Timeout           time.Duration // connecting, and every read and write
-	Pipelining        PipeliningMode
+	// DeleteAfter, with Keep, deletes messages first delivered at least
+	// this long ago; 0: never.
+	DeleteAfter time.Duration
+	// DeleteLargerThan deletes new messages larger than this without
+	// fetching them; 0: never.
+	DeleteLargerThan int64
+	// FetchAll fetches messages delivered before too.
+	FetchAll    bool
+	SizeLimit   int64 // leave larger messages on the server; 0: no limit
+	FetchLimit  int   // fetch at most this many messages; 0: no limit
+	Recipient   string
+	AddReceived bool
+	Timeout     time.Duration // connecting, and every read and write
+	Pipelining  PipeliningMode
 }
 
 // PipeliningMode says whether to send commands ahead of their replies
@@ -113,6 +121,8 @@ type Stats struct {
 	Failed       int   // messages whose delivery failed (left on the server)
 	Deleted      int   // messages deleted from the server (counted once QUIT succeeded)
 	Recovered    int   // deliveries an interrupted run left pending that had arrived
+	Expired      int   // messages marked for deletion by DeleteAfter
+	Discarded    int   // new messages marked for deletion unread by DeleteLargerThan
 	LimitReached bool  // fetch_limit stopped the poll with new messages left
 	Stopped      bool  // Options.Stop ended the poll with new messages left
 	// Auth is how the poll logged in: "user", "apop" or a SASL mode
@@ -242,6 +252,7 @@ type message struct {
 	size      int64  // from LIST, if sizeKnown
 	sizeKnown bool
 	seen      bool
+	first     time.Time // when first delivered, if seen
 }
 
 // open connects, logs in and lists the mailbox. When the server
@@ -454,10 +465,16 @@ func (s *session) connect(ctx context.Context) error {
 	return nil
 }
 
+// needSizes reports whether new messages must be judged by size
+// (size_limit, delete_larger_than).
+func (s *session) needSizes() bool {
+	return s.acct.SizeLimit > 0 || s.acct.DeleteLargerThan > 0
+}
+
 // needSizesAtOnce reports whether LIST should go out with UIDL: when the
-// server pipelines (it costs no round trip) and size_limit needs sizes.
+// server pipelines (it costs no round trip) and sizes are needed.
 func (s *session) needSizesAtOnce() bool {
-	return s.acct.SizeLimit > 0 && s.pipelining()
+	return s.needSizes() && s.pipelining()
 }
 
 // list returns the messages on the server with their UIDs (if the server
@@ -467,7 +484,7 @@ func (s *session) needSizesAtOnce() bool {
 // UIDL, or when size_limit must judge new messages. With PIPELINING and a
 // size_limit both go out at once.
 func (s *session) list(ctx context.Context, l *pop3.Listing) ([]message, bool, error) {
-	needSizes := s.acct.SizeLimit > 0
+	needSizes := s.needSizes()
 	s.step = "UIDL"
 	if l == nil {
 		got, err := s.c.ListAll(ctx, true, s.needSizesAtOnce(), s.pipelining())
@@ -493,7 +510,7 @@ func (s *session) list(ctx context.Context, l *pop3.Listing) ([]message, bool, e
 	}
 	// LIST went out with UIDL if needSizesAtOnce; otherwise ask for it
 	// now, if it is needed at all.
-	if !s.needSizesAtOnce() && (!hasUIDL || (needSizes && anyNew(msgs))) {
+	if !s.needSizesAtOnce() && (!hasUIDL || (needSizes && (anyNew(msgs) || s.acct.FetchAll))) {
 		s.step = "LIST"
 		sizes, err = s.c.List(ctx)
 		listErr = err
@@ -549,12 +566,12 @@ func (s *session) byUID(uids []pop3.MessageUID) ([]message, error) {
 		msgs[i] = message{num: u.Number, uid: u.UID}
 		list[i] = u.UID
 	}
-	seen, err := s.store.Seen(s.acct.Key(), list)
+	first, err := s.store.FirstSeen(s.acct.Key(), list)
 	if err != nil {
 		return nil, err
 	}
 	for i := range msgs {
-		msgs[i].seen = seen[i]
+		msgs[i].seen, msgs[i].first = !first[i].IsZero(), first[i]
 	}
 	return msgs, nil
 }
@@ -594,16 +611,31 @@ func (s *session) prune(msgs []message) error {
 }
 
 // plan splits the messages into those to fetch (new, within size_limit
-// and fetch_limit) and those to delete without fetching (delivered before,
-// unless the account keeps mail).
+// and fetch_limit; with fetch_all, the others too) and those to delete
+// without fetching: delivered before, unless the account keeps mail or
+// they are younger than delete_after; or new and larger than
+// delete_larger_than.
 func (s *session) plan(msgs []message) (toFetch, toDelete []message) {
 	a := s.acct
+	now := time.Now()
 	for _, m := range msgs {
 		switch {
-		case m.seen:
-			if !a.Keep {
+		case m.seen && !a.FetchAll:
+			switch {
+			case !a.Keep:
 				toDelete = append(toDelete, m)
+			case a.DeleteAfter > 0 && now.Sub(m.first) >= a.DeleteAfter:
+				toDelete = append(toDelete, m)
+				s.stats.Expired++
+				s.log.Debug("deleting a message older than delete_after", "uid", m.uid, "number", m.num,
+					"first_delivered", m.first.Format(time.DateOnly))
 			}
+		case !m.seen && a.DeleteLargerThan > 0 && m.sizeKnown && m.size > a.DeleteLargerThan:
+			s.stats.New++
+			s.stats.Discarded++
+			toDelete = append(toDelete, m)
+			s.log.Info("deleting a message larger than delete_larger_than without fetching it",
+				"uid", m.uid, "number", m.num, "size", m.size, "delete_larger_than", a.DeleteLargerThan)
 		case a.SizeLimit > 0 && m.sizeKnown && m.size > a.SizeLimit:
 			s.stats.New++
 			s.stats.Skipped++

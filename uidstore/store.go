@@ -132,7 +132,23 @@ func (s *Store) update(fn func(*bolt.Tx) error) error {
 // Seen reports, for each of uids, whether it is recorded for the mailbox.
 // It reads in one transaction.
 func (s *Store) Seen(key Key, uids []string) ([]bool, error) {
+	first, err := s.FirstSeen(key, uids)
+	if err != nil {
+		return nil, err
+	}
 	seen := make([]bool, len(uids))
+	for i, t := range first {
+		seen[i] = !t.IsZero()
+	}
+	return seen, nil
+}
+
+// FirstSeen returns, for each of uids, when it was first recorded for the
+// mailbox; the zero time if it is not recorded. It reads in one
+// transaction. A record without a time counts as recorded at the Unix
+// epoch.
+func (s *Store) FirstSeen(key Key, uids []string) ([]time.Time, error) {
+	first := make([]time.Time, len(uids))
 	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(key.bucket())
 		if b == nil {
@@ -141,24 +157,42 @@ func (s *Store) Seen(key Key, uids []string) ([]bool, error) {
 		var buf []byte // reused: no allocation per lookup
 		for i, u := range uids {
 			buf = append(buf[:0], u...)
-			seen[i] = b.Get(buf) != nil
+			first[i] = decodeTime(b.Get(buf))
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("uidstore: read %s: %w", key, err)
 	}
-	return seen, nil
+	return first, nil
+}
+
+// decodeTime returns the first-seen time of a record: zero for none, the
+// epoch for a record without a readable time.
+func decodeTime(v []byte) time.Time {
+	switch {
+	case v == nil:
+		return time.Time{}
+	case len(v) == 9 && v[0] == recordVersion:
+		return time.Unix(int64(binary.BigEndian.Uint64(v[1:])), 0)
+	}
+	return time.Unix(0, 0)
 }
 
 // Record marks uids as delivered for the mailbox, in one committed (and
 // fsync'd) transaction, and drops their pending records. A UID already
 // recorded keeps its first-seen time.
 func (s *Store) Record(key Key, uids ...string) error {
+	return s.RecordAt(key, time.Now(), uids...)
+}
+
+// RecordAt is Record with a first-seen time of at, for UIDs taken over
+// from elsewhere (an import, another tool's state).
+func (s *Store) RecordAt(key Key, at time.Time, uids ...string) error {
 	if len(uids) == 0 {
 		return nil
 	}
-	now := encodeRecord(time.Now())
+	now := encodeRecord(at)
 	err := s.update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(key.bucket())
 		if err != nil {
@@ -383,7 +417,7 @@ func (s *Store) Unpend(key Key, uids ...string) error {
 }
 
 // Each calls fn for every UID recorded for the mailbox, in UID order, with
-// the time it was first recorded (zero if the record does not say).
+// the time it was first recorded (the epoch if the record does not say).
 func (s *Store) Each(key Key, fn func(uid string, first time.Time) error) error {
 	return s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(key.bucket())
@@ -391,11 +425,7 @@ func (s *Store) Each(key Key, fn func(uid string, first time.Time) error) error 
 			return nil
 		}
 		return b.ForEach(func(k, v []byte) error {
-			var t time.Time
-			if len(v) == 9 && v[0] == recordVersion {
-				t = time.Unix(int64(binary.BigEndian.Uint64(v[1:])), 0)
-			}
-			return fn(string(k), t)
+			return fn(string(k), decodeTime(v))
 		})
 	})
 }

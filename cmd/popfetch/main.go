@@ -184,7 +184,8 @@ func globalFlags() []cli.Flag {
 			DefaultText: "$XDG_STATE_HOME/popfetch", EnvVars: []string{"POPFETCH_STATE_DIR"}},
 		&cli.DurationFlag{Name: "lock-timeout", Value: 10 * time.Second,
 			Usage: "wait this long for another popfetch to release the state before giving up (exit 8)"},
-		&cli.BoolFlag{Name: "keep", Aliases: []string{"k"}, Usage: "leave all mail on the server (overrides keep = false)"},
+		&cli.BoolFlag{Name: "keep", Aliases: []string{"k"}, Usage: "leave all mail on the server (overrides keep = false, delete_after and delete_larger_than)"},
+		&cli.BoolFlag{Name: "fetch-all", Aliases: []string{"a"}, Usage: "fetch every message, also those delivered before (as fetch_all = true; fetchmail's -a)"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Count: new(int),
 			Usage: "-v: a line per message; -vv: also the protocol trace (passwords redacted)"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing unless something failed"},
@@ -269,6 +270,7 @@ type options struct {
 	stateDir    string
 	lockTimeout time.Duration
 	keep        bool
+	fetchAll    bool
 	verbosity   int
 	quiet       bool
 	logFormat   string
@@ -290,6 +292,7 @@ func readOptions(c *cli.Context) options {
 			o.logFormat = v
 		}
 		o.keep = o.keep || x.Bool("keep")
+		o.fetchAll = o.fetchAll || x.Bool("fetch-all")
 		o.quiet = o.quiet || x.Bool("quiet")
 		o.verbosity += x.Count("verbose")
 	}
@@ -384,8 +387,13 @@ func fetchAccount(a config.Account, o options) (*fetch.Account, error) {
 		Name: a.Name, Server: a.Server, Port: a.Port, TLS: fetch.TLSMode(a.TLS), User: a.User,
 		Password: a.Password.Resolve, Auth: fetch.AuthMode(a.Auth), AllowInsecureAuth: a.AllowInsecureAuth,
 		Keep: a.Keep || o.keep, SizeLimit: a.SizeLimit, FetchLimit: a.FetchLimit,
+		DeleteAfter: a.DeleteAfter, DeleteLargerThan: a.DeleteLargerThan, FetchAll: a.FetchAll || o.fetchAll,
 		Recipient: a.Recipient, AddReceived: a.AddReceived, Timeout: a.Timeout,
 		Pipelining: fetch.PipeliningMode(a.Pipelining),
+	}
+	if o.keep {
+		// --keep: nothing leaves the server this time.
+		acct.DeleteAfter, acct.DeleteLargerThan = 0, 0
 	}
 	if a.OAuth2 != nil {
 		src := oauth2token.New(oauth2Config(a, o.stateDir))
@@ -513,6 +521,12 @@ func summarize(st fetch.Stats) string {
 	}
 	if st.Stopped {
 		summary += ", stopped early"
+	}
+	if st.Expired > 0 {
+		summary += fmt.Sprintf(", %d past delete_after", st.Expired)
+	}
+	if st.Discarded > 0 {
+		summary += fmt.Sprintf(", %d larger than delete_larger_than deleted unread", st.Discarded)
 	}
 	if st.Recovered > 0 {
 		summary += fmt.Sprintf(", %d found delivered by an interrupted run", st.Recovered)

@@ -142,6 +142,30 @@ func TestKeepFlag(t *testing.T) {
 	}
 }
 
+// TestPolicyFlags: -k keeps even what delete_larger_than would delete,
+// and -a (--fetch-all) fetches again what was delivered before.
+func TestPolicyFlags(t *testing.T) {
+	policy := "keep = true\ndelete_larger_than = 10"
+	f := newCLIFixture(t, pop3test.Config{}, 2, policy)
+	if code, _, stderr := f.run("-k"); code != exitMail || len(f.srv.Messages()) != 2 || f.countMaildir() != 2 {
+		t.Fatalf("-k: exit %d, %d left\n%s", code, len(f.srv.Messages()), stderr)
+	}
+	f = newCLIFixture(t, pop3test.Config{}, 2, policy)
+	code, _, stderr := f.run()
+	if code != exitNoMail || len(f.srv.Messages()) != 0 || !strings.Contains(stderr, "2 larger than delete_larger_than deleted unread") {
+		t.Fatalf("delete_larger_than: exit %d, %d left\n%s", code, len(f.srv.Messages()), stderr)
+	}
+
+	f = newCLIFixture(t, pop3test.Config{}, 2, "keep = true")
+	f.run()
+	if code, _, stderr := f.run("-a"); code != exitMail || f.countMaildir() != 4 {
+		t.Fatalf("-a: exit %d, %d delivered\n%s", code, f.countMaildir(), stderr)
+	}
+	if code, _, stderr := f.run("--fetch-all", "test"); code != exitMail || f.countMaildir() != 6 {
+		t.Fatalf("--fetch-all: exit %d, %d delivered\n%s", code, f.countMaildir(), stderr)
+	}
+}
+
 func TestExitCodeTable(t *testing.T) {
 	tests := []struct {
 		name   string
