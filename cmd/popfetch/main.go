@@ -254,6 +254,7 @@ func newApp(stdout, stderr io.Writer, code *int, p *proc) *cli.App {
 			statusCommand(code),
 			authCommand(code),
 			uidlCommand(code),
+			configCommand(code),
 		},
 	}
 }

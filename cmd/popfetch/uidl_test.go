@@ -76,3 +76,26 @@ func TestUIDLExportImportForget(t *testing.T) {
 		t.Errorf("an endless line: exit %d\n%s", code, stderr)
 	}
 }
+
+func TestConfigCheck(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 0, "keep = true")
+	code, out, stderr := f.run("config", "check")
+	if code != exitMail || !strings.Contains(out, `name = "test"`) || !strings.Contains(out, "keep = true") ||
+		!strings.Contains(out, `password = "********"`) || strings.Contains(out, "wonderland") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	}
+	if code, _, _ := f.run("config", "check", "nosuch"); code != exitConfig {
+		t.Errorf("unknown account: exit %d", code)
+	}
+	if code, _, _ := f.run("config"); code != exitConfig {
+		t.Errorf("no operation: exit %d", code)
+	}
+	f.writeConfig("[[account]]\nname = \"x\"\n", 0o600)
+	if code, _, stderr := f.run("config", "check"); code != exitConfig || !strings.Contains(stderr, "server is missing") {
+		t.Errorf("a bad config: exit %d\n%s", code, stderr)
+	}
+	f.writeConfig("[[account]]\nname = \"x\"\nserver = \"h\"\nuser = \"u\"\npassword = \"p\"\nmaildir = \"/tmp/m\"\n", 0o644)
+	if code, _, _ := f.run("config", "check"); code != exitPermissions {
+		t.Errorf("a readable config with a password: exit %d", code)
+	}
+}

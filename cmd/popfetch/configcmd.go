@@ -1,0 +1,52 @@
+package main
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/popfetch/popfetch/config"
+)
+
+// configCommand is "popfetch config check [ACCOUNT...]": validate the
+// configuration and print it as popfetch will use it, secrets masked
+// (fetchmail's --configdump).
+func configCommand(code *int) *cli.Command {
+	return &cli.Command{
+		Name:            "config",
+		OnUsageError:    onUsageError,
+		HideHelpCommand: true,
+		Usage:           "check the configuration and print it with defaults filled in and secrets masked",
+		ArgsUsage:       "check [ACCOUNT...]",
+		Description: "config check reads the configuration as a run would, checks every account (TLS files\n" +
+			"included), and prints it as TOML: every key with the value popfetch uses, keys that are\n" +
+			"not set as comments saying what applies, passwords and client secrets as ********.\n" +
+			"It exits 0 if the configuration is good, 5 if not, 6 if its permissions are wrong.",
+		Flags:  globalFlags(),
+		Action: func(c *cli.Context) error { return configAction(c, code) },
+	}
+}
+
+func configAction(c *cli.Context, code *int) error {
+	args := c.Args().Slice()
+	if len(args) == 0 || args[0] != "check" {
+		return usageError{"usage: popfetch config check [ACCOUNT...]"}
+	}
+	o := readOptions(c)
+	cfg, err := loadConfig(o.configPath)
+	if err != nil {
+		return err
+	}
+	accounts, err := cfg.Select(args[1:])
+	if err != nil {
+		return err
+	}
+	for _, a := range accounts {
+		// What a run builds from the account, TLS files included.
+		if _, err := fetchAccount(a, o); err != nil {
+			return err
+		}
+	}
+	selected := *cfg
+	selected.Accounts = accounts
+	*code = exitMail
+	return config.Dump(c.App.Writer, &selected)
+}

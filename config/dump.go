@@ -1,0 +1,177 @@
+package config
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// masked stands in for a secret in Dump's output.
+const masked = "********"
+
+// Dump writes the configuration as TOML with every key of every account,
+// defaults filled in, as popfetch will use it (like fetchmail
+// --configdump). Secrets are masked; a key that is not set is written as a
+// comment that says what applies instead. The output parses back into an
+// equal configuration, except for the masked secrets.
+func Dump(w io.Writer, c *Config) error {
+	bw := bufio.NewWriter(w)
+	p := &dumper{w: bw}
+	p.comment("popfetch configuration from %s: effective values, defaults filled in, secrets masked", c.Path)
+	p.line("")
+	p.line("[daemon]")
+	p.int("max_concurrent_polls", c.Daemon.MaxConcurrentPolls)
+	p.int("max_sessions_per_server", c.Daemon.MaxSessionsPerServer)
+	p.duration("max_backoff", c.Daemon.MaxBackoff)
+	for _, a := range c.Accounts {
+		p.line("")
+		p.account(a)
+	}
+	return bw.Flush()
+}
+
+type dumper struct{ w *bufio.Writer }
+
+func (p *dumper) line(s string) { p.w.WriteString(s + "\n") }
+
+func (p *dumper) comment(format string, args ...any) {
+	p.line("# " + fmt.Sprintf(format, args...))
+}
+
+func (p *dumper) str(key, v string) { p.line(key + " = " + quoteTOML(v)) }
+
+func (p *dumper) int(key string, v int) { p.line(key + " = " + strconv.Itoa(v)) }
+
+func (p *dumper) bool(key string, v bool) { p.line(key + " = " + strconv.FormatBool(v)) }
+
+func (p *dumper) duration(key string, d time.Duration) { p.str(key, d.String()) }
+
+func (p *dumper) strs(key string, vs []string) {
+	q := make([]string, len(vs))
+	for i, v := range vs {
+		q[i] = quoteTOML(v)
+	}
+	p.line(key + " = [" + strings.Join(q, ", ") + "]")
+}
+
+// optional writes key if v is set, else a comment saying what applies.
+func (p *dumper) optional(key, v, otherwise string) {
+	if v == "" {
+		p.comment("%s: not set; %s", key, otherwise)
+		return
+	}
+	p.str(key, v)
+}
+
+func (p *dumper) size(key string, n int64, otherwise string) {
+	if n == 0 {
+		p.comment("%s: not set; %s", key, otherwise)
+		return
+	}
+	p.line(key + " = " + strconv.FormatInt(n, 10))
+}
+
+func (p *dumper) account(a Account) {
+	p.line("[[account]]")
+	p.str("name", a.Name)
+	p.str("server", a.Server)
+	p.int("port", a.Port)
+	p.str("tls", string(a.TLS))
+	p.optional("ca_file", a.CAFile, "the system's roots")
+	p.optional("tls_fingerprint", a.TLSFingerprint, "the certificate is checked against the roots")
+	if a.TLSMinVersion == tls.VersionTLS13 {
+		p.str("tls_min_version", "1.3")
+	} else {
+		p.str("tls_min_version", "1.2")
+	}
+	p.optional("tls_server_name", a.TLSServerName, "the server's name")
+	p.optional("client_cert", a.ClientCert, "no client certificate")
+	p.optional("client_key", a.ClientKey, "no client certificate")
+	p.str("user", a.User)
+	s := a.Password
+	switch {
+	case s.value != "":
+		p.str("password", masked)
+	case s.file != "":
+		p.str("password_file", s.file)
+	case len(s.command) > 0:
+		p.strs("password_command", s.command)
+	case s.env != "":
+		p.str("password_env", s.env)
+	default:
+		p.comment("password: not set; from ~/.netrc, else asked on the terminal (one-shot runs only)")
+	}
+	p.str("auth", string(a.Auth))
+	p.bool("allow_insecure_auth", a.AllowInsecureAuth)
+	p.bool("keep", a.Keep)
+	if a.DeleteAfter > 0 {
+		p.duration("delete_after", a.DeleteAfter)
+	} else {
+		p.comment("delete_after: not set; kept mail stays on the server")
+	}
+	p.size("delete_larger_than", a.DeleteLargerThan, "nothing is deleted unread")
+	p.bool("fetch_all", a.FetchAll)
+	p.size("size_limit", a.SizeLimit, "no limit")
+	if a.FetchLimit > 0 {
+		p.int("fetch_limit", a.FetchLimit)
+	} else {
+		p.comment("fetch_limit: not set; no limit")
+	}
+	if a.Maildir != "" {
+		p.str("maildir", a.Maildir)
+	} else {
+		p.strs("mda", a.MDA)
+	}
+	p.str("recipient", a.Recipient)
+	p.bool("add_received", a.AddReceived)
+	p.duration("timeout", a.Timeout)
+	p.duration("mda_timeout", a.MDATimeout)
+	if a.Interval > 0 {
+		p.duration("interval", a.Interval)
+	} else {
+		p.comment("interval: not set; the daemon's --interval, else %v", DefaultInterval)
+	}
+	p.str("pipelining", a.Pipelining)
+	if o := a.OAuth2; o != nil {
+		p.line("[account.oauth2]")
+		if o.Provider != "" {
+			p.comment("provider = %q (and tenant) are resolved into the URLs and scopes below", o.Provider)
+		} else {
+			p.comment("provider: not set; the URLs below are used as they are")
+		}
+		p.comment("tenant: resolved into the URLs below, if set")
+		p.str("token_url", o.TokenURL)
+		p.optional("device_auth_url", o.DeviceAuthURL, "popfetch auth cannot get the first token")
+		p.str("client_id", o.ClientID)
+		if o.ClientSecret != "" {
+			p.str("client_secret", masked)
+		} else {
+			p.comment("client_secret: not set")
+		}
+		p.strs("scopes", o.Scopes)
+		p.optional("refresh_token_file", o.RefreshTokenFile, "STATE/oauth2/"+a.Name+".json")
+	}
+}
+
+// quoteTOML writes s as a TOML basic string.
+func quoteTOML(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, "\\u%04X", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
