@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test ./fetch/pop3 -run '^$$' -fuzz '^FuzzListings$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./fetch/pop3 -run '^$$' -fuzz '^FuzzCapa$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./fetch/pop3 -run '^$$' -fuzz '^FuzzSASLChallenge$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fetch -run '^$$' -fuzz '^FuzzHeaderFields$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./config -run '^$$' -fuzz '^FuzzNetrc$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 

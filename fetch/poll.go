@@ -14,7 +14,6 @@
 package fetch
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -22,9 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net"
-	"net/textproto"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -230,6 +227,7 @@ type session struct {
 	step     string            // the command in progress, for error classification
 	authMode AuthMode          // how the session logged in
 	tune     tuning
+	sizes    bool // list sizes whatever the account needs (List)
 	stats    Stats
 	softErr  error // the last failure the poll went on after (a delivery, a refused RETR or DELE)
 }
@@ -468,7 +466,7 @@ func (s *session) connect(ctx context.Context) error {
 // needSizes reports whether new messages must be judged by size
 // (size_limit, delete_larger_than).
 func (s *session) needSizes() bool {
-	return s.acct.SizeLimit > 0 || s.acct.DeleteLargerThan > 0
+	return s.sizes || s.acct.SizeLimit > 0 || s.acct.DeleteLargerThan > 0
 }
 
 // needSizesAtOnce reports whether LIST should go out with UIDL: when the
@@ -510,7 +508,7 @@ func (s *session) list(ctx context.Context, l *pop3.Listing) ([]message, bool, e
 	}
 	// LIST went out with UIDL if needSizesAtOnce; otherwise ask for it
 	// now, if it is needed at all.
-	if !s.needSizesAtOnce() && (!hasUIDL || (needSizes && (anyNew(msgs) || s.acct.FetchAll))) {
+	if !s.needSizesAtOnce() && (!hasUIDL || (needSizes && (anyNew(msgs) || s.acct.FetchAll || s.sizes))) {
 		s.step = "LIST"
 		sizes, err = s.c.List(ctx)
 		listErr = err
@@ -696,15 +694,7 @@ func (r *sourceReader) Read(p []byte) (int, error) {
 
 // subject returns the decoded Subject of a message header, "" if none.
 func subject(head []byte) string {
-	h, _ := textproto.NewReader(bufio.NewReader(bytes.NewReader(head))).ReadMIMEHeader()
-	subj := h.Get("Subject")
-	if dec, err := new(mime.WordDecoder).DecodeHeader(subj); err == nil {
-		subj = dec
-	}
-	if len(subj) > 200 {
-		subj = subj[:200]
-	}
-	return subj
+	return decodeHeader(headerFields(bytes.NewReader(head))["subject"])
 }
 
 // prefixWriter prefixes every line written to w.

@@ -255,6 +255,7 @@ func newApp(stdout, stderr io.Writer, code *int, p *proc) *cli.App {
 			authCommand(code),
 			uidlCommand(code),
 			configCommand(code),
+			listCommand(code, p),
 		},
 	}
 }

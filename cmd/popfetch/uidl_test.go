@@ -99,3 +99,35 @@ func TestConfigCheck(t *testing.T) {
 		t.Errorf("a readable config with a password: exit %d", code)
 	}
 }
+
+func TestList(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{Pipelining: true}, 3, "keep = true\nfetch_limit = 1")
+	f.srv.Add(pop3test.Message{UID: "evil\x1b[2J", Data: []byte("From: =?utf-8?q?J=C3=B6rg?= <j@example.com>\nSubject: =?utf-8?b?w6TDtsO8?=\x1b]0;x\n\nbody\n")})
+	if code, _, stderr := f.run(); code != exitFetchLimit {
+		t.Fatalf("fetch: exit %d\n%s", code, stderr)
+	}
+	retr := f.srv.Count("RETR")
+	code, out, stderr := f.run("list", "test")
+	if code != exitMail || !strings.Contains(stderr, "4 messages, 3 new") {
+		t.Fatalf("list: exit %d\n%s\n%s", code, out, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 || !strings.HasPrefix(lines[0], "NUMBER") || !strings.Contains(lines[1], "u1") ||
+		!strings.Contains(lines[1], "delivered "+time.Now().Format(time.DateOnly)) || !strings.Contains(lines[2], "new") {
+		t.Fatalf("list:\n%s", out)
+	}
+	if strings.Contains(out, "\x1b") || !strings.Contains(lines[4], "evil?[2J") {
+		t.Errorf("a UID's control characters reached the terminal:\n%q", out)
+	}
+	code, out, _ = f.run("list", "--headers", "test")
+	if code != exitMail || !strings.Contains(out, "test 2") || !strings.Contains(out, "Jörg <j@example.com>") ||
+		!strings.Contains(out, "äöü") || strings.Contains(out, "\x1b") {
+		t.Fatalf("list --headers: exit %d\n%q", code, out)
+	}
+	if f.srv.Count("RETR") != retr || f.srv.Count("DELE") != 0 || f.srv.Count("TOP") != 4 {
+		t.Errorf("list sent RETR %d (after %d), DELE %d, TOP %d", f.srv.Count("RETR"), retr, f.srv.Count("DELE"), f.srv.Count("TOP"))
+	}
+	if code, _, _ := f.run("list"); code != exitConfig {
+		t.Errorf("list without an account: exit %d", code)
+	}
+}

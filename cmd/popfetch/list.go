@@ -1,0 +1,91 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/popfetch/popfetch/fetch"
+)
+
+// listCommand is "popfetch list ACCOUNT": the messages on the server.
+func listCommand(code *int, p *proc) *cli.Command {
+	return &cli.Command{
+		Name:            "list",
+		OnUsageError:    onUsageError,
+		HideHelpCommand: true,
+		Usage:           "show the messages on the server: number, UID, size, new or delivered before (when)",
+		ArgsUsage:       "ACCOUNT",
+		Description: "list logs in, lists the mailbox and logs out; it fetches, deletes and records nothing.\n" +
+			"With --headers it shows each message's Subject and From too, read with TOP n 0.",
+		Flags: append(globalFlags(),
+			&cli.BoolFlag{Name: "headers", Aliases: []string{"H"}, Usage: "show Subject and From (one TOP command per message)"}),
+		Action: func(c *cli.Context) error { return listAction(c, code, p) },
+	}
+}
+
+func listAction(c *cli.Context, code *int, p *proc) error {
+	if c.NArg() != 1 {
+		return usageError{"usage: popfetch list [--headers] ACCOUNT"}
+	}
+	e, err := prepare(c)
+	if err != nil {
+		return err
+	}
+	defer e.store.Close()
+	e.poll.Stop = p.stop
+	acct, err := oneShotAccount(e.accounts[0], e)
+	if err != nil {
+		return err
+	}
+	headers := c.Bool("headers")
+	msgs, err := fetch.List(c.Context, acct, e.store, headers, e.poll)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	title := "NUMBER\tUID\tSIZE\tSTATUS"
+	if headers {
+		title += "\tFROM\tSUBJECT"
+	}
+	fmt.Fprintln(tw, title)
+	newCount := 0
+	for _, m := range msgs {
+		status := "new"
+		if m.Seen {
+			status = "delivered " + m.First.Local().Format(time.DateOnly)
+		} else {
+			newCount++
+		}
+		uid := m.UID
+		if uid == "" {
+			uid = "-"
+		}
+		line := fmt.Sprintf("%d\t%s\t%s\t%s", m.Number, printable(uid), humanBytes(m.Size), status)
+		if headers {
+			line += fmt.Sprintf("\t%s\t%s", printable(m.From), printable(m.Subject))
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
+	fmt.Fprintf(c.App.ErrWriter, "%d messages, %d new\n", len(msgs), newCount)
+	*code = exitNoMail
+	if newCount > 0 {
+		*code = exitMail
+	}
+	return nil
+}
+
+// printable replaces what a terminal would act on (control characters,
+// invalid UTF-8) with '?'.
+func printable(s string) string {
+	out := []rune(s)
+	for i, r := range out {
+		if r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' {
+			out[i] = '?'
+		}
+	}
+	return string(out)
+}
