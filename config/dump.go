@@ -99,7 +99,13 @@ func (p *dumper) account(a Account) {
 	case s.file != "":
 		p.str("password_file", s.file)
 	case len(s.command) > 0:
-		p.strs("password_command", s.command)
+		// Its arguments may hold a secret (echo PASSWORD): only the
+		// program is shown, as Secret.String does.
+		argv := []string{s.command[0]}
+		for range s.command[1:] {
+			argv = append(argv, masked)
+		}
+		p.strs("password_command", argv)
 	case s.env != "":
 		p.str("password_env", s.env)
 	default:

@@ -102,7 +102,7 @@ tls = "starttls"
 	if !reflect.DeepEqual(cfg.Daemon, back.Daemon) {
 		t.Errorf("daemon after a round trip: %+v, want %+v", back.Daemon, cfg.Daemon)
 	}
-	if !strings.Contains(dump, `password_command = ["pass", "show", "mail"]`) || !strings.Contains(dump, `user = "u\"q"`) {
+	if !strings.Contains(dump, `password_command = ["pass", "********", "********"]`) || !strings.Contains(dump, `user = "u\"q"`) {
 		t.Errorf("dump:\n%s", dump)
 	}
 }

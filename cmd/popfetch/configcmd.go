@@ -18,7 +18,8 @@ func configCommand(code *int) *cli.Command {
 		ArgsUsage:       "check [ACCOUNT...]",
 		Description: "config check reads the configuration as a run would, checks every account (TLS files\n" +
 			"included), and prints it as TOML: every key with the value popfetch uses, keys that are\n" +
-			"not set as comments saying what applies, passwords and client secrets as ********.\n" +
+			"not set as comments saying what applies, passwords, client secrets and password_command's\n" +
+			"arguments as ********.\n" +
 			"It exits 0 if the configuration is good, 5 if not, 6 if its permissions are wrong.",
 		Flags:  globalFlags(),
 		Action: func(c *cli.Context) error { return configAction(c, code) },
