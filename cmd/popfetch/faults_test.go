@@ -266,17 +266,9 @@ func TestFaultKillLoop(t *testing.T) {
 		k.left = func() int { return len(srv.Messages()) }
 		k.done = srv.Close
 		k.config, k.maildir = filepath.Join(k.dir, "config.toml"), filepath.Join(k.dir, "Mail")
-		host, port, _ := strings.Cut(srv.Addr(), ":")
-		writeFile(t, k.config, fmt.Sprintf(`[[account]]
-name = "killed"
-server = %q
-port = %s
-tls = "none"
-allow_insecure_auth = true
-user = "alice"
-password = "wonderland"
-maildir = %q
-`, host, port, k.maildir))
+		if err := os.WriteFile(k.config, []byte(pop3testAccount("killed", srv.Addr(), k.maildir, "")), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		return k
 	})
 }
@@ -301,13 +293,6 @@ func TestFaultKillLoopDovecot(t *testing.T) {
 		}
 		return k
 	})
-}
-
-func writeFile(t *testing.T, path, text string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestFaultStateFile: the state file locked by another process, cut

@@ -62,10 +62,17 @@ func newCLIFixture(t *testing.T, srvCfg pop3test.Config, n int, extra string) *c
 	dir := t.TempDir()
 	f := &cliFixture{t: t, srv: srv, dir: dir, config: filepath.Join(dir, "config.toml"),
 		maildir: filepath.Join(dir, "Mail"), stateDir: filepath.Join(dir, "state")}
-	host, port, _ := strings.Cut(srv.Addr(), ":")
-	f.writeConfig(fmt.Sprintf(`
+	f.writeConfig(pop3testAccount("test", srv.Addr(), f.maildir, "timeout = \"5s\"\n"+extra), 0o600)
+	return f
+}
+
+// pop3testAccount is an [[account]] table for a pop3test server at addr
+// (user alice, password wonderland, plaintext), with extra lines.
+func pop3testAccount(name, addr, maildir, extra string) string {
+	host, port, _ := strings.Cut(addr, ":")
+	return fmt.Sprintf(`
 [[account]]
-name = "test"
+name = %q
 server = %q
 port = %s
 tls = "none"
@@ -73,9 +80,7 @@ allow_insecure_auth = true
 user = "alice"
 password = "wonderland"
 maildir = %q
-timeout = "5s"
-%s`, host, port, f.maildir, extra), 0o600)
-	return f
+%s`, name, host, port, maildir, extra)
 }
 
 func (f *cliFixture) writeConfig(text string, mode os.FileMode) {
