@@ -394,8 +394,8 @@ func syntaxError(path string, err error) error {
 // alternatives to each other (the password sources; maildir and mda) are
 // taken from d only if a sets none of them.
 func merge(a, d rawAccount) rawAccount {
-	if a.Password != nil || a.PasswordCommand != nil || a.PasswordFile != nil {
-		d.Password, d.PasswordCommand, d.PasswordFile = nil, nil, nil
+	if a.Password != nil || a.PasswordCommand != nil || a.PasswordFile != nil || a.PasswordEnv != nil {
+		d.Password, d.PasswordCommand, d.PasswordFile, d.PasswordEnv = nil, nil, nil, nil
 	}
 	if a.Maildir != nil || a.MDA != nil {
 		d.Maildir, d.MDA = nil, nil

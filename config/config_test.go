@@ -444,3 +444,25 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestPasswordEnvOverridesDefault: password_env is one of the password
+// keys, so an account that sets it takes no other password key from
+// [defaults].
+func TestPasswordEnvOverridesDefault(t *testing.T) {
+	cfg, err := Parse("c.toml", `
+[defaults]
+password_command = "pass show mail"
+maildir = "/m"
+[[account]]
+name = "a"
+server = "pop.example.com"
+user = "me"
+password_env = "POP_PW"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := cfg.Accounts[0].Password; p.env != "POP_PW" || p.command != nil {
+		t.Errorf("password: env %q, command %q; want the account's password_env alone", p.env, p.command)
+	}
+}
