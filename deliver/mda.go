@@ -55,27 +55,17 @@ func (m *MDA) Stage(ctx context.Context, r io.Reader, env Envelope) (Staged, err
 		return nil, &Error{Target: "mda", Err: errors.New("empty command")}
 	}
 	target := "mda " + m.Argv[0]
-	spool, err := os.CreateTemp(m.SpoolDir, "popfetch-spool-*")
+	f, err := spool(m.SpoolDir, target, r)
 	if err != nil {
-		return nil, &Error{Target: target, Temporary: true, Err: fmt.Errorf("spool: %w", err)}
+		return nil, err
 	}
-	os.Remove(spool.Name()) // unlinked: gone when closed, whatever happens
-	st := &stagedSpool{m: m, target: target, spool: spool}
-	src := &errReader{r: r}
-	if _, err := io.Copy(spool, src); err != nil {
-		st.Abort()
-		if src.err != nil {
-			return nil, src.err // the message is incomplete; nothing is piped
-		}
-		return nil, &Error{Target: target, Temporary: true, Err: fmt.Errorf("spool: %w", err)}
-	}
+	st := &stagedSpool{m: m, target: target, spool: f}
 	var sender string
 	if usesSender(m.Argv) {
-		if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		if sender, err = spoolSender(f); err != nil {
 			st.Abort()
 			return nil, &Error{Target: target, Temporary: true, Err: err}
 		}
-		sender = envelopeSender(spool)
 	}
 	st.argv = Expand(m.Argv, sender, env.Recipient)
 	return st, nil
