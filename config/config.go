@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -133,10 +134,22 @@ type Account struct {
 	FetchAll    bool
 	SizeLimit   int64 // messages larger than this are left on the server; 0: no limit
 	FetchLimit  int   // at most this many messages per poll; 0: no limit
-	Maildir     string
-	MDA         []string
-	Recipient   string // %T for the MDA and "for" in the Received field
-	AddReceived bool
+	// The delivery target: exactly one of Maildir, MDA, Mbox and LMTP.
+	Maildir string
+	MDA     []string
+	Mbox    string
+	// LMTP is an LMTP server: a Unix socket's path, or "host:port".
+	LMTP string
+	// LMTPRecipients are the RCPT TO addresses; empty means Recipient.
+	LMTPRecipients []string
+	Recipient      string // %T for the MDA and "for" in the Received field
+	AddReceived    bool
+	// DeliveredTo, EnvelopeTo and ReturnPath add a Delivered-To or
+	// X-Envelope-To field naming Recipient, or a Return-Path field with
+	// the sender when the message has none.
+	DeliveredTo bool
+	EnvelopeTo  bool
+	ReturnPath  bool
 	Timeout     time.Duration // bounds connecting and every network read and write
 	MDATimeout  time.Duration
 	Interval    time.Duration // between polls, for the daemon; 0 if not set
@@ -244,8 +257,14 @@ type rawAccount struct {
 	FetchLimit        *int       `toml:"fetch_limit"`
 	Maildir           *string    `toml:"maildir"`
 	MDA               *Command   `toml:"mda"`
+	Mbox              *string    `toml:"mbox"`
+	LMTP              *string    `toml:"lmtp"`
+	LMTPRecipients    *[]string  `toml:"lmtp_recipients"`
 	Recipient         *string    `toml:"recipient"`
 	AddReceived       *bool      `toml:"add_received"`
+	DeliveredTo       *bool      `toml:"delivered_to"`
+	EnvelopeTo        *bool      `toml:"envelope_to"`
+	ReturnPath        *bool      `toml:"return_path"`
 	Timeout           *Duration  `toml:"timeout"`
 	MDATimeout        *Duration  `toml:"mda_timeout"`
 	Interval          *Duration  `toml:"interval"`
@@ -391,14 +410,14 @@ func syntaxError(path string, err error) error {
 }
 
 // merge fills the fields a leaves unset from d. Keys that are
-// alternatives to each other (the password sources; maildir and mda) are
+// alternatives to each other (the password sources; the delivery targets) are
 // taken from d only if a sets none of them.
 func merge(a, d rawAccount) rawAccount {
 	if a.Password != nil || a.PasswordCommand != nil || a.PasswordFile != nil || a.PasswordEnv != nil {
 		d.Password, d.PasswordCommand, d.PasswordFile, d.PasswordEnv = nil, nil, nil, nil
 	}
-	if a.Maildir != nil || a.MDA != nil {
-		d.Maildir, d.MDA = nil, nil
+	if a.Maildir != nil || a.MDA != nil || a.Mbox != nil || a.LMTP != nil {
+		d.Maildir, d.MDA, d.Mbox, d.LMTP, d.LMTPRecipients = nil, nil, nil, nil, nil
 	}
 	av, dv := reflect.ValueOf(&a).Elem(), reflect.ValueOf(d)
 	for i := 0; i < av.NumField(); i++ {
@@ -502,6 +521,9 @@ func build(r rawAccount) (Account, []string) {
 		AllowInsecureAuth: r.AllowInsecureAuth != nil && *r.AllowInsecureAuth,
 		Keep:              r.Keep != nil && *r.Keep,
 		AddReceived:       r.AddReceived == nil || *r.AddReceived,
+		DeliveredTo:       r.DeliveredTo != nil && *r.DeliveredTo,
+		EnvelopeTo:        r.EnvelopeTo != nil && *r.EnvelopeTo,
+		ReturnPath:        r.ReturnPath != nil && *r.ReturnPath,
 		Recipient:         str(r.Recipient),
 		Timeout:           DefaultTimeout,
 		MDATimeout:        DefaultMDATimeout,
@@ -658,9 +680,18 @@ func build(r rawAccount) (Account, []string) {
 			bad("fetch_limit %d is negative", a.FetchLimit)
 		}
 	}
+	var targets []string
+	for _, t := range []struct {
+		key string
+		set bool
+	}{{"maildir", r.Maildir != nil}, {"mda", r.MDA != nil}, {"mbox", r.Mbox != nil}, {"lmtp", r.LMTP != nil}} {
+		if t.set {
+			targets = append(targets, t.key)
+		}
+	}
 	switch {
-	case r.Maildir != nil && r.MDA != nil:
-		bad("set either maildir or mda, not both")
+	case len(targets) > 1:
+		bad("set one delivery target, not %s", strings.Join(targets, " and "))
 	case r.Maildir != nil:
 		a.Maildir = ExpandPath(*r.Maildir)
 		if a.Maildir == "" {
@@ -668,8 +699,29 @@ func build(r rawAccount) (Account, []string) {
 		}
 	case r.MDA != nil:
 		a.MDA = expandCommand(*r.MDA)
+	case r.Mbox != nil:
+		a.Mbox = ExpandPath(*r.Mbox)
+		if a.Mbox == "" {
+			bad("mbox is empty")
+		}
+	case r.LMTP != nil:
+		a.LMTP = lmtpAddr(*r.LMTP)
+		if err := checkLMTPAddr(a.LMTP); err != nil {
+			bad("lmtp %q: %v", *r.LMTP, err)
+		}
 	default:
-		bad("no delivery target: set maildir or mda")
+		bad("no delivery target: set maildir, mbox, mda or lmtp")
+	}
+	if r.LMTPRecipients != nil {
+		a.LMTPRecipients = *r.LMTPRecipients
+		if a.LMTP == "" {
+			bad("lmtp_recipients is set, but the delivery target is not lmtp")
+		}
+		for _, rc := range a.LMTPRecipients {
+			if rc == "" || strings.ContainsFunc(rc, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '<' || r == '>' }) {
+				bad("lmtp_recipients: %q is not an address", rc)
+			}
+		}
 	}
 	if a.Recipient == "" {
 		a.Recipient = currentUser()
@@ -688,6 +740,34 @@ func build(r rawAccount) (Account, []string) {
 		}
 	}
 	return a, problems
+}
+
+// lmtpAddr expands a socket path ("~/", "$VAR", "unix:" before it); a
+// "host:port" is left as it is.
+func lmtpAddr(v string) string {
+	if p, ok := strings.CutPrefix(v, "unix:"); ok {
+		return ExpandPath(p)
+	}
+	if strings.ContainsAny(v, "/~$") {
+		return ExpandPath(v)
+	}
+	return v
+}
+
+func checkLMTPAddr(v string) error {
+	switch {
+	case v == "":
+		return errors.New("empty")
+	case strings.HasPrefix(v, "/"):
+		return nil
+	case strings.Contains(v, "/"):
+		return errors.New("a socket's path must be absolute")
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil || host == "" || port == "" {
+		return errors.New(`want a Unix socket's path or "host:port"`)
+	}
+	return nil
 }
 
 func currentUser() string {

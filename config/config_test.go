@@ -21,6 +21,9 @@ password = "secret"
 maildir = "/tmp/Mail/work"
 `
 
+// noTarget is minimal without its delivery target.
+var noTarget = strings.Replace(minimal, "maildir = \"/tmp/Mail/work\"\n", "", 1)
+
 func TestParseDefaults(t *testing.T) {
 	cfg, err := Parse("c.toml", minimal)
 	if err != nil {
@@ -174,7 +177,12 @@ func TestParseProblems(t *testing.T) {
 		{"bad tls", strings.Replace(minimal, `user =`, "tls = 'ssl'\nuser =", 1), []string{`tls = "ssl"`}},
 		{"plaintext password", strings.Replace(minimal, `user =`, "tls = 'none'\nuser =", 1), []string{"allow_insecure_auth"}},
 		{"two password sources", minimal + "password_file = '/x'\n", []string{"only one of password"}},
-		{"both targets", minimal + "mda = 'procmail'\n", []string{"either maildir or mda"}},
+		{"both targets", minimal + "mda = 'procmail'\n", []string{"set one delivery target, not maildir and mda"}},
+		{"three targets", minimal + "mbox = '/m'\nlmtp = '/s'\n", []string{"set one delivery target, not maildir and mbox and lmtp"}},
+		{"lmtp relative socket", noTarget + "lmtp = 'run/lmtp'\n", []string{`lmtp "run/lmtp": a socket's path must be absolute`}},
+		{"lmtp no port", noTarget + "lmtp = 'localhost'\n", []string{`lmtp "localhost": want a Unix socket's path or "host:port"`}},
+		{"lmtp_recipients without lmtp", minimal + "lmtp_recipients = ['a@b']\n", []string{"lmtp_recipients is set, but the delivery target is not lmtp"}},
+		{"lmtp_recipients not addresses", noTarget + "lmtp = '/s'\nlmtp_recipients = ['a b', '']\n", []string{`lmtp_recipients: "a b" is not an address`, `lmtp_recipients: "" is not an address`}},
 		{"duplicate name", minimal + minimal, []string{`another account is also named "work"`}},
 		{"bad name", strings.Replace(minimal, `"work"`, `"my work"`, 1), []string{`name "my work"`}},
 		{"bad port", minimal + "port = 70000\n", []string{"port 70000"}},
@@ -464,5 +472,42 @@ password_env = "POP_PW"
 	}
 	if p := cfg.Accounts[0].Password; p.env != "POP_PW" || p.command != nil {
 		t.Errorf("password: env %q, command %q; want the account's password_env alone", p.env, p.command)
+	}
+}
+
+func TestParseTargetsAndHeaders(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+	for _, tc := range []struct {
+		keys string
+		want func(a Account) bool
+	}{
+		{"mbox = '/var/mail/me'\n", func(a Account) bool { return a.Mbox == "/var/mail/me" && a.Maildir == "" }},
+		{"lmtp = '/run/dovecot/lmtp'\n", func(a Account) bool { return a.LMTP == "/run/dovecot/lmtp" && a.LMTPRecipients == nil }},
+		{"lmtp = 'unix:$XDG_RUNTIME_DIR/lmtp'\n", func(a Account) bool { return a.LMTP == "/run/user/1000/lmtp" }},
+		{"lmtp = '127.0.0.1:24'\nlmtp_recipients = ['a@x', 'b@x']\n", func(a Account) bool {
+			return a.LMTP == "127.0.0.1:24" && reflect.DeepEqual(a.LMTPRecipients, []string{"a@x", "b@x"})
+		}},
+		{"lmtp = '[::1]:24'\n", func(a Account) bool { return a.LMTP == "[::1]:24" }},
+		{"mbox = '/m'\ndelivered_to = true\nenvelope_to = true\nreturn_path = true\n", func(a Account) bool {
+			return a.DeliveredTo && a.EnvelopeTo && a.ReturnPath
+		}},
+		{"mbox = '/m'\n", func(a Account) bool { return !a.DeliveredTo && !a.EnvelopeTo && !a.ReturnPath && a.AddReceived }},
+	} {
+		cfg, err := Parse("c.toml", noTarget+tc.keys)
+		if err != nil {
+			t.Errorf("%q: %v", tc.keys, err)
+			continue
+		}
+		if a := cfg.Accounts[0]; !tc.want(a) {
+			t.Errorf("%q: got %+v", tc.keys, a)
+		}
+	}
+	// A default target is replaced by the account's, whichever kind.
+	cfg, err := Parse("c.toml", "[defaults]\nlmtp = '/s'\nlmtp_recipients = ['a@x']\n"+noTarget+"mbox = '/m'\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.Accounts[0]; a.Mbox != "/m" || a.LMTP != "" || a.LMTPRecipients != nil {
+		t.Errorf("defaults merged into another target: %+v", a)
 	}
 }

@@ -127,13 +127,26 @@ func (p *dumper) account(a Account) {
 	} else {
 		p.comment("fetch_limit: not set; no limit")
 	}
-	if a.Maildir != "" {
+	switch {
+	case a.Maildir != "":
 		p.str("maildir", a.Maildir)
-	} else {
+	case a.Mbox != "":
+		p.str("mbox", a.Mbox)
+	case a.LMTP != "":
+		p.str("lmtp", a.LMTP)
+		if len(a.LMTPRecipients) > 0 {
+			p.strs("lmtp_recipients", a.LMTPRecipients)
+		} else {
+			p.comment("lmtp_recipients: not set; the recipient")
+		}
+	default:
 		p.strs("mda", a.MDA)
 	}
 	p.str("recipient", a.Recipient)
 	p.bool("add_received", a.AddReceived)
+	p.bool("delivered_to", a.DeliveredTo)
+	p.bool("envelope_to", a.EnvelopeTo)
+	p.bool("return_path", a.ReturnPath)
 	p.duration("timeout", a.Timeout)
 	p.duration("mda_timeout", a.MDATimeout)
 	if a.Interval > 0 {

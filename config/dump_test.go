@@ -50,6 +50,22 @@ user = "u\"q"
 password_command = ["pass", "show", "mail"]
 maildir = "/tmp/Mail/cmd"
 tls = "starttls"
+
+[[account]]
+name = "lmtp"
+server = "pop.example.net"
+user = "l"
+lmtp = "/run/dovecot/lmtp"
+lmtp_recipients = ["a@example.net", "b@example.net"]
+delivered_to = true
+
+[[account]]
+name = "mbox"
+server = "pop.example.net"
+user = "m"
+mbox = "/var/mail/m"
+envelope_to = true
+return_path = true
 `
 	cfg, err := Parse("c.toml", text)
 	if err != nil {
@@ -75,7 +91,7 @@ tls = "starttls"
 	for _, typ := range []reflect.Type{reflect.TypeOf(rawAccount{}), reflect.TypeOf(rawOAuth2{}), reflect.TypeOf(rawDaemon{})} {
 		for i := 0; i < typ.NumField(); i++ {
 			key := strings.Split(typ.Field(i).Tag.Get("toml"), ",")[0]
-			alternatives := map[string]bool{"password": true, "password_command": true, "password_file": true, "password_env": true, "maildir": true, "mda": true, "oauth2": true}
+			alternatives := map[string]bool{"password": true, "password_command": true, "password_file": true, "password_env": true, "maildir": true, "mda": true, "mbox": true, "lmtp": true, "lmtp_recipients": true, "oauth2": true}
 			if !found[key] && !alternatives[key] {
 				t.Errorf("key %s missing from the dump", key)
 			}

@@ -88,6 +88,12 @@ type Account struct {
 	FetchLimit  int   // fetch at most this many messages; 0: no limit
 	Recipient   string
 	AddReceived bool
+	// DeliveredTo and EnvelopeTo add a Delivered-To or X-Envelope-To
+	// field naming Recipient; ReturnPath adds a Return-Path field with
+	// the From address to a message that has none.
+	DeliveredTo bool
+	EnvelopeTo  bool
+	ReturnPath  bool
 	Timeout     time.Duration // connecting, and every read and write
 	Pipelining  PipeliningMode
 }

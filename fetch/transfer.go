@@ -567,9 +567,12 @@ func (s *session) stage(ctx context.Context, m message, body *pop3.MessageReader
 	if logging {
 		src.head = &bytes.Buffer{}
 	}
-	var r io.Reader = src
+	added, r := s.addedFields(src)
 	if s.acct.AddReceived {
-		r = io.MultiReader(strings.NewReader(s.received(m)), src)
+		added += s.received(m)
+	}
+	if added != "" {
+		r = io.MultiReader(strings.NewReader(added), r)
 	}
 	st, err := s.d.Stage(ctx, r, deliver.Envelope{Recipient: s.acct.Recipient})
 	if src.err != nil {

@@ -391,6 +391,7 @@ func fetchAccount(a config.Account, o options) (*fetch.Account, error) {
 		Keep: a.Keep || o.keep, SizeLimit: a.SizeLimit, FetchLimit: a.FetchLimit,
 		DeleteAfter: a.DeleteAfter, DeleteLargerThan: a.DeleteLargerThan, FetchAll: a.FetchAll || o.fetchAll,
 		Recipient: a.Recipient, AddReceived: a.AddReceived, Timeout: a.Timeout,
+		DeliveredTo: a.DeliveredTo, EnvelopeTo: a.EnvelopeTo, ReturnPath: a.ReturnPath,
 		Pipelining: fetch.PipeliningMode(a.Pipelining),
 	}
 	if o.keep {
@@ -421,6 +422,12 @@ func deliverer(a config.Account) (deliver.Deliverer, error) {
 			return nil, &fetch.Error{Account: a.Name, Kind: fetch.KindDelivery, Err: err}
 		}
 		return md, nil
+	}
+	switch {
+	case a.Mbox != "":
+		return &deliver.Mbox{Path: a.Mbox, LockTimeout: a.MDATimeout}, nil
+	case a.LMTP != "":
+		return &deliver.LMTP{Addr: a.LMTP, Recipients: a.LMTPRecipients, Timeout: a.MDATimeout}, nil
 	}
 	return &deliver.MDA{Argv: a.MDA, Timeout: a.MDATimeout}, nil
 }
