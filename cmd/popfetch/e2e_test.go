@@ -51,10 +51,15 @@ func popfetchBinary(t *testing.T) string {
 
 func startDovecot(t *testing.T) *dovecot.Server {
 	t.Helper()
+	return startDovecotWith(t, dovecot.Options{})
+}
+
+func startDovecotWith(t *testing.T, opts dovecot.Options) *dovecot.Server {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: skipping the private Dovecot test")
 	}
-	s, err := dovecot.Start(context.Background())
+	s, err := dovecot.StartWith(context.Background(), opts)
 	if errors.Is(err, dovecot.ErrNotInstalled) || errors.Is(err, dovecot.ErrNotRoot) {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("CI must run the Dovecot end-to-end tests: %v", err)

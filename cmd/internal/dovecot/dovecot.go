@@ -43,11 +43,13 @@ type Server struct {
 	TLSPort   int            // POP3S
 	Cert      *pop3test.Cert // the server's certificate; CertFile holds it as PEM
 	CertFile  string
-	cmd       *exec.Cmd
-	mailRoot  string // the users' Maildirs are below it
-	uid, gid  int
-	seq       atomic.Uint64
-	exited    chan struct{}
+	// LMTPSocket is the LMTP service's socket, if Options.LMTP.
+	LMTPSocket string
+	cmd        *exec.Cmd
+	mailRoot   string // the users' Maildirs are below it
+	uid, gid   int
+	seq        atomic.Uint64
+	exited     chan struct{}
 }
 
 // Binary returns the path of the dovecot binary, or ErrNotInstalled.
@@ -60,6 +62,9 @@ func Binary() (string, error) {
 	return "", ErrNotInstalled
 }
 
+// lmtpBinary is Dovecot's LMTP service, from dovecot-lmtpd.
+const lmtpBinary = "/usr/lib/dovecot/lmtp"
+
 // Options adjust Start.
 type Options struct {
 	// MailRoot, if set, is a directory to keep the users' mail in instead
@@ -67,6 +72,12 @@ type Options struct {
 	// system (a tmpfs) so that the server's work on its disk does not
 	// slow the client's, as it would not if the server were remote.
 	MailRoot string
+	// LMTP also starts Dovecot's LMTP service on the Unix socket
+	// LMTPSocket (dovecot-lmtpd must be installed).
+	LMTP bool
+	// Quota, with LMTP, limits each user's mail to this many octets;
+	// LMTP refuses a message over it temporarily (452 4.2.2).
+	Quota int64
 }
 
 // Start starts a private instance and waits until it answers.
@@ -113,7 +124,7 @@ func start(ctx context.Context, bin string, uid, gid int, opts Options) (*Server
 		}
 		os.Chmod(s.mailRoot, 0o755)
 	}
-	if err := s.setup(); err != nil {
+	if err := s.setup(opts); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -169,7 +180,7 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-func (s *Server) setup() error {
+func (s *Server) setup(opts Options) error {
 	ports, err := freePorts(2)
 	if err != nil {
 		return err
@@ -249,6 +260,31 @@ service imap-login {
   }
 }
 `, os.Getpid(), s.Dir, s.uid, s.gid, s.PlainPort, s.TLSPort, s.mailRoot)
+	if opts.LMTP {
+		if _, err := os.Stat(lmtpBinary); err != nil {
+			return fmt.Errorf("%w: %s (apt-get install dovecot-lmtpd)", ErrNotInstalled, lmtpBinary)
+		}
+		s.LMTPSocket = filepath.Join(s.Dir, "run", "lmtp")
+		conf = strings.Replace(conf, "protocols = pop3\n", "protocols = pop3 lmtp\n", 1)
+		conf += `postmaster_address = postmaster@popfetch.test
+service lmtp {
+  unix_listener lmtp {
+    mode = 0666
+  }
+}
+`
+		if opts.Quota > 0 {
+			conf += fmt.Sprintf(`quota_full_tempfail = yes
+protocol lmtp {
+  mail_plugins = $mail_plugins quota
+}
+plugin {
+  quota = maildir:User quota
+  quota_rule = *:storage=%dB
+}
+`, opts.Quota)
+		}
+	}
 	return os.WriteFile(filepath.Join(s.Dir, "dovecot.conf"), []byte(conf), 0o644)
 }
 
