@@ -47,6 +47,7 @@ fuzz:
 	$(GO) test ./fetch -run '^$$' -fuzz '^FuzzHeaderFields$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./config -run '^$$' -fuzz '^FuzzNetrc$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./config/migrate -run '^$$' -fuzz '^FuzzFetchmailrc$$' -fuzztime $(FUZZTIME)
 
 ## demo: start a private Dovecot, fill a mailbox, fetch it with popfetch into ./demo/Mail
 demo: build

@@ -37,6 +37,7 @@ func exitCodeOf(err error) int {
 		cerr    *config.Error
 		serr    *config.SyntaxError
 		uerr    usageError
+		imp     configProblem
 		running *daemonRunningError
 		oerr    *oauth2token.Error
 		oerr2   *uidstore.OpenError
@@ -46,7 +47,7 @@ func exitCodeOf(err error) int {
 		return exitMail
 	case errors.As(err, &perm):
 		return exitPermissions
-	case errors.As(err, &cerr), errors.As(err, &serr), errors.As(err, &uerr):
+	case errors.As(err, &cerr), errors.As(err, &serr), errors.As(err, &uerr), errors.As(err, &imp):
 		return exitConfig
 	case errors.Is(err, uidstore.ErrLocked), errors.As(err, &running):
 		return exitStateLocked

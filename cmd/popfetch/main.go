@@ -256,6 +256,7 @@ func newApp(stdout, stderr io.Writer, code *int, p *proc) *cli.App {
 			uidlCommand(code),
 			configCommand(code),
 			listCommand(code, p),
+			importCommand(code),
 		},
 	}
 }

@@ -1,0 +1,254 @@
+package migrate
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Mpop converts an .mpoprc: every
+// account becomes a popfetch account; "defaults" and "account NAME :
+// OTHER" inheritance are applied first.
+func Mpop(path, text, home string) (*Result, error) {
+	type mpopAccount struct {
+		name string
+		cmds [][2]string
+	}
+	var (
+		defaults []([2]string)
+		accounts []*mpopAccount
+		byName   = map[string]*mpopAccount{}
+		cur      *mpopAccount
+		inDef    bool
+	)
+	for n, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		cmd, arg, _ := strings.Cut(line, " ")
+		if i := strings.IndexAny(line, " \t"); i >= 0 {
+			cmd, arg = line[:i], strings.TrimSpace(line[i+1:])
+		}
+		arg = mpopUnquote(arg)
+		switch cmd {
+		case "defaults":
+			inDef, cur = true, nil
+		case "account":
+			inDef = false
+			name, parents, _ := strings.Cut(arg, ":")
+			name = strings.TrimSpace(name)
+			if name == "" {
+				return nil, fmt.Errorf("%s:%d: account without a name", path, n+1)
+			}
+			cur = &mpopAccount{name: name, cmds: append([][2]string(nil), defaults...)}
+			for _, p := range strings.Split(parents, ",") {
+				if p = strings.TrimSpace(p); p == "" {
+					continue
+				}
+				parent, ok := byName[p]
+				if !ok {
+					return nil, fmt.Errorf("%s:%d: account %s: no account %q to inherit from", path, n+1, name, p)
+				}
+				cur.cmds = append(cur.cmds, parent.cmds[len(defaults):]...)
+			}
+			accounts = append(accounts, cur)
+			byName[name] = cur
+		default:
+			switch {
+			case inDef:
+				defaults = append(defaults, [2]string{cmd, arg})
+			case cur != nil:
+				cur.cmds = append(cur.cmds, [2]string{cmd, arg})
+			default:
+				return nil, fmt.Errorf("%s:%d: %s before the first account or defaults", path, n+1, cmd)
+			}
+		}
+	}
+	res := &Result{Tool: "mpop", Sources: []string{path}}
+	taken := map[string]bool{}
+	for _, ma := range accounts {
+		a := mpopAccount2(ma.cmds, home)
+		a.Name = accountName(ma.name, taken)
+		a.Keys = append([]Key{{"name", a.Name}}, a.Keys...)
+		res.Accounts = append(res.Accounts, a)
+	}
+	if len(res.Accounts) == 0 {
+		return nil, fmt.Errorf("%s: no accounts", path)
+	}
+	return res, nil
+}
+
+// mpopUnquote removes the double quotes around an mpop argument, with its
+// backslash escapes.
+func mpopUnquote(s string) string {
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return s
+	}
+	var b strings.Builder
+	for i := 1; i < len(s)-1; i++ {
+		if s[i] == '\\' && i+1 < len(s)-1 {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func mpopOn(arg string) bool { return arg == "" || arg == "on" }
+
+func mpopSize(arg string) (int64, bool) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(arg, "k"):
+		mult, arg = 1024, strings.TrimSuffix(arg, "k")
+	case strings.HasSuffix(arg, "m"):
+		mult, arg = 1024*1024, strings.TrimSuffix(arg, "m")
+	}
+	n, err := strconv.ParseInt(arg, 10, 64)
+	return n * mult, err == nil && n >= 0
+}
+
+func mpopAccount2(cmds [][2]string, home string) *Account {
+	a := &Account{}
+	var (
+		tls, starttls = false, true
+		port          int
+		uidls         = filepath.Join(home, ".mpop_uidls", "%U_at_%H")
+		certcheck     = true
+	)
+	not := func(cmd, arg, why string) {
+		a.note("mpop: %s %s: not converted: %s", cmd, arg, why)
+	}
+	for _, c := range cmds {
+		cmd, arg := c[0], c[1]
+		switch cmd {
+		case "host":
+			a.Server = arg
+		case "port":
+			if p, err := strconv.Atoi(arg); err == nil {
+				port = p
+			}
+		case "user":
+			a.User = arg
+		case "password":
+			a.set("password", arg)
+		case "passwordeval":
+			argv, _ := command(arg)
+			a.set("password_command", argv)
+		case "auth":
+			switch arg {
+			case "", "on":
+				a.set("auth", "auto")
+			case "user", "plain", "apop", "cram-md5", "scram-sha-1", "scram-sha-256", "xoauth2", "oauthbearer", "external", "login":
+				a.set("auth", arg)
+			default:
+				not(cmd, arg, "popfetch has no such mechanism; auth = \"auto\" picks the strongest offered.")
+			}
+		case "tls":
+			tls = mpopOn(arg)
+		case "tls_starttls":
+			starttls = mpopOn(arg)
+		case "tls_trust_file":
+			if arg != "" && arg != "system" {
+				a.set("ca_file", expandHome(arg, home))
+			}
+		case "tls_fingerprint":
+			if len(strings.ReplaceAll(arg, ":", "")) == 64 {
+				a.set("tls_fingerprint", arg)
+			} else if arg != "" {
+				not(cmd, arg, "popfetch pins SHA-256 fingerprints only (mpop --serverinfo --tls shows it).")
+			}
+		case "tls_certcheck":
+			certcheck = mpopOn(arg)
+		case "tls_key_file":
+			a.set("client_key", expandHome(arg, home))
+		case "tls_cert_file":
+			a.set("client_cert", expandHome(arg, home))
+		case "tls_host_override":
+			a.set("tls_server_name", arg)
+		case "timeout":
+			if n, err := strconv.Atoi(arg); err == nil && n > 0 {
+				a.set("timeout", seconds(n))
+			}
+		case "pipelining":
+			a.set("pipelining", arg)
+		case "received_header":
+			a.set("add_received", mpopOn(arg))
+		case "keep":
+			a.set("keep", mpopOn(arg))
+		case "only_new":
+			a.set("fetch_all", !mpopOn(arg))
+		case "killsize":
+			if n, ok := mpopSize(arg); ok {
+				a.set("delete_larger_than", n)
+			}
+		case "skipsize":
+			if n, ok := mpopSize(arg); ok {
+				a.set("size_limit", n)
+			}
+		case "uidls_file":
+			uidls = expandHome(arg, home)
+		case "delivery":
+			method, rest, _ := strings.Cut(arg, " ")
+			rest = strings.TrimSpace(rest)
+			switch method {
+			case "maildir":
+				a.setTarget("maildir", expandHome(rest, home))
+			case "mbox":
+				a.setTarget("mbox", expandHome(rest, home))
+			case "mda":
+				argv, sh := command(rest)
+				a.setTarget("mda", argv)
+				if sh {
+					a.note("mpop: delivery mda %q ran through /bin/sh; popfetch runs no shell itself, so it calls /bin/sh explicitly, with the sender and recipient as \"$1\" and \"$2\".", rest)
+				}
+			default:
+				not(cmd, arg, "popfetch delivers to a Maildir, an mbox, an MDA or LMTP.")
+			}
+		case "tls_crl_file", "tls_min_dh_prime_bits", "tls_priorities":
+			not(cmd, arg, "popfetch uses Go's TLS: TLS 1.2 or newer, its own cipher suites; tls_min_version = \"1.3\" raises the floor.")
+		case "filter":
+			not(cmd, arg, "popfetch has no kill filter; size-based ones are delete_larger_than and size_limit.")
+		case "proxy_host", "proxy_port", "socket", "source_ip", "ntlmdomain":
+			not(cmd, arg, "popfetch has no equivalent.")
+		default:
+			not(cmd, arg, "unknown to popfetch.")
+		}
+	}
+	if !certcheck {
+		a.note("mpop: tls_certcheck off: not converted: popfetch always verifies the certificate; set ca_file, or pin it with tls_fingerprint.")
+	}
+	var tlsKeys []Key
+	switch {
+	case tls && !starttls:
+		tlsKeys = []Key{{"tls", "implicit"}}
+		if port == 0 {
+			port = 995
+		}
+	case tls:
+		tlsKeys = []Key{{"tls", "starttls"}}
+	default:
+		tlsKeys = []Key{{"tls", "none"}, {"allow_insecure_auth", true}}
+		a.note("mpop: tls off (mpop's default): the password goes over the network in the clear; popfetch needs allow_insecure_auth = true for that. Use tls = \"starttls\" or \"implicit\" if the server offers it.")
+	}
+	if port == 0 {
+		port = 110
+	}
+	a.Port = port
+	if a.User == "" {
+		a.User = loginName()
+	}
+	head := append([]Key{{"server", a.Server}, {"port", port}}, tlsKeys...)
+	head = append(head, Key{"user", a.User})
+	a.Keys = append(head, a.Keys...)
+	_, md := a.get("maildir")
+	_, mb := a.get("mbox")
+	_, mda := a.get("mda")
+	if !md && !mb && !mda {
+		a.note("mpop: no delivery: set one of maildir, mbox, mda or lmtp.")
+	}
+	a.UIDFile = strings.NewReplacer("%U", a.User, "%H", a.Server).Replace(uidls)
+	return a
+}
