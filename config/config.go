@@ -131,9 +131,9 @@ type Account struct {
 	DeleteLargerThan int64
 	// FetchAll fetches every message, also those delivered before
 	// (fetchmail's fetchall).
-	FetchAll    bool
-	SizeLimit   int64 // messages larger than this are left on the server; 0: no limit
-	FetchLimit  int   // at most this many messages per poll; 0: no limit
+	FetchAll   bool
+	SizeLimit  int64 // messages larger than this are left on the server; 0: no limit
+	FetchLimit int   // at most this many messages per poll; 0: no limit
 	// The delivery target: exactly one of Maildir, MDA, Mbox and LMTP.
 	Maildir string
 	MDA     []string
