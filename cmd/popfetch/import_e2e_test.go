@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// requireTool skips a test whose peer is not installed, loudly, and only
+// outside CI.
+func requireTool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI must run the %s import test: %s is not installed (apt-get install %s)", name, name, pkg)
+		}
+		t.Skipf("SKIPPING the %s import test: %s is not installed (apt-get install %s)", name, name, pkg)
+	}
+	return path
+}
+
+// peer is how one of fetchmail, mpop and getmail6 is set up and run in
+// keep mode against the private Dovecot, and where it delivers.
+type peer struct {
+	tool, pkg string
+	rcFile    string   // relative to the home directory
+	rc        string   // %[1]d: the POP3 port, %[2]s: the user, %[3]s: the home directory
+	argv      []string // %s: the home directory
+	asNobody  bool     // getmail refuses to deliver as root
+	delivered func(home string) int
+}
+
+func maildirCount(dir string) int {
+	n := 0
+	for _, sub := range []string{"new", "cur"} {
+		entries, _ := os.ReadDir(filepath.Join(dir, sub))
+		n += len(entries)
+	}
+	return n
+}
+
+var peers = []peer{
+	{
+		tool: "fetchmail", pkg: "fetchmail", rcFile: ".fetchmailrc",
+		rc:   "poll 127.0.0.1 port %[1]d proto pop3 uidl\n  user %[2]s pass pw-%[2]s is root here\n  keep sslproto '' mda \"cat >> %[3]s/fetchmail.mbox\"\n",
+		argv: []string{"fetchmail", "--nodetach", "--nosyslog", "-f", "%s/.fetchmailrc"},
+		delivered: func(home string) int {
+			data, _ := os.ReadFile(filepath.Join(home, "fetchmail.mbox"))
+			return len(regexp.MustCompile(`(?m)^Message-ID: `).FindAll(data, -1))
+		},
+	},
+	{
+		tool: "mpop", pkg: "mpop", rcFile: ".mpoprc",
+		rc:        "account default\nhost 127.0.0.1\nport %[1]d\ntls off\nauth user\nuser %[2]s\npassword pw-%[2]s\nkeep on\ndelivery maildir %[3]s/Mail\n",
+		argv:      []string{"mpop", "-q", "-C", "%s/.mpoprc", "-a"},
+		delivered: func(home string) int { return maildirCount(filepath.Join(home, "Mail")) },
+	},
+	{
+		tool: "getmail", pkg: "getmail6", rcFile: ".getmail/getmailrc",
+		rc: "[retriever]\ntype = SimplePOP3Retriever\nserver = 127.0.0.1\nport = %[1]d\nusername = %[2]s\npassword = pw-%[2]s\n" +
+			"[destination]\ntype = Maildir\npath = %[3]s/Mail/\n[options]\ndelete = false\nread_all = false\n",
+		argv:      []string{"getmail", "--quiet", "--getmaildir", "%s/.getmail"},
+		asNobody:  true,
+		delivered: func(home string) int { return maildirCount(filepath.Join(home, "Mail")) },
+	},
+}
+
+// TestImportFromPeers runs the real fetchmail, mpop and getmail6 against
+// the private Dovecot in keep mode, imports their configuration and UID
+// state, and checks that popfetch, running the converted configuration,
+// fetches nothing they fetched, then exactly the one new message.
+func TestImportFromPeers(t *testing.T) {
+	dc := startDovecot(t)
+	for _, p := range peers {
+		t.Run(p.tool, func(t *testing.T) {
+			requireTool(t, p.tool, p.pkg)
+			e := newE2E(t, dc, "imp-"+p.tool, "none", "")
+			e.fill(6, 2000)
+			home := filepath.Join(e.dir, "home")
+			for _, d := range []string{"Mail/new", "Mail/cur", "Mail/tmp", ".getmail"} {
+				if err := os.MkdirAll(filepath.Join(home, d), 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rcPath := filepath.Join(home, p.rcFile)
+			if err := os.WriteFile(rcPath, []byte(fmt.Sprintf(p.rc, dc.PlainPort, e.user, home)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if p.asNobody {
+				os.Chmod(filepath.Dir(e.dir), 0o755) // t.TempDir makes it 0700
+				os.Chmod(e.dir, 0o755)
+				if out, err := exec.Command("chown", "-R", "65534:65534", home).CombinedOutput(); err != nil {
+					t.Fatalf("chown: %v %s", err, out)
+				}
+			}
+			// The peer fetches everything and keeps it on the server.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			argv := make([]string, len(p.argv))
+			for i, a := range p.argv {
+				argv[i] = a
+				if bytes.Contains([]byte(a), []byte("%s")) {
+					argv[i] = fmt.Sprintf(a, home)
+				}
+			}
+			cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+			cmd.Env = append(os.Environ(), "HOME="+home)
+			if p.asNobody {
+				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v\n%s", p.tool, err, out)
+			}
+			n := len(e.sent)
+			if got := p.delivered(home); got != n {
+				t.Fatalf("%s delivered %d messages, want %d", p.tool, got, n)
+			}
+			if dc.Count(e.user) != n {
+				t.Fatalf("%s did not keep the mail on the server", p.tool)
+			}
+
+			// Convert, with the UIDs.
+			os.Remove(e.config)
+			imp := exec.CommandContext(ctx, e.bin, "--state-dir", filepath.Join(e.dir, "state"),
+				"import", p.tool, rcPath, "--uids", "-o", e.config)
+			imp.Env = append(os.Environ(), "HOME="+home)
+			out, err := imp.CombinedOutput()
+			if err != nil {
+				t.Fatalf("import: %v\n%s", err, out)
+			}
+			m := regexp.MustCompile(`recorded (\d+) UIDs`).FindSubmatch(out)
+			if m == nil || string(m[1]) != strconv.Itoa(n) {
+				t.Fatalf("import recorded %q UIDs, want %d:\n%s", m, n, out)
+			}
+			if fi, err := os.Stat(e.config); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("the converted config: %v, mode %v", err, fi.Mode())
+			}
+			converted, _ := os.ReadFile(e.config)
+			if code, out := e.run("config", "check"); code != 0 {
+				t.Fatalf("config check of the conversion: exit %d\n%s\n%s", code, out, converted)
+			}
+
+			// popfetch fetches nothing the peer fetched...
+			if code, out := e.run(); code != exitNoMail {
+				t.Fatalf("popfetch after the import: exit %d, want %d (no new mail)\n%s\n%s", code, exitNoMail, out, converted)
+			}
+			if got := p.delivered(home); got != n {
+				t.Fatalf("popfetch delivered again: %d messages, want %d", got, n)
+			}
+			// ... and exactly what is new.
+			if err := dc.Deliver(e.user, []byte("From: new@example.com\nMessage-ID: <new@popfetch.test>\nSubject: new\n\nnew\n")); err != nil {
+				t.Fatal(err)
+			}
+			if code, out := e.run(); code != exitMail {
+				t.Fatalf("popfetch with one new message: exit %d\n%s\n%s", code, out, converted)
+			}
+			if got := p.delivered(home); got != n+1 {
+				t.Fatalf("after one new message: %d delivered, want %d\n%s", got, n+1, converted)
+			}
+			if dc.Count(e.user) != n+1 {
+				t.Errorf("the converted config does not keep mail on the server, as %s did", p.tool)
+			}
+		})
+	}
+}
