@@ -151,8 +151,24 @@ type Options struct {
 	// delivered ones without fetching them again. Cancelling the context
 	// instead abandons the message in progress too.
 	Stop <-chan struct{}
+	// Progress, if set, is called when the poll knows what it will
+	// fetch, after each batch of messages delivered, and once when it
+	// ends (Finished), for a progress display. It is called from the
+	// poll's goroutines, one call at a time. Setting it makes the poll
+	// ask for message sizes (LIST) even when it needs none.
+	Progress func(Progress)
 
 	tune *tuning // tests only; nil means defaultTuning
+}
+
+// Progress is how far a poll has got.
+type Progress struct {
+	Account   string
+	Messages  int   // to fetch in this poll
+	Bytes     int64 // their size, as the server listed it
+	Done      int   // delivered so far
+	DoneBytes int64
+	Finished  bool // the poll is over: no further calls
 }
 
 // maxConsecutiveFailures stops a poll whose deliveries keep failing (a
@@ -164,6 +180,13 @@ const maxConsecutiveFailures = 3
 // open; the UIDs of delivered messages are recorded in it.
 func Poll(ctx context.Context, acct *Account, store *uidstore.Store, d deliver.Deliverer, opts *Options) (Stats, error) {
 	s := newSession(acct, store, d, opts)
+	if s.progressFn != nil {
+		s.progress.Account = acct.Name
+		defer func() {
+			s.progress.Finished = true
+			s.progressFn(s.progress)
+		}()
+	}
 	if err := s.run(ctx); err != nil {
 		return s.stats, classify(acct.Name, s.step, err)
 	}
@@ -217,7 +240,7 @@ func newSession(acct *Account, store *uidstore.Store, d deliver.Deliverer, opts 
 		tune = *opts.tune
 	}
 	return &session{acct: acct, store: store, d: d, log: log.With("account", acct.Name), trace: opts.Trace,
-		stop: opts.Stop, host: host, tune: tune}
+		stop: opts.Stop, host: host, tune: tune, progressFn: opts.Progress, sizes: opts.Progress != nil}
 }
 
 type session struct {
@@ -233,7 +256,10 @@ type session struct {
 	step     string            // the command in progress, for error classification
 	authMode AuthMode          // how the session logged in
 	tune     tuning
-	sizes    bool // list sizes whatever the account needs (List)
+	sizes    bool // list sizes whatever the account needs (List, Progress)
+	// progressFn is Options.Progress; progress is what it was last told.
+	progressFn func(Progress)
+	progress   Progress
 	stats    Stats
 	softErr  error // the last failure the poll went on after (a delivery, a refused RETR or DELE)
 }
@@ -331,6 +357,13 @@ func (s *session) run(ctx context.Context) error {
 		s.log.Debug("stopping: fetching nothing", "new", len(toFetch))
 		toFetch = nil
 		s.stats.Stopped = true
+	}
+	if s.progressFn != nil {
+		s.progress.Messages = len(toFetch)
+		for _, m := range toFetch {
+			s.progress.Bytes += m.size
+		}
+		s.progressFn(s.progress)
 	}
 	deleted, ended, err := s.transfer(ctx, toFetch, toDelete, hasUIDL)
 	if err != nil {

@@ -548,6 +548,10 @@ func (t *transferRun) commitBatch(batch []fetched) error {
 		s.stats.Bytes += f.size
 		nums = append(nums, f.num)
 	}
+	if s.progressFn != nil {
+		s.progress.Done, s.progress.DoneBytes = s.stats.Delivered, s.stats.Bytes
+		s.progressFn(s.progress)
+	}
 	t.mu.Unlock()
 	for _, f := range batch {
 		s.log.Debug("delivered", "uid", f.uid, "number", f.num, "size", f.size, "subject", f.subject)

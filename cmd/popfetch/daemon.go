@@ -93,6 +93,7 @@ type daemon struct {
 	interval time.Duration
 	log      *slog.Logger
 	trace    io.Writer
+	display  *progressDisplay // nil unless on a terminal
 	notifier *sdnotify.Notifier
 	sched    *fetch.Scheduler
 	status   *statusWriter
@@ -100,11 +101,17 @@ type daemon struct {
 
 func runDaemon(c *cli.Context, code *int, p *proc, interval time.Duration) error {
 	o := readOptions(c)
-	log, err := o.logger(c.App.ErrWriter, true)
+	disp := o.progress(c.App.ErrWriter)
+	var logW io.Writer = c.App.ErrWriter
+	if disp != nil {
+		logW = disp
+		defer disp.Close()
+	}
+	log, err := o.logger(logW, true)
 	if err != nil {
 		return err
 	}
-	d := &daemon{opts: o, names: c.Args().Slice(), interval: interval, log: log, notifier: sdnotify.New()}
+	d := &daemon{opts: o, names: c.Args().Slice(), interval: interval, log: log, notifier: sdnotify.New(), display: disp}
 	if o.verbosity >= 2 {
 		d.trace = c.App.ErrWriter
 	}
@@ -195,6 +202,9 @@ func (d *daemon) job(a config.Account) (fetch.Job, error) {
 	}
 	alog := d.log.With("account", a.Name)
 	opts := fetch.Options{Log: d.log, Trace: d.trace}
+	if d.display != nil {
+		opts.Progress = d.display.Update
+	}
 	j := fetch.Job{
 		Name:     a.Name,
 		Mailbox:  acct.Key().String(),

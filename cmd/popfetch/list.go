@@ -34,7 +34,7 @@ func listAction(c *cli.Context, code *int, p *proc) error {
 	if err != nil {
 		return err
 	}
-	defer e.store.Close()
+	defer e.close()
 	e.poll.Stop = p.stop
 	acct, err := oneShotAccount(e.accounts[0], e)
 	if err != nil {

@@ -342,13 +342,27 @@ type env struct {
 	store    *uidstore.Store
 	log      *slog.Logger
 	poll     *fetch.Options
+	display  *progressDisplay // nil unless on a terminal
+}
+
+// close releases what prepare opened.
+func (e *env) close() {
+	if e.display != nil {
+		e.display.Close()
+	}
+	e.store.Close()
 }
 
 // prepare loads the config, selects the accounts, opens the UID store and
 // sets up logging. The caller closes env.store.
 func prepare(c *cli.Context) (*env, error) {
 	o := readOptions(c)
-	log, err := o.logger(c.App.ErrWriter, false)
+	disp := o.progress(c.App.ErrWriter)
+	var logW io.Writer = c.App.ErrWriter
+	if disp != nil {
+		logW = disp
+	}
+	log, err := o.logger(logW, false)
 	if err != nil {
 		return nil, err
 	}
@@ -364,8 +378,11 @@ func prepare(c *cli.Context) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &env{opts: o, accounts: accounts, store: store, log: log}
+	e := &env{opts: o, accounts: accounts, store: store, log: log, display: disp}
 	e.poll = &fetch.Options{Log: e.log}
+	if disp != nil {
+		e.poll.Progress = disp.Update
+	}
 	if o.verbosity >= 2 {
 		e.poll.Trace = c.App.ErrWriter
 	}
@@ -438,7 +455,7 @@ func fetchAction(c *cli.Context, code *int, p *proc) error {
 	if err != nil {
 		return err
 	}
-	defer e.store.Close()
+	defer e.close()
 	e.poll.Stop = p.stop
 	var codes []int
 	for _, a := range e.accounts {
@@ -549,7 +566,7 @@ func checkAction(c *cli.Context, code *int, p *proc) error {
 	if err != nil {
 		return err
 	}
-	defer e.store.Close()
+	defer e.close()
 	e.poll.Stop = p.stop // a stop ends a check at once: it has nothing in progress to finish
 	var codes []int
 	for _, a := range e.accounts {
