@@ -260,8 +260,8 @@ type session struct {
 	// progressFn is Options.Progress; progress is what it was last told.
 	progressFn func(Progress)
 	progress   Progress
-	stats    Stats
-	softErr  error // the last failure the poll went on after (a delivery, a refused RETR or DELE)
+	stats      Stats
+	softErr    error // the last failure the poll went on after (a delivery, a refused RETR or DELE)
 }
 
 // pipelining reports whether commands may be sent ahead of their replies.
