@@ -5,13 +5,21 @@ LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 SHELL    := /bin/bash
 
-.PHONY: all build test test-unit test-faults test-short vet fuzz demo measure bench gobench soak clean
+.PHONY: all build docs test test-unit test-faults test-short vet fuzz demo measure bench gobench soak clean
 
 all: build
 
 ## build: compile bin/popfetch
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/popfetch ./cmd/popfetch
+
+## docs: the manual page and the shell completions, made from the command-line definition
+docs: build
+	bin/popfetch man > docs/popfetch.1
+	mkdir -p docs/completion
+	bin/popfetch completion bash > docs/completion/popfetch.bash
+	bin/popfetch completion zsh > docs/completion/_popfetch
+	bin/popfetch completion fish > docs/completion/popfetch.fish
 
 ## test: vet, then every test (the Dovecot end-to-end tests too), with the race detector: the
 ## unit and end-to-end tests, then the fault-injection suite

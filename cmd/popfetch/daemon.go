@@ -35,6 +35,7 @@ func daemonCommand(code *int, p *proc) *cli.Command {
 		HideHelpCommand: true,
 		Usage:           "poll the named accounts, or all, each at its interval, until stopped",
 		ArgsUsage:       "[ACCOUNT...]",
+		BashComplete:    completeAccounts,
 		Description: "Polls several accounts at once (see [daemon] in docs/config.md), with backoff after failures.\n" +
 			"It stays in the foreground; run it under systemd (docs/systemd/) or your init.\n\n" +
 			"Signals: SIGHUP reloads the configuration (a broken one is reported and the old one kept);\n" +

@@ -86,6 +86,19 @@ func (p *proc) stopped() bool {
 	}
 }
 
+// complete answers a completion script's question. urfave/cli panics when
+// the words typed so far hold an unknown flag ("--ke"); a completion
+// offers nothing then, and never crashes the shell's completion.
+func complete(ctx context.Context, app *cli.App, args []string) (code int) {
+	defer func() {
+		if recover() != nil {
+			code = exitMail
+		}
+	}()
+	app.RunContext(ctx, args)
+	return exitMail
+}
+
 // run runs the command line args and returns the exit code.
 func run(ctx context.Context, p *proc, args []string, stdout, stderr io.Writer) int {
 	code := exitMail
@@ -93,6 +106,9 @@ func run(ctx context.Context, p *proc, args []string, stdout, stderr io.Writer) 
 		p = &proc{notify: notifySignals}
 	}
 	app := newApp(stdout, stderr, &code, p)
+	if n := len(args); n > 1 && args[n-1] == "--generate-bash-completion" {
+		return complete(ctx, app, args)
+	}
 	err := app.RunContext(ctx, permute(app, args))
 	if errors.Is(err, errVersionShown) {
 		return exitMail
@@ -200,7 +216,7 @@ var errVersionShown = errors.New("version shown")
 func newApp(stdout, stderr io.Writer, code *int, p *proc) *cli.App {
 	return &cli.App{
 		Name:        "popfetch",
-		Usage:       "fetch mail from POP3 servers into a Maildir or an MDA, never losing a message",
+		Usage:       "fetch mail from POP3 servers into a Maildir, an mbox, an MDA or LMTP, never losing a message",
 		HideVersion: true, // -v is --verbose here; the version is -V, as in fetchmail
 		Before: func(c *cli.Context) error {
 			if c.Bool("version") {
@@ -220,6 +236,8 @@ func newApp(stdout, stderr io.Writer, code *int, p *proc) *cli.App {
 		ErrWriter:              stderr,
 		UseShortOptionHandling: true,
 		HideHelpCommand:        true,
+		EnableBashCompletion:   true,
+		BashComplete:           completeAccounts,
 		Flags: append(globalFlags(),
 			&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Usage: "print the version and exit"},
 			&cli.StringFlag{Name: "daemon", Aliases: []string{"d"}, Usage: "run as a daemon polling every `INTERVAL` (\"300\" seconds or \"5m\"), as fetchmail -d does; same as: popfetch daemon --interval INTERVAL"}),
@@ -240,6 +258,7 @@ func newApp(stdout, stderr io.Writer, code *int, p *proc) *cli.App {
 				ArgsUsage:       "[ACCOUNT...]",
 				Flags:           globalFlags(),
 				Action:          func(c *cli.Context) error { return fetchAction(c, code, p) },
+				BashComplete:    completeAccounts,
 			},
 			{
 				Name:            "check",
@@ -249,6 +268,7 @@ func newApp(stdout, stderr io.Writer, code *int, p *proc) *cli.App {
 				ArgsUsage:       "[ACCOUNT...]",
 				Flags:           globalFlags(),
 				Action:          func(c *cli.Context) error { return checkAction(c, code, p) },
+				BashComplete:    completeAccounts,
 			},
 			daemonCommand(code, p),
 			statusCommand(code),
@@ -257,6 +277,8 @@ func newApp(stdout, stderr io.Writer, code *int, p *proc) *cli.App {
 			configCommand(code),
 			listCommand(code, p),
 			importCommand(code),
+			completionCommand(code),
+			manCommand(code),
 		},
 	}
 }

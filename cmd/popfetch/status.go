@@ -130,6 +130,7 @@ func statusCommand(code *int) *cli.Command {
 		HideHelpCommand: true,
 		Usage:           "show what the daemon is doing: per account the last poll, its result, the next poll; exit 0 if it runs, 1 if not",
 		ArgsUsage:       "[ACCOUNT...]",
+		BashComplete:    completeAccounts,
 		Flags: append(globalFlags(),
 			&cli.BoolFlag{Name: "json", Usage: "print the status as JSON, for scripts"}),
 		Action: func(c *cli.Context) error { return statusAction(c, code) },

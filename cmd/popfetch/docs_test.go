@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runBinary runs the built popfetch and returns its standard output.
+func runBinary(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, popfetchBinary(t), args...).Output()
+	if err != nil {
+		t.Fatalf("popfetch %s: %v", strings.Join(args, " "), err)
+	}
+	return string(out)
+}
+
+// TestGeneratedDocs: the manual page and the completion scripts in docs/
+// are what the command-line definition makes of them (make docs), so
+// they cannot drift; the manual page names every command.
+func TestGeneratedDocs(t *testing.T) {
+	for _, g := range []struct {
+		file string
+		args []string
+	}{
+		{"../../docs/popfetch.1", []string{"man"}},
+		{"../../docs/completion/popfetch.bash", []string{"completion", "bash"}},
+		{"../../docs/completion/_popfetch", []string{"completion", "zsh"}},
+		{"../../docs/completion/popfetch.fish", []string{"completion", "fish"}},
+	} {
+		want := runBinary(t, g.args...)
+		got, err := os.ReadFile(g.file)
+		if err != nil || string(got) != want {
+			t.Errorf("%s is out of date (run make docs): %v", g.file, err)
+		}
+	}
+	man := runBinary(t, "man")
+	for _, cmd := range []string{"fetch", "check", "daemon", "status", "auth", "uidl", "config", "list", "import", "completion"} {
+		if !strings.Contains(man, "\n.SH "+cmd) && !strings.Contains(man, "\n.SS "+cmd) && !strings.Contains(man, "\n"+cmd+"\n") {
+			t.Errorf("the manual page lacks the command %s", cmd)
+		}
+	}
+	if strings.Contains(man, "\n.SS man") || strings.Contains(man, "\nman\n") {
+		t.Error("the manual page lists the hidden man command")
+	}
+}
+
+// requireShell finds a shell for a completion test: skipped loudly, and
+// only outside CI, when it is missing.
+func requireShell(t *testing.T, name string) string {
+	t.Helper()
+	return requireTool(t, name, name)
+}
+
+// completionEnv is a config with two accounts and a PATH that finds the
+// built popfetch.
+func completionEnv(t *testing.T) []string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfg, []byte(pop3testAccount("work", "127.0.0.1:1", filepath.Join(dir, "m"), "")+
+		pop3testAccount("home", "127.0.0.1:1", filepath.Join(dir, "m"), "")), 0o600)
+	return append(os.Environ(), "POPFETCH_CONFIG="+cfg, "PATH="+filepath.Dir(popfetchBinary(t))+":"+os.Getenv("PATH"))
+}
+
+func TestCompletion(t *testing.T) {
+	cases := []struct {
+		words string // what was typed, the last word being completed
+		want  []string
+		not   []string
+	}{
+		{"popfetch ", []string{"fetch", "daemon", "import", "completion", "work", "home"}, []string{"man"}},
+		{"popfetch li", []string{"list"}, []string{"fetch"}},
+		{"popfetch list ", []string{"work", "home"}, []string{"fetch"}},
+		{"popfetch daemon w", []string{"work"}, []string{"home"}},
+		{"popfetch fetch --ke", []string{"--keep"}, nil},
+		{"popfetch list --", []string{"--headers", "--config"}, nil},
+		{"popfetch completion ", []string{"bash", "zsh", "fish"}, nil},
+	}
+	env := completionEnv(t)
+	// urfave/cli panics on a partial flag with its completion flag: popfetch
+	// must answer nothing, not crash.
+	cmd := exec.Command(popfetchBinary(t), "fetch", "--ke", "--generate-bash-completion")
+	if out, err := cmd.CombinedOutput(); err != nil || strings.Contains(string(out), "panic") {
+		t.Errorf("completion of a partial flag: %v\n%s", err, out)
+	}
+	check := func(t *testing.T, shell, words string, out string, want, not []string) {
+		got := strings.Fields(out)
+		for _, w := range want {
+			if !contains(got, w) {
+				t.Errorf("%s: %q completes to %q, want %s among them", shell, words, got, w)
+			}
+		}
+		for _, w := range not {
+			if contains(got, w) {
+				t.Errorf("%s: %q completes to %q, which should not hold %s", shell, words, got, w)
+			}
+		}
+	}
+	t.Run("bash", func(t *testing.T) {
+		bash := requireShell(t, "bash")
+		for _, c := range cases {
+			words := strings.Fields(c.words)
+			if strings.HasSuffix(c.words, " ") {
+				words = append(words, "")
+			}
+			script := "source ../../docs/completion/popfetch.bash\nCOMP_WORDS=(" + shellQuote(words) + ")\nCOMP_CWORD=" +
+				strconv.Itoa(len(words)-1) + "\n_popfetch\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n"
+			cmd := exec.Command(bash, "-c", script)
+			cmd.Env = env
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("bash: %v\n%s", err, out)
+			}
+			check(t, "bash", c.words, string(out), c.want, c.not)
+		}
+	})
+	t.Run("fish", func(t *testing.T) {
+		fish := requireShell(t, "fish")
+		for _, c := range cases {
+			cmd := exec.Command(fish, "--no-config", "-c", "source ../../docs/completion/popfetch.fish; complete -C '"+c.words+"'")
+			cmd.Env = env
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("fish: %v\n%s", err, out)
+			}
+			var first []string
+			for _, line := range strings.Split(string(out), "\n") {
+				if f := strings.Fields(line); len(f) > 0 {
+					first = append(first, f[0])
+				}
+			}
+			check(t, "fish", c.words, strings.Join(first, " "), c.want, c.not)
+		}
+	})
+	t.Run("zsh", func(t *testing.T) {
+		zsh := requireShell(t, "zsh")
+		// The script loads into zsh's completion system without error.
+		cmd := exec.Command(zsh, "-f", "-c", "autoload -Uz compinit && compinit -u -D && source ../../docs/completion/_popfetch && echo loaded:${_comps[popfetch]}")
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "loaded:_popfetch") {
+			t.Fatalf("zsh: %v\n%s", err, out)
+		}
+	})
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func shellQuote(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
+}
