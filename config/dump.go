@@ -42,7 +42,7 @@ func (p *dumper) comment(format string, args ...any) {
 	p.line("# " + fmt.Sprintf(format, args...))
 }
 
-func (p *dumper) str(key, v string) { p.line(key + " = " + quoteTOML(v)) }
+func (p *dumper) str(key, v string) { p.line(key + " = " + Quote(v)) }
 
 func (p *dumper) int(key string, v int) { p.line(key + " = " + strconv.Itoa(v)) }
 
@@ -53,7 +53,7 @@ func (p *dumper) duration(key string, d time.Duration) { p.str(key, d.String()) 
 func (p *dumper) strs(key string, vs []string) {
 	q := make([]string, len(vs))
 	for i, v := range vs {
-		q[i] = quoteTOML(v)
+		q[i] = Quote(v)
 	}
 	p.line(key + " = [" + strings.Join(q, ", ") + "]")
 }
@@ -176,8 +176,8 @@ func (p *dumper) account(a Account) {
 	}
 }
 
-// quoteTOML writes s as a TOML basic string.
-func quoteTOML(s string) string {
+// Quote returns s as a TOML basic string, control characters escaped.
+func Quote(s string) string {
 	var b strings.Builder
 	b.WriteByte('"')
 	for _, r := range s {

@@ -161,7 +161,7 @@ func writeComment(w *bufio.Writer, prefix, note string) {
 func tomlValue(v any) string {
 	switch v := v.(type) {
 	case string:
-		return quote(v)
+		return config.Quote(v)
 	case int:
 		return strconv.Itoa(v)
 	case int64:
@@ -171,30 +171,11 @@ func tomlValue(v any) string {
 	case []string:
 		q := make([]string, len(v))
 		for i, s := range v {
-			q[i] = quote(s)
+			q[i] = config.Quote(s)
 		}
 		return "[" + strings.Join(q, ", ") + "]"
 	}
-	return quote(fmt.Sprint(v))
-}
-
-// quote writes s as a TOML basic string.
-func quote(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&b, "\\u%04X", r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
+	return config.Quote(fmt.Sprint(v))
 }
 
 var badNameChars = regexp.MustCompile(`[^A-Za-z0-9._@+-]+`)
