@@ -42,10 +42,11 @@ type fmOpt struct {
 }
 
 type fmEntry struct {
-	name  string
-	skip  bool
-	opts  []fmOpt // server options
-	users [][]fmOpt
+	name     string
+	skip     bool
+	defaults []fmOpt // the defaults entry in force when this one began
+	opts     []fmOpt // server options
+	users    [][]fmOpt
 }
 
 // Fetchmail converts a .fetchmailrc. Each user of each poll entry becomes
@@ -66,6 +67,8 @@ func Fetchmail(path, text, home string) (*Result, error) {
 		daemon   int
 		idfile   = filepath.Join(home, ".fetchids")
 		invis    bool
+		// inDefaults: the options read belong to a defaults entry.
+		inDefaults bool
 	)
 	for i := 0; i < len(toks); i++ {
 		t := toks[i]
@@ -115,22 +118,18 @@ func Fetchmail(path, text, home string) (*Result, error) {
 			default:
 				res.Notes = append(res.Notes, fmt.Sprintf("fetchmail: set %s%s %s: not converted: popfetch has no such setting.", noPrefix(no), what, arg))
 			}
-		case lt == "poll" || lt == "skip" || lt == "defaults":
-			e := &fmEntry{skip: lt == "skip"}
-			if lt != "defaults" {
-				if i+1 >= len(toks) {
-					return nil, fmt.Errorf("%s: %s without a server name", path, lt)
-				}
-				i++
-				e.name = toks[i]
-				entries = append(entries, e)
-			} else {
-				defaults = nil
+		case lt == "defaults":
+			// Its options apply to the poll entries that follow it.
+			defaults, inDefaults, inUser = nil, true, false
+			cur = &fmEntry{}
+		case lt == "poll" || lt == "skip":
+			if i+1 >= len(toks) {
+				return nil, fmt.Errorf("%s: %s without a server name", path, lt)
 			}
-			cur, inUser = e, false
-			if lt == "defaults" {
-				cur = &fmEntry{name: "\x00defaults"}
-			}
+			i++
+			cur = &fmEntry{name: toks[i], skip: lt == "skip", defaults: defaults}
+			entries = append(entries, cur)
+			inDefaults, inUser = false, false
 		default:
 			if cur == nil {
 				return nil, fmt.Errorf("%s: %q before the first poll entry", path, t)
@@ -139,10 +138,8 @@ func Fetchmail(path, text, home string) (*Result, error) {
 			if lt == "no" && i+1 < len(toks) {
 				i++
 				o.no, o.key = true, strings.ToLower(toks[i])
-			} else if strings.HasPrefix(lt, "no") && fetchmailArgs[lt[2:]] == 0 && lt != "no" {
-				if _, ok := fetchmailArgs[lt[2:]]; ok {
-					o.no, o.key = true, lt[2:]
-				}
+			} else if n, ok := fetchmailArgs[strings.TrimPrefix(lt, "no")]; ok && n == 0 && strings.HasPrefix(lt, "no") {
+				o.no, o.key = true, lt[2:] // nokeep, nofetchall, ...
 			}
 			n, known := fetchmailArgs[o.key]
 			if !known {
@@ -171,7 +168,7 @@ func Fetchmail(path, text, home string) (*Result, error) {
 				inUser = true
 				cur.users = append(cur.users, nil)
 			}
-			if cur.name == "\x00defaults" {
+			if inDefaults {
 				defaults = append(defaults, o)
 				continue
 			}
@@ -189,7 +186,7 @@ func Fetchmail(path, text, home string) (*Result, error) {
 			users = [][]fmOpt{nil} // fetchmail then logs in as the local user
 		}
 		for _, u := range users {
-			opts := append(append(append([]fmOpt(nil), defaults...), e.opts...), u...)
+			opts := append(append(append([]fmOpt(nil), e.defaults...), e.opts...), u...)
 			a, skip := fetchmailAccount(e, opts, home)
 			if skip {
 				res.Notes = append(res.Notes, a.Notes...)
@@ -206,13 +203,8 @@ func Fetchmail(path, text, home string) (*Result, error) {
 				a.note("fetchmail: skip %s: fetchmail polled this entry only when named on its command line; it is converted but commented out.", e.name)
 			}
 			if daemon > 0 {
-				mult := 1
-				if v, ok := a.get("\x00interval"); ok {
-					mult = v.(int)
-				}
-				a.set("interval", seconds(daemon*mult))
+				a.set("interval", seconds(daemon*a.pollEvery))
 			}
-			a.unset("\x00interval")
 			if invis {
 				a.set("add_received", false)
 			}
@@ -249,7 +241,7 @@ func isFetchmailKeyword(t string) bool {
 // fetchmailAccount converts the options of one user of a poll entry; skip
 // is set for an entry popfetch cannot poll (not POP3).
 func fetchmailAccount(e *fmEntry, opts []fmOpt, home string) (*Account, bool) {
-	a := &Account{Server: e.name}
+	a := &Account{Server: e.name, pollEvery: 1}
 	var (
 		ssl, lmtp, limitflush bool
 		sslproto              *string
@@ -324,7 +316,7 @@ func fetchmailAccount(e *fmEntry, opts []fmOpt, home string) (*Account, bool) {
 			}
 		case "interval":
 			if n, err := strconv.Atoi(arg); err == nil && n > 0 {
-				a.set("\x00interval", n)
+				a.pollEvery = n
 			}
 		case "uidl":
 			// popfetch always uses UIDL.
@@ -369,8 +361,7 @@ func fetchmailAccount(e *fmEntry, opts []fmOpt, home string) (*Account, bool) {
 		case "sslcommonname":
 			a.set("tls_server_name", arg)
 		case "sslfingerprint":
-			hex := strings.ReplaceAll(arg, ":", "")
-			if len(hex) == 64 {
+			if isSHA256(arg) {
 				a.set("tls_fingerprint", arg)
 			} else {
 				not(o, "this is an MD5 fingerprint; popfetch pins SHA-256 ones: openssl s_client -connect HOST:995 </dev/null | openssl x509 -noout -fingerprint -sha256")

@@ -198,7 +198,7 @@ func getmailAccount(path string, ini map[string]map[string]string, home string) 
 			a.set("tls_server_name", v)
 		case "ssl_fingerprints":
 			fps := pyTuple(v)
-			if len(fps) > 0 && len(strings.ReplaceAll(fps[0], ":", "")) == 64 {
+			if len(fps) > 0 && isSHA256(fps[0]) {
 				a.set("tls_fingerprint", fps[0])
 				if len(fps) > 1 {
 					a.note("getmail: ssl_fingerprints: popfetch pins one certificate; the first was taken.")

@@ -43,6 +43,8 @@ type Account struct {
 	// read from it by LoadUIDs.
 	UIDFile string
 	UIDs    []UID
+
+	pollEvery int // fetchmail's interval: poll on every Nth daemon cycle
 }
 
 // Key is one popfetch key and its value: a string, an int, an int64, a
@@ -229,6 +231,10 @@ func sortedUIDs(m map[string]time.Time) []UID {
 	sort.Slice(out, func(i, j int) bool { return out[i].UID < out[j].UID })
 	return out
 }
+
+// isSHA256 reports whether a fingerprint is a SHA-256 one (64 hex digits,
+// colons allowed), the only kind popfetch pins.
+func isSHA256(fp string) bool { return len(strings.ReplaceAll(fp, ":", "")) == 64 }
 
 // loginName is the user's login name, as the tools use it by default.
 func loginName() string {

@@ -333,3 +333,16 @@ func FuzzFetchmailrc(f *testing.F) {
 		}
 	})
 }
+
+// TestFetchmailDefaultsApplyForward: a defaults entry applies to the poll
+// entries after it, as in fetchmail, not to those before.
+func TestFetchmailDefaultsApplyForward(t *testing.T) {
+	r, err := Fetchmail("rc", "poll a user u pass p\ndefaults keep\npoll b user u pass p\ndefaults fetchall\npoll c user u pass p nokeep\n", "/h")
+	cfg, out := convert(t, r, err)
+	want := []struct{ keep, all bool }{{false, false}, {true, false}, {false, true}}
+	for i, w := range want {
+		if a := cfg.Accounts[i]; a.Keep != w.keep || a.FetchAll != w.all {
+			t.Errorf("%s: keep %v fetch_all %v, want %v %v\n%s", a.Name, a.Keep, a.FetchAll, w.keep, w.all, out)
+		}
+	}
+}

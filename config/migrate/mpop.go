@@ -155,7 +155,7 @@ func mpopAccount2(cmds [][2]string, home string) *Account {
 				a.set("ca_file", expandHome(arg, home))
 			}
 		case "tls_fingerprint":
-			if len(strings.ReplaceAll(arg, ":", "")) == 64 {
+			if isSHA256(arg) {
 				a.set("tls_fingerprint", arg)
 			} else if arg != "" {
 				not(cmd, arg, "popfetch pins SHA-256 fingerprints only (mpop --serverinfo --tls shows it).")
