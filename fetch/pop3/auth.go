@@ -40,6 +40,16 @@ type Verifier interface {
 	Verify() error
 }
 
+// Refusal is implemented by mechanisms whose server says why it refuses
+// in a challenge that the client must answer before the server's -ERR:
+// the error challenge of a refused OAuth token (RFC 7628 section 3.2.3;
+// XOAUTH2 likewise). The mechanism's Next answers it and keeps what it
+// said; when the server then replies -ERR without a response code other
+// than [AUTH], Auth returns Refused's error as a *SASLError.
+type Refusal interface {
+	Refused() error
+}
+
 // SASLMechanisms returns the mechanisms the server advertised with the
 // SASL capability (RFC 5034 section 6), upper-cased.
 func (caps Capabilities) SASLMechanisms() []string {
@@ -103,6 +113,10 @@ func (c *Client) Auth(ctx context.Context, mech sasl.Client) error {
 		c.tracef("S: %s", resp)
 		if !strings.HasPrefix(resp, "+") || (len(resp) >= 3 && strings.EqualFold(resp[:3], "+OK")) {
 			if _, err := c.status("AUTH", resp); err != nil {
+				var perr *Error
+				if r, ok := mech.(Refusal); ok && r.Refused() != nil && errors.As(err, &perr) && (perr.Code == "" || perr.HasCode(CodeAuth)) {
+					return &SASLError{Mechanism: name, Err: r.Refused()}
+				}
 				return err
 			}
 			if v, ok := mech.(Verifier); ok {

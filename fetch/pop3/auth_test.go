@@ -42,6 +42,16 @@ type verifying struct{ *scripted }
 
 func (v verifying) Verify() error { return v.verifyErr }
 
+// refusing answers the server's error challenge and says it was refused.
+type refusing struct{ *scripted }
+
+func (r refusing) Refused() error {
+	if len(r.got) == 0 {
+		return nil
+	}
+	return errors.New("the server refused the token")
+}
+
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 func TestAuth(t *testing.T) {
@@ -94,6 +104,22 @@ func TestAuth(t *testing.T) {
 			func(t *testing.T, err error) {
 				var serr *SASLError
 				if !errors.As(err, &serr) || serr.Mechanism != "X" || !strings.Contains(err.Error(), "bad token") {
+					t.Fatalf("err = %v", err)
+				}
+			}},
+		{"token refused: the error challenge answered", refusing{&scripted{name: "OAUTHBEARER", ir: []byte("tok"), answers: []string{"\x01"}}}, transcript{
+			"C: AUTH OAUTHBEARER " + b64("tok"), "S: + " + b64(`{"status":"invalid_token"}`), "C: AQ==", "S: -ERR [AUTH] Authentication failed."},
+			func(t *testing.T, err error) {
+				var serr *SASLError
+				if !errors.As(err, &serr) || serr.Mechanism != "OAUTHBEARER" || !strings.Contains(err.Error(), "refused the token") {
+					t.Fatalf("err = %v", err)
+				}
+			}},
+		{"token refused, server unavailable", refusing{&scripted{name: "XOAUTH2", ir: []byte("tok"), answers: []string{""}}}, transcript{
+			"C: AUTH XOAUTH2 " + b64("tok"), "S: + " + b64(`{"status":"401"}`), "C: ", "S: -ERR [SYS/TEMP] try later"},
+			func(t *testing.T, err error) {
+				var perr *Error
+				if !errors.As(err, &perr) || !perr.HasCode(CodeSysTemp) {
 					t.Fatalf("err = %v", err)
 				}
 			}},

@@ -215,6 +215,11 @@ func FuzzSASLChallenge(f *testing.F) {
 			if v, ok := m.(Verifier); ok && v.Verify() == nil {
 				t.Fatalf("%T verified a fuzzed server", m)
 			}
+			if r, ok := m.(Refusal); ok && r.Refused() != nil {
+				if msg := r.Refused().Error(); len(msg) > 400 || strings.ContainsAny(msg, "\x00\r\n") {
+					t.Fatalf("%T: refusal %q", m, msg)
+				}
+			}
 		}
 	})
 }

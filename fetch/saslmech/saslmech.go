@@ -70,9 +70,11 @@ func (c *cramMD5) Next(challenge []byte) ([]byte, error) {
 // and a bearer token in one initial response.
 type xoauth2 struct {
 	user, token string
+	refused     error
 }
 
 // NewXOAuth2Client returns an XOAUTH2 client for an OAuth 2.0 access token.
+// It implements pop3.Refusal.
 func NewXOAuth2Client(user, token string) sasl.Client {
 	return &xoauth2{user: user, token: token}
 }
@@ -82,10 +84,19 @@ func (x *xoauth2) Start() (string, []byte, error) {
 }
 
 // Next is called only when the server refuses the token: its challenge is
-// a JSON error. The returned error describes it and ends the exchange.
+// a JSON error, which is kept for Refused and answered with the empty
+// response Google and Microsoft document, so that the server ends the
+// exchange with -ERR. A second challenge ends it from this side.
 func (x *xoauth2) Next(challenge []byte) ([]byte, error) {
-	return nil, OAuthError(XOAuth2, challenge)
+	if x.refused != nil {
+		return nil, x.refused
+	}
+	x.refused = OAuthError(XOAuth2, challenge)
+	return []byte{}, nil
 }
+
+// Refused returns what the server's error challenge said, or nil.
+func (x *xoauth2) Refused() error { return x.refused }
 
 // OAuthError describes the JSON error challenge of a refused OAuth token
 // (RFC 7628 section 3.2.2; XOAUTH2 uses the same form). Only the status,
@@ -126,18 +137,30 @@ func clean(s string) string {
 // server's status text unfiltered, control characters included.
 type oauthBearer struct {
 	sasl.Client
+	refused error
 }
 
 // NewOAuthBearerClient returns an OAUTHBEARER client for an OAuth 2.0
-// access token; host and port are the server's, which RFC 7628 sends.
+// access token; host and port are the server's, which RFC 7628 sends. It
+// implements pop3.Refusal.
 func NewOAuthBearerClient(user, token, host string, port int) sasl.Client {
-	return oauthBearer{sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{
+	return &oauthBearer{Client: sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{
 		Username: user, Token: token, Host: host, Port: port})}
 }
 
-func (o oauthBearer) Next(challenge []byte) ([]byte, error) {
-	if _, err := o.Client.Next(challenge); err != nil {
-		return nil, OAuthError(sasl.OAuthBearer, challenge)
+// Next answers the server's error challenge with the dummy response %x01
+// (RFC 7628 section 3.2.3) and keeps what it said for Refused. A second
+// challenge, or one that is not an error, ends the exchange from this side.
+func (o *oauthBearer) Next(challenge []byte) ([]byte, error) {
+	if o.refused != nil {
+		return nil, o.refused
 	}
-	return nil, sasl.ErrUnexpectedServerChallenge
+	if _, err := o.Client.Next(challenge); err == nil {
+		return nil, sasl.ErrUnexpectedServerChallenge
+	}
+	o.refused = OAuthError(sasl.OAuthBearer, challenge)
+	return []byte{0x01}, nil
 }
+
+// Refused returns what the server's error challenge said, or nil.
+func (o *oauthBearer) Refused() error { return o.refused }

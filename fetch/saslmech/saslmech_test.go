@@ -141,12 +141,20 @@ func TestXOAuth2(t *testing.T) {
 	if mech != XOAuth2 || string(ir) != want || err != nil {
 		t.Fatalf("Start = %q, %q, %v", mech, ir, err)
 	}
-	_, err = c.Next([]byte(`{"status":"401","schemes":"Bearer","scope":"https://mail.google.com/"}`))
-	if err == nil || !strings.Contains(err.Error(), "status 401") || !strings.Contains(err.Error(), "scope https://mail.google.com/") {
-		t.Fatalf("error challenge: %v", err)
+	// The error challenge is answered with an empty response, as Google
+	// documents, and kept; a second challenge ends the exchange.
+	resp, err := c.Next([]byte(`{"status":"401","schemes":"Bearer","scope":"https://mail.google.com/"}`))
+	refused := c.(refusal).Refused()
+	if resp == nil || len(resp) != 0 || err != nil || refused == nil ||
+		!strings.Contains(refused.Error(), "status 401") || !strings.Contains(refused.Error(), "scope https://mail.google.com/") {
+		t.Fatalf("error challenge: %q, %v; refused %v", resp, err, refused)
 	}
-	_, err = c.Next([]byte("not json \x01\x02"))
-	if err == nil || strings.ContainsAny(err.Error(), "\x01\x02") {
+	if _, err := c.Next([]byte("again")); err == nil {
+		t.Fatal("a second challenge was answered")
+	}
+	c = NewXOAuth2Client("u", "t")
+	c.Next([]byte("not json \x01\x02"))
+	if err := c.(refusal).Refused(); err == nil || strings.ContainsAny(err.Error(), "\x01\x02") {
 		t.Fatalf("garbage challenge: %v", err)
 	}
 }
@@ -160,8 +168,16 @@ func TestOAuthBearer(t *testing.T) {
 	}
 	// Found by FuzzSASLChallenge: the server's status must not reach a
 	// log line with its control characters.
-	_, err = c.Next([]byte("{\"status\":\"\\n}4\\u0000\"}"))
-	if err == nil || strings.ContainsAny(err.Error(), "\n\x00") || !strings.Contains(err.Error(), "status }4") {
-		t.Fatalf("error = %q", err)
+	resp, err := c.Next([]byte("{\"status\":\"\\n}4\\u0000\"}"))
+	refused := c.(refusal).Refused()
+	if string(resp) != "\x01" || err != nil || refused == nil ||
+		strings.ContainsAny(refused.Error(), "\n\x00") || !strings.Contains(refused.Error(), "status }4") {
+		t.Fatalf("error challenge: %q, %v; refused %q", resp, err, refused)
+	}
+	if _, err := c.Next([]byte(`{"status":"invalid_token"}`)); err == nil {
+		t.Fatal("a second challenge was answered")
 	}
 }
+
+// refusal is pop3.Refusal, which the OAuth mechanisms implement.
+type refusal interface{ Refused() error }
