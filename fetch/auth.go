@@ -140,6 +140,20 @@ func (s *session) secret(ctx context.Context, mode AuthMode) (string, error) {
 	return v, nil
 }
 
+// tokenRefused reports whether err is the server refusing an access token
+// from Account.Token, and if so tells TokenRefused, so that the next call
+// to Token gets a new one.
+func (s *session) tokenRefused(mode AuthMode, err error) bool {
+	a := s.acct
+	var perr *pop3.Error
+	var serr *pop3.SASLError
+	if !mode.IsOAuth() || a.Token == nil || a.TokenRefused == nil || !errors.As(err, &perr) && !errors.As(err, &serr) {
+		return false
+	}
+	a.TokenRefused()
+	return true
+}
+
 // mechanism returns the SASL client for a SASL mode.
 func (s *session) mechanism(mode AuthMode, secret string) (sasl.Client, error) {
 	a := s.acct
@@ -201,12 +215,25 @@ func (s *session) login(ctx context.Context) (*pop3.Listing, error) {
 		}
 		s.step = "AUTH"
 		err = s.c.Auth(ctx, mech)
-		var perr *pop3.Error
-		var serr *pop3.SASLError
-		if mode.IsOAuth() && a.Token != nil && a.TokenRefused != nil && (errors.As(err, &perr) || errors.As(err, &serr)) {
-			// Refused before its stated expiry (revoked, or the
-			// clocks disagree): the next poll refreshes it.
-			a.TokenRefused()
+		if err != nil && s.tokenRefused(mode, err) {
+			// The token was refused before its stated expiry (revoked,
+			// or the clocks disagree). Get a fresh one and try once
+			// more: RFC 5034 lets a client send AUTH again after a
+			// failure. A token that did not change is not retried.
+			fresh, terr := s.secret(ctx, mode)
+			switch {
+			case terr != nil:
+				return nil, terr // e.g. the refresh token revoked too
+			case fresh == secret:
+				return nil, err
+			}
+			if mech, err = s.mechanism(mode, fresh); err != nil {
+				return nil, &Error{Account: a.Name, Kind: KindConfig, Err: err}
+			}
+			s.step = "AUTH"
+			if err = s.c.Auth(ctx, mech); err != nil {
+				s.tokenRefused(mode, err)
+			}
 		}
 		return nil, err
 	}

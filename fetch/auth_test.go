@@ -189,21 +189,62 @@ func TestAuthUTF8(t *testing.T) {
 	}
 }
 
-// A refused token is reported through TokenRefused, so that the next
-// poll gets a fresh one; an accepted one is not.
+// A refused token is reported through TokenRefused, and a fresh one is
+// tried once on the same connection; an accepted one is not reported, and
+// a token that comes back unchanged is not retried. The server's error
+// challenge is answered as each mechanism requires, so that the server
+// ends the exchange with -ERR: XOAUTH2 with an empty response, OAUTHBEARER
+// with %x01 (RFC 7628 section 3.2.3), never with "*".
 func TestAuthTokenRefused(t *testing.T) {
-	for _, accepted := range []bool{true, false} {
-		f := newFixture(t, pop3test.Config{SASL: []string{"XOAUTH2"}, Token: "good", APOP: true}, testMessages(1))
-		tok := "stale"
-		if accepted {
-			tok = "good"
-		}
-		refused := 0
-		f.acct.Token = func(context.Context) (string, error) { return tok, nil }
-		f.acct.TokenRefused = func() { refused++ }
-		_, err := f.poll()
-		if accepted && (err != nil || refused != 0) || !accepted && (kindOf(err) != KindAuth || refused != 1) {
-			t.Fatalf("accepted %v: err %v, TokenRefused called %d times", accepted, err, refused)
+	dummy := map[string]string{"XOAUTH2": "", "OAUTHBEARER": "AQ=="}
+	for _, tc := range []struct {
+		name    string
+		tokens  []string // what Token returns, call by call (the last one repeats)
+		ok      bool
+		refused int
+		auths   int
+	}{
+		{"accepted", []string{"good"}, true, 0, 1},
+		{"refused, unchanged", []string{"stale"}, false, 1, 1},
+		{"refused, then a fresh one", []string{"stale", "good"}, true, 1, 2},
+		{"refused twice", []string{"stale", "also-stale"}, false, 2, 2},
+		{"refused, and the refresh fails", []string{"stale", "ERR"}, false, 1, 1},
+	} {
+		for _, mech := range []string{"XOAUTH2", "OAUTHBEARER"} {
+			t.Run(tc.name+" "+mech, func(t *testing.T) {
+				f := newFixture(t, pop3test.Config{SASL: []string{mech}, Token: "good", APOP: true}, testMessages(1))
+				calls, refused := 0, 0
+				f.acct.Token = func(context.Context) (string, error) {
+					tok := tc.tokens[min(calls, len(tc.tokens)-1)]
+					calls++
+					if tok == "ERR" {
+						return "", errors.New(`oauth2: invalid_grant; run "popfetch auth"`)
+					}
+					return tok, nil
+				}
+				f.acct.TokenRefused = func() { refused++ }
+				st, err := f.poll()
+				if tc.ok && (err != nil || st.Delivered != 1) || !tc.ok && kindOf(err) != KindAuth {
+					t.Fatalf("err %v, %+v", err, st)
+				}
+				if tc.tokens[len(tc.tokens)-1] == "ERR" && !strings.Contains(err.Error(), "popfetch auth") {
+					t.Fatalf("the refresh failure is not reported: %v", err)
+				}
+				if !tc.ok && tc.tokens[len(tc.tokens)-1] != "ERR" && !strings.Contains(err.Error(), "refused the token (status ") {
+					t.Fatalf("the error challenge is not reported: %v", err)
+				}
+				if refused != tc.refused || f.srv.Count("AUTH") != tc.auths {
+					t.Fatalf("TokenRefused called %d times, %d AUTH commands; want %d, %d", refused, f.srv.Count("AUTH"), tc.refused, tc.auths)
+				}
+				answers := map[string]int{}
+				for _, c := range f.srv.Commands() {
+					answers[c]++
+				}
+				if answers[dummy[mech]] != tc.refused || answers["*"] != 0 {
+					t.Fatalf("the error challenge was answered %d times with %q, %d times with \"*\"; want %d and 0:\n%q",
+						answers[dummy[mech]], dummy[mech], answers["*"], tc.refused, f.srv.Commands())
+				}
+			})
 		}
 	}
 }
