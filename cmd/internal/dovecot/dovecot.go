@@ -78,6 +78,15 @@ type Options struct {
 	// Quota, with LMTP, limits each user's mail to this many octets;
 	// LMTP refuses a message over it temporarily (452 4.2.2).
 	Quota int64
+	// OAuth2Introspection, if set, is the URL of an OAuth 2.0 token
+	// introspection endpoint (RFC 7662, POST). The instance then offers
+	// XOAUTH2 and OAUTHBEARER and lets a token in if the endpoint calls it
+	// active and names the user logging in as its owner.
+	OAuth2Introspection string
+	// ClientCA, if set, is a PEM certificate. The instance then asks TLS
+	// clients for a certificate, verifies it against this one, and
+	// offers EXTERNAL, which logs in as the certificate's common name.
+	ClientCA []byte
 }
 
 // Start starts a private instance and waits until it answers.
@@ -285,7 +294,44 @@ plugin {
 `, opts.Quota)
 		}
 	}
+	if conf, err = s.authOptions(conf, opts); err != nil {
+		return err
+	}
 	return os.WriteFile(filepath.Join(s.Dir, "dovecot.conf"), []byte(conf), 0o644)
+}
+
+// authOptions adds the mechanisms that need more than the passwd-file:
+// OAuth2 tokens and client certificates. Their passdbs come before the
+// passwd-file and serve only their own mechanisms; a token or certificate
+// they refuse falls through to the passwd-file, which refuses it too.
+func (s *Server) authOptions(conf string, opts Options) (string, error) {
+	var mechs, passdbs string
+	if opts.OAuth2Introspection != "" {
+		ext := filepath.Join(s.Dir, "oauth2.conf.ext")
+		text := fmt.Sprintf("introspection_mode = post\nintrospection_url = %s\nusername_attribute = username\nactive_attribute = active\nactive_value = true\n",
+			opts.OAuth2Introspection)
+		if err := os.WriteFile(ext, []byte(text), 0o644); err != nil {
+			return "", err
+		}
+		mechs += " xoauth2 oauthbearer"
+		passdbs += fmt.Sprintf("passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = %s\n}\n", ext)
+	}
+	if opts.ClientCA != nil {
+		ca := filepath.Join(s.Dir, "client-ca.pem")
+		if err := os.WriteFile(ca, opts.ClientCA, 0o644); err != nil {
+			return "", err
+		}
+		mechs += " external"
+		passdbs += "passdb {\n  driver = static\n  args = nopassword=y\n  mechanisms = external\n}\n"
+		conf += fmt.Sprintf("ssl_ca = <%s\nssl_verify_client_cert = yes\nssl_require_crl = no\nauth_ssl_username_from_cert = yes\nssl_cert_username_field = commonName\n", ca)
+	}
+	if mechs == "" {
+		return conf, nil
+	}
+	// Log why a login failed, for the tests to check.
+	conf += "auth_verbose = yes\n"
+	conf = strings.Replace(conf, "scram-sha-256 apop\n", "scram-sha-256 apop"+mechs+"\n", 1)
+	return strings.Replace(conf, "passdb {\n  driver = passwd-file", passdbs+"passdb {\n  driver = passwd-file", 1), nil
 }
 
 // waitReady waits until the plain port sends a greeting.

@@ -1,6 +1,8 @@
 // Package oauth2test is an in-process OAuth 2.0 provider for tests: a
 // token endpoint that answers the refresh-token and device-code grants,
-// and a device authorization endpoint (RFC 8628).
+// a device authorization endpoint (RFC 8628), and a token introspection
+// endpoint (RFC 7662) through which a mail server checks the access
+// tokens it is given.
 package oauth2test
 
 import (
@@ -27,6 +29,9 @@ type Provider struct {
 	status   int
 	pending  int
 	issued   int
+	username string            // the owner of the access tokens issued next
+	valid    map[string]string // active access tokens, to their owners
+	checked  []string          // tokens introspected, in order
 }
 
 // Config sets up a Provider.
@@ -39,12 +44,17 @@ type Config struct {
 	// Pending is how many times the device grant answers
 	// authorization_pending before it succeeds.
 	Pending int
+	// Username is the user introspection names as the owner of the
+	// access tokens issued (until SetUsername).
+	Username string
 }
 
 // NewProvider starts a provider on loopback. Its token endpoint is
-// URL()+"/token", its device endpoint URL()+"/device".
+// URL()+"/token", its device endpoint URL()+"/device", its introspection
+// endpoint URL()+"/introspect".
 func NewProvider(cfg Config) *Provider {
-	p := &Provider{ClientID: cfg.ClientID, refresh: cfg.Refresh, rotate: cfg.Rotate, pending: cfg.Pending}
+	p := &Provider{ClientID: cfg.ClientID, refresh: cfg.Refresh, rotate: cfg.Rotate, pending: cfg.Pending,
+		username: cfg.Username, valid: map[string]string{}}
 	p.srv = httptest.NewServer(p)
 	return p
 }
@@ -75,6 +85,39 @@ func (p *Provider) Revoke() {
 	p.refresh = "\x00revoked"
 }
 
+// IssueAccessToken issues an access token outside any grant, as a
+// token another program obtained would be, and returns it.
+func (p *Provider) IssueAccessToken() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.issued++
+	tok := AccessToken(p.issued)
+	p.valid[tok] = p.username
+	return tok
+}
+
+// SetUsername makes the access tokens issued from now on belong to user.
+func (p *Provider) SetUsername(user string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.username = user
+}
+
+// ExpireAccessTokens makes introspection report every access token issued
+// so far as inactive, as after their lifetime ends.
+func (p *Provider) ExpireAccessTokens() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	clear(p.valid)
+}
+
+// Introspected returns the tokens introspected so far, in order.
+func (p *Provider) Introspected() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.checked...)
+}
+
 // Grants returns the grant types requested so far, space-separated.
 func (p *Provider) Grants() string {
 	p.mu.Lock()
@@ -91,6 +134,19 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.status != 0 {
 		w.WriteHeader(p.status)
 		w.Write([]byte(`{"error":"temporarily_unavailable","access_token":"leak-me"}`))
+		return
+	}
+	if r.URL.Path == "/introspect" {
+		// RFC 7662: an inactive token is {"active":false} and nothing
+		// else, whatever the reason.
+		tok := r.Form.Get("token")
+		p.checked = append(p.checked, tok)
+		owner, ok := p.valid[tok]
+		if !ok {
+			w.Write([]byte(`{"active":false}`))
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"active": true, "username": owner, "token_type": "Bearer", "scope": "pop"})
 		return
 	}
 	if r.URL.Path == "/device" {
@@ -126,6 +182,7 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.issued++
+	p.valid[AccessToken(p.issued)] = p.username
 	resp := map[string]any{"access_token": AccessToken(p.issued), "token_type": "Bearer", "expires_in": 3600}
 	if p.rotate || grant != "refresh_token" {
 		p.refresh = RefreshToken(p.issued)

@@ -26,6 +26,17 @@ type Cert struct {
 // NewCert makes a self-signed certificate for hosts, each a DNS name or an
 // IP address, valid from an hour ago for notAfter.
 func NewCert(notAfter time.Duration, hosts ...string) (*Cert, error) {
+	return newCert(notAfter, "popfetch test", x509.ExtKeyUsageServerAuth, hosts)
+}
+
+// NewClientCert makes a self-signed client certificate whose subject's
+// common name is commonName (a server that logs in by certificate takes
+// its user name from it), valid from an hour ago for notAfter.
+func NewClientCert(notAfter time.Duration, commonName string) (*Cert, error) {
+	return newCert(notAfter, commonName, x509.ExtKeyUsageClientAuth, nil)
+}
+
+func newCert(notAfter time.Duration, commonName string, usage x509.ExtKeyUsage, hosts []string) (*Cert, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -36,11 +47,11 @@ func NewCert(notAfter time.Duration, hosts ...string) (*Cert, error) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "popfetch test"},
+		Subject:               pkix.Name{CommonName: commonName},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(notAfter),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:           []x509.ExtKeyUsage{usage},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
