@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -386,6 +387,41 @@ func TestPollImplicitTLS(t *testing.T) {
 	raw, _ := os.ReadFile(filepath.Join(f.dir, "new", entries[0].Name()))
 	if !strings.HasPrefix(string(raw), "Received: from 127.0.0.1 (127.0.0.1)\n\tby ") || !strings.Contains(string(raw), " with POP3S id uid-") {
 		t.Errorf("Received field: %q", raw[:120])
+	}
+}
+
+// A POP3S server that accepts the connection and never answers the
+// ClientHello (CVE-2011-1947's hang, on port 995): the poll ends with a
+// network error after the account's timeout, not days later.
+func TestPollImplicitTLSHandshakeStalls(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	held := make(chan net.Conn, 1)
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			held <- c // read nothing, write nothing
+		}
+	}()
+	f := newFixture(t, pop3test.Config{}, nil)
+	f.acct.Server, f.acct.Port = splitAddr(t, l.Addr().String())
+	f.acct.TLS = TLSImplicit
+	f.acct.AllowInsecureAuth = false
+	f.acct.Timeout = 300 * time.Millisecond
+	start := time.Now()
+	_, err = f.poll()
+	if k := kindOf(err); k != KindNetwork || time.Since(start) > 5*time.Second {
+		t.Fatalf("after %v: kind %v: %v", time.Since(start), k, err)
+	}
+	if !strings.Contains(err.Error(), "TLS") {
+		t.Errorf("the error does not say it was the TLS handshake: %v", err)
+	}
+	select {
+	case c := <-held:
+		c.Close()
+	default:
 	}
 }
 
