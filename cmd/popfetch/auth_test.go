@@ -51,7 +51,10 @@ timeout = "5s"
 // or in base64.
 func TestTraceHasNoSecret(t *testing.T) {
 	const token = "ya29.token-secret-value"
-	secrets := []string{"wonderland", token}
+	prov := oauth2test.NewProvider(oauth2test.Config{ClientID: "popfetch-test", Refresh: "refresh-token-secret", Rotate: true})
+	defer prov.Close()
+	secrets := []string{"wonderland", token, "stale-access-secret", oauth2test.AccessToken(1), "refresh-token-secret",
+		oauth2test.RefreshToken(1), "client-secret-value"}
 	for _, s := range append([]string(nil), secrets...) {
 		// Base64 of the secret, at each of the three alignments it can
 		// take inside a longer base64 string.
@@ -60,31 +63,46 @@ func TestTraceHasNoSecret(t *testing.T) {
 			secrets = append(secrets, enc[4:len(enc)-4])
 		}
 	}
-	tests := []struct{ auth, keys, want string }{
-		{"user", `password = "wonderland"`, "C: PASS <redacted>"},
-		{"apop", `password = "wonderland"`, "C: APOP alice <redacted>"},
-		{"plain", `password = "wonderland"`, "C: AUTH PLAIN <initial response redacted>"},
-		{"login", `password = "wonderland"`, "C: <SASL response redacted>"},
-		{"cram-md5", `password = "wonderland"`, "C: AUTH CRAM-MD5"},
-		{"scram-sha-1", `password = "wonderland"`, "C: AUTH SCRAM-SHA-1 <initial response redacted>"},
-		{"scram-sha-256", `password = "wonderland"`, "C: AUTH SCRAM-SHA-256 <initial response redacted>"},
-		{"xoauth2", `password_command = ["echo", "` + token + `"]`, "C: AUTH XOAUTH2 <initial response redacted>"},
-		{"oauthbearer", `password_env = "POPFETCH_TEST_TOKEN"`, "C: AUTH OAUTHBEARER <initial response redacted>"},
-		{"external", `client_cert = "CERT"` + "\n" + `client_key = "KEY"`, "C: AUTH EXTERNAL ="},
+	// The [account.oauth2] case: the access token in the file is refused,
+	// popfetch refreshes it (sending the client secret and the refresh
+	// token to the provider) and logs in again with the new one.
+	oauth2Keys := fmt.Sprintf(`[account.oauth2]
+token_url = %q
+client_id = "popfetch-test"
+client_secret = "client-secret-value"
+refresh_token_file = "TOKENFILE"`, prov.URL()+"/token")
+	tests := []struct{ auth, keys, srvToken, want string }{
+		{"user", `password = "wonderland"`, token, "C: PASS <redacted>"},
+		{"apop", `password = "wonderland"`, token, "C: APOP alice <redacted>"},
+		{"plain", `password = "wonderland"`, token, "C: AUTH PLAIN <initial response redacted>"},
+		{"login", `password = "wonderland"`, token, "C: <SASL response redacted>"},
+		{"cram-md5", `password = "wonderland"`, token, "C: AUTH CRAM-MD5"},
+		{"scram-sha-1", `password = "wonderland"`, token, "C: AUTH SCRAM-SHA-1 <initial response redacted>"},
+		{"scram-sha-256", `password = "wonderland"`, token, "C: AUTH SCRAM-SHA-256 <initial response redacted>"},
+		{"xoauth2", `password_command = ["echo", "` + token + `"]`, token, "C: AUTH XOAUTH2 <initial response redacted>"},
+		{"oauthbearer", `password_env = "POPFETCH_TEST_TOKEN"`, token, "C: AUTH OAUTHBEARER <initial response redacted>"},
+		{"external", `client_cert = "CERT"` + "\n" + `client_key = "KEY"`, token, "C: AUTH EXTERNAL ="},
+		{"auto", oauth2Keys, oauth2test.AccessToken(1), "C: AUTH OAUTHBEARER <initial response redacted>"},
 	}
 	t.Setenv("POPFETCH_TEST_TOKEN", token)
 	for _, tt := range tests {
 		t.Run(tt.auth, func(t *testing.T) {
-			f := tlsCLIFixture(t, token, "")
-			keys := strings.NewReplacer("CERT", filepath.Join(f.dir, "client.pem"), "KEY", filepath.Join(f.dir, "client.key")).Replace(tt.keys)
+			f := tlsCLIFixture(t, tt.srvToken, "")
+			tokenFile := filepath.Join(f.dir, "token.json")
+			os.WriteFile(tokenFile, []byte(`{"access_token":"stale-access-secret","expiry":"2099-01-01T00:00:00Z","refresh_token":"refresh-token-secret"}`), 0o600)
+			keys := strings.NewReplacer("CERT", filepath.Join(f.dir, "client.pem"), "KEY", filepath.Join(f.dir, "client.key"),
+				"TOKENFILE", tokenFile).Replace(tt.keys)
 			text, _ := os.ReadFile(f.config)
-			f.writeConfig(string(text)+keys+"\nauth = \""+tt.auth+"\"\n", 0o600)
+			f.writeConfig(string(text)+"auth = \""+tt.auth+"\"\n"+keys+"\n", 0o600)
 			code, stdout, stderr := f.run("-vv", "fetch")
 			if code != exitMail || f.countMaildir() != 2 {
 				t.Fatalf("exit %d, %d delivered\n%s%s", code, f.countMaildir(), stdout, stderr)
 			}
 			if !strings.Contains(stderr, tt.want) {
 				t.Fatalf("the trace lacks %q:\n%s", tt.want, stderr)
+			}
+			if tt.keys == oauth2Keys && (strings.Count(stderr, tt.want) != 2 || !strings.Contains(stderr, "S: -ERR [AUTH]")) {
+				t.Fatalf("the refused token was not replaced in the same session:\n%s", stderr)
 			}
 			for _, s := range secrets {
 				if strings.Contains(stderr, s) || strings.Contains(stdout, s) {
