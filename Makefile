@@ -3,6 +3,10 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 30s
+# Go minimizes each new interesting input for up to a minute by default,
+# fuzzing nothing meanwhile: a minute-long run then spent most of its time
+# there (FuzzParse: 10,341 executions in 25 s; with 2 s, 515,563).
+FUZZMINIMIZE ?= 2s
 SHELL    := /bin/bash
 
 .PHONY: all build docs test test-unit test-faults test-short vet fuzz demo measure bench gobench soak clean
@@ -46,16 +50,17 @@ vet:
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 
 ## fuzz: run every fuzz target for FUZZTIME each
+FUZZ = $(GO) test -run '^$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
 fuzz:
-	$(GO) test ./fetch/pop3 -run '^$$' -fuzz '^FuzzDotReader$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./fetch/pop3 -run '^$$' -fuzz '^FuzzStatusLine$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./fetch/pop3 -run '^$$' -fuzz '^FuzzListings$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./fetch/pop3 -run '^$$' -fuzz '^FuzzCapa$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./fetch/pop3 -run '^$$' -fuzz '^FuzzSASLChallenge$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./fetch -run '^$$' -fuzz '^FuzzHeaderFields$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./config -run '^$$' -fuzz '^FuzzNetrc$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./config/migrate -run '^$$' -fuzz '^FuzzFetchmailrc$$' -fuzztime $(FUZZTIME)
+	$(FUZZ) ./fetch/pop3 -fuzz '^FuzzDotReader$$'
+	$(FUZZ) ./fetch/pop3 -fuzz '^FuzzStatusLine$$'
+	$(FUZZ) ./fetch/pop3 -fuzz '^FuzzListings$$'
+	$(FUZZ) ./fetch/pop3 -fuzz '^FuzzCapa$$'
+	$(FUZZ) ./fetch/pop3 -fuzz '^FuzzSASLChallenge$$'
+	$(FUZZ) ./fetch -fuzz '^FuzzHeaderFields$$'
+	$(FUZZ) ./config -fuzz '^FuzzNetrc$$'
+	$(FUZZ) ./config -fuzz '^FuzzParse$$'
+	$(FUZZ) ./config/migrate -fuzz '^FuzzFetchmailrc$$'
 
 ## demo: start a private Dovecot, fill a mailbox, fetch it with popfetch into ./demo/Mail
 demo: build
