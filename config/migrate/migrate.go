@@ -204,11 +204,12 @@ const shellChars = "|&;<>()$`*?[]{}\n"
 // becomes its words. One that needs a shell (a pipe, a redirection, a
 // variable) is run by /bin/sh explicitly, with %F and %T handed over as
 // the positional parameters "$1" and "$2", so that a sender address can
-// never become shell syntax. ok is false for a command popfetch cannot
-// run as the tool did.
+// never become shell syntax. viaShell reports the latter.
 func command(line string) (argv []string, viaShell bool) {
 	if !strings.ContainsAny(line, shellChars) {
-		if words, err := config.SplitWords(line); err == nil && len(words) > 0 {
+		// An empty program name ('' x) is not a command popfetch can
+		// run; the shell form keeps what fetchmail would have run.
+		if words, err := config.SplitWords(line); err == nil && len(words) > 0 && words[0] != "" {
 			return words, false
 		}
 	}
