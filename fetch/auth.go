@@ -142,12 +142,16 @@ func (s *session) secret(ctx context.Context, mode AuthMode) (string, error) {
 
 // tokenRefused reports whether err is the server refusing an access token
 // from Account.Token, and if so tells TokenRefused, so that the next call
-// to Token gets a new one.
+// to Token gets a new one. A -ERR with another response code ([IN-USE],
+// [SYS/TEMP]) is not about the token.
 func (s *session) tokenRefused(mode AuthMode, err error) bool {
 	a := s.acct
+	if !mode.IsOAuth() || a.Token == nil || a.TokenRefused == nil {
+		return false
+	}
 	var perr *pop3.Error
 	var serr *pop3.SASLError
-	if !mode.IsOAuth() || a.Token == nil || a.TokenRefused == nil || !errors.As(err, &perr) && !errors.As(err, &serr) {
+	if !errors.As(err, &serr) && !(errors.As(err, &perr) && (perr.Code == "" || perr.HasCode(pop3.CodeAuth))) {
 		return false
 	}
 	a.TokenRefused()

@@ -209,6 +209,7 @@ func TestAuthTokenRefused(t *testing.T) {
 		{"refused, then a fresh one", []string{"stale", "good"}, true, 1, 2},
 		{"refused twice", []string{"stale", "also-stale"}, false, 2, 2},
 		{"refused, and the refresh fails", []string{"stale", "ERR"}, false, 1, 1},
+		{"mailbox locked: not about the token", []string{"good", "other"}, false, 0, 1},
 	} {
 		for _, mech := range []string{"XOAUTH2", "OAUTHBEARER"} {
 			t.Run(tc.name+" "+mech, func(t *testing.T) {
@@ -223,14 +224,19 @@ func TestAuthTokenRefused(t *testing.T) {
 					return tok, nil
 				}
 				f.acct.TokenRefused = func() { refused++ }
+				wantKind := KindAuth
+				if strings.HasPrefix(tc.name, "mailbox locked") {
+					f.srv.SetFaults(pop3test.Fault{Command: "AUTH", Action: pop3test.Reply, Reply: "-ERR [IN-USE] mailbox locked"})
+					wantKind = KindLocked
+				}
 				st, err := f.poll()
-				if tc.ok && (err != nil || st.Delivered != 1) || !tc.ok && kindOf(err) != KindAuth {
+				if tc.ok && (err != nil || st.Delivered != 1) || !tc.ok && kindOf(err) != wantKind {
 					t.Fatalf("err %v, %+v", err, st)
 				}
 				if tc.tokens[len(tc.tokens)-1] == "ERR" && !strings.Contains(err.Error(), "popfetch auth") {
 					t.Fatalf("the refresh failure is not reported: %v", err)
 				}
-				if !tc.ok && tc.tokens[len(tc.tokens)-1] != "ERR" && !strings.Contains(err.Error(), "refused the token (status ") {
+				if !tc.ok && wantKind == KindAuth && tc.tokens[len(tc.tokens)-1] != "ERR" && !strings.Contains(err.Error(), "refused the token (status ") {
 					t.Fatalf("the error challenge is not reported: %v", err)
 				}
 				if refused != tc.refused || f.srv.Count("AUTH") != tc.auths {
