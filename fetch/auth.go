@@ -37,70 +37,104 @@ func (m AuthMode) sasl() string {
 	return strings.ToUpper(string(m))
 }
 
-// autoOrder is the preference of auth = "auto", strongest first, among the
-// password mechanisms. On a TLS connection the MD5-based CRAM-MD5 and APOP
-// add nothing (and need the server to keep the password in the clear), so
-// they are not chosen; USER/PASS is as strong as PLAIN there and can be
-// pipelined with the listing, so it comes before it.
+// The families of login methods auth = "auto" tries, strongest first.
+// Within a family the methods check the same secret the same way on the
+// server, so once one is refused the rest of its family would be too;
+// auto tries the first the server offers and moves on to the next family.
+// A family that can fail for a reason other than a wrong password comes
+// before the plain password: SCRAM needs the server to hold SCRAM
+// credentials, CRAM-MD5 and APOP a secret in the clear (APOP's often in a
+// database of its own that most users have no entry in). On a TLS
+// connection CRAM-MD5 and APOP add nothing over TLS and are not tried;
+// USER/PASS is as strong as PLAIN there and costs one flight less.
 var (
-	autoTLS       = []AuthMode{AuthSCRAMSHA256, AuthSCRAMSHA1, AuthUser, AuthPlain, AuthLogin}
-	autoPlaintext = []AuthMode{AuthSCRAMSHA256, AuthSCRAMSHA1, AuthCRAMMD5, AuthAPOP, AuthUser, AuthPlain, AuthLogin}
+	familiesTLS = [][]AuthMode{
+		{AuthSCRAMSHA256, AuthSCRAMSHA1},
+		{AuthUser, AuthPlain, AuthLogin},
+	}
+	familiesPlaintext = [][]AuthMode{
+		{AuthSCRAMSHA256, AuthSCRAMSHA1},
+		{AuthCRAMMD5},
+		{AuthAPOP},
+		{AuthUser, AuthPlain, AuthLogin},
+	}
 )
 
-// chooseAuth picks the way to log in from the account's auth setting and
-// what the server offers. A mode the server does not offer is an error
-// naming what it does offer, never a fallback to something else.
-func (s *session) chooseAuth() (AuthMode, error) {
+// offers reports whether the server offers the login method m.
+func (s *session) offers(m AuthMode) bool {
+	switch m {
+	case AuthUser:
+		return s.caps == nil || s.caps.Has("USER")
+	case AuthAPOP:
+		return s.c.APOPTimestamp() != ""
+	}
+	return slices.Contains(s.caps.SASLMechanisms(), m.sasl())
+}
+
+// chooseAuth returns the login methods to try, in order, from the
+// account's auth setting and what the server offers: one method for a
+// named mode, or for "auto" the first method the server offers of each
+// family (see familiesTLS), with hint (the method auto settled on in an
+// earlier poll, if the server still offers it) first. A named mode the
+// server does not offer is an error naming what it does offer, never a
+// fallback to something else.
+func (s *session) chooseAuth(hint AuthMode) ([]AuthMode, error) {
 	a := s.acct
 	offered := s.caps.SASLMechanisms()
-	offers := func(m AuthMode) bool {
-		switch m {
-		case AuthUser:
-			return s.caps == nil || s.caps.Has("USER")
-		case AuthAPOP:
-			return s.c.APOPTimestamp() != ""
-		}
-		return slices.Contains(offered, m.sasl())
-	}
 	if a.Auth != AuthAuto && a.Auth != "" {
-		if name := a.Auth.sasl(); name != "" && !offers(a.Auth) {
+		if name := a.Auth.sasl(); name != "" && !s.offers(a.Auth) {
 			what := "no SASL mechanisms"
 			if s.caps == nil {
 				what = "no capabilities (it does not know CAPA)"
 			} else if len(offered) > 0 {
 				what = "SASL " + strings.Join(offered, " ")
 			}
-			return "", &Error{Account: a.Name, Kind: KindConfig,
+			return nil, &Error{Account: a.Name, Kind: KindConfig,
 				Err: fmt.Errorf("auth = %q, but the server offers %s; set auth = \"auto\" or a mechanism it offers", a.Auth, what)}
 		}
-		return a.Auth, nil
+		return []AuthMode{a.Auth}, nil
 	}
-	// auto: a client certificate, then a token, then a password.
-	if a.hasClientCert() && offers(AuthExternal) {
-		return AuthExternal, nil
-	}
+	// auto: a token is all an OAuth account has.
 	if a.Token != nil {
 		for _, m := range []AuthMode{AuthOAuthBearer, AuthXOAuth2} {
-			if offers(m) {
-				return m, nil
+			if s.offers(m) {
+				return []AuthMode{m}, nil
 			}
 		}
-		return "", &Error{Account: a.Name, Kind: KindConfig,
+		return nil, &Error{Account: a.Name, Kind: KindConfig,
 			Err: fmt.Errorf("the account has an OAuth2 token, but the server offers neither OAUTHBEARER nor XOAUTH2 (it offers SASL %s)", strings.Join(offered, " "))}
 	}
-	order := autoTLS
-	if !s.c.IsTLS() {
-		order = autoPlaintext
-	}
-	for _, m := range order {
-		if offers(m) {
-			return m, nil
+	var modes []AuthMode
+	if a.hasClientCert() && s.offers(AuthExternal) {
+		modes = append(modes, AuthExternal)
+		if a.Password == nil {
+			return modes, nil
 		}
 	}
-	// The server lists neither USER nor a mechanism we know: try USER
-	// anyway, as RFC 1939 servers that know CAPA but not its USER tag
-	// still take it.
-	return AuthUser, nil
+	families := familiesTLS
+	if !s.c.IsTLS() {
+		families = familiesPlaintext
+	}
+	password := false
+	for _, fam := range families {
+		for _, m := range fam {
+			if s.offers(m) {
+				modes = append(modes, m)
+				password = password || m == AuthUser || m == AuthPlain || m == AuthLogin
+				break
+			}
+		}
+	}
+	if !password {
+		// The server lists neither USER nor a password mechanism: try
+		// USER anyway, as RFC 1939 servers that know CAPA but not its
+		// USER tag still take it.
+		modes = append(modes, AuthUser)
+	}
+	if i := slices.Index(modes, hint); i > 0 {
+		modes = slices.Insert(slices.Delete(modes, i, i+1), 0, hint)
+	}
+	return modes, nil
 }
 
 // hasClientCert reports whether the TLS configuration presents a client
@@ -180,42 +214,96 @@ func (s *session) mechanism(mode AuthMode, secret string) (sasl.Client, error) {
 	return nil, fmt.Errorf("auth %q is not a SASL mechanism", mode)
 }
 
-// login authenticates as the account says, never sending a secret over an
-// unencrypted connection unless allow_insecure_auth is set. With USER/PASS
-// or APOP on a server that pipelines it asks for the listing in the same
-// write and returns it; otherwise the listing is nil.
-func (s *session) login(ctx context.Context) (*pop3.Listing, error) {
+// login authenticates as the account says, never sending a secret over
+// an unencrypted connection unless allow_insecure_auth is set. With
+// auth = "auto" a method the server refuses (a -ERR about the credentials,
+// with no response code or [AUTH]) is followed by the next one chooseAuth
+// lists; anything else (the mailbox locked, [SYS/TEMP], a SCRAM server
+// that cannot prove it knows the password, a lost connection) ends the
+// login at once. Nothing is sent behind a login command before its
+// reply: the listing follows in the next flight (see list).
+func (s *session) login(ctx context.Context) error {
 	a := s.acct
 	if !s.c.IsTLS() && !a.AllowInsecureAuth {
-		return nil, &Error{Account: a.Name, Kind: KindConfig,
+		return &Error{Account: a.Name, Kind: KindConfig,
 			Err: errors.New("refusing to send credentials over an unencrypted connection (set allow_insecure_auth = true to allow it)")}
 	}
-	mode, err := s.chooseAuth()
+	modes, err := s.chooseAuth(s.memo.authHint())
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if mode == AuthExternal && !a.hasClientCert() {
-		return nil, &Error{Account: a.Name, Kind: KindConfig, Err: errors.New("auth = \"external\" needs client_cert and client_key")}
-	}
-	s.authMode = mode
 	if s.caps.Has("UTF8") {
 		// RFC 6856: only when advertised (Gmail hangs up on it).
 		s.step = "UTF8"
 		var perr *pop3.Error
 		if err := s.c.UTF8(ctx); err != nil && !errors.As(err, &perr) {
-			return nil, err
+			return err
 		}
 	}
-	secret := ""
-	if mode != AuthExternal {
-		if secret, err = s.secret(ctx, mode); err != nil {
-			return nil, err
+	var refused []string
+	var secret string
+	haveSecret := false
+	for i, mode := range modes {
+		if mode == AuthExternal && !a.hasClientCert() {
+			return &Error{Account: a.Name, Kind: KindConfig, Err: errors.New("auth = \"external\" needs client_cert and client_key")}
 		}
+		if mode != AuthExternal && !haveSecret {
+			if secret, err = s.secret(ctx, mode); err != nil {
+				return err
+			}
+			haveSecret = true
+		}
+		s.authMode = mode
+		err = s.loginWith(ctx, mode, secret)
+		if err == nil {
+			break
+		}
+		if i == len(modes)-1 || !s.loginRefused(err) {
+			if len(refused) > 0 && s.loginRefused(err) {
+				refused = append(refused, modeName(mode))
+				return &Error{Account: a.Name, Kind: KindAuth,
+					Err: fmt.Errorf("the server refused every way to log in that it offers (tried %s): %w", strings.Join(refused, ", "), err)}
+			}
+			return err
+		}
+		refused = append(refused, modeName(mode))
+		s.log.Debug("login refused; trying the next method", "auth", mode, "error", err.Error())
 	}
+	if len(refused) > 0 {
+		s.memo.setAuthHint(s.authMode)
+		s.log.Info(fmt.Sprintf("logged in with %s after the server refused %s; set auth = %q to skip the refused attempts",
+			modeName(s.authMode), strings.Join(refused, ", "), s.authMode))
+	}
+	return nil
+}
+
+// modeName is how a login method is named to the user.
+func modeName(m AuthMode) string {
+	if name := m.sasl(); name != "" {
+		return name
+	}
+	return strings.ToUpper(string(m))
+}
+
+// loginRefused reports whether err is the server refusing the credentials
+// of one login method, so that auto may try the next: a -ERR to the login
+// command with no response code or [AUTH], unless its text says the
+// mailbox is locked (servers without RESP-CODES say so in words).
+func (s *session) loginRefused(err error) bool {
+	var perr *pop3.Error
+	if !errors.As(err, &perr) || !isAuthStep(perr.Command) {
+		return false
+	}
+	return (perr.Code == "" && !mentionsLock(perr.Text)) || perr.HasCode(pop3.CodeAuth)
+}
+
+// loginWith logs in with one method.
+func (s *session) loginWith(ctx context.Context, mode AuthMode, secret string) error {
+	a := s.acct
 	if name := mode.sasl(); name != "" {
 		mech, err := s.mechanism(mode, secret)
 		if err != nil {
-			return nil, &Error{Account: a.Name, Kind: KindConfig, Err: err}
+			return &Error{Account: a.Name, Kind: KindConfig, Err: err}
 		}
 		s.step = "AUTH"
 		err = s.c.Auth(ctx, mech)
@@ -227,37 +315,24 @@ func (s *session) login(ctx context.Context) (*pop3.Listing, error) {
 			fresh, terr := s.secret(ctx, mode)
 			switch {
 			case terr != nil:
-				return nil, terr // e.g. the refresh token revoked too
+				return terr // e.g. the refresh token revoked too
 			case fresh == secret:
-				return nil, err
+				return err
 			}
 			if mech, err = s.mechanism(mode, fresh); err != nil {
-				return nil, &Error{Account: a.Name, Kind: KindConfig, Err: err}
+				return &Error{Account: a.Name, Kind: KindConfig, Err: err}
 			}
 			s.step = "AUTH"
 			if err = s.c.Auth(ctx, mech); err != nil {
 				s.tokenRefused(mode, err)
 			}
 		}
-		return nil, err
+		return err
 	}
-	var l pop3.Listing
-	switch {
-	case mode == AuthAPOP && !s.pipelining():
+	if mode == AuthAPOP {
 		s.step = "APOP"
-		return nil, s.c.APOP(ctx, a.User, secret)
-	case mode == AuthAPOP:
-		s.step = "APOP"
-		l, err = s.c.APOPAndList(ctx, a.User, secret, true, s.needSizesAtOnce())
-	case !s.pipelining():
-		s.step = "PASS"
-		return nil, s.c.Login(ctx, a.User, secret)
-	default:
-		s.step = "PASS"
-		l, err = s.c.LoginAndList(ctx, a.User, secret, true, s.needSizesAtOnce())
+		return s.c.APOP(ctx, a.User, secret)
 	}
-	if err != nil {
-		return nil, err
-	}
-	return &l, nil
+	s.step = "PASS"
+	return s.c.Login(ctx, a.User, secret, s.pipelining())
 }

@@ -157,6 +157,9 @@ type Options struct {
 	// poll's goroutines, one call at a time. Setting it makes the poll
 	// ask for message sizes (LIST) even when it needs none.
 	Progress func(Progress)
+	// Memo carries what earlier polls of the account learned (see Memo);
+	// nil starts afresh.
+	Memo *Memo
 
 	tune *tuning // tests only; nil means defaultTuning
 }
@@ -240,7 +243,7 @@ func newSession(acct *Account, store *uidstore.Store, d deliver.Deliverer, opts 
 		tune = *opts.tune
 	}
 	return &session{acct: acct, store: store, d: d, log: log.With("account", acct.Name), trace: opts.Trace,
-		stop: opts.Stop, host: host, tune: tune, progressFn: opts.Progress, sizes: opts.Progress != nil}
+		stop: opts.Stop, host: host, tune: tune, progressFn: opts.Progress, sizes: opts.Progress != nil, memo: opts.Memo}
 }
 
 type session struct {
@@ -255,6 +258,8 @@ type session struct {
 	caps     pop3.Capabilities // nil if the server has no CAPA
 	step     string            // the command in progress, for error classification
 	authMode AuthMode          // how the session logged in
+	memo     *Memo             // Options.Memo
+	expire   string            // the server's EXPIRE policy (RFC 2449 section 6.7), if it names one
 	tune     tuning
 	sizes    bool // list sizes whatever the account needs (List, Progress)
 	// progressFn is Options.Progress; progress is what it was last told.
@@ -285,8 +290,7 @@ type message struct {
 	first     time.Time // when first delivered, if seen
 }
 
-// open connects, logs in and lists the mailbox. When the server
-// pipelines, USER, PASS and UIDL go out in one write. Until the listing is
+// open connects, logs in and lists the mailbox. Until the listing is
 // in, nothing is in progress that a stop should let finish: Options.Stop
 // ends open at once, with an error that is context.Canceled.
 func (s *session) open(ctx context.Context) ([]message, bool, error) {
@@ -312,12 +316,11 @@ func (s *session) connectAndList(ctx context.Context) ([]message, bool, error) {
 	if err := s.connect(ctx); err != nil {
 		return nil, false, err
 	}
-	l, err := s.login(ctx)
-	if err != nil {
+	if err := s.login(ctx); err != nil {
 		return nil, false, err
 	}
 	s.stats.Auth = s.authMode
-	msgs, hasUIDL, err := s.list(ctx, l)
+	msgs, hasUIDL, err := s.list(ctx)
 	s.stats.Messages = len(msgs)
 	return msgs, hasUIDL, err
 }
@@ -348,6 +351,7 @@ func (s *session) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.warnExpire()
 	if s.acct.Keep && !hasUIDL && len(msgs) > 0 {
 		return &Error{Account: s.acct.Name, Kind: KindConfig,
 			Err: errors.New("the server does not support UIDL, so keep = true cannot tell new mail from old; use keep = false")}
@@ -494,12 +498,43 @@ func (s *session) connect(ctx context.Context) error {
 		return err
 	}
 	s.caps = caps
-	if d := caps["LOGIN-DELAY"]; len(d) > 0 {
+	s.learnCaps()
+	return nil
+}
+
+// recapa reports whether the capabilities must be asked for again after
+// login: RFC 2449 lets a server advertise EXPIRE and LOGIN-DELAY with the
+// argument USER before login, meaning that the value varies per user and
+// is given by CAPA once the user is known (sections 6.7 and 6.8).
+func (s *session) recapa() bool {
+	for _, name := range []string{"EXPIRE", "LOGIN-DELAY"} {
+		if args := s.caps[name]; len(args) > 1 && strings.EqualFold(args[1], "USER") {
+			return true
+		}
+	}
+	return false
+}
+
+// learnCaps takes the LOGIN-DELAY and EXPIRE policies from s.caps.
+func (s *session) learnCaps() {
+	if d := s.caps["LOGIN-DELAY"]; len(d) > 0 {
 		if secs, err := strconv.Atoi(d[0]); err == nil && secs > 0 {
 			s.stats.LoginDelay = time.Duration(secs) * time.Second
 		}
 	}
-	return nil
+	if e := s.caps["EXPIRE"]; len(e) > 0 {
+		s.expire = e[0]
+	}
+}
+
+// warnExpire warns, once per Memo, that the server deletes retrieved mail
+// whatever keep says: EXPIRE 0 means it does not let mail stay on the
+// server once it has been retrieved (RFC 2449 section 6.7).
+func (s *session) warnExpire() {
+	if !s.acct.Keep || s.expire != "0" || !s.memo.firstTime("expire0") {
+		return
+	}
+	s.log.Warn("keep = true, but the server says (EXPIRE 0) that it deletes every message once it has been retrieved: fetched mail will not stay on the server")
 }
 
 // needSizes reports whether new messages must be judged by size
@@ -516,24 +551,32 @@ func (s *session) needSizesAtOnce() bool {
 
 // list returns the messages on the server with their UIDs (if the server
 // has UIDL), whether they were delivered before, and their sizes where
-// needed. l is the listing login already asked for, or nil. UIDL alone
-// answers a poll that finds nothing new; LIST is asked for only without
-// UIDL, or when size_limit must judge new messages. With PIPELINING and a
-// size_limit both go out at once.
-func (s *session) list(ctx context.Context, l *pop3.Listing) ([]message, bool, error) {
+// needed. UIDL alone answers a poll that finds nothing new; LIST is asked
+// for only without UIDL, or when size_limit must judge new messages. UIDL
+// is sent unless the server lists capabilities without it: CAPA names
+// what the server supports (RFC 2449 section 6.4), and some servers hang
+// up on a command they do not know. A server without CAPA is asked. With
+// PIPELINING the commands go out at once, CAPA with them when the
+// capabilities must be asked for again after login (see recapa).
+func (s *session) list(ctx context.Context) ([]message, bool, error) {
 	needSizes := s.needSizes()
 	s.step = "UIDL"
-	if l == nil {
-		got, err := s.c.ListAll(ctx, true, s.needSizesAtOnce(), s.pipelining())
-		if err != nil {
-			return nil, false, err
-		}
-		l = &got
+	uidl := s.caps == nil || s.caps.Has("UIDL")
+	req := pop3.ListRequest{Capa: s.recapa(), UIDL: uidl, List: !uidl || s.needSizesAtOnce()}
+	l, err := s.c.ListAll(ctx, req, s.pipelining())
+	if err != nil {
+		return nil, false, err
+	}
+	if !uidl {
+		l.UIDLErr = errNoUIDL
+	}
+	if l.Caps != nil {
+		s.caps = l.Caps
+		s.learnCaps()
 	}
 	uids, uidlErr, sizes, listErr := l.UIDs, l.UIDLErr, l.Sizes, l.ListErr
-	var err error
 	var perr *pop3.Error
-	if uidlErr != nil && (!errors.As(uidlErr, &perr) || s.caps.Has("UIDL") || perr.Code != "") {
+	if uidlErr != nil && uidlErr != errNoUIDL && (!errors.As(uidlErr, &perr) || s.caps.Has("UIDL") || perr.Code != "") {
 		// Not "unsupported": refused by a server that advertises UIDL,
 		// or with a response code, or a malformed listing.
 		return nil, false, uidlErr
@@ -545,9 +588,9 @@ func (s *session) list(ctx context.Context, l *pop3.Listing) ([]message, bool, e
 			return nil, false, err
 		}
 	}
-	// LIST went out with UIDL if needSizesAtOnce; otherwise ask for it
-	// now, if it is needed at all.
-	if !s.needSizesAtOnce() && (!hasUIDL || (needSizes && (anyNew(msgs) || s.acct.FetchAll || s.sizes))) {
+	// LIST went out with UIDL if it was sure to be needed; otherwise ask
+	// for it now, if it is needed at all.
+	if !req.List && (!hasUIDL || (needSizes && (anyNew(msgs) || s.acct.FetchAll || s.sizes))) {
 		s.step = "LIST"
 		sizes, err = s.c.List(ctx)
 		listErr = err
@@ -574,6 +617,9 @@ func (s *session) list(ctx context.Context, l *pop3.Listing) ([]message, bool, e
 	}
 	return msgs, hasUIDL, nil
 }
+
+// errNoUIDL stands for the UIDL reply of a server whose CAPA lacks UIDL.
+var errNoUIDL = errors.New("the server does not list UIDL among its capabilities")
 
 // byUID turns a UIDL listing into messages and looks them up in the store
 // in one read transaction. A UID used twice stops the poll before anything

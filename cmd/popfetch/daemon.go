@@ -202,7 +202,9 @@ func (d *daemon) job(a config.Account) (fetch.Job, error) {
 		return fetch.Job{}, err
 	}
 	alog := d.log.With("account", a.Name)
-	opts := fetch.Options{Log: d.log, Trace: d.trace}
+	// The memo lives as long as the job: what one poll learned (the login
+	// method auto settled on, the warnings given) serves the next.
+	opts := fetch.Options{Log: d.log, Trace: d.trace, Memo: &fetch.Memo{}}
 	if d.display != nil {
 		opts.Progress = d.display.Update
 	}

@@ -241,96 +241,101 @@ func (p *Pipeline) End() error {
 	return nil
 }
 
-// Login sends USER and then PASS, each waiting for its reply. (A server
-// that pipelines gets them in one write from LoginAndList.) The password
-// never appears in the trace.
-func (c *Client) Login(ctx context.Context, user, password string) error {
-	if err := c.User(ctx, user); err != nil {
+// Login sends USER and then PASS. With pipelined (the server advertised
+// PIPELINING) both go out in one write and the server answers them in
+// order; nothing is ever sent behind PASS, because a server may hand the
+// connection to another process once the login succeeds and drop what
+// was already sent (Courier's pop3login does). The password never
+// appears in the trace.
+func (c *Client) Login(ctx context.Context, user, password string, pipelined bool) error {
+	if !pipelined {
+		if err := c.User(ctx, user); err != nil {
+			return err
+		}
+		return c.Pass(ctx, password)
+	}
+	errs, err := c.batch(ctx, [][2]string{{"USER", user}, {"PASS", password}}, nil)
+	if err != nil {
 		return err
 	}
-	return c.Pass(ctx, password)
+	return errors.Join(errs...)
 }
 
-// Listing is the answer to UIDL and LIST.
+// ListRequest says what ListAll asks for.
+type ListRequest struct {
+	// Capa asks for the capabilities again: after login they may differ
+	// (RFC 2449 section 5), and the per-user values of EXPIRE and
+	// LOGIN-DELAY are known only then (sections 6.7, 6.8).
+	Capa bool
+	UIDL bool
+	List bool
+}
+
+// Listing is the answer to a ListRequest.
 type Listing struct {
+	Caps    Capabilities // nil if not asked for, or refused (CapaErr)
+	CapaErr error
 	UIDs    []MessageUID
 	UIDLErr error // the -ERR to UIDL, or its malformed listing; UIDs is nil then
 	Sizes   []MessageSize
 	ListErr error // likewise for LIST
 }
 
-// ListAll asks for the UIDL listing (if uidl is set) and the LIST listing
-// (if list is set). With pipelined both commands go out in one write. A
-// -ERR or a malformed listing is reported in the Listing; err is a failure
-// of the connection.
-func (c *Client) ListAll(ctx context.Context, uidl, list, pipelined bool) (Listing, error) {
+// ListAll asks for what req names, in the order CAPA, UIDL, LIST. With
+// pipelined the commands go out in one write. A -ERR or a malformed
+// listing is reported in the Listing; err is a failure of the connection.
+func (c *Client) ListAll(ctx context.Context, req ListRequest, pipelined bool) (Listing, error) {
 	var l Listing
-	if !pipelined {
-		if uidl {
-			if l.UIDs, l.UIDLErr = c.UIDL(ctx); l.UIDLErr != nil && !isReply(l.UIDLErr) {
-				return Listing{}, l.UIDLErr
-			}
-		}
-		if list {
-			if l.Sizes, l.ListErr = c.List(ctx); l.ListErr != nil && !isReply(l.ListErr) {
-				return Listing{}, l.ListErr
-			}
-		}
-		return l, nil
+	var cmds [][2]string
+	var parsers []func(string) error
+	var errp []*error
+	caps := Capabilities{}
+	if req.Capa {
+		cmds = append(cmds, [2]string{"CAPA", ""})
+		parsers = append(parsers, func(line string) error { caps.add(line); return nil })
+		errp = append(errp, &l.CapaErr)
 	}
-	return c.loginAndList(ctx, nil, uidl, list)
-}
-
-// LoginAndList sends USER, PASS and then UIDL and LIST as ListAll does, all
-// in one write: a server that advertises PIPELINING answers them in order,
-// and a round trip is saved. A refused login is returned as err (the
-// listing commands, refused too, are read and dropped). The password never
-// appears in the trace.
-func (c *Client) LoginAndList(ctx context.Context, user, password string, uidl, list bool) (Listing, error) {
-	return c.loginAndList(ctx, [][2]string{{"USER", user}, {"PASS", password}}, uidl, list)
-}
-
-// APOPAndList is LoginAndList with APOP (see APOP).
-func (c *Client) APOPAndList(ctx context.Context, user, secret string, uidl, list bool) (Listing, error) {
-	if c.timestamp == "" {
-		return Listing{}, ErrNoAPOP
-	}
-	return c.loginAndList(ctx, [][2]string{{"APOP", user + " " + apopDigest(c.timestamp, secret)}}, uidl, list)
-}
-
-func (c *Client) loginAndList(ctx context.Context, login [][2]string, uidl, list bool) (Listing, error) {
-	var l Listing
-	cmds := append([][2]string(nil), login...)
-	parsers := make([]func(string) error, len(cmds))
-	if uidl {
+	if req.UIDL {
 		cmds = append(cmds, [2]string{"UIDL", ""})
 		parsers = append(parsers, uidParser(&l.UIDs))
+		errp = append(errp, &l.UIDLErr)
 	}
-	if list {
+	if req.List {
 		cmds = append(cmds, [2]string{"LIST", ""})
 		parsers = append(parsers, func(line string) error {
 			m, err := parseListLine(line)
 			l.Sizes = append(l.Sizes, m)
 			return err
 		})
+		errp = append(errp, &l.ListErr)
 	}
-	errs, err := c.batch(ctx, cmds, parsers)
-	if err != nil {
-		return Listing{}, err
-	}
-	if lerr := errors.Join(errs[:len(login)]...); lerr != nil {
-		return Listing{}, lerr
-	}
-	errs = errs[len(login):]
-	if uidl {
-		if l.UIDLErr, errs = errs[0], errs[1:]; l.UIDLErr != nil {
-			l.UIDs = nil
+	if pipelined {
+		errs, err := c.batch(ctx, cmds, parsers)
+		if err != nil {
+			return Listing{}, err
+		}
+		for i, e := range errs {
+			*errp[i] = e
+		}
+	} else {
+		for i, cmd := range cmds {
+			if err := c.listing(ctx, cmd[0], "", parsers[i]); err != nil {
+				if !isReply(err) || c.broken != nil {
+					return Listing{}, err
+				}
+				*errp[i] = err
+			}
 		}
 	}
-	if list {
-		if l.ListErr = errs[0]; l.ListErr != nil {
-			l.Sizes = nil
-		}
+	if req.Capa && l.CapaErr == nil {
+		l.Caps = caps
+		c.caps = caps
+	}
+	if l.UIDLErr != nil {
+		l.UIDs = nil
+	}
+	if l.ListErr != nil {
+		l.Sizes = nil
 	}
 	return l, nil
 }

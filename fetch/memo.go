@@ -1,0 +1,52 @@
+package fetch
+
+import "sync"
+
+// Memo is what the polls of one account learn about its server and pass
+// on to the next poll: the login method auth = "auto" settled on after
+// the server refused a stronger one, and the warnings already given. The
+// daemon keeps one per account so that it neither repeats a refused login
+// nor the same warning every poll; a nil *Memo (a one-shot run) starts
+// afresh.
+type Memo struct {
+	mu     sync.Mutex
+	auth   AuthMode
+	warned map[string]bool
+}
+
+// authHint returns the login method auto settled on before, or "".
+func (m *Memo) authHint() AuthMode {
+	if m == nil {
+		return ""
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.auth
+}
+
+func (m *Memo) setAuthHint(mode AuthMode) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.auth = mode
+}
+
+// firstTime reports whether the warning named key has not been given
+// before, and notes that it now has.
+func (m *Memo) firstTime(key string) bool {
+	if m == nil {
+		return true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.warned[key] {
+		return false
+	}
+	if m.warned == nil {
+		m.warned = map[string]bool{}
+	}
+	m.warned[key] = true
+	return true
+}
