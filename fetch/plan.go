@@ -90,8 +90,11 @@ func (p *plan) update(jobs []Job, now time.Time) {
 			e.failedBefore = max(e.failures, e.failedBefore)
 			e.failures, e.lastKind = 0, 0
 			e.status.Failures, e.status.Backoff = 0, 0
+			if e.job.Server != j.Server {
+				e.loginDelay, e.status.LoginDelay = 0, 0
+			}
 			if !e.running {
-				e.next = now
+				e.next = e.earliest(now)
 			}
 		}
 		e.removed = false
@@ -112,16 +115,28 @@ func (p *plan) update(jobs []Job, now time.Time) {
 	p.entries = entries
 }
 
-// pollNow makes every job due at once; a job that is polling polls again
-// as soon as it ends.
+// pollNow makes every job due at once, or as soon as the server's
+// LOGIN-DELAY allows; a job that is polling polls again as soon as it
+// ends (and LOGIN-DELAY allows).
 func (p *plan) pollNow(now time.Time) {
 	for _, e := range p.entries {
 		if e.running {
 			e.again = true
 		} else {
-			e.next = now
+			e.next = e.earliest(now)
 		}
 	}
+}
+
+// earliest returns the earliest time from now that e may poll: not
+// sooner after its last poll than the server's LOGIN-DELAY.
+func (e *entry) earliest(now time.Time) time.Time {
+	if e.loginDelay > 0 && !e.status.LastEnd.IsZero() {
+		if t := e.status.LastEnd.Add(e.loginDelay); t.After(now) {
+			return t
+		}
+	}
+	return now
 }
 
 // start marks the jobs that are due and may start now as running, and
@@ -255,14 +270,16 @@ func (p *plan) finish(e *entry, st Stats, err error, now time.Time) {
 		}
 		e.lastKind = fe.Kind
 	}
-	if e.loginDelay > delay {
-		delay = e.loginDelay
-	}
 	e.failedBefore = 0
 	if e.again {
 		e.again = false
 		delay = 0
 	}
+	// The server's LOGIN-DELAY wins over the interval and over a poll
+	// asked for at once: a login sooner is refused, and may count
+	// against the account.
+	delay = max(delay, e.loginDelay)
+	s.LoginDelay = e.loginDelay
 	e.next = now.Add(delay + p.jitterFor(delay, maxJitter))
 	s.Failures = e.failures
 	s.Backoff = 0

@@ -51,6 +51,10 @@ type JobStatus struct {
 	Failures    int           `json:"failures"` // polls failed in a row
 	Next        time.Time     `json:"next,omitzero"`
 	Backoff     time.Duration `json:"backoff"` // the wait chosen after the last failure; 0 after a success
+	// LoginDelay is the shortest time between logins the server asks for
+	// (RFC 2449 LOGIN-DELAY); polls are never closer than that, even when
+	// the interval is shorter or a poll is asked for at once.
+	LoginDelay time.Duration `json:"login_delay,omitempty"`
 }
 
 // SchedulerConfig sets up a Scheduler. Zero values take the defaults.

@@ -348,6 +348,7 @@ func TestPrintStatus(t *testing.T) {
 			{Name: "home", LastEnd: now.Add(-time.Minute), LastResult: "authentication failed", Failures: 4,
 				LastError: "pop3: PASS: -ERR [AUTH] invalid", Next: now.Add(59 * time.Minute), Backoff: time.Hour},
 			{Name: "new", Running: true},
+			{Name: "slowpop", LastEnd: now.Add(-time.Minute), LastResult: "ok", Next: now.Add(14 * time.Minute), LoginDelay: 15 * time.Minute},
 		}}
 	var b bytes.Buffer
 	printStatus(&b, st, now)
@@ -355,7 +356,7 @@ func TestPrintStatus(t *testing.T) {
 		"running, pid 42, since", "(2h0m0s ago); 12 goroutines, 8.0 MiB",
 		"work     11:59:55 (5s ago)", "3 (12.0 KiB)", "120 (5.0 MiB)", "in 4m0s",
 		"authentication failed (4 in a row)", "in 59m0s (backoff)", "-ERR [AUTH] invalid",
-		"new      polling now",
+		"new      polling now", "in 14m0s (server's LOGIN-DELAY 15m0s)",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())

@@ -226,8 +226,12 @@ func printStatus(w io.Writer, st statusFile, now time.Time) {
 			if d := a.Next.Sub(now); d > 0 {
 				next = "in " + d.Round(time.Second).String()
 			}
-			if a.Backoff > 0 {
+			switch {
+			case a.Backoff > 0:
 				next += " (backoff)"
+			case a.LoginDelay > 0:
+				// The server's minimum between logins: polls wait for it.
+				next += " (server's LOGIN-DELAY " + a.LoginDelay.String() + ")"
 			}
 		}
 		errText := a.LastError
