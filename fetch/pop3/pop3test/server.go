@@ -122,9 +122,57 @@ type Config struct {
 	// UTF8 advertises UTF8 (RFC 6856) and accepts the UTF8 command.
 	UTF8 bool
 
+	// Quirks make the server behave as real servers do that differ from
+	// the RFCs' happy path (see Quirks).
+	Quirks Quirks
+
 	// Hook, if set, is called with each command line as it arrives,
 	// before the server acts on it (in the session's goroutine).
 	Hook func(line string)
+}
+
+// Quirks are behaviours of real POP3 servers that a client must survive.
+// Each names the servers known to behave so.
+type Quirks struct {
+	// DiscardAfterLogin drops whatever the client sent behind a login
+	// command that succeeds (PASS, APOP, AUTH), as a server does whose
+	// login process hands the connection to another process (Courier's
+	// pop3login execs pop3d): the new process never sees those bytes.
+	// Such servers may still advertise PIPELINING, and honour it once
+	// logged in.
+	DiscardAfterLogin bool
+	// APOPNoSecret puts an APOP timestamp in the greeting but refuses
+	// every APOP with a -ERR without response code, as servers do that
+	// always send the timestamp while their APOP secrets live in a
+	// separate, usually empty, database (qpopper, Courier).
+	APOPNoSecret bool
+	// HideUIDL leaves UIDL out of CAPA although the command works.
+	HideUIDL bool
+	// XUIDL adds an "X-UIDL: <uid>" field at the top of every message
+	// RETR and TOP send, without counting it in the sizes LIST reports,
+	// as GNU Mailutils' pop3d does once it has seen a message.
+	XUIDL bool
+	// Expire advertises "EXPIRE <Expire>" in CAPA (RFC 2449 section
+	// 6.7), e.g. "0" or "NEVER"; "0 USER" before login, with
+	// ExpireAfterLogin given by CAPA after it. With an effective value
+	// of 0 the server deletes every retrieved message at QUIT.
+	Expire           string
+	ExpireAfterLogin string
+	// VanishRetrieved removes every retrieved message from the mailbox
+	// when the session ends, with or without QUIT or DELE, as some
+	// hosted services do (Gmail's POP in its default mode).
+	VanishRetrieved bool
+	// EnforceLoginDelay refuses, with -ERR [LOGIN-DELAY], a login sooner
+	// than LoginDelay seconds after the last successful one.
+	EnforceLoginDelay bool
+	// LockedReply, if set, is the whole reply to a login while another
+	// session holds the mailbox, instead of "-ERR [IN-USE] ...": servers
+	// without RESP-CODES say it in words.
+	LockedReply string
+	// HangUpOnUnknown closes the connection at a command the server does
+	// not know, instead of answering -ERR (some appliances and Gmail
+	// for commands it was not told of).
+	HangUpOnUnknown bool
 }
 
 // Server is a running test server.
@@ -145,6 +193,8 @@ type Server struct {
 	utf8       int      // UTF8 commands accepted
 	flights    int      // client flights: commands that arrived after the server had answered all before them
 	deepest    int      // the most commands in one flight
+	lastLogin  time.Time
+	discarded  int // octets dropped by Quirks.DiscardAfterLogin
 }
 
 // NewServer starts a server on 127.0.0.1 with the given mailbox.
@@ -241,6 +291,13 @@ func (s *Server) Deepest() int {
 	return s.deepest
 }
 
+// Discarded returns how many octets Quirks.DiscardAfterLogin dropped.
+func (s *Server) Discarded() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.discarded
+}
+
 // Mechanisms returns the SASL mechanism of each successful AUTH so far.
 func (s *Server) Mechanisms() []string {
 	s.mu.Lock()
@@ -315,6 +372,7 @@ type session struct {
 	tls       bool
 	msgs      []*Message // the mailbox as locked at login
 	deleted   map[int]bool
+	retrieved map[int]bool
 }
 
 var errHangUp = fmt.Errorf("hang up")
@@ -322,8 +380,9 @@ var errHangUp = fmt.Errorf("hang up")
 func (ss *session) run() {
 	_, ss.tls = ss.conn.(*tls.Conn)
 	defer ss.unlock()
+	defer ss.vanish()
 	greeting := "+OK pop3test ready"
-	if ss.srv.cfg.APOP {
+	if ss.srv.cfg.APOP || ss.srv.cfg.Quirks.APOPNoSecret {
 		ss.timestamp = fmt.Sprintf("<%d.%d@pop3test>", time.Now().UnixNano(), ss.srv.Sessions())
 		greeting += " " + ss.timestamp
 	}
@@ -447,15 +506,21 @@ func (ss *session) handle(verb, arg string) error {
 	switch verb {
 	case "CAPA":
 		if cfg.NoCapa {
-			return ss.errf("unknown command")
+			return ss.unknown("unknown command")
 		}
 		ss.line("+OK capability list follows")
 		caps := []string{"RESP-CODES", "AUTH-RESP-CODE"}
 		if !cfg.NoTop {
 			caps = append(caps, "TOP")
 		}
-		if !cfg.NoUIDL {
+		if !cfg.NoUIDL && !cfg.Quirks.HideUIDL {
 			caps = append(caps, "UIDL")
+		}
+		if e := cfg.Quirks.Expire; e != "" {
+			if ss.authed && cfg.Quirks.ExpireAfterLogin != "" {
+				e = cfg.Quirks.ExpireAfterLogin
+			}
+			caps = append(caps, "EXPIRE "+e)
 		}
 		if cfg.Pipelining {
 			caps = append(caps, "PIPELINING")
@@ -483,6 +548,11 @@ func (ss *session) handle(verb, arg string) error {
 		return ss.line(".")
 	case "QUIT":
 		if ss.authed {
+			if ss.expireZero() {
+				for n := range ss.retrieved {
+					ss.deleted[n] = true
+				}
+			}
 			// UPDATE state: apply the deletions and release the
 			// mailbox before answering, as a server must, so that a
 			// client that logs in again at once finds it free.
@@ -499,6 +569,48 @@ func (ss *session) handle(verb, arg string) error {
 		return ss.handleAuth(verb, arg)
 	}
 	return ss.handleTransaction(verb, arg)
+}
+
+// unknown answers a command the server does not know.
+func (ss *session) unknown(text string) error {
+	if ss.srv.cfg.Quirks.HangUpOnUnknown {
+		ss.w.Flush()
+		return errHangUp
+	}
+	return ss.errf("%s", text)
+}
+
+// expireZero reports whether the server's effective EXPIRE policy is 0.
+func (ss *session) expireZero() bool {
+	q := ss.srv.cfg.Quirks
+	e := q.Expire
+	if q.ExpireAfterLogin != "" {
+		e = q.ExpireAfterLogin
+	}
+	f := strings.Fields(e)
+	return len(f) > 0 && f[0] == "0"
+}
+
+// vanish removes the messages retrieved in this session, for
+// Quirks.VanishRetrieved.
+func (ss *session) vanish() {
+	if !ss.srv.cfg.Quirks.VanishRetrieved || len(ss.retrieved) == 0 {
+		return
+	}
+	s := ss.srv
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gone := map[*Message]bool{}
+	for n := range ss.retrieved {
+		gone[ss.msgs[n-1]] = true
+	}
+	kept := s.mailbox[:0]
+	for _, m := range s.mailbox {
+		if !gone[m] {
+			kept = append(kept, m)
+		}
+	}
+	s.mailbox = kept
 }
 
 func (ss *session) handleAuth(verb, arg string) error {
@@ -529,7 +641,7 @@ func (ss *session) handleAuth(verb, arg string) error {
 		return ss.auth(arg)
 	case "UTF8":
 		if !cfg.UTF8 {
-			return ss.errf("unknown command")
+			return ss.unknown("unknown command")
 		}
 		ss.srv.mu.Lock()
 		ss.srv.utf8++
@@ -550,27 +662,66 @@ func (ss *session) handleAuth(verb, arg string) error {
 	case "APOP":
 		user, digest, _ := strings.Cut(arg, " ")
 		sum := md5.Sum([]byte(ss.timestamp + cfg.Password))
+		if cfg.Quirks.APOPNoSecret {
+			return ss.errf("authentication failed")
+		}
 		if !cfg.APOP || user != cfg.User || digest != hex.EncodeToString(sum[:]) {
 			return ss.errf("[AUTH] Authentication failed.")
 		}
 		return ss.login()
 	}
-	return ss.errf("unknown command in AUTHORIZATION state")
+	return ss.unknown("unknown command in AUTHORIZATION state")
 }
 
 func (ss *session) login() error {
 	s := ss.srv
+	q := s.cfg.Quirks
 	s.mu.Lock()
 	if s.locked {
 		s.mu.Unlock()
+		if q.LockedReply != "" {
+			return ss.line(q.LockedReply)
+		}
 		return ss.errf("[IN-USE] Mailbox is locked by another POP3 session")
 	}
+	if q.EnforceLoginDelay && s.cfg.LoginDelay > 0 && time.Since(s.lastLogin) < time.Duration(s.cfg.LoginDelay)*time.Second {
+		s.mu.Unlock()
+		return ss.errf("[LOGIN-DELAY] Logged in too recently, try again later")
+	}
 	s.locked = true
+	s.lastLogin = time.Now()
 	ss.msgs = append([]*Message(nil), s.mailbox...)
 	s.mu.Unlock()
 	ss.authed = true
 	ss.deleted = map[int]bool{}
+	ss.retrieved = map[int]bool{}
+	if q.DiscardAfterLogin {
+		ss.discardInput()
+	}
 	return ss.line(fmt.Sprintf("+OK logged in, %d messages", len(ss.msgs)))
+}
+
+// discardInput drops what the client sent behind the login command, as
+// the process a login hands the connection to never sees it: what is
+// buffered, and what arrives within a moment (the rest of the client's
+// write may still be in flight). The client cannot yet have sent anything
+// in answer to the reply, which has not been sent.
+func (ss *session) discardInput() {
+	n := ss.r.Buffered()
+	ss.r.Discard(n)
+	ss.conn.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+	buf := make([]byte, 4096)
+	for {
+		m, err := ss.conn.Read(buf)
+		n += m
+		if err != nil {
+			break
+		}
+	}
+	ss.conn.SetReadDeadline(time.Time{})
+	ss.srv.mu.Lock()
+	ss.srv.discarded += n
+	ss.srv.mu.Unlock()
 }
 
 func (ss *session) unlock() {
@@ -623,7 +774,7 @@ func (ss *session) handleTransaction(verb, arg string) error {
 		return ss.line(fmt.Sprintf("+OK %d %d", count, size))
 	case "LIST", "UIDL":
 		if verb == "UIDL" && cfg.NoUIDL {
-			return ss.errf("unknown command")
+			return ss.unknown("unknown command")
 		}
 		item := func(n int, m *Message) string {
 			if verb == "UIDL" {
@@ -647,7 +798,7 @@ func (ss *session) handleTransaction(verb, arg string) error {
 		return ss.line(".")
 	case "RETR", "TOP":
 		if verb == "TOP" && cfg.NoTop {
-			return ss.errf("unknown command")
+			return ss.unknown("unknown command")
 		}
 		num, lines, _ := strings.Cut(arg, " ")
 		_, m, ok := ss.msg(num)
@@ -662,7 +813,14 @@ func (ss *session) handleTransaction(verb, arg string) error {
 			}
 			data = topOf(data, nl)
 		}
+		if verb == "RETR" {
+			n, _ := strconv.Atoi(num)
+			ss.retrieved[n] = true
+		}
 		ss.line(fmt.Sprintf("+OK %d octets", m.listSize()))
+		if cfg.Quirks.XUIDL {
+			ss.line("X-UIDL: " + m.UID)
+		}
 		writeStuffed(ss.w, data)
 		return ss.line(".")
 	case "DELE":
@@ -676,7 +834,7 @@ func (ss *session) handleTransaction(verb, arg string) error {
 		ss.deleted = map[int]bool{}
 		return ss.line("+OK")
 	}
-	return ss.errf("unknown command")
+	return ss.unknown("unknown command")
 }
 
 // wireSize is the size of data with CRLF line endings, as LIST reports it.
