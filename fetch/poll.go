@@ -505,7 +505,7 @@ func (s *session) connect(ctx context.Context) error {
 // recapa reports whether the capabilities must be asked for again after
 // login: RFC 2449 lets a server advertise EXPIRE and LOGIN-DELAY with the
 // argument USER before login, meaning that the value varies per user and
-// is given by CAPA once the user is known (sections 6.7 and 6.8).
+// is given by CAPA once the user is known (sections 6.7 and 6.5).
 func (s *session) recapa() bool {
 	for _, name := range []string{"EXPIRE", "LOGIN-DELAY"} {
 		if args := s.caps[name]; len(args) > 1 && strings.EqualFold(args[1], "USER") {
@@ -554,7 +554,7 @@ func (s *session) needSizesAtOnce() bool {
 // needed. UIDL alone answers a poll that finds nothing new; LIST is asked
 // for only without UIDL, or when size_limit must judge new messages. UIDL
 // is sent unless the server lists capabilities without it: CAPA names
-// what the server supports (RFC 2449 section 6.4), and some servers hang
+// what the server supports (RFC 2449 section 6.8), and some servers hang
 // up on a command they do not know. A server without CAPA is asked. With
 // PIPELINING the commands go out at once, CAPA with them when the
 // capabilities must be asked for again after login (see recapa).

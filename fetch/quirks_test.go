@@ -529,3 +529,46 @@ func TestQuirkLoginDelay(t *testing.T) {
 		t.Errorf("status: %+v", st)
 	}
 }
+
+// TestQuirksWithDefaults: the Courier-style server (login in another
+// process, PIPELINING advertised) and the APOP server without APOP
+// secrets, each over POP3S and over STLS with every setting left at its
+// default (auth auto, pipelining auto, no allow_insecure_auth): every
+// message arrives byte for byte and leaves the server.
+func TestQuirksWithDefaults(t *testing.T) {
+	cert, err := pop3test.NewCert(time.Hour, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []struct {
+		name string
+		q    pop3test.Quirks
+	}{
+		{"login in another process", pop3test.Quirks{DiscardAfterLogin: true}},
+		{"APOP without secrets", pop3test.Quirks{APOPNoSecret: true}},
+		{"both", pop3test.Quirks{DiscardAfterLogin: true, APOPNoSecret: true}},
+	} {
+		for _, mode := range []TLSMode{TLSImplicit, TLSStartTLS} {
+			t.Run(q.name+"/"+string(mode), func(t *testing.T) {
+				cfg := pop3test.Config{Pipelining: true, SASL: []string{"PLAIN", "LOGIN"}, Quirks: q.q}
+				if mode == TLSImplicit {
+					cfg.TLS = cert.ServerConfig()
+				} else {
+					cfg.STLS = cert.ServerConfig()
+				}
+				msgs := testMessages(30)
+				f := newFixture(t, cfg, msgs)
+				f.acct.TLS, f.acct.AllowInsecureAuth, f.acct.Pipelining = mode, false, ""
+				f.acct.TLSConfig = cert.ClientConfig("127.0.0.1")
+				st, err := f.quirkPoll(nil, nil)
+				if err != nil || st.Delivered != 30 || st.Deleted != 30 {
+					t.Fatalf("%+v, %v", st, err)
+				}
+				f.assertDelivered(msgs)
+				if f.srv.Discarded() != 0 || f.srv.Count("APOP") != 0 {
+					t.Errorf("discarded %d octets, sent APOP %d times", f.srv.Discarded(), f.srv.Count("APOP"))
+				}
+			})
+		}
+	}
+}

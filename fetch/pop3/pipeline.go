@@ -265,7 +265,7 @@ func (c *Client) Login(ctx context.Context, user, password string, pipelined boo
 type ListRequest struct {
 	// Capa asks for the capabilities again: after login they may differ
 	// (RFC 2449 section 5), and the per-user values of EXPIRE and
-	// LOGIN-DELAY are known only then (sections 6.7, 6.8).
+	// LOGIN-DELAY are known only then (sections 6.7, 6.5).
 	Capa bool
 	UIDL bool
 	List bool
