@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/popfetch/popfetch/deliver"
@@ -448,8 +449,28 @@ func (s *session) resolvePending() error {
 }
 
 // connect dials, secures the connection as configured and reads CAPA. The
-// caller closes s.c (see close), also when connect fails.
+// caller closes s.c (see close), also when connect fails. A server that
+// hangs up at CAPA (an RFC 1939 server that drops a client at a command it
+// does not know) is dialled once more and asked nothing it may not know:
+// it is then a server without capabilities. With STLS that cannot be, as
+// STLS is known only from CAPA.
 func (s *session) connect(ctx context.Context) error {
+	err := s.dial(ctx, true)
+	if err != nil && s.step == "CAPA" && isHangUp(err) && s.acct.TLS != TLSStartTLS {
+		s.log.Debug("the server hung up at CAPA; connecting again without it", "error", err.Error())
+		s.c.Close()
+		err = s.dial(ctx, false)
+	}
+	return err
+}
+
+// isHangUp reports whether err is the server closing the connection.
+func isHangUp(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// dial connects and secures the connection, and reads CAPA if capa is set.
+func (s *session) dial(ctx context.Context, capa bool) error {
 	a := s.acct
 	addr := net.JoinHostPort(a.Server, strconv.Itoa(a.Port))
 	opts := &pop3.Options{Timeout: a.Timeout}
@@ -491,6 +512,9 @@ func (s *session) connect(ctx context.Context) error {
 	}
 	// CAPA (again, after STLS). A server without CAPA answers -ERR: it is
 	// an RFC 1939 server, and s.caps stays nil.
+	if !capa {
+		return nil
+	}
 	s.step = "CAPA"
 	caps, err := s.c.Capa(ctx)
 	var perr *pop3.Error

@@ -572,3 +572,37 @@ func TestQuirksWithDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestQuirkHangUpAtCapa: an RFC 1939 server that hangs up at CAPA, a
+// command it does not know. popfetch connects again, asks nothing it may
+// not know, and fetches as from any server without capabilities. With
+// tls = "starttls" that cannot work (STLS is known only from CAPA): a
+// network error, and no credentials sent.
+func TestQuirkHangUpAtCapa(t *testing.T) {
+	msgs := testMessages(3)
+	f := newFixture(t, pop3test.Config{NoCapa: true, Quirks: pop3test.Quirks{HangUpOnUnknown: true}}, msgs)
+	st, err := f.quirkPoll(nil, nil)
+	if err != nil || st.Delivered != 3 || st.Deleted != 3 {
+		t.Fatalf("%+v, %v", st, err)
+	}
+	f.assertDelivered(msgs)
+	if n := f.srv.Sessions(); n != 2 {
+		t.Errorf("%d connections, want 2 (one hung up at CAPA)", n)
+	}
+	if n := f.srv.Count("CAPA"); n != 1 {
+		t.Errorf("CAPA sent %d times", n)
+	}
+
+	cert, err := pop3test.NewCert(time.Hour, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f = newFixture(t, pop3test.Config{NoCapa: true, STLS: cert.ServerConfig(), Quirks: pop3test.Quirks{HangUpOnUnknown: true}}, msgs)
+	f.acct.TLS, f.acct.TLSConfig = TLSStartTLS, cert.ClientConfig("127.0.0.1")
+	if _, err := f.quirkPoll(nil, nil); kindOf(err) != KindNetwork {
+		t.Fatalf("starttls: %v", err)
+	}
+	if f.srv.Count("USER")+f.srv.Count("PASS") != 0 || f.srv.Sessions() != 1 {
+		t.Errorf("credentials sent, or connected again, without STLS")
+	}
+}
