@@ -44,6 +44,12 @@ func List(ctx context.Context, acct *Account, store *uidstore.Store, headers boo
 	for i, m := range msgs {
 		out[i] = Listed{Number: m.num, UID: m.uid, Size: m.size, Seen: m.seen, First: m.first}
 	}
+	if headers && s.caps != nil && !s.caps.Has("TOP") {
+		// TOP is optional (RFC 1939), and some servers hang up on a
+		// command they do not know: ask only where CAPA lists it.
+		s.log.Warn("the server does not offer TOP: showing no Subject or From")
+		headers = false
+	}
 	if headers {
 		s.step = "TOP"
 		for i := range out {

@@ -606,3 +606,19 @@ func TestQuirkHangUpAtCapa(t *testing.T) {
 		t.Errorf("credentials sent, or connected again, without STLS")
 	}
 }
+
+// TestQuirkListWithoutTop: popfetch list --headers on a server whose CAPA
+// lacks TOP and that hangs up on unknown commands: the listing, without
+// headers, and no TOP sent.
+func TestQuirkListWithoutTop(t *testing.T) {
+	f := newFixture(t, pop3test.Config{NoTop: true, Quirks: pop3test.Quirks{HangUpOnUnknown: true}}, testMessages(3))
+	var log logBuffer
+	opts := &Options{Log: slog.New(slog.NewTextHandler(&log, nil))}
+	got, err := List(context.Background(), f.acct, f.store, true, opts)
+	if err != nil || len(got) != 3 || got[0].Subject != "" {
+		t.Fatalf("%+v, %v", got, err)
+	}
+	if f.srv.Count("TOP") != 0 || !strings.Contains(log.String(), "does not offer TOP") {
+		t.Errorf("TOP sent %d times; log:\n%s", f.srv.Count("TOP"), log.String())
+	}
+}
