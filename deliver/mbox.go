@@ -34,15 +34,19 @@ const (
 //
 // While it writes, Mbox holds both locks mail programs use on mbox files:
 // a dot-lock (FILE.lock, created exclusively; one older than five minutes
-// is taken as stale) and an fcntl write lock on the file. Where the
-// directory does not let it create FILE.lock (a system spool directory),
-// the fcntl lock alone is used. A failed write is cut off again, so the
+// is taken as stale) and an fcntl write lock on the file, taken so that it
+// also excludes other Mbox values of this process (see tryLockFile).
+// Where the directory does not let it create FILE.lock (a system spool
+// directory), the file lock alone is used, and still keeps two accounts
+// of one daemon apart. A failed write is cut off again, so the
 // file never holds part of a message. Flush fsyncs what was written
 // (and the directory, when the file was created).
 type Mbox struct {
 	Path        string
 	LockTimeout time.Duration // how long to wait for the locks; 0 means DefaultMboxLockTimeout
 	SpoolDir    string        // where to spool; "" means os.TempDir()
+
+	noDotLock bool // tests: as if the directory did not let us create FILE.lock
 
 	mu      sync.Mutex
 	pending []*os.File // written, to fsync at Flush
@@ -137,7 +141,7 @@ func (s *stagedMbox) Publish(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	unlock, err := lockMbox(ctx, f, m.Path)
+	unlock, err := lockMbox(ctx, f, m.Path, !m.noDotLock)
 	if err != nil {
 		return &Error{Target: m.target(), Temporary: true, Err: err}
 	}
@@ -291,34 +295,39 @@ func openMbox(path string) (f *os.File, created bool, err error) {
 	return f, created, nil
 }
 
-// lockMbox takes the dot-lock, then the fcntl lock, waiting until ctx is
-// done; it returns the function that releases both.
-func lockMbox(ctx context.Context, f *os.File, path string) (func(), error) {
-	unlockDot, err := dotLock(ctx, path+".lock")
-	if err != nil {
-		return nil, err
+// lockMbox takes the dot-lock (if dot), then the file lock (see
+// tryLockFile), waiting until ctx is done; it returns the function that
+// releases both.
+func lockMbox(ctx context.Context, f *os.File, path string, dot bool) (func(), error) {
+	unlockDot := func() {}
+	if dot {
+		var err error
+		if unlockDot, err = dotLock(ctx, path+".lock"); err != nil {
+			return nil, err
+		}
 	}
-	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
 	for {
-		err := unix.FcntlFlock(f.Fd(), unix.F_SETLK, &lk)
+		err := tryLockFile(f)
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EINTR) {
+		if !errors.Is(err, errLockHeld) && !errors.Is(err, unix.EINTR) {
 			unlockDot()
-			return nil, fmt.Errorf("fcntl lock: %w", err)
+			return nil, fmt.Errorf("locking %s: %w", path, err)
 		}
 		if err := sleep(ctx, lockRetry); err != nil {
 			unlockDot()
-			return nil, fmt.Errorf("another program holds the fcntl lock of %s: %w", path, err)
+			return nil, fmt.Errorf("another program (or another account of this one) holds the fcntl lock of %s: %w", path, err)
 		}
 	}
 	return func() {
-		lk.Type = unix.F_UNLCK
-		unix.FcntlFlock(f.Fd(), unix.F_SETLK, &lk)
+		unlockFile(f)
 		unlockDot()
 	}, nil
 }
+
+// errLockHeld is tryLockFile's answer when another holds the lock.
+var errLockHeld = errors.New("the file is locked")
 
 // dotLock creates the lock file exclusively. A lock file older than
 // staleDotLock is removed; a directory where it cannot be created (no

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -251,4 +252,62 @@ func holdFcntlLock(path string) {
 	buf := make([]byte, 1)
 	os.Stdin.Read(buf) // until the test closes it
 	os.Exit(0)
+}
+
+// TestMboxTwoWritersOneProcess: two accounts of one daemon deliver into
+// one mbox at once, where the dot-lock cannot be made (a spool directory
+// popfetch may not write to). The file lock alone must keep them apart:
+// fcntl locks belong to the process, so they would both hold it.
+func TestMboxTwoWritersOneProcess(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "inbox")
+	const each = 30
+	body := strings.Repeat("From a line that needs quoting, and some more text to make it long\n", 2000) // ~134 KiB
+	want := map[string]bool{}
+	errs := make(chan error, 2)
+	for w := range 2 {
+		m := &Mbox{Path: path, noDotLock: true}
+		var msgs []string
+		for i := range each {
+			msg := fmt.Sprintf("Return-Path: <w%d@example.com>\nSubject: writer %d message %d\n\n%s", w, w, i, body)
+			msgs = append(msgs, msg)
+			want[msg] = true
+		}
+		go func() {
+			defer m.Close()
+			for _, msg := range msgs {
+				st, err := m.Stage(context.Background(), strings.NewReader(msg), Envelope{Recipient: "me"})
+				if err == nil {
+					err = st.Publish(context.Background())
+				}
+				if err == nil {
+					err = m.Flush()
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, got := readMboxrd(t, string(data))
+	mixed := 0
+	for _, msg := range got {
+		if !want[msg] {
+			mixed++
+		}
+		delete(want, msg)
+	}
+	if len(got) != 2*each || mixed > 0 || len(want) > 0 {
+		t.Fatalf("the mbox holds %d messages (want %d), %d of them mixed, %d missing", len(got), 2*each, mixed, len(want))
+	}
 }
