@@ -58,6 +58,7 @@ fuzz:
 	$(FUZZ) ./fetch/pop3 -fuzz '^FuzzCapa$$'
 	$(FUZZ) ./fetch/pop3 -fuzz '^FuzzSASLChallenge$$'
 	$(FUZZ) ./fetch -fuzz '^FuzzHeaderFields$$'
+	$(FUZZ) ./fetch/termsafe -fuzz '^FuzzString$$'
 	$(FUZZ) ./config -fuzz '^FuzzNetrc$$'
 	$(FUZZ) ./config -fuzz '^FuzzParse$$'
 	$(FUZZ) ./config/migrate -fuzz '^FuzzFetchmailrc$$'

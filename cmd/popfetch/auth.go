@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/popfetch/popfetch/fetch/oauth2token"
+	"github.com/popfetch/popfetch/fetch/termsafe"
 )
 
 // authCommand is "popfetch auth ACCOUNT": the first OAuth2 refresh token,
@@ -51,9 +52,9 @@ func authAction(c *cli.Context, code *int) error {
 		return err
 	}
 	w := c.App.Writer
-	fmt.Fprintf(w, "To let popfetch read the mail of %s (%s), open\n\n    %s\n\nand enter the code\n\n    %s\n\n", a.Name, a.User, da.VerificationURI, da.UserCode)
+	fmt.Fprintf(w, "To let popfetch read the mail of %s (%s), open\n\n    %s\n\nand enter the code\n\n    %s\n\n", a.Name, a.User, termsafe.String(da.VerificationURI), termsafe.String(da.UserCode))
 	if da.VerificationURIComplete != "" {
-		fmt.Fprintf(w, "(or open %s)\n", da.VerificationURIComplete)
+		fmt.Fprintf(w, "(or open %s)\n", termsafe.String(da.VerificationURIComplete))
 	}
 	if !da.Expiry.IsZero() {
 		fmt.Fprintf(w, "The code expires at %s. Waiting...\n", da.Expiry.Local().Format("15:04"))

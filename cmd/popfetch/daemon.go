@@ -21,6 +21,7 @@ import (
 	"github.com/popfetch/popfetch/cmd/internal/sdnotify"
 	"github.com/popfetch/popfetch/config"
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/termsafe"
 	"github.com/popfetch/popfetch/uidstore"
 )
 
@@ -114,7 +115,7 @@ func runDaemon(c *cli.Context, code *int, p *proc, interval time.Duration) error
 	}
 	d := &daemon{opts: o, names: c.Args().Slice(), interval: interval, log: log, notifier: sdnotify.New(), display: disp}
 	if o.verbosity >= 2 {
-		d.trace = c.App.ErrWriter
+		d.trace = termsafe.Writer(c.App.ErrWriter)
 	}
 	cfg, jobs, err := d.load()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/termsafe"
 )
 
 // listCommand is "popfetch list ACCOUNT": the messages on the server.
@@ -64,9 +65,9 @@ func listAction(c *cli.Context, code *int, p *proc) error {
 		if uid == "" {
 			uid = "-"
 		}
-		line := fmt.Sprintf("%d\t%s\t%s\t%s", m.Number, printable(uid), humanBytes(m.Size), status)
+		line := fmt.Sprintf("%d\t%s\t%s\t%s", m.Number, termsafe.String(uid), humanBytes(m.Size), status)
 		if headers {
-			line += fmt.Sprintf("\t%s\t%s", printable(m.From), printable(m.Subject))
+			line += fmt.Sprintf("\t%s\t%s", termsafe.String(m.From), termsafe.String(m.Subject))
 		}
 		fmt.Fprintln(tw, line)
 	}
@@ -77,16 +78,4 @@ func listAction(c *cli.Context, code *int, p *proc) error {
 		*code = exitMail
 	}
 	return nil
-}
-
-// printable replaces what a terminal would act on (control characters,
-// invalid UTF-8) with '?'.
-func printable(s string) string {
-	out := []rune(s)
-	for i, r := range out {
-		if r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' {
-			out[i] = '?'
-		}
-	}
-	return string(out)
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/popfetch/popfetch/fetch/termsafe"
 )
 
 // humanHandler writes log records as one line each, the way a person at a
@@ -132,26 +134,82 @@ const (
 )
 
 // newLogger returns the logger for format at level. daemon asks for
-// times on human lines (unless journald adds its own).
+// times on human lines (unless journald adds its own). Every format sees
+// records through safeHandler.
 func newLogger(w io.Writer, format string, level slog.Level, daemon bool) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
 	switch format {
 	case logAuto, "":
-		h := newHumanHandler(w, level)
+		hh := newHumanHandler(w, level)
 		if underJournal(w) {
-			h.journal = true
+			hh.journal = true
 		} else {
-			h.stamp = daemon
+			hh.stamp = daemon
 		}
-		return slog.New(h), nil
+		h = hh
 	case logHuman:
-		return slog.New(newHumanHandler(w, level)), nil
+		h = newHumanHandler(w, level)
 	case logText:
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		h = slog.NewTextHandler(w, opts)
 	case logJSON:
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, usageError{fmt.Sprintf("--log-format %q: want auto, human, text or json", format)}
 	}
-	return nil, usageError{fmt.Sprintf("--log-format %q: want auto, human, text or json", format)}
+	return slog.New(safeHandler{h}), nil
+}
+
+// safeHandler passes every record's message and attribute values through
+// termsafe before the handler it wraps formats them: log lines carry
+// server replies, certificate names, UIDs and header fields, and none of
+// them may act on the terminal or the log viewer of the person reading.
+type safeHandler struct{ h slog.Handler }
+
+func (s safeHandler) Enabled(ctx context.Context, l slog.Level) bool { return s.h.Enabled(ctx, l) }
+
+func (s safeHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	safe := make([]slog.Attr, len(attrs))
+	for i, a := range attrs {
+		safe[i] = safeAttr(a)
+	}
+	return safeHandler{s.h.WithAttrs(safe)}
+}
+
+func (s safeHandler) WithGroup(name string) slog.Handler {
+	return safeHandler{s.h.WithGroup(termsafe.String(name))}
+}
+
+func (s safeHandler) Handle(ctx context.Context, r slog.Record) error {
+	safe := slog.NewRecord(r.Time, r.Level, termsafe.Lines(r.Message), r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		safe.AddAttrs(safeAttr(a))
+		return true
+	})
+	return s.h.Handle(ctx, safe)
+}
+
+// safeAttr sanitises an attribute's key and value; numbers, times and
+// durations pass as they are.
+func safeAttr(a slog.Attr) slog.Attr {
+	a.Key = termsafe.String(a.Key)
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindString:
+		a.Value = slog.StringValue(termsafe.Lines(v.String()))
+	case slog.KindAny:
+		a.Value = slog.StringValue(termsafe.Lines(fmt.Sprint(v.Any())))
+	case slog.KindGroup:
+		g := v.Group()
+		safe := make([]any, len(g))
+		for i, ga := range g {
+			safe[i] = safeAttr(ga)
+		}
+		a.Value = slog.GroupValue(slog.Group("", safe...).Value.Group()...)
+	default:
+		a.Value = v
+	}
+	return a
 }
 
 // underJournal reports whether w is the stream systemd connected to the

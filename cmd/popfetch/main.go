@@ -28,6 +28,7 @@ import (
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/fetch/oauth2token"
+	"github.com/popfetch/popfetch/fetch/termsafe"
 	"github.com/popfetch/popfetch/uidstore"
 )
 
@@ -114,7 +115,7 @@ func run(ctx context.Context, p *proc, args []string, stdout, stderr io.Writer) 
 		return exitMail
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "popfetch: %v\n", err)
+		fmt.Fprintf(stderr, "popfetch: %s\n", termsafe.Lines(err.Error()))
 		if code == exitMail {
 			code = exitCodeOf(err)
 			if code == exitInternal && !isKnown(err) {
@@ -406,7 +407,7 @@ func prepare(c *cli.Context) (*env, error) {
 		e.poll.Progress = disp.Update
 	}
 	if o.verbosity >= 2 {
-		e.poll.Trace = c.App.ErrWriter
+		e.poll.Trace = termsafe.Writer(c.App.ErrWriter)
 	}
 	return e, nil
 }

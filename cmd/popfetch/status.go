@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/termsafe"
 )
 
 // statusFile is what the daemon keeps in STATE/status.json for
@@ -234,11 +235,8 @@ func printStatus(w io.Writer, st statusFile, now time.Time) {
 				next += " (server's LOGIN-DELAY " + a.LoginDelay.String() + ")"
 			}
 		}
-		errText := a.LastError
-		if len(errText) > 100 {
-			errText = errText[:100] + "..."
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d (%s)\t%d (%s)\t%s\t%s\n", a.Name, last, result,
+		errText := termsafe.Short(a.LastError, 100)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d (%s)\t%d (%s)\t%s\t%s\n", termsafe.String(a.Name), last, termsafe.String(result),
 			a.LastFetched, humanBytes(a.LastBytes), a.Fetched, humanBytes(a.Bytes), next, orDash(errText))
 	}
 	tw.Flush()

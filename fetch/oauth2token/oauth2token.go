@@ -19,9 +19,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/popfetch/popfetch/fetch/termsafe"
 	"golang.org/x/oauth2"
 )
 
@@ -201,20 +203,8 @@ func (s *Source) explain(what string, err error) error {
 	return &Error{File: s.cfg.File, Err: fmt.Errorf("%s: %w", what, err)}
 }
 
-// printable keeps provider text to one short printable line.
-func printable(s string) string {
-	out := []rune{}
-	for _, r := range s {
-		if r >= ' ' && r != 0x7f {
-			out = append(out, r)
-		}
-		if len(out) >= 200 {
-			out = append(out, '…')
-			break
-		}
-	}
-	return string(out)
-}
+// printable keeps provider text to one short line a terminal shows as is.
+func printable(s string) string { return termsafe.Short(strings.TrimSpace(s), 200) }
 
 // fileToken is the token file's JSON.
 type fileToken struct {

@@ -18,9 +18,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/emersion/go-sasl"
+	"github.com/popfetch/popfetch/fetch/termsafe"
 )
 
 // Mechanism names.
@@ -118,19 +118,9 @@ func OAuthError(mech string, challenge []byte) error {
 	return errors.New(msg + ")")
 }
 
-// clean keeps server-supplied text printable and short.
-func clean(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return -1
-		}
-		return r
-	}, s)
-	if len(s) > 100 {
-		s = s[:100] + "..."
-	}
-	return s
-}
+// clean keeps server-supplied text to one short line a terminal shows as
+// is.
+func clean(s string) string { return termsafe.Short(s, 100) }
 
 // oauthBearer wraps go-sasl's OAUTHBEARER client (RFC 7628) so that a
 // refused token is reported by OAuthError: go-sasl's own error repeats the

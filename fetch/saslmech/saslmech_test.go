@@ -171,7 +171,7 @@ func TestOAuthBearer(t *testing.T) {
 	resp, err := c.Next([]byte("{\"status\":\"\\n}4\\u0000\"}"))
 	refused := c.(refusal).Refused()
 	if string(resp) != "\x01" || err != nil || refused == nil ||
-		strings.ContainsAny(refused.Error(), "\n\x00") || !strings.Contains(refused.Error(), "status }4") {
+		strings.ContainsAny(refused.Error(), "\n\x00") || !strings.Contains(refused.Error(), `status \x0a}4\x00`) {
 		t.Fatalf("error challenge: %q, %v; refused %q", resp, err, refused)
 	}
 	if _, err := c.Next([]byte(`{"status":"invalid_token"}`)); err == nil {

@@ -291,6 +291,19 @@ func (s *Server) Deepest() int {
 	return s.deepest
 }
 
+// HoldLock locks the mailbox as a logged-in session would, until the
+// returned function is called: logins meanwhile get the in-use reply.
+func (s *Server) HoldLock() (release func()) {
+	s.mu.Lock()
+	s.locked = true
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		s.locked = false
+		s.mu.Unlock()
+	}
+}
+
 // Discarded returns how many octets Quirks.DiscardAfterLogin dropped.
 func (s *Server) Discarded() int {
 	s.mu.Lock()

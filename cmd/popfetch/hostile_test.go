@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
+)
+
+// hostile holds what a terminal acts on: an escape sequence (CSI), an
+// operating system command (OSC 52 writes the clipboard) ended by BEL, a
+// bare CR that would let the rest overwrite the line, the one-character
+// C1 CSI (U+009B) and a right-to-left override.
+const hostile = "\x1b[2J\x1b]52;c;cHduZWQ=\x07\roverwritten \u009b31m \u202etxt.exe"
+
+// controlsIn names the raw controls of hostile found in out.
+func controlsIn(out string) []string {
+	var found []string
+	for _, c := range []string{"\x1b", "\x07", "\r", "\u009b", "\x9b", "\u202e"} {
+		if strings.Contains(out, c) {
+			found = append(found, fmt.Sprintf("%q", c))
+		}
+	}
+	return found
+}
+
+// TestHostileServerTextIsEscaped: text a server sends reaches the person
+// escaped by every path that shows it: the trace (-vv), log lines of each
+// format, and the error a one-shot run ends with. The server puts control
+// sequences in its greeting, its -ERR to PASS, its -ERR to STLS (before
+// TLS, where anyone on the path can write it), and a UID named in the
+// size_limit line.
+func TestHostileServerTextIsEscaped(t *testing.T) {
+	cert, err := pop3test.NewCert(time.Hour, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		cfg    pop3test.Config
+		faults []pop3test.Fault
+		extra  string
+		code   int
+	}{
+		{"greeting and PASS refused", pop3test.Config{Greeting: "+OK " + hostile}, []pop3test.Fault{{Command: "PASS", Action: pop3test.Reply, Reply: "-ERR [AUTH] " + hostile}}, "", exitAuth},
+		{"STLS refused", pop3test.Config{STLS: cert.ServerConfig()}, []pop3test.Fault{{Command: "STLS", Action: pop3test.Reply, Reply: "-ERR " + hostile}}, "tls = \"starttls\"\n", exitServer},
+		{"UID in the size_limit line", pop3test.Config{}, nil, "size_limit = 10\n", exitNoMail},
+		{"locked", pop3test.Config{Quirks: pop3test.Quirks{LockedReply: "-ERR locked " + hostile}}, nil, "", exitMailboxLocked},
+	} {
+		for _, format := range []string{"auto", "human", "text", "json"} {
+			t.Run(tc.name+"/"+format, func(t *testing.T) {
+				f := newCLIFixture(t, tc.cfg, 0, strings.Replace(tc.extra, "tls = \"starttls\"\n", "", 1))
+				if tc.extra != "" {
+					f.writeConfig(strings.Replace(pop3testAccount("test", f.srv.Addr(), f.maildir, "timeout = \"5s\"\n"+tc.extra),
+						"tls = \"none\"\n", "", strings.Count(tc.extra, "tls = ")), 0o600)
+				}
+				f.srv.Add(pop3test.Message{UID: "uid-" + strings.ReplaceAll(hostile, " ", "_"), Data: []byte("Subject: big\n\n" + strings.Repeat("x", 100) + "\n")})
+				f.srv.SetFaults(tc.faults...)
+				if tc.name == "locked" {
+					defer f.srv.HoldLock()()
+				}
+				code, stdout, stderr := f.run("-vv", "--log-format", format)
+				if code != tc.code {
+					t.Fatalf("exit %d, want %d\n%s", code, tc.code, stderr)
+				}
+				if found := controlsIn(stdout + stderr); len(found) > 0 {
+					t.Errorf("raw %s reached the terminal:\n%s", strings.Join(found, " "), stderr)
+				}
+				if !strings.Contains(stderr, `\x1b[2J`) && !strings.Contains(stderr, `\\x1b[2J`) {
+					t.Errorf("the hostile text is not shown escaped:\n%s", stderr)
+				}
+			})
+		}
+	}
+}
+
+// TestStatusAndProgressEscape: popfetch status shows a daemon's last error
+// (server text) escaped; the progress line shows an account escaped.
+func TestStatusAndProgressEscape(t *testing.T) {
+	now := time.Now()
+	st := statusFile{PID: 1, Running: true, Started: now, Accounts: []fetch.JobStatus{
+		{Name: "evil" + hostile, LastEnd: now, LastResult: "server error", LastError: "pop3: PASS: -ERR " + hostile},
+	}}
+	var b bytes.Buffer
+	printStatus(&b, st, now)
+	if found := controlsIn(b.String()); len(found) > 0 {
+		t.Errorf("status shows raw %s:\n%q", strings.Join(found, " "), b.String())
+	}
+	line := progressLine(fetch.Progress{Account: hostile, Messages: 2, Done: 1}, time.Second)
+	if found := controlsIn(line); len(found) > 0 {
+		t.Errorf("progress line shows raw %s: %q", strings.Join(found, " "), line)
+	}
+}
