@@ -132,9 +132,12 @@ func TestExpand(t *testing.T) {
 	}{
 		{[]string{"/usr/bin/procmail", "-f", "%F", "-d", "%T"}, "a@b.c", "me", []string{"/usr/bin/procmail", "-f", "a@b.c", "-d", "me"}},
 		{[]string{"x", "--from=%F", "100%%", "%X", "%"}, "a@b", "", []string{"x", "--from=a@b", "100%", "%X", "%"}},
-		{[]string{"x", "%F"}, "-oQ/tmp/evil", "me", []string{"x", ""}},
-		{[]string{"x", "%T"}, "", "me\nDATA", []string{"x", ""}},
-		{[]string{"x", "%F %T"}, "a b; rm -rf /", "me", []string{"x", "a b; rm -rf / me"}},
+		{[]string{"x", "%F"}, "-oQ/tmp/evil", "me", []string{"x", "_oQ_tmp_evil"}},
+		{[]string{"x", "%T"}, "", "me\nDATA", []string{"x", "me_DATA"}},
+		{[]string{"sh", "-c", "procmail -f %F %T"}, "a b; rm -rf /", "me", []string{"sh", "-c", "procmail -f a_b__rm_-rf__ me"}},
+		{[]string{"x", "-f<%F>"}, `"a -oQ/tmp/evil"@x.example`, "me", []string{"x", "-f<_a_-oQ_tmp_evil_@x.example>"}},
+		{[]string{"x", "%F"}, "$(id)`id`'\\\"|&<>*?", "me", []string{"x", "__id__id__________"}},
+		{[]string{"x", "%F"}, "jörg+tag=x@münchen.example", "me", []string{"x", "jörg+tag=x@münchen.example"}},
 	}
 	for _, tt := range tests {
 		if got := Expand(tt.argv, tt.sender, tt.recipient); !reflect.DeepEqual(got, tt.want) {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
 )
 
 // ExTempFail is the exit status (sysexits.h EX_TEMPFAIL) with which an MDA
@@ -174,7 +175,8 @@ func usesSender(argv []string) bool {
 }
 
 // Expand substitutes %F (sender), %T (recipient) and %% in each element of
-// argv. Unsafe values are replaced by "" (see MDA).
+// argv. The values are neutralised first (see safeValue): a sender's
+// address is chosen by whoever sent the message.
 func Expand(argv []string, sender, recipient string) []string {
 	sender, recipient = safeValue(sender), safeValue(recipient)
 	out := make([]string, len(argv))
@@ -204,11 +206,21 @@ func Expand(argv []string, sender, recipient string) []string {
 	return out
 }
 
+// safeValue neutralises an address for an MDA's command line, wherever
+// it lands: an argument of its own, part of one ("-f<%F>"), or a script
+// for /bin/sh -c. Letters, digits (any script's) and @ . _ + = - stay;
+// every other character (white space, quotes, backslashes, shell syntax,
+// controls, /) becomes "_", and so does a leading "-", which a program
+// would take for an option. This is what fetchmail does to %F and %T.
 func safeValue(v string) string {
-	if strings.HasPrefix(v, "-") || strings.ContainsFunc(v, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-		return ""
+	out := []rune(v)
+	for i, r := range out {
+		ok := unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("@._+=-", r)
+		if !ok || (i == 0 && r == '-') {
+			out[i] = '_'
+		}
 	}
-	return v
+	return string(out)
 }
 
 // maxHeaderScan bounds how much of a message is read to find its sender.

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -93,5 +95,41 @@ func TestStatusAndProgressEscape(t *testing.T) {
 	line := progressLine(fetch.Progress{Account: hostile, Messages: 2, Done: 1}, time.Second)
 	if found := controlsIn(line); len(found) > 0 {
 		t.Errorf("progress line shows raw %s: %q", strings.Join(found, " "), line)
+	}
+}
+
+// TestImportedMDAHostileSender: a fetchmail MDA that quotes the sender
+// ("<%F>") is imported, and a message whose Return-Path is built to add
+// arguments (<"a -oQ/tmp/evil"@x.example>) is fetched through it. The
+// MDA gets exactly the arguments the user wrote, the sender neutralised.
+func TestImportedMDAHostileSender(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 0, "")
+	f.srv.Add(pop3test.Message{UID: "evil", Data: []byte("Return-Path: <\"a -oQ/tmp/evil\"@x.example>\nSubject: x\n\nbody\n")})
+	args := filepath.Join(f.dir, "args")
+	recorder := filepath.Join(f.dir, "recorder")
+	if err := os.WriteFile(recorder, []byte("#!/bin/sh\nprintf '%s\\n' \"$@\" > "+args+"\ncat > /dev/null\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(f.srv.Addr(), ":")
+	rc := filepath.Join(f.dir, "fetchmailrc")
+	os.WriteFile(rc, []byte(fmt.Sprintf(`poll %s service %s proto pop3 auth password
+  user "alice" there with password "wonderland" is alice here
+  sslproto ''
+  mda "%s -f \"<%%F>\" -d %%T"
+`, host, port, recorder)), 0o600)
+	os.Remove(f.config) // import writes a new one
+	code, _, stderr := f.run("import", "fetchmail", rc, "-o", f.config)
+	if code != exitMail {
+		t.Fatalf("import: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := f.run(); code != exitMail {
+		t.Fatalf("fetch: exit %d\n%s", code, stderr)
+	}
+	got, err := os.ReadFile(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "-f\n<a_-oQ_tmp_evil@x.example>\n-d\nalice\n"; string(got) != want {
+		t.Errorf("the MDA got the arguments\n%q\nwant\n%q", got, want)
 	}
 }

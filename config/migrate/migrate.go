@@ -203,8 +203,8 @@ const shellChars = "|&;<>()$`*?[]{}\n"
 // into a popfetch command, which runs without a shell. A plain command
 // becomes its words. One that needs a shell (a pipe, a redirection, a
 // variable) is run by /bin/sh explicitly, with %F and %T handed over as
-// the positional parameters "$1" and "$2", so that a sender address can
-// never become shell syntax. viaShell reports the latter.
+// the positional parameters $1 and $2, so that a sender address can never
+// become shell syntax (see shellParams). viaShell reports the latter.
 func command(line string) (argv []string, viaShell bool) {
 	if !strings.ContainsAny(line, shellChars) {
 		// An empty program name ('' x) is not a command popfetch can
@@ -213,14 +213,65 @@ func command(line string) (argv []string, viaShell bool) {
 			return words, false
 		}
 	}
-	script := line
-	for _, p := range []struct{ from, to string }{
-		{"'%F'", `"$1"`}, {`"%F"`, `"$1"`}, {"%F", `"$1"`},
-		{"'%T'", `"$2"`}, {`"%T"`, `"$2"`}, {"%T", `"$2"`},
-	} {
-		script = strings.ReplaceAll(script, p.from, p.to)
+	return []string{"/bin/sh", "-c", shellParams(line), "sh", "%F", "%T"}, true
+}
+
+// shellParams replaces %F and %T in a shell command line by $1 and $2,
+// quoted for where they stand so that the shell expands each to exactly
+// one word, whatever it holds: "$1" outside quotes, $1 inside double
+// quotes ("<%F>" becomes "<$1>"), and inside single quotes, where nothing
+// expands, the quote is closed around "$1" ('<%F>' becomes '<'"$1"'>').
+// %% is left alone, and so is anything after a backslash outside single
+// quotes.
+func shellParams(line string) string {
+	var b strings.Builder
+	const (
+		plain = iota
+		single
+		double
+	)
+	state := plain
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == '\\' && state != single && i+1 < len(line):
+			b.WriteByte(c)
+			i++
+			b.WriteByte(line[i])
+			continue
+		case c == '\'' && state == plain:
+			state = single
+		case c == '\'' && state == single:
+			state = plain
+		case c == '"' && state == plain:
+			state = double
+		case c == '"' && state == double:
+			state = plain
+		case c == '%' && i+1 < len(line) && line[i+1] == '%':
+			b.WriteString("%%")
+			i++
+			continue
+		case c == '%' && i+1 < len(line) && (line[i+1] == 'F' || line[i+1] == 'T'):
+			param := "$1"
+			if line[i+1] == 'T' {
+				param = "$2"
+			}
+			switch state {
+			case plain:
+				b.WriteString(`"` + param + `"`)
+			case double:
+				b.WriteString(param)
+			case single:
+				b.WriteString(`'"` + param + `"'`)
+			}
+			i++
+			continue
+		}
+		b.WriteByte(c)
 	}
-	return []string{"/bin/sh", "-c", script, "sh", "%F", "%T"}, true
+	// '%F' became ''"$1"'': the same word, said plainly.
+	out := strings.ReplaceAll(b.String(), `''"$1"''`, `"$1"`)
+	return strings.ReplaceAll(out, `''"$2"''`, `"$2"`)
 }
 
 // sortedUIDs returns uids sorted, for stable output.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io/fs"
+	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
@@ -343,6 +344,44 @@ func TestFetchmailDefaultsApplyForward(t *testing.T) {
 	for i, w := range want {
 		if a := cfg.Accounts[i]; a.Keep != w.keep || a.FetchAll != w.all {
 			t.Errorf("%s: keep %v fetch_all %v, want %v %v\n%s", a.Name, a.Keep, a.FetchAll, w.keep, w.all, out)
+		}
+	}
+}
+
+// TestShellParams: %F and %T become $1 and $2 quoted for where they
+// stand, so that the shell makes each exactly one word. The old
+// replacement turned "<%F>" into "<"$1">", $1 unquoted: a sender such as
+// <"a -oQ/tmp/evil"@x.example> became extra arguments.
+func TestShellParams(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`procmail -f %F | x`, `procmail -f "$1" | x`},
+		{`procmail -f "<%F>" -d %T | x`, `procmail -f "<$1>" -d "$2" | x`},
+		{`procmail -f '<%F>' > x`, `procmail -f '<'"$1"'>' > x`},
+		{`cat >> '%T'.mbox`, `cat >> "$2".mbox`},
+		{`cat >> "%T".mbox`, `cat >> "$2".mbox`},
+		{`echo "it's %F" > x`, `echo "it's $1" > x`},
+		{`echo '"%F"' > x`, `echo '"'"$1"'"' > x`},
+		{`printf '100%%' %F; x`, `printf '100%%' "$1"; x`},
+		{`echo \%F \"%T\" > x`, `echo \%F \""$2"\" > x`},
+	} {
+		if got := shellParams(tc.in); got != tc.want {
+			t.Errorf("shellParams(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	// What the shell then makes of it, with a hostile sender.
+	evil := `"a -oQ/tmp/evil"@x.example`
+	for _, line := range []string{`printf '%s\n' -f "<%F>" | cat`, `printf '%s\n' -f '<%F>' | cat`, `printf '%s\n' -f %F | cat`} {
+		argv, viaShell := command(line)
+		if !viaShell {
+			t.Fatalf("%q: not via the shell", line)
+		}
+		argv[4], argv[5] = evil, "me"
+		out, err := exec.Command(argv[0], argv[1:]...).Output()
+		if err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		if got := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n"); len(got) != 2 || got[0] != "-f" || !strings.Contains(got[1], evil) {
+			t.Errorf("%q ran as %q: the sender was split into %d words", line, argv[2], len(got)-1)
 		}
 	}
 }
