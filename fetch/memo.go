@@ -9,9 +9,10 @@ import "sync"
 // nor the same warning every poll; a nil *Memo (a one-shot run) starts
 // afresh.
 type Memo struct {
-	mu     sync.Mutex
-	auth   AuthMode
-	warned map[string]bool
+	mu       sync.Mutex
+	auth     AuthMode
+	warned   map[string]bool
+	tooLarge map[string]int64 // UID -> octets, of messages found larger than size_limit
 }
 
 // authHint returns the login method auto settled on before, or "".
@@ -49,4 +50,32 @@ func (m *Memo) firstTime(key string) bool {
 	}
 	m.warned[key] = true
 	return true
+}
+
+// maxMemoSizes bounds the sizes a Memo keeps.
+const maxMemoSizes = 10000
+
+// setTooLarge notes that the message with uid proved to have size octets,
+// more than size_limit allows, although the server listed it smaller.
+func (m *Memo) setTooLarge(uid string, size int64) {
+	if m == nil || uid == "" {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.tooLarge == nil || len(m.tooLarge) >= maxMemoSizes {
+		m.tooLarge = map[string]int64{} // bounded: a server could make every message one
+	}
+	m.tooLarge[uid] = size
+}
+
+// knownSize returns the size setTooLarge noted for uid, if any.
+func (m *Memo) knownSize(uid string) (int64, bool) {
+	if m == nil || uid == "" {
+		return 0, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, ok := m.tooLarge[uid]
+	return n, ok
 }

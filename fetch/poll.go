@@ -726,6 +726,10 @@ func (s *session) plan(msgs []message) (toFetch, toDelete []message) {
 	a := s.acct
 	now := time.Now()
 	for _, m := range msgs {
+		if n, ok := s.memo.knownSize(m.uid); ok && !m.seen && n > m.size {
+			// An earlier poll found it larger than listed (see tooLarge).
+			m.size, m.sizeKnown = n, true
+		}
 		switch {
 		case m.seen && !a.FetchAll:
 			switch {
@@ -779,16 +783,30 @@ func (s *session) received(m message) string {
 // sourceReader remembers how the message stream ended, and keeps the
 // start of the message for the log line when head is set.
 type sourceReader struct {
-	r    io.Reader
-	err  error
-	eof  bool
-	head *bytes.Buffer
+	r     io.Reader
+	err   error
+	eof   bool
+	head  *bytes.Buffer
+	limit int64 // 0: none; past it Read fails with errTooLarge
+	n     int64 // octets read
+	over  bool  // the limit was passed
 }
+
+// errTooLarge is sourceReader's error past its limit.
+var errTooLarge = errors.New("message larger than the limit")
 
 const maxHead = 16 << 10
 
 func (r *sourceReader) Read(p []byte) (int, error) {
+	if r.over {
+		return 0, errTooLarge
+	}
 	n, err := r.r.Read(p)
+	r.n += int64(n)
+	if r.limit > 0 && r.n > r.limit {
+		r.over = true
+		return 0, errTooLarge
+	}
 	if r.head != nil && r.head.Len() < maxHead {
 		r.head.Write(p[:min(n, maxHead-r.head.Len())])
 	}

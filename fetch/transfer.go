@@ -226,6 +226,26 @@ func (t *transferRun) deliveryFailed(m message, err error) {
 	}
 }
 
+// tooLarge leaves a message that proved larger than size_limit on the
+// server, or deletes it unread if it is larger than delete_larger_than
+// too, and notes its UID so that the daemon does not fetch it again.
+func (t *transferRun) tooLarge(m message, tl *tooLargeError) {
+	a := t.s.acct
+	del := a.DeleteLargerThan > 0 && tl.got > a.DeleteLargerThan
+	t.mu.Lock()
+	if del {
+		t.s.stats.Discarded++
+	} else {
+		t.s.stats.Skipped++
+	}
+	t.mu.Unlock()
+	t.s.memo.setTooLarge(m.uid, tl.got)
+	if del {
+		t.dele.push(m.num)
+	}
+	t.s.log.Warn(tl.Error(), "uid", m.uid, "number", m.num, "deleted", del)
+}
+
 func (t *transferRun) run(ctx context.Context, toFetch, toDelete []message) {
 	staged := make(chan fetched, t.s.tune.queue)
 	published := make(chan fetched, t.s.tune.batch)
@@ -407,7 +427,14 @@ func (t *transferRun) retrieved(ctx context.Context, m message, r pop3.Reply, st
 	}
 	f, err := t.s.stage(ctx, m, r.Body)
 	var derr *deliver.Error
+	var tl *tooLargeError
 	switch {
+	case errors.As(err, &tl) && tl.space:
+		t.fail(&deliver.Error{Target: "the file system", Temporary: true, Err: tl})
+		return false
+	case errors.As(err, &tl):
+		t.tooLarge(m, tl)
+		return true
 	case errors.As(err, &derr):
 		t.deliveryFailed(m, err)
 		return !t.failed()
@@ -566,7 +593,8 @@ func (t *transferRun) commitBatch(batch []fetched) error {
 // Received field in front. A failure of the stream is returned as is; a
 // failure of the target as *deliver.Error.
 func (s *session) stage(ctx context.Context, m message, body *pop3.MessageReader) (fetched, error) {
-	src := &sourceReader{r: body}
+	limit, space := s.readLimit()
+	src := &sourceReader{r: body, limit: limit}
 	logging := s.log.Enabled(ctx, slog.LevelDebug)
 	if logging {
 		src.head = &bytes.Buffer{}
@@ -579,6 +607,25 @@ func (s *session) stage(ctx context.Context, m message, body *pop3.MessageReader
 		r = io.MultiReader(strings.NewReader(added), r)
 	}
 	st, err := s.d.Stage(ctx, r, deliver.Envelope{Recipient: s.acct.Recipient})
+	if src.over {
+		if st != nil {
+			st.Abort()
+		}
+		tl := &tooLargeError{listed: m.size, listedKnown: m.sizeKnown, limit: limit, space: space}
+		if space {
+			// Reading on would only fill the disk: the caller ends the
+			// transfer (and drops the connection).
+			return fetched{}, tl
+		}
+		// Read the rest without keeping it, so that the connection stays
+		// in step for the next reply; a message without end is bounded
+		// by the poll's deadline.
+		if err := body.Close(); err != nil {
+			return fetched{}, err
+		}
+		tl.got = body.Size()
+		return fetched{}, tl
+	}
 	if src.err != nil {
 		if st != nil {
 			st.Abort()
@@ -598,6 +645,62 @@ func (s *session) stage(ctx context.Context, m message, body *pop3.MessageReader
 		f.subject = subject(src.head.Bytes())
 	}
 	return f, nil
+}
+
+// The octets a message may run past size_limit before it is abandoned:
+// servers' sizes are not the octets a client stores (line ends, fields a
+// server adds), and a limit should not misfire on that.
+const (
+	sizeSlackMin      = 64 << 10
+	sizeSlackFraction = 10 // percent
+)
+
+// readLimit returns how many octets the next message may have: size_limit
+// with slack, or less if the target's file system has less room than that
+// (space reports the latter); 0 for no limit.
+func (s *session) readLimit() (limit int64, space bool) {
+	if sl := s.acct.SizeLimit; sl > 0 {
+		limit = sl + max(sizeSlackMin, sl*sizeSlackFraction/100)
+	}
+	sr, ok := s.d.(deliver.SpaceReporter)
+	if !ok {
+		return limit, false
+	}
+	free, err := sr.FreeSpace()
+	if err != nil {
+		return limit, false
+	}
+	if room := max(free, 1); limit == 0 || room < limit {
+		return room, true
+	}
+	return limit, false
+}
+
+// tooLargeError is a message abandoned part-way: larger than size_limit
+// (with slack) although its listing said otherwise, or larger than the
+// room left on the target's file system.
+type tooLargeError struct {
+	listed      int64
+	listedKnown bool
+	got         int64 // octets it turned out to have; 0 if not read to its end
+	limit       int64
+	space       bool
+}
+
+func (e *tooLargeError) Error() string {
+	var b strings.Builder
+	if e.space {
+		fmt.Fprintf(&b, "stopped reading a message at %d octets, to leave the file system it goes to its reserve (5%%, at most %d MiB) free", e.limit, deliver.MaxReserve>>20)
+	} else {
+		fmt.Fprintf(&b, "message larger than size_limit (%d octets with slack) left on the server", e.limit)
+		if e.got > 0 {
+			fmt.Fprintf(&b, ": it has %d octets", e.got)
+		}
+	}
+	if e.listedKnown {
+		fmt.Fprintf(&b, " (the server listed %d)", e.listed)
+	}
+	return b.String()
 }
 
 // numQueue is an unbounded queue of message numbers with a close.

@@ -516,7 +516,8 @@ func (m *MessageReader) Read(p []byte) (int, error) {
 }
 
 // Size returns how many octets of message data (after unstuffing and
-// line-ending conversion) have been read so far.
+// line-ending conversion) have been read so far; after Close, which reads
+// the rest without returning it, the size of the whole message.
 func (m *MessageReader) Size() int64 { return m.dr.n }
 
 // Close reads and discards the rest of the message so that the connection

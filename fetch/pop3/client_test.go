@@ -406,6 +406,33 @@ func TestRetr(t *testing.T) {
 				t.Fatalf("NOOP after RETR: %v", err)
 			}
 		})
+		// Closed after a few octets: the rest is read and counted.
+		t.Run(tt.name+"/closed early", func(t *testing.T) {
+			script := transcript{"S: +OK hi", "C: RETR 1", "S: +OK message follows"}
+			for _, l := range tt.server {
+				script = append(script, "S: "+l)
+			}
+			script = append(script, "S: .", "C: NOOP", "S: +OK")
+			c, err, wait := runTranscript(t, script, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer wait()
+			m, err := c.Retr(ctx(t), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.ReadFull(m, make([]byte, min(3, len(tt.want))))
+			if err := m.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if m.Size() != int64(len(tt.want)) {
+				t.Errorf("Size() after Close = %d, want %d", m.Size(), len(tt.want))
+			}
+			if err := c.Noop(ctx(t)); err != nil {
+				t.Fatalf("NOOP after RETR: %v", err)
+			}
+		})
 	}
 }
 

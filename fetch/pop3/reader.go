@@ -89,7 +89,7 @@ type dotReader struct {
 	lineStart bool   // the next byte read starts a line
 	heldCR    bool   // a CR ended the previous chunk; its fate depends on the next byte
 	pending   []byte // bytes of the current chunk not yet returned
-	n         int64  // bytes returned so far
+	n         int64  // bytes returned or drained so far
 	err       error  // sticky: io.EOF once the terminator was read, or the failure
 }
 
@@ -191,7 +191,15 @@ func (d *dotReader) fail(err error) {
 // drain reads to the end of the response so that the connection can carry
 // the next reply.
 func (d *dotReader) drain() error {
-	for d.err == nil {
+	for {
+		d.n += int64(len(d.pending))
+		d.pending = nil
+		if d.err != nil {
+			break
+		}
+		if d.heldCR && !d.peekLF() && d.err == nil {
+			d.n++ // the held CR was content
+		}
 		d.heldCR = false
 		d.nextChunk()
 	}

@@ -1,0 +1,116 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
+)
+
+// liar is a message the server lists at 100 octets and sends at size.
+func liar(uid string, size int) pop3test.Message {
+	return pop3test.Message{UID: uid, ListSize: 100,
+		Data: append([]byte("Subject: "+uid+"\n\n"), bytes.Repeat([]byte("0123456789abcde\n"), size/16)...)}
+}
+
+// TestSizeLimitEnforcedOnOctetsRead: a server lists a message at 100
+// octets and sends 2 MiB. With size_limit = 10 KiB the message is
+// abandoned once past the limit and its slack (nothing of it delivered),
+// stays on the server, is logged, and the rest of the mailbox arrives.
+// The daemon (a Memo) does not download it again; with delete_larger_than
+// it is deleted unread.
+func TestSizeLimitEnforcedOnOctetsRead(t *testing.T) {
+	msgs := testMessages(4)
+	all := []pop3test.Message{msgs[0], msgs[1], liar("liar", 2<<20), msgs[2], msgs[3]}
+	for _, pipelining := range []bool{false, true} {
+		f := newFixture(t, pop3test.Config{Pipelining: pipelining}, all)
+		f.acct.Keep = true
+		f.acct.SizeLimit = 10 << 10
+		var log logBuffer
+		memo := &Memo{}
+		st, err := f.quirkPoll(&log, memo)
+		if err != nil || st.Delivered != 4 || st.Skipped != 1 {
+			t.Fatalf("pipelining=%v: %+v, %v", pipelining, st, err)
+		}
+		f.assertDelivered(msgs)
+		if !strings.Contains(log.String(), "larger than size_limit") || !strings.Contains(log.String(), "it has 2097") ||
+			!strings.Contains(log.String(), "the server listed 100") || !strings.Contains(log.String(), "level=WARN") {
+			t.Errorf("no warning that names the sizes:\n%s", log.String())
+		}
+		retr := f.srv.Count("RETR")
+		if st, err := f.quirkPoll(nil, memo); err != nil || st.Skipped != 1 || f.srv.Count("RETR") != retr {
+			t.Errorf("second poll: %+v, %v; RETR sent %d more times", st, err, f.srv.Count("RETR")-retr)
+		}
+		f.acct.DeleteLargerThan = 1 << 20
+		if st, err := f.quirkPoll(nil, memo); err != nil || st.Discarded != 1 {
+			t.Fatalf("delete_larger_than: %+v, %v", st, err)
+		}
+		if got := f.srv.Messages(); len(got) != 4 {
+			t.Errorf("%d messages on the server, want 4 (the liar deleted unread)", len(got))
+		}
+		f.assertDelivered(msgs)
+	}
+}
+
+// roomyMaildir is a Maildir that reports the free space given.
+type roomyMaildir struct {
+	*deliver.Maildir
+	room int64
+}
+
+func (m roomyMaildir) FreeSpace() (int64, error) { return m.room, nil }
+
+// TestFreeSpaceBoundsAMessage: without size_limit, a message that would
+// take the target's file system below its reserve is abandoned before
+// it does, the poll ends with a temporary delivery failure, and the
+// server keeps the message.
+func TestFreeSpaceBoundsAMessage(t *testing.T) {
+	msgs := testMessages(2)
+	f := newFixture(t, pop3test.Config{Pipelining: true}, append(msgs, liar("liar", 4<<20)))
+	d := roomyMaildir{Maildir: f.md, room: 1 << 20}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := Poll(ctx, f.acct, f.store, d, nil)
+	var fe *Error
+	if !errors.As(err, &fe) || fe.Kind != KindDelivery || !fe.Temporary() || !strings.Contains(err.Error(), "reserve") {
+		t.Fatalf("%+v, %v: want a temporary delivery failure naming the reserve", st, err)
+	}
+	if got := f.srv.Messages(); len(got) != 3 {
+		t.Errorf("%d messages on the server, want 3", len(got))
+	}
+	for _, m := range f.delivered() {
+		if strings.Contains(m, "Subject: liar") {
+			t.Errorf("part of the oversized message was delivered")
+		}
+	}
+}
+
+// TestFreeSpaceRealFileSystem: the same on a real 24 MiB tmpfs (root
+// only): a server that lists 100 octets and streams 40 MiB never fills
+// the file system.
+func TestFreeSpaceRealFileSystem(t *testing.T) {
+	mnt := mountTmpfs(t, "24m")
+	f := newFixture(t, pop3test.Config{Pipelining: true}, []pop3test.Message{liar("liar", 40<<20)})
+	f.useMaildir(filepath.Join(mnt, "Mail"))
+	_, err := f.poll()
+	var fe *Error
+	if !errors.As(err, &fe) || fe.Kind != KindDelivery {
+		t.Fatalf("%v: want a delivery failure", err)
+	}
+	free, ferr := f.md.FreeSpace()
+	if ferr != nil || free <= 0 {
+		t.Errorf("the file system was filled: %d octets left beyond the reserve, %v", free, ferr)
+	}
+	for _, sub := range []string{"tmp", "new"} {
+		if entries, _ := os.ReadDir(filepath.Join(mnt, "Mail", sub)); len(entries) != 0 {
+			t.Errorf("%d files left in %s/", len(entries), sub)
+		}
+	}
+}
