@@ -92,6 +92,10 @@ var oauth2Providers = map[string]OAuth2{
 const (
 	DefaultTimeout    = 60 * time.Second
 	DefaultMDATimeout = 5 * time.Minute
+	// DefaultPollTimeout is the ceiling of a whole poll: far more than an
+	// honest server needs for a mailbox, and what a hostile one can hold
+	// a poll (and the state file, and later cron runs) at most.
+	DefaultPollTimeout = 3 * time.Hour
 	// DefaultInterval is the daemon's interval when neither the account,
 	// [defaults] nor the command line sets one.
 	DefaultInterval = 5 * time.Minute
@@ -152,6 +156,7 @@ type Account struct {
 	ReturnPath  bool
 	Timeout     time.Duration // bounds connecting and every network read and write
 	MDATimeout  time.Duration
+	PollTimeout time.Duration // the longest a whole poll may take
 	Interval    time.Duration // between polls, for the daemon; 0 if not set
 	Pipelining  string        // "auto", "on" or "off"
 }
@@ -267,6 +272,7 @@ type rawAccount struct {
 	ReturnPath        *bool      `toml:"return_path"`
 	Timeout           *Duration  `toml:"timeout"`
 	MDATimeout        *Duration  `toml:"mda_timeout"`
+	PollTimeout       *Duration  `toml:"poll_timeout"`
 	Interval          *Duration  `toml:"interval"`
 	Pipelining        *string    `toml:"pipelining"`
 }
@@ -527,6 +533,7 @@ func build(r rawAccount) (Account, []string) {
 		Recipient:         str(r.Recipient),
 		Timeout:           DefaultTimeout,
 		MDATimeout:        DefaultMDATimeout,
+		PollTimeout:       DefaultPollTimeout,
 	}
 	switch {
 	case a.Name == "":
@@ -730,7 +737,7 @@ func build(r rawAccount) (Account, []string) {
 		name string
 		src  *Duration
 		dst  *time.Duration
-	}{{"timeout", r.Timeout, &a.Timeout}, {"mda_timeout", r.MDATimeout, &a.MDATimeout}, {"interval", r.Interval, &a.Interval}} {
+	}{{"timeout", r.Timeout, &a.Timeout}, {"mda_timeout", r.MDATimeout, &a.MDATimeout}, {"poll_timeout", r.PollTimeout, &a.PollTimeout}, {"interval", r.Interval, &a.Interval}} {
 		if d.src == nil {
 			continue
 		}

@@ -149,6 +149,7 @@ func (p *dumper) account(a Account) {
 	p.bool("return_path", a.ReturnPath)
 	p.duration("timeout", a.Timeout)
 	p.duration("mda_timeout", a.MDATimeout)
+	p.duration("poll_timeout", a.PollTimeout)
 	if a.Interval > 0 {
 		p.duration("interval", a.Interval)
 	} else {

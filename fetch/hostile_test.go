@@ -114,3 +114,65 @@ func TestFreeSpaceRealFileSystem(t *testing.T) {
 		}
 	}
 }
+
+// TestDribblingServer: a server that sends one octet every two seconds,
+// inside the 3 s idle timeout, at the greeting, a status line, a listing
+// line and the body of a message. Each poll ends as a network error within
+// a few seconds, and nothing of the dribbled message is delivered.
+func TestDribblingServer(t *testing.T) {
+	dribble := func(cmd string, first int) pop3test.Fault {
+		return pop3test.Fault{Command: cmd, Action: pop3test.Dribble, Delay: 2 * time.Second, Bytes: first}
+	}
+	for _, tc := range []struct {
+		name  string
+		fault pop3test.Fault
+		want  string
+	}{
+		{"greeting", dribble("GREETING", 0), "no whole greeting from"},
+		{"PASS", dribble("PASS", 0), "a reply line did not arrive whole"},
+		{"UIDL listing", dribble("UIDL", 12), "a reply line did not arrive whole"},
+		{"message body", dribble("RETR", 40), "octets of a message in"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			msgs := testMessages(1)
+			f := newFixture(t, pop3test.Config{}, msgs)
+			f.acct.Timeout = 3 * time.Second
+			f.srv.SetFaults(tc.fault)
+			start := time.Now()
+			_, err := f.poll()
+			elapsed := time.Since(start)
+			var fe *Error
+			if !errors.As(err, &fe) || fe.Kind != KindNetwork || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("%v: want a network error saying %q", err, tc.want)
+			}
+			if elapsed > 12*time.Second {
+				t.Errorf("the poll took %v", elapsed.Round(time.Second))
+			}
+			if n := len(f.delivered()); n != 0 {
+				t.Errorf("%d messages delivered", n)
+			}
+			if n := len(f.srv.Messages()); n != 1 {
+				t.Errorf("%d messages on the server, want 1", n)
+			}
+		})
+	}
+}
+
+// TestPollCeiling: poll_timeout bounds a poll whose every read is within
+// the idle timeout: the error names poll_timeout.
+func TestPollCeiling(t *testing.T) {
+	f := newFixture(t, pop3test.Config{}, testMessages(2))
+	f.acct.Timeout = 10 * time.Second
+	f.acct.PollTimeout = time.Second
+	f.srv.SetFaults(pop3test.Fault{Command: "UIDL", Action: pop3test.Stall, Delay: 4 * time.Second})
+	start := time.Now()
+	_, err := f.poll()
+	var fe *Error
+	if !errors.As(err, &fe) || fe.Kind != KindNetwork || !strings.Contains(err.Error(), "poll_timeout (1s)") {
+		t.Fatalf("%v: want a network error naming poll_timeout", err)
+	}
+	if elapsed := time.Since(start); elapsed > 3*time.Second {
+		t.Errorf("the poll took %v", elapsed)
+	}
+}

@@ -33,6 +33,8 @@ const maxListedHeader = 64 << 10
 // From too, one TOP command per message. It changes nothing, on the
 // server or in the store (it settles no pending deliveries either).
 func List(ctx context.Context, acct *Account, store *uidstore.Store, headers bool, opts *Options) ([]Listed, error) {
+	ctx, cancel := withCeiling(ctx, acct)
+	defer cancel()
 	s := newSession(acct, store, nil, opts)
 	s.sizes = true
 	defer s.close()

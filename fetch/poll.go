@@ -95,7 +95,9 @@ type Account struct {
 	DeliveredTo bool
 	EnvelopeTo  bool
 	ReturnPath  bool
-	Timeout     time.Duration // connecting, and every read and write
+	Timeout     time.Duration // connecting, every read and write, and every reply line whole
+	// PollTimeout is the longest a whole poll may take; 0: no ceiling.
+	PollTimeout time.Duration
 	Pipelining  PipeliningMode
 }
 
@@ -183,6 +185,8 @@ const maxConsecutiveFailures = 3
 // Poll fetches the new mail of one account into d. The store must be
 // open; the UIDs of delivered messages are recorded in it.
 func Poll(ctx context.Context, acct *Account, store *uidstore.Store, d deliver.Deliverer, opts *Options) (Stats, error) {
+	ctx, cancel := withCeiling(ctx, acct)
+	defer cancel()
 	s := newSession(acct, store, d, opts)
 	if s.progressFn != nil {
 		s.progress.Account = acct.Name
@@ -192,12 +196,32 @@ func Poll(ctx context.Context, acct *Account, store *uidstore.Store, d deliver.D
 		}()
 	}
 	if err := s.run(ctx); err != nil {
-		return s.stats, classify(acct.Name, s.step, err)
+		return s.stats, classify(acct.Name, s.step, ceilingErr(ctx, acct, err))
 	}
 	if s.softErr != nil {
 		return s.stats, classify(acct.Name, "transfer", s.softErr)
 	}
 	return s.stats, nil
+}
+
+// ceilingCause marks a context ended by Account.PollTimeout.
+var ceilingCause = errors.New("poll_timeout reached")
+
+// withCeiling bounds ctx by the account's PollTimeout, if it has one.
+func withCeiling(ctx context.Context, acct *Account) (context.Context, context.CancelFunc) {
+	if acct.PollTimeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeoutCause(ctx, acct.PollTimeout, ceilingCause)
+}
+
+// ceilingErr says so when err came from the poll's ceiling.
+func ceilingErr(ctx context.Context, acct *Account, err error) error {
+	if errors.Is(context.Cause(ctx), ceilingCause) {
+		return &Error{Account: acct.Name, Kind: KindNetwork,
+			Err: fmt.Errorf("the poll was given up after poll_timeout (%v): a server that sends too slowly, or too much for the time allowed (what was delivered is kept): %w", acct.PollTimeout, err)}
+	}
+	return err
 }
 
 // Check counts the messages on the server and how many of them are new,
@@ -206,6 +230,8 @@ func Poll(ctx context.Context, acct *Account, store *uidstore.Store, d deliver.D
 // interrupted run left pending, so that it counts them right.
 // Options.Stop ends it at once.
 func Check(ctx context.Context, acct *Account, store *uidstore.Store, opts *Options) (Stats, error) {
+	ctx, cancel := withCeiling(ctx, acct)
+	defer cancel()
 	s := newSession(acct, store, nil, opts)
 	defer s.close()
 	if err := s.resolvePending(); err != nil {
@@ -222,7 +248,7 @@ func Check(ctx context.Context, acct *Account, store *uidstore.Store, opts *Opti
 		err = s.c.Quit(ctx)
 	}
 	if err != nil {
-		return s.stats, classify(acct.Name, s.step, err)
+		return s.stats, classify(acct.Name, s.step, ceilingErr(ctx, acct, err))
 	}
 	return s.stats, nil
 }
@@ -499,6 +525,9 @@ func (s *session) dial(ctx context.Context, capa bool) error {
 		s.c, err = pop3.Dial(dctx, addr, opts)
 	}
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return fmt.Errorf("no whole greeting from %s within timeout (%v): %w", addr, a.Timeout, err)
+		}
 		return err
 	}
 	if a.TLS == TLSStartTLS {

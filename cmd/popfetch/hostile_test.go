@@ -133,3 +133,28 @@ func TestImportedMDAHostileSender(t *testing.T) {
 		t.Errorf("the MDA got the arguments\n%q\nwant\n%q", got, want)
 	}
 }
+
+// TestDribblingServerExits2: a server that sends one octet every two
+// seconds, with timeout = "3s": each run ends with exit 2 in seconds,
+// whether it dribbles from the greeting on or only in a message.
+func TestDribblingServerExits2(t *testing.T) {
+	for _, fault := range []pop3test.Fault{
+		{Command: "GREETING", Action: pop3test.Dribble, Delay: 2 * time.Second},
+		{Command: "RETR", Action: pop3test.Dribble, Delay: 2 * time.Second, Bytes: 30},
+	} {
+		t.Run(fault.Command, func(t *testing.T) {
+			t.Parallel()
+			f := newCLIFixture(t, pop3test.Config{}, 2, "")
+			f.writeConfig(pop3testAccount("test", f.srv.Addr(), f.maildir, "timeout = \"3s\"\n"), 0o600)
+			f.srv.SetFaults(fault)
+			start := time.Now()
+			code, _, stderr := f.run()
+			if code != exitSocket {
+				t.Fatalf("exit %d, want %d\n%s", code, exitSocket, stderr)
+			}
+			if elapsed := time.Since(start); elapsed > 15*time.Second {
+				t.Errorf("the run took %v", elapsed.Round(time.Second))
+			}
+		})
+	}
+}

@@ -431,7 +431,7 @@ func fetchAccount(a config.Account, o options) (*fetch.Account, error) {
 		Password: a.Password.Resolve, Auth: fetch.AuthMode(a.Auth), AllowInsecureAuth: a.AllowInsecureAuth,
 		Keep: a.Keep || o.keep, SizeLimit: a.SizeLimit, FetchLimit: a.FetchLimit,
 		DeleteAfter: a.DeleteAfter, DeleteLargerThan: a.DeleteLargerThan, FetchAll: a.FetchAll || o.fetchAll,
-		Recipient: a.Recipient, AddReceived: a.AddReceived, Timeout: a.Timeout,
+		Recipient: a.Recipient, AddReceived: a.AddReceived, Timeout: a.Timeout, PollTimeout: a.PollTimeout,
 		DeliveredTo: a.DeliveredTo, EnvelopeTo: a.EnvelopeTo, ReturnPath: a.ReturnPath,
 		Pipelining: fetch.PipeliningMode(a.Pipelining),
 	}

@@ -105,7 +105,7 @@ func (c *Client) Auth(ctx context.Context, mech sasl.Client) error {
 		return c.netErr("AUTH", err)
 	}
 	for round := 0; ; round++ {
-		resp, err := readBoundedLine(c.r, maxChallengeLine, "AUTH")
+		resp, err := c.readLine(maxChallengeLine, "AUTH")
 		if err != nil {
 			c.broken = err
 			return c.netErr("AUTH", err)

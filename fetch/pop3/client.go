@@ -539,6 +539,7 @@ func (m *MessageReader) Close() error {
 func (m *MessageReader) finish(err error) {
 	m.end = true
 	m.err = err
+	m.c.tc.readingBody(false)
 	if err == io.EOF {
 		m.c.tracef("S: <%d octets of message data>", m.dr.n)
 	} else {
@@ -552,6 +553,7 @@ func (c *Client) message(ctx context.Context, verb, arg string) (*MessageReader,
 		return nil, err
 	}
 	stop := c.tc.watch(ctx)
+	c.tc.readingBody(true)
 	m := &MessageReader{c: c, dr: newDotReader(c.r)}
 	m.done = func(err error) {
 		stop()
@@ -587,7 +589,7 @@ func (c *Client) readListing(verb string, fn func(string) error) error {
 		}
 		if ferr != nil {
 			// Refused already: skip the rest without keeping it.
-			end, err := skipLine(c.r, MaxLineLength, verb)
+			end, err := c.skipLine(verb)
 			if err != nil {
 				c.broken = err
 				return c.netErr(verb, err)
@@ -598,7 +600,7 @@ func (c *Client) readListing(verb string, fn func(string) error) error {
 			}
 			continue
 		}
-		line, err := readBoundedLine(c.r, MaxLineLength, verb)
+		line, err := c.readLine(MaxLineLength, verb)
 		if err != nil {
 			c.broken = err
 			return c.netErr(verb, err)
@@ -638,13 +640,29 @@ func (c *Client) cmd(ctx context.Context, verb, arg string) (string, error) {
 
 // readStatus reads and interprets one status line.
 func (c *Client) readStatus(op string) (string, error) {
-	line, err := readBoundedLine(c.r, MaxLineLength, op)
+	line, err := c.readLine(MaxLineLength, op)
 	if err != nil {
 		c.broken = err
 		return "", c.netErr(op, err)
 	}
 	c.tracef("S: %s", line)
 	return c.status(op, line)
+}
+
+// readLine reads one line of at most max octets, which must arrive whole
+// within the timeout: a server that trickles a byte at a time, each just
+// inside the idle timeout, does not hold the client for ever.
+func (c *Client) readLine(max int, op string) (string, error) {
+	c.tc.wholeLineBy(time.Now().Add(c.tc.timeout))
+	defer c.tc.wholeLineBy(time.Time{})
+	return readBoundedLine(c.r, max, op)
+}
+
+// skipLine is skipLine (reader.go) with readLine's bound.
+func (c *Client) skipLine(op string) (end bool, err error) {
+	c.tc.wholeLineBy(time.Now().Add(c.tc.timeout))
+	defer c.tc.wholeLineBy(time.Time{})
+	return skipLine(c.r, MaxLineLength, op)
 }
 
 // status interprets a status line already read: the text after +OK, an

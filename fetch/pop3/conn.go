@@ -18,6 +18,57 @@ type timeoutConn struct {
 
 	mu  sync.Mutex
 	ctx context.Context
+	// lineBy, when set, is when the line being read must be whole: no
+	// read may wait past it, however often bytes trickle in. lineBound
+	// says it was the deadline set for the read in progress.
+	lineBy    time.Time
+	lineBound bool
+	// While body is set (a message is being read), the time reads spend
+	// waiting is summed with the octets they bring: each time the wait
+	// passes timeout, at least MinBodyRate octets must have come.
+	body   bool
+	waited time.Duration
+	got    int
+}
+
+// MinBodyRate is the fewest octets of a message that must arrive for
+// every timeout spent waiting for them: a server that dribbles a message
+// just inside the idle timeout is given up on.
+const MinBodyRate = 1024
+
+// SlowError is a server that sent a reply line or a message too slowly
+// (see Options.Timeout). It is a net.Error whose Timeout is true.
+type SlowError struct {
+	What string // "a reply line", "a message"
+	Got  int    // octets received in the window (a message)
+	In   time.Duration
+}
+
+func (e *SlowError) Error() string {
+	if e.What == "a message" {
+		return fmt.Sprintf("pop3: the server sent %d octets of a message in %v, under the minimum of %d for each timeout: too slow", e.Got, e.In.Round(time.Millisecond), MinBodyRate)
+	}
+	return fmt.Sprintf("pop3: %s did not arrive whole within %v: the server sends too slowly", e.What, e.In)
+}
+
+// Timeout implements net.Error.
+func (e *SlowError) Timeout() bool { return true }
+
+// Temporary implements net.Error.
+func (e *SlowError) Temporary() bool { return true }
+
+// wholeLineBy makes reads end by t (zero: no such bound).
+func (c *timeoutConn) wholeLineBy(t time.Time) {
+	c.mu.Lock()
+	c.lineBy = t
+	c.mu.Unlock()
+}
+
+// readingBody switches the rate check on (a message starts) or off.
+func (c *timeoutConn) readingBody(on bool) {
+	c.mu.Lock()
+	c.body, c.waited, c.got = on, 0, 0
+	c.mu.Unlock()
 }
 
 // aLongTimeAgo is a deadline in the past, used to wake blocked calls.
@@ -56,30 +107,57 @@ func (c *timeoutConn) current() context.Context {
 // closes the race with the AfterFunc set up by watch. An error from set is
 // ignored: it means the connection is closed, which the call itself reports
 // more precisely (EOF rather than "closed pipe").
-func (c *timeoutConn) arm(ctx context.Context, set func(time.Time) error) error {
+func (c *timeoutConn) arm(ctx context.Context, set func(time.Time) error, line time.Time) (lineBound bool, err error) {
 	var d time.Time
 	if c.timeout > 0 {
 		d = time.Now().Add(c.timeout)
 	}
+	if !line.IsZero() && (d.IsZero() || line.Before(d)) {
+		d, lineBound = line, true
+	}
 	if cd, ok := ctx.Deadline(); ok && (d.IsZero() || cd.Before(d)) {
-		d = cd
+		d, lineBound = cd, false
 	}
 	_ = set(d)
-	return ctx.Err()
+	return lineBound, ctx.Err()
 }
 
 func (c *timeoutConn) Read(p []byte) (int, error) {
 	ctx := c.current()
-	if err := c.arm(ctx, c.Conn.SetReadDeadline); err != nil {
+	c.mu.Lock()
+	line, body := c.lineBy, c.body
+	c.mu.Unlock()
+	lineBound, err := c.arm(ctx, c.Conn.SetReadDeadline, line)
+	if err != nil {
 		return 0, err
 	}
+	start := time.Now()
 	n, err := c.Conn.Read(p)
-	return n, c.explain(ctx, err, "reading from")
+	if err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() && lineBound && ctx.Err() == nil {
+			return n, &SlowError{What: "a reply line", In: c.timeout}
+		}
+		return n, c.explain(ctx, err, "reading from")
+	}
+	if body && c.timeout > 0 {
+		c.mu.Lock()
+		c.waited += time.Since(start)
+		c.got += n
+		waited, got := c.waited, c.got
+		if waited >= c.timeout {
+			c.waited, c.got = 0, 0
+		}
+		c.mu.Unlock()
+		if waited >= c.timeout && got < MinBodyRate {
+			return n, &SlowError{What: "a message", Got: got, In: waited}
+		}
+	}
+	return n, nil
 }
 
 func (c *timeoutConn) Write(p []byte) (int, error) {
 	ctx := c.current()
-	if err := c.arm(ctx, c.Conn.SetWriteDeadline); err != nil {
+	if _, err := c.arm(ctx, c.Conn.SetWriteDeadline, time.Time{}); err != nil {
 		return 0, err
 	}
 	n, err := c.Conn.Write(p)

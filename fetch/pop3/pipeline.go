@@ -206,6 +206,7 @@ func (p *Pipeline) Next() (Reply, error) {
 		<-p.slots
 		return Reply{Command: cmd}, nil
 	}
+	c.tc.readingBody(true)
 	m := &MessageReader{c: c, dr: newDotReader(c.r)}
 	m.done = func(err error) {
 		<-p.slots

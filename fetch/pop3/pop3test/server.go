@@ -62,6 +62,10 @@ const (
 	// the server is closed. It is a server that hangs, or a handshake
 	// that never completes.
 	Mute
+	// Dribble sends the first Bytes octets of the normal reply at once and
+	// the rest one octet at a time, Delay apart, as a server does that
+	// holds a client just inside its idle timeout.
+	Dribble
 )
 
 // Fault makes the server misbehave at a command.
@@ -75,11 +79,11 @@ type Fault struct {
 	Nth int
 	// Action is what happens.
 	Action Action
-	// Bytes is the number of octets DropAfter sends first.
+	// Bytes is the number of octets DropAfter and Dribble send first.
 	Bytes int
 	// Reply is the answer sent by Reply, without CRLF.
 	Reply string
-	// Delay is how long Stall waits.
+	// Delay is how long Stall waits, and the gap between Dribble's octets.
 	Delay time.Duration
 }
 
@@ -479,6 +483,31 @@ func (ss *session) reply(verb string, normal func() error) error {
 		return normal()
 	case Garbage:
 		return ss.line("\x00garbage \xff\xfe")
+	case Dribble:
+		ss.w.Flush()
+		var buf bytes.Buffer
+		ss.w.Reset(&buf)
+		err := normal()
+		ss.w.Flush()
+		ss.w.Reset(ss.conn)
+		data := buf.Bytes()
+		if n := min(f.Bytes, len(data)); n > 0 {
+			if _, err := ss.conn.Write(data[:n]); err != nil {
+				return errHangUp
+			}
+			data = data[n:]
+		}
+		for _, b := range data {
+			select {
+			case <-time.After(f.Delay):
+			case <-ss.srv.closed:
+				return errHangUp
+			}
+			if _, err := ss.conn.Write([]byte{b}); err != nil {
+				return errHangUp
+			}
+		}
+		return err
 	case Mute:
 		if f.Reply != "" {
 			ss.line(f.Reply)
