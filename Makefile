@@ -57,6 +57,7 @@ fuzz:
 	$(FUZZ) ./fetch/pop3 -fuzz '^FuzzListings$$'
 	$(FUZZ) ./fetch/pop3 -fuzz '^FuzzCapa$$'
 	$(FUZZ) ./fetch/pop3 -fuzz '^FuzzSASLChallenge$$'
+	$(FUZZ) ./fetch/pop3 -fuzz '^FuzzCanonicalUID$$'
 	$(FUZZ) ./fetch -fuzz '^FuzzHeaderFields$$'
 	$(FUZZ) ./fetch/termsafe -fuzz '^FuzzString$$'
 	$(FUZZ) ./config -fuzz '^FuzzNetrc$$'

@@ -176,3 +176,40 @@ func TestPollCeiling(t *testing.T) {
 		t.Errorf("the poll took %v", elapsed)
 	}
 }
+
+// TestOddUIDs: a server whose UIDs hold a CR, a space, a control
+// character or non-ASCII bytes. Each is kept escaped (pop3.CanonicalUID):
+// every message is delivered once, none stops the others, keep mode
+// knows them at the next poll, and the warning comes once per Memo. The
+// UID "2 a\rb" used to fail every poll with exit 23.
+func TestOddUIDs(t *testing.T) {
+	msgs := testMessages(6)
+	msgs[1].UID = "a\rb"
+	msgs[2].UID = "c d"
+	msgs[3].UID = "\x1b[2J"
+	msgs[4].UID = "jörg"
+	for _, keep := range []bool{true, false} {
+		f := newFixture(t, pop3test.Config{Pipelining: true}, msgs)
+		f.acct.Keep = keep
+		var log logBuffer
+		memo := &Memo{}
+		st, err := f.quirkPoll(&log, memo)
+		if err != nil || st.Delivered != 6 {
+			t.Fatalf("keep=%v: %+v, %v", keep, st, err)
+		}
+		f.assertDelivered(msgs)
+		if n := strings.Count(log.String(), "RFC 1939 does not allow"); n != 1 {
+			t.Errorf("warned %d times:\n%s", n, log.String())
+		}
+		st, err = f.quirkPoll(&log, memo)
+		if err != nil || st.New != 0 || st.Delivered != 0 {
+			t.Fatalf("keep=%v, second poll: %+v, %v", keep, st, err)
+		}
+		if n := strings.Count(log.String(), "RFC 1939 does not allow"); n != 1 {
+			t.Errorf("warned %d times after two polls", n)
+		}
+		if !keep && len(f.srv.Messages()) != 0 {
+			t.Errorf("%d messages left on the server", len(f.srv.Messages()))
+		}
+	}
+}

@@ -640,6 +640,7 @@ func (s *session) list(ctx context.Context) ([]message, bool, error) {
 		if msgs, err = s.byUID(uids); err != nil {
 			return nil, false, err
 		}
+		s.warnEscaped(uids)
 	}
 	// LIST went out with UIDL if it was sure to be needed; otherwise ask
 	// for it now, if it is needed at all.
@@ -669,6 +670,22 @@ func (s *session) list(ctx context.Context) ([]message, bool, error) {
 		}
 	}
 	return msgs, hasUIDL, nil
+}
+
+// warnEscaped warns, once per Memo, that the server's UIDs hold what RFC
+// 1939 does not allow, and how popfetch keeps them (pop3.CanonicalUID).
+func (s *session) warnEscaped(uids []pop3.MessageUID) {
+	n, example := 0, ""
+	for _, u := range uids {
+		if strings.HasPrefix(u.UID, pop3.EscapedPrefix) {
+			if n++; n == 1 {
+				example = u.UID
+			}
+		}
+	}
+	if n > 0 && s.memo.firstTime("escaped-uids") {
+		s.log.Warn(fmt.Sprintf("the server's UIDs of %d messages hold characters RFC 1939 does not allow (spaces, controls, non-ASCII); popfetch keeps them escaped, as in %q", n, example))
+	}
 }
 
 // errNoUIDL stands for the UIDL reply of a server whose CAPA lacks UIDL.

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/popfetch/popfetch/config/migrate"
+	"github.com/popfetch/popfetch/fetch/pop3"
 	"github.com/popfetch/popfetch/uidstore"
 )
 
@@ -155,7 +156,8 @@ func importUIDs(c *cli.Context, res *migrate.Result) error {
 			if t.IsZero() || t.After(now) {
 				t = now
 			}
-			byTime[t] = append(byTime[t], u.UID)
+			// The form the UIDs take when read from the server.
+			byTime[t] = append(byTime[t], pop3.CanonicalUID(u.UID))
 		}
 		for t, uids := range byTime {
 			if err := store.RecordAt(key, t, uids...); err != nil {

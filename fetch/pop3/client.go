@@ -436,8 +436,9 @@ func (c *Client) UIDLOne(ctx context.Context, n int) (MessageUID, error) {
 }
 
 // parseUIDLLine parses "n uid". RFC 1939 allows 1 to 70 printable ASCII
-// characters in a UID; servers that send other bytes are tolerated, but a
-// UID must not be empty.
+// characters in a UID; servers that send other bytes are tolerated, the
+// UID kept in its canonical form (CanonicalUID), but a UID must not be
+// empty.
 func parseUIDLLine(line string) (MessageUID, error) {
 	num, uid, ok := strings.Cut(strings.TrimLeft(line, " "), " ")
 	uid = strings.Trim(uid, " \t")
@@ -445,7 +446,44 @@ func parseUIDLLine(line string) (MessageUID, error) {
 	if !ok || err != nil || n <= 0 || uid == "" {
 		return MessageUID{}, &ProtocolError{Op: "UIDL", Msg: fmt.Sprintf("malformed line %q", line)}
 	}
-	return MessageUID{Number: n, UID: uid}, nil
+	return MessageUID{Number: n, UID: CanonicalUID(uid)}, nil
+}
+
+// EscapedPrefix starts a UID that CanonicalUID escaped. It is not ASCII,
+// so no UID a server sends within RFC 1939 starts with it.
+const EscapedPrefix = "\u00a7" // §
+
+// CanonicalUID is the one form of a server's UID that popfetch keeps,
+// compares, logs and exports. RFC 1939 (section 7) allows 0x21 to 0x7E
+// in a UID; such a UID is its own canonical form, however long (servers
+// exceed the RFC's 70 octets, and a line is bounded anyway). Any other
+// (a space, a CR, a control character, a byte that is not ASCII) is kept
+// escaped: EscapedPrefix, then the UID with '%' and each octet outside
+// 0x21-0x7E written as %XX. The form is one-to-one, so two messages never
+// share a key, and a message keeps its key from poll to poll.
+func CanonicalUID(raw string) string {
+	if !needsEscape(raw) {
+		return raw
+	}
+	var b strings.Builder
+	b.WriteString(EscapedPrefix)
+	for i := 0; i < len(raw); i++ {
+		if c := raw[i]; c > ' ' && c < 0x7f && c != '%' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+func needsEscape(uid string) bool {
+	for i := 0; i < len(uid); i++ {
+		if c := uid[i]; c <= ' ' || c >= 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // Retr starts retrieving message n. The message is read from the returned

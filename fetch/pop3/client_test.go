@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -800,4 +801,68 @@ func TestStartTLSRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestCanonicalUID(t *testing.T) {
+	for _, tc := range []struct{ raw, want string }{
+		{"0123456789abcdef", "0123456789abcdef"},
+		{"!~\"%'", "!~\"%'"}, // all of 0x21-0x7E stays, % too
+		{strings.Repeat("x", 300), strings.Repeat("x", 300)},
+		{"a\rb", "§a%0Db"},
+		{"a b", "§a%20b"},
+		{"a%b c", "§a%25b%20c"},
+		{"ü", "§%C3%BC"},
+		{"§", "§%C2%A7"},
+		{"\x1b[2J", "§%1B[2J"},
+		{"del\x7f", "§del%7F"},
+	} {
+		if got := CanonicalUID(tc.raw); got != tc.want {
+			t.Errorf("CanonicalUID(%q) = %q, want %q", tc.raw, got, tc.want)
+		}
+	}
+}
+
+// decodeUID inverts CanonicalUID, to show it is one-to-one.
+func decodeUID(t *testing.T, uid string) string {
+	rest, ok := strings.CutPrefix(uid, EscapedPrefix)
+	if !ok {
+		return uid
+	}
+	var b strings.Builder
+	for i := 0; i < len(rest); i++ {
+		if rest[i] != '%' {
+			b.WriteByte(rest[i])
+			continue
+		}
+		if i+2 >= len(rest) {
+			t.Fatalf("%q: a cut escape", uid)
+		}
+		v, err := strconv.ParseUint(rest[i+1:i+3], 16, 8)
+		if err != nil {
+			t.Fatalf("%q: %v", uid, err)
+		}
+		b.WriteByte(byte(v))
+		i += 2
+	}
+	return b.String()
+}
+
+func FuzzCanonicalUID(f *testing.F) {
+	for _, s := range []string{"abc", "a\rb", "a b", "§", "%41", "\xff", "§%41"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		got := CanonicalUID(raw)
+		if decodeUID(t, got) != raw {
+			t.Fatalf("CanonicalUID(%q) = %q does not decode back", raw, got)
+		}
+		for i := 0; i < len(got); i++ {
+			if c := got[i]; c <= ' ' || c == 0x7f {
+				t.Fatalf("CanonicalUID(%q) = %q holds %q", raw, got, c)
+			}
+		}
+		if strings.HasPrefix(raw, EscapedPrefix) && got == raw {
+			t.Fatalf("a raw UID with the prefix was kept as is: %q", raw)
+		}
+	})
 }
