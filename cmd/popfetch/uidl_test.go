@@ -116,7 +116,7 @@ func TestList(t *testing.T) {
 		!strings.Contains(lines[1], "delivered "+time.Now().Format(time.DateOnly)) || !strings.Contains(lines[2], "new") {
 		t.Fatalf("list:\n%s", out)
 	}
-	if strings.Contains(out, "\x1b") || !strings.Contains(lines[4], `evil\x1b[2J`) {
+	if strings.Contains(out, "\x1b") || !strings.Contains(lines[4], "§evil%1B[2J") {
 		t.Errorf("a UID's control characters reached the terminal:\n%q", out)
 	}
 	code, out, _ = f.run("list", "--headers", "test")
