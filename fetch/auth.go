@@ -83,10 +83,17 @@ func (s *session) chooseAuth(hint AuthMode) ([]AuthMode, error) {
 	offered := s.caps.SASLMechanisms()
 	if a.Auth != AuthAuto && a.Auth != "" {
 		if name := a.Auth.sasl(); name != "" && !s.offers(a.Auth) {
+			if s.noCapa {
+				// Perhaps a connection reset, not a server without
+				// CAPA: worth another try, not a configuration error.
+				return nil, &Error{Account: a.Name, Kind: KindNetwork,
+					Err: fmt.Errorf("the server hung up when asked for its capabilities (CAPA), so whether it offers auth = %q is unknown", a.Auth)}
+			}
 			what := "no SASL mechanisms"
-			if s.caps == nil {
+			switch {
+			case s.caps == nil:
 				what = "no capabilities (it does not know CAPA)"
-			} else if len(offered) > 0 {
+			case len(offered) > 0:
 				what = "SASL " + strings.Join(offered, " ")
 			}
 			return nil, &Error{Account: a.Name, Kind: KindConfig,
@@ -232,18 +239,15 @@ func (s *session) login(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.caps.Has("UTF8") {
-		// RFC 6856: only when advertised (Gmail hangs up on it).
-		s.step = "UTF8"
-		var perr *pop3.Error
-		if err := s.c.UTF8(ctx); err != nil && !errors.As(err, &perr) {
-			return err
-		}
+	if err := s.utf8(ctx); err != nil {
+		return err
 	}
 	var refused []string
 	var secret string
 	haveSecret := false
-	for i, mode := range modes {
+	reconnected := false
+	for i := 0; i < len(modes); i++ {
+		mode := modes[i]
 		if mode == AuthExternal && !a.hasClientCert() {
 			return &Error{Account: a.Name, Kind: KindConfig, Err: errors.New("auth = \"external\" needs client_cert and client_key")}
 		}
@@ -257,6 +261,21 @@ func (s *session) login(ctx context.Context) error {
 		err = s.loginWith(ctx, mode, secret)
 		if err == nil {
 			break
+		}
+		if len(refused) > 0 && !reconnected && isHangUp(err) {
+			// Many servers hang up after a refused login: connect
+			// again, once, and go on with this method.
+			reconnected = true
+			s.log.Debug("the server hung up after the refused login; connecting again", "auth", mode)
+			s.c.Close()
+			if err := s.connect(ctx); err != nil {
+				return err
+			}
+			if err := s.utf8(ctx); err != nil {
+				return err
+			}
+			i--
+			continue
 		}
 		if i == len(modes)-1 || !s.loginRefused(err) {
 			if len(refused) > 0 && s.loginRefused(err) {
@@ -273,6 +292,20 @@ func (s *session) login(ctx context.Context) error {
 		s.memo.setAuthHint(s.authMode)
 		s.log.Info(fmt.Sprintf("logged in with %s after the server refused %s; set auth = %q to skip the refused attempts",
 			modeName(s.authMode), strings.Join(refused, ", "), s.authMode))
+	}
+	return nil
+}
+
+// utf8 sends UTF8 (RFC 6856) where the server advertises it, and only
+// there: Gmail hangs up on it.
+func (s *session) utf8(ctx context.Context) error {
+	if !s.caps.Has("UTF8") {
+		return nil
+	}
+	s.step = "UTF8"
+	var perr *pop3.Error
+	if err := s.c.UTF8(ctx); err != nil && !errors.As(err, &perr) {
+		return err
 	}
 	return nil
 }

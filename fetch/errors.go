@@ -94,6 +94,10 @@ func classify(account, step string, err error) *Error {
 	case errors.As(err, &perr):
 		k = KindServer
 		switch {
+		case perr.Command == "STLS":
+			// TLS was required and the server refused it: a feature
+			// missing, as when it does not offer STLS at all.
+			k = KindProtocol
 		case perr.HasCode(pop3.CodeInUse) || (isAuthStep(step) && perr.Code == "" && mentionsLock(perr.Text)):
 			k = KindLocked
 		case isAuthStep(step) && (perr.Code == "" || perr.HasCode(pop3.CodeAuth)):
@@ -140,8 +144,22 @@ func isAuthStep(step string) bool {
 }
 
 // mentionsLock recognises servers without RFC 2449 response codes that
-// say the mailbox is locked in words (as fetchmail does).
+// say in words that the mailbox is locked ("Unable to lock maildrop",
+// "mailbox in use"): a lock, use or busy word about the mailbox, and
+// nothing about the account or its credentials. "Account locked after 3
+// failures" and "blocked: too many attempts" are refused logins: taking
+// them for a busy mailbox would retry soon, and lock the account for good.
 func mentionsLock(text string) bool {
 	t := strings.ToLower(text)
-	return strings.Contains(t, "lock") || strings.Contains(t, "in use") || strings.Contains(t, "busy")
+	about := func(words ...string) bool {
+		for _, w := range words {
+			if strings.Contains(t, w) {
+				return true
+			}
+		}
+		return false
+	}
+	return about("lock", "in use", "busy") &&
+		about("mailbox", "maildrop", "mail drop", "mail box", "inbox", "spool", "mail file", "folder") &&
+		!about("account", "password", "credential", "login", "logon", "authenticat", "attempt", "failure", "blocked", "locked out")
 }

@@ -56,7 +56,13 @@ func List(ctx context.Context, acct *Account, store *uidstore.Store, headers boo
 		s.step = "TOP"
 		for i := range out {
 			if err := s.header(ctx, &out[i]); err != nil {
-				return nil, classify(acct.Name, s.step, err)
+				if ctx.Err() != nil || !isNetwork(err) {
+					return nil, classify(acct.Name, s.step, err)
+				}
+				// The server hung up at TOP (a server without CAPA
+				// that does not know it): the listing stands.
+				s.log.Warn("the server hung up at TOP: showing no more Subject or From", "error", err.Error())
+				return out, nil
 			}
 		}
 	}

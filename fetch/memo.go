@@ -13,6 +13,27 @@ type Memo struct {
 	auth     AuthMode
 	warned   map[string]bool
 	tooLarge map[string]int64 // UID -> octets, of messages found larger than size_limit
+	capa     bool             // the server has answered CAPA
+}
+
+// setCapaWorks notes that the server answered CAPA.
+func (m *Memo) setCapaWorks() {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.capa = true
+}
+
+// capaWorks reports whether the server has answered CAPA before.
+func (m *Memo) capaWorks() bool {
+	if m == nil {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.capa
 }
 
 // authHint returns the login method auto settled on before, or "".

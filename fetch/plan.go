@@ -209,6 +209,10 @@ func (p *plan) wake(now time.Time) (t time.Time, ok bool) {
 	return t, ok
 }
 
+// maxWait bounds any wait the plan computes, so that no sum of waits can
+// overflow a time and put the next poll in the past.
+const maxWait = 7 * 24 * time.Hour
+
 // finish records the end of e's poll and schedules its next one.
 func (p *plan) finish(e *entry, st Stats, err error, now time.Time) {
 	e.running = false
@@ -278,7 +282,7 @@ func (p *plan) finish(e *entry, st Stats, err error, now time.Time) {
 	// The server's LOGIN-DELAY wins over the interval and over a poll
 	// asked for at once: a login sooner is refused, and may count
 	// against the account.
-	delay = max(delay, e.loginDelay)
+	delay = min(max(delay, e.loginDelay), maxWait)
 	s.LoginDelay = e.loginDelay
 	e.next = now.Add(delay + p.jitterFor(delay, maxJitter))
 	s.Failures = e.failures

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -237,6 +238,29 @@ func TestPlanLoginDelay(t *testing.T) {
 	p.finish(e, Stats{}, nil, e.next) // the delay is remembered
 	if got := e.next.Sub(e.status.LastEnd); got != 15*time.Minute {
 		t.Errorf("wait %v", got)
+	}
+	// However long a delay a poll reports, with full jitter, the next
+	// poll is not in the past (a sum that overflowed put it in 1734).
+	p2, _ := newTestPlan(fullJitter)
+	p2.update([]Job{job("b", "s:1", time.Minute)}, t0)
+	t1 := t0.Add(time.Hour) // past the first poll's jitter
+	e = mustStart(t, p2, t1, "b")[0]
+	p2.finish(e, Stats{LoginDelay: time.Duration(1<<63 - 1)}, nil, t1)
+	if !e.next.After(t1) {
+		t.Errorf("a huge LOGIN-DELAY put the next poll at %v", e.next)
+	}
+}
+
+// TestLoginDelayCapped: a LOGIN-DELAY past 24 hours, or one that does not
+// fit a duration, counts as 24 hours.
+func TestLoginDelayCapped(t *testing.T) {
+	for _, v := range []string{"9223372036", "99999999999999999999", "86401"} {
+		f := newFixture(t, pop3test.Config{Greeting: "+OK hi"}, testMessages(1))
+		f.srv.SetFaults(pop3test.Fault{Command: "CAPA", Action: pop3test.Reply, Reply: "+OK\r\nUIDL\r\nUSER\r\nLOGIN-DELAY " + v + "\r\n."})
+		st, err := f.poll()
+		if err != nil || (v != "99999999999999999999" && st.LoginDelay != 24*time.Hour) {
+			t.Errorf("LOGIN-DELAY %s: %v, %v", v, st.LoginDelay, err)
+		}
 	}
 }
 

@@ -217,7 +217,11 @@ func withCeiling(ctx context.Context, acct *Account) (context.Context, context.C
 
 // ceilingErr says so when err came from the poll's ceiling.
 func ceilingErr(ctx context.Context, acct *Account, err error) error {
-	if errors.Is(context.Cause(ctx), ceilingCause) {
+	// A read's deadline, set from the context's, may fire a moment
+	// before the context's own timer: the deadline tells as well.
+	d, ok := ctx.Deadline()
+	passed := ok && acct.PollTimeout > 0 && errors.Is(err, context.DeadlineExceeded) && !time.Now().Before(d)
+	if errors.Is(context.Cause(ctx), ceilingCause) || passed {
 		return &Error{Account: acct.Name, Kind: KindNetwork,
 			Err: fmt.Errorf("the poll was given up after poll_timeout (%v): a server that sends too slowly, or too much for the time allowed (what was delivered is kept): %w", acct.PollTimeout, err)}
 	}
@@ -286,6 +290,7 @@ type session struct {
 	step     string            // the command in progress, for error classification
 	authMode AuthMode          // how the session logged in
 	memo     *Memo             // Options.Memo
+	noCapa   bool              // the server hung up at CAPA: connected again without it
 	expire   string            // the server's EXPIRE policy (RFC 2449 section 6.7), if it names one
 	tune     tuning
 	sizes    bool // list sizes whatever the account needs (List, Progress)
@@ -480,11 +485,19 @@ func (s *session) resolvePending() error {
 // does not know) is dialled once more and asked nothing it may not know:
 // it is then a server without capabilities. With STLS that cannot be, as
 // STLS is known only from CAPA.
+//
+// A server that answered CAPA before (the daemon's Memo knows) is not
+// taken for one that does not know it: its hang-up is a broken
+// connection, and capabilities (SCRAM, say) are not given up for it.
 func (s *session) connect(ctx context.Context) error {
 	err := s.dial(ctx, true)
-	if err != nil && s.step == "CAPA" && isHangUp(err) && s.acct.TLS != TLSStartTLS {
+	if err == nil && s.caps != nil {
+		s.memo.setCapaWorks()
+	}
+	if err != nil && s.step == "CAPA" && isHangUp(err) && s.acct.TLS != TLSStartTLS && !s.memo.capaWorks() {
 		s.log.Debug("the server hung up at CAPA; connecting again without it", "error", err.Error())
 		s.c.Close()
+		s.noCapa = true
 		err = s.dial(ctx, false)
 	}
 	return err
@@ -555,6 +568,10 @@ func (s *session) dial(ctx context.Context, capa bool) error {
 	return nil
 }
 
+// maxLoginDelay is the longest LOGIN-DELAY popfetch honours; RFC 2449's
+// own examples are minutes.
+const maxLoginDelay = 24 * time.Hour
+
 // recapa reports whether the capabilities must be asked for again after
 // login: RFC 2449 lets a server advertise EXPIRE and LOGIN-DELAY with the
 // argument USER before login, meaning that the value varies per user and
@@ -572,7 +589,9 @@ func (s *session) recapa() bool {
 func (s *session) learnCaps() {
 	if d := s.caps["LOGIN-DELAY"]; len(d) > 0 {
 		if secs, err := strconv.Atoi(d[0]); err == nil && secs > 0 {
-			s.stats.LoginDelay = time.Duration(secs) * time.Second
+			// Bounded: a server could name a delay that overflows a
+			// time, or that stops an account for years.
+			s.stats.LoginDelay = min(time.Duration(min(secs, int(maxLoginDelay/time.Second)))*time.Second, maxLoginDelay)
 		}
 	}
 	if e := s.caps["EXPIRE"]; len(e) > 0 {

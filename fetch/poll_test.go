@@ -333,7 +333,7 @@ func TestPollSTLS(t *testing.T) {
 	}{
 		{"works", pop3test.Config{STLS: cert.ServerConfig()}, nil, nil, 0, true},
 		{"missing from CAPA", pop3test.Config{}, nil, nil, KindProtocol, false},
-		{"refused", pop3test.Config{STLS: cert.ServerConfig()}, []pop3test.Fault{{Command: "STLS", Action: pop3test.Reply, Reply: "-ERR TLS not available now"}}, nil, KindServer, false},
+		{"refused", pop3test.Config{STLS: cert.ServerConfig()}, []pop3test.Fault{{Command: "STLS", Action: pop3test.Reply, Reply: "-ERR TLS not available now"}}, nil, KindProtocol, false},
 		{"injected plaintext", pop3test.Config{STLS: cert.ServerConfig(), STLSInject: "+OK injected\r\n"}, nil, nil, KindProtocol, false},
 		{"untrusted certificate", pop3test.Config{STLS: cert.ServerConfig()}, nil, func(a *Account) { a.TLSConfig = nil }, KindTLS, false},
 		{"stalls in the handshake", pop3test.Config{STLS: cert.ServerConfig()}, []pop3test.Fault{{Command: "STLS", Action: pop3test.Mute, Reply: "+OK go ahead"}}, func(a *Account) { a.Timeout = 300 * time.Millisecond }, KindNetwork, false},

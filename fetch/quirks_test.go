@@ -593,3 +593,89 @@ func TestQuirkListWithoutTop(t *testing.T) {
 		t.Errorf("TOP sent %d times; log:\n%s", f.srv.Count("TOP"), log.String())
 	}
 }
+
+// TestQuirkHangUpAfterRefusedLogin: a server that hangs up after every
+// refused login, with APOP offered and no APOP secret. auto connects
+// again and logs in with USER/PASS; a wrong password still ends as an
+// authentication failure naming what was tried, not a network error.
+func TestQuirkHangUpAfterRefusedLogin(t *testing.T) {
+	msgs := testMessages(3)
+	f := newFixture(t, pop3test.Config{Pipelining: true, Quirks: pop3test.Quirks{APOPNoSecret: true, HangUpAfterFailedLogin: true}}, msgs)
+	st, err := f.quirkPoll(nil, nil)
+	if err != nil || st.Delivered != 3 || st.Auth != AuthUser {
+		t.Fatalf("%+v, %v", st, err)
+	}
+	f.assertDelivered(msgs)
+	if n := f.srv.Sessions(); n != 2 {
+		t.Errorf("%d connections, want 2", n)
+	}
+	f.acct.Password = func(context.Context) (string, error) { return "wrong", nil }
+	_, err = f.quirkPoll(nil, nil)
+	if kindOf(err) != KindAuth || !strings.Contains(err.Error(), "tried APOP, USER") {
+		t.Fatalf("wrong password: %v", err)
+	}
+}
+
+// TestMentionsLock: what counts as a locked mailbox said in words.
+func TestMentionsLock(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		lock bool
+	}{
+		{"Unable to lock maildrop", true},
+		{"Unable to lock maildrop: mailbox in use", true},
+		{"your mailbox is locked by another session", true},
+		{"Mailbox busy, try again later", true},
+		{"maildrop already in use", true},
+		{"Invalid password; the account is locked after 3 failures", false},
+		{"Blocked: too many failures", false},
+		{"Account locked out", false},
+		{"mailbox locked: too many login attempts", false},
+		{"Authentication failed", false},
+		{"server busy", false}, // nothing about the mailbox
+	} {
+		if got := mentionsLock(tc.text); got != tc.lock {
+			t.Errorf("mentionsLock(%q) = %v, want %v", tc.text, got, tc.lock)
+		}
+	}
+}
+
+// TestQuirkCapaResetAfterItWorked: once a server has answered CAPA (the
+// daemon's Memo knows), a hang-up at CAPA is a broken connection, not a
+// server without CAPA: no reconnect without capabilities, so no login
+// weaker than the one CAPA offered (SCRAM here). A named SASL mechanism
+// after a hang-up is a network error, not a configuration error.
+func TestQuirkCapaResetAfterItWorked(t *testing.T) {
+	f := newFixture(t, pop3test.Config{SASL: []string{"SCRAM-SHA-256"}}, testMessages(2))
+	f.acct.Keep = true
+	memo := &Memo{}
+	if _, err := f.quirkPoll(nil, memo); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.SetFaults(pop3test.Fault{Command: "CAPA", Nth: 2, Action: pop3test.Drop})
+	if _, err := f.quirkPoll(nil, memo); kindOf(err) != KindNetwork {
+		t.Fatalf("reset at CAPA: %v, want a network error", err)
+	}
+	if n := f.srv.Count("PASS"); n != 0 {
+		t.Errorf("the password went by PASS %d times instead of SCRAM", n)
+	}
+	f.srv.SetFaults(pop3test.Fault{Command: "CAPA", Nth: 3, Action: pop3test.Drop})
+	f.acct.Auth = AuthSCRAMSHA256
+	if _, err := f.quirkPoll(nil, nil); kindOf(err) != KindNetwork || !strings.Contains(err.Error(), "hung up when asked for its capabilities") {
+		t.Fatalf("named mechanism after a reset: %v", err)
+	}
+}
+
+// TestQuirkListHangUpAtTop: popfetch list --headers on a server without
+// CAPA that hangs up at TOP: the listing is shown, without headers.
+func TestQuirkListHangUpAtTop(t *testing.T) {
+	f := newFixture(t, pop3test.Config{NoCapa: true, NoTop: true, Quirks: pop3test.Quirks{HangUpOnUnknown: true}}, testMessages(3))
+	var log logBuffer
+	got, err := List(context.Background(), f.acct, f.store, true, &Options{Log: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil || len(got) != 3 || got[0].UID != "uid-1" {
+		t.Fatalf("%+v, %v", got, err)
+	}
+	if !strings.Contains(log.String(), "hung up at TOP") {
+		t.Errorf("log:\n%s", log.String())
+	}
+}

@@ -99,6 +99,10 @@ type daemon struct {
 	notifier *sdnotify.Notifier
 	sched    *fetch.Scheduler
 	status   *statusWriter
+	// memos keeps each account's fetch.Memo across reloads, by name and
+	// configuration: what the server taught stays until the account's
+	// configuration changes (or the daemon restarts).
+	memos map[string]*fetch.Memo
 }
 
 func runDaemon(c *cli.Context, code *int, p *proc, interval time.Duration) error {
@@ -186,26 +190,34 @@ func (d *daemon) load() (*config.Config, []fetch.Job, error) {
 		return nil, nil, err
 	}
 	jobs := make([]fetch.Job, 0, len(accounts))
+	memos := make(map[string]*fetch.Memo, len(accounts))
 	for _, a := range accounts {
-		j, err := d.job(a)
+		key := a.Name + "\x00" + fingerprint(a)
+		memo := d.memos[key]
+		if memo == nil {
+			memo = &fetch.Memo{}
+		}
+		memos[key] = memo
+		j, err := d.job(a, memo)
 		if err != nil {
 			return nil, nil, err
 		}
 		jobs = append(jobs, j)
 	}
+	d.memos = memos
 	return cfg, jobs, nil
 }
 
-// job turns an account into the scheduler's job.
-func (d *daemon) job(a config.Account) (fetch.Job, error) {
+// job turns an account into the scheduler's job, whose polls share memo.
+func (d *daemon) job(a config.Account, memo *fetch.Memo) (fetch.Job, error) {
 	acct, err := fetchAccount(a, d.opts)
 	if err != nil {
 		return fetch.Job{}, err
 	}
 	alog := d.log.With("account", a.Name)
-	// The memo lives as long as the job: what one poll learned (the login
-	// method auto settled on, the warnings given) serves the next.
-	opts := fetch.Options{Log: d.log, Trace: d.trace, Memo: &fetch.Memo{}}
+	// What one poll learned (the login method auto settled on, the
+	// warnings given, sizes found) serves the next.
+	opts := fetch.Options{Log: d.log, Trace: d.trace, Memo: memo}
 	if d.display != nil {
 		opts.Progress = d.display.Update
 	}

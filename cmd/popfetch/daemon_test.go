@@ -404,3 +404,23 @@ func TestLogFormats(t *testing.T) {
 		t.Errorf("daemon line %q", h.String())
 	}
 }
+
+// TestDaemonMemoSurvivesReload: what the daemon learned of a server (here,
+// that it refuses APOP and takes USER/PASS) survives a SIGHUP that leaves
+// the account's configuration as it was: APOP is tried once, and the
+// fallback is logged once.
+func TestDaemonMemoSurvivesReload(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{Quirks: pop3test.Quirks{APOPNoSecret: true}}, 1, "interval = 1\n")
+	d := f.startDaemon("daemon")
+	d.waitFor("two polls", func() bool { return f.srv.Count("PASS") >= 2 })
+	d.signal(syscall.SIGHUP)
+	passes := f.srv.Count("PASS")
+	d.waitFor("two polls after the reload", func() bool { return f.srv.Count("PASS") >= passes+2 })
+	d.shutdown()
+	if n := f.srv.Count("APOP"); n != 1 {
+		t.Errorf("APOP tried %d times", n)
+	}
+	if n := strings.Count(d.stderr.String(), "after the server refused APOP"); n != 1 {
+		t.Errorf("the fallback logged %d times:\n%s", n, d.stderr.String())
+	}
+}

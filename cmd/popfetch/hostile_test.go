@@ -49,9 +49,9 @@ func TestHostileServerTextIsEscaped(t *testing.T) {
 		code   int
 	}{
 		{"greeting and PASS refused", pop3test.Config{Greeting: "+OK " + hostile}, []pop3test.Fault{{Command: "PASS", Action: pop3test.Reply, Reply: "-ERR [AUTH] " + hostile}}, "", exitAuth},
-		{"STLS refused", pop3test.Config{STLS: cert.ServerConfig()}, []pop3test.Fault{{Command: "STLS", Action: pop3test.Reply, Reply: "-ERR " + hostile}}, "tls = \"starttls\"\n", exitServer},
+		{"STLS refused", pop3test.Config{STLS: cert.ServerConfig()}, []pop3test.Fault{{Command: "STLS", Action: pop3test.Reply, Reply: "-ERR " + hostile}}, "tls = \"starttls\"\n", exitProtocol},
 		{"UID in the size_limit line", pop3test.Config{}, nil, "size_limit = 10\n", exitNoMail},
-		{"locked", pop3test.Config{Quirks: pop3test.Quirks{LockedReply: "-ERR locked " + hostile}}, nil, "", exitMailboxLocked},
+		{"locked", pop3test.Config{Quirks: pop3test.Quirks{LockedReply: "-ERR mailbox locked " + hostile}}, nil, "", exitMailboxLocked},
 	} {
 		for _, format := range []string{"auto", "human", "text", "json"} {
 			t.Run(tc.name+"/"+format, func(t *testing.T) {

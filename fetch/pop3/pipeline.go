@@ -259,7 +259,10 @@ func (c *Client) Login(ctx context.Context, user, password string, pipelined boo
 	if err != nil {
 		return err
 	}
-	return errors.Join(errs...)
+	if errs[0] != nil {
+		return errs[0] // a refused USER: PASS's -ERR says no more
+	}
+	return errs[1]
 }
 
 // ListRequest says what ListAll asks for.

@@ -177,6 +177,9 @@ type Quirks struct {
 	// not know, instead of answering -ERR (some appliances and Gmail
 	// for commands it was not told of).
 	HangUpOnUnknown bool
+	// HangUpAfterFailedLogin closes the connection after the -ERR to a
+	// login (PASS, APOP, AUTH), as many servers do.
+	HangUpAfterFailedLogin bool
 }
 
 // Server is a running test server.
@@ -437,6 +440,10 @@ func (ss *session) run() {
 		verb, arg, _ := strings.Cut(line, " ")
 		verb = strings.ToUpper(verb)
 		if err := ss.reply(verb, func() error { return ss.handle(verb, arg) }); err != nil {
+			return
+		}
+		if ss.srv.cfg.Quirks.HangUpAfterFailedLogin && !ss.authed && (verb == "PASS" || verb == "APOP" || verb == "AUTH") {
+			ss.w.Flush()
 			return
 		}
 		if ss.r.Buffered() == 0 {
