@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -302,25 +303,49 @@ type rawConfig struct {
 	Account  []rawAccount `toml:"account"`
 }
 
-// Load reads and validates the configuration file at path.
+// Load reads and validates the configuration file at path. The file is
+// opened once, and its permissions are those of the file read. A file
+// that others may read and that holds a password is refused before
+// anything else is said of it: also when it does not parse, if a password
+// key appears in it, so that no error can show the secret where it may be
+// seen (a terminal, the journal on a reload).
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	fi, err := os.Stat(path)
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(data) > maxConfigSize {
+		return nil, fmt.Errorf("config: %s is larger than %d MiB", path, maxConfigSize>>20)
+	}
+	open := fi.Mode().Perm()&0o077 != 0
 	cfg, err := Parse(path, string(data))
 	if err != nil {
+		if open && secretKeyRE.Match(data) {
+			return nil, &PermissionError{Path: path, Mode: fi.Mode()}
+		}
 		return nil, err
 	}
-	if fi.Mode().Perm()&0o077 != 0 && holdsPassword(cfg) {
+	if open && holdsPassword(cfg) {
 		return nil, &PermissionError{Path: path, Mode: fi.Mode()}
 	}
 	return cfg, nil
 }
+
+// maxConfigSize bounds the configuration file read.
+const maxConfigSize = 16 << 20
+
+// secretKeyRE finds a key that holds a secret, in a file that may not
+// parse.
+var secretKeyRE = regexp.MustCompile(`(?m)^\s*(password|client_secret)\s*=`)
 
 func holdsPassword(cfg *Config) bool {
 	for _, a := range cfg.Accounts {
@@ -410,9 +435,19 @@ func buildDaemon(r rawDaemon) (Daemon, []string) {
 func syntaxError(path string, err error) error {
 	var perr toml.ParseError
 	if errors.As(err, &perr) {
-		return &SyntaxError{Path: path, Line: perr.Position.Line, Column: perr.Position.Col, Msg: perr.Message}
+		return &SyntaxError{Path: path, Line: perr.Position.Line, Column: perr.Position.Col, Msg: withoutQuotes(perr.Message)}
 	}
-	return &Error{Path: path, Problems: []string{err.Error()}}
+	return &Error{Path: path, Problems: []string{withoutQuotes(err.Error())}}
+}
+
+// quotedRE matches what a TOML parser's message quotes from the file.
+var quotedRE = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'[^']*'`)
+
+// withoutQuotes masks what a parser's message quotes from the file: it
+// may be a password (`expected value but found "s3cret"`). The line and
+// column say where to look.
+func withoutQuotes(msg string) string {
+	return quotedRE.ReplaceAllString(msg, `"…"`)
 }
 
 // merge fills the fields a leaves unset from d. Keys that are

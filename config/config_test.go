@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 	"time"
 )
 
@@ -509,5 +511,60 @@ func TestParseTargetsAndHeaders(t *testing.T) {
 	}
 	if a := cfg.Accounts[0]; a.Mbox != "/m" || a.LMTP != "" || a.LMTPRecipients != nil {
 		t.Errorf("defaults merged into another target: %+v", a)
+	}
+}
+
+// TestSyntaxErrorHidesSecrets: a file that does not parse never has its
+// password quoted back: a world-readable one is refused for its
+// permissions (exit 6) before its syntax is judged, and a mode-600 one's
+// syntax error masks what the parser quotes.
+func TestSyntaxErrorHidesSecrets(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "config.toml")
+	broken := "[[account]]\nname = \"x\"\nserver = \"pop.example.com\"\nuser = \"me\"\npassword = abcdefSECRETxyz\n"
+	os.WriteFile(p, []byte(broken), 0o644)
+	_, err := Load(p)
+	var perr *PermissionError
+	if !errors.As(err, &perr) || strings.Contains(err.Error(), "SECRET") {
+		t.Fatalf("world-readable, broken: %v", err)
+	}
+	os.Chmod(p, 0o600)
+	_, err = Load(p)
+	var serr *SyntaxError
+	if !errors.As(err, &serr) || serr.Line != 5 || strings.Contains(err.Error(), "SECRET") {
+		t.Fatalf("mode 600, broken: %v", err)
+	}
+	for _, text := range []string{
+		"password = \"abc\\qSECRET\"\n",        // a bad escape
+		"password = 'abcSECRET\n",              // unterminated literal
+		"[[account]]\npassword = \"\"\"SECRET", // unterminated multi-line
+		"x = 1 SECRET\n",
+	} {
+		if _, err := Parse("c.toml", text); err == nil || strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("Parse(%q): %v", text, err)
+		}
+	}
+}
+
+// TestPasswordFileOpenedOnce: password_file is judged by the file read:
+// not a directory or FIFO, not readable by others.
+func TestPasswordFileOpenedOnce(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	if _, err := (Secret{file: dir}).Resolve(ctx); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("a directory: %v", err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err == nil {
+		done := make(chan error, 1)
+		go func() { _, err := (Secret{file: fifo}).Resolve(ctx); done <- err }()
+		go func() { // unblock the open, if it waits for a writer
+			if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+				f.Close()
+			}
+		}()
+		if err := <-done; err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("a FIFO: %v", err)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -63,14 +64,24 @@ func (s Secret) Resolve(ctx context.Context) (string, error) {
 	case s.value != "":
 		return s.value, nil
 	case s.file != "":
-		fi, err := os.Stat(s.file)
+		// Opened once: the permissions checked are those of the file
+		// read, whatever is renamed into its place meanwhile.
+		f, err := os.Open(s.file)
 		if err != nil {
 			return "", fmt.Errorf("password_file: %w", err)
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return "", fmt.Errorf("password_file: %w", err)
+		}
+		if !fi.Mode().IsRegular() {
+			return "", fmt.Errorf("password_file: %s is not a regular file", s.file)
 		}
 		if fi.Mode().Perm()&0o077 != 0 {
 			return "", &PermissionError{Path: s.file, Mode: fi.Mode()}
 		}
-		data, err := os.ReadFile(s.file)
+		data, err := io.ReadAll(io.LimitReader(f, 64<<10))
 		if err != nil {
 			return "", fmt.Errorf("password_file: %w", err)
 		}

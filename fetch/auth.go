@@ -333,6 +333,7 @@ func (s *session) loginRefused(err error) bool {
 // loginWith logs in with one method.
 func (s *session) loginWith(ctx context.Context, mode AuthMode, secret string) error {
 	a := s.acct
+	s.c.Redact(secret) // a server may echo it in its -ERR
 	if name := mode.sasl(); name != "" {
 		mech, err := s.mechanism(mode, secret)
 		if err != nil {
@@ -352,6 +353,7 @@ func (s *session) loginWith(ctx context.Context, mode AuthMode, secret string) e
 			case fresh == secret:
 				return err
 			}
+			s.c.Redact(fresh)
 			if mech, err = s.mechanism(mode, fresh); err != nil {
 				return &Error{Account: a.Name, Kind: KindConfig, Err: err}
 			}

@@ -40,6 +40,10 @@ var version = "dev"
 const graceTimeout = 8 * time.Second
 
 func main() {
+	if err := harden(); err != nil {
+		fmt.Fprintf(os.Stderr, "popfetch: keeping secrets out of core files: %v\n", err)
+		os.Exit(exitInternal)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	stop := make(chan struct{})
 	sigs := make(chan os.Signal, 2)

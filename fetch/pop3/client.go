@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +56,32 @@ type Client struct {
 	pipe      *Pipeline      // the pipeline in use, if any
 	broken    error          // set once the connection cannot be trusted
 	traceMu   sync.Mutex
+	secrets   []string // what Redact was given, replaced in traces and -ERR texts
+}
+
+// minRedacted is the shortest secret Redact acts on: replacing every "a"
+// of a server's replies would only garble them.
+const minRedacted = 4
+
+// Redact makes the client replace secret wherever the server echoes it:
+// in the trace and in the text of *Error replies. A server may quote the
+// password it refused ("-ERR password s3cret is wrong"), and that reply
+// is logged. Call it before sending the secret.
+func (c *Client) Redact(secret string) {
+	if len(secret) < minRedacted || slices.Contains(c.secrets, secret) {
+		return
+	}
+	c.traceMu.Lock()
+	c.secrets = append(c.secrets, secret)
+	c.traceMu.Unlock()
+}
+
+// redacted returns s with every secret given to Redact replaced.
+func (c *Client) redacted(s string) string {
+	for _, sec := range c.secrets {
+		s = strings.ReplaceAll(s, sec, "<redacted>")
+	}
+	return s
 }
 
 // Dial connects to addr over plain TCP and reads the greeting.
@@ -713,7 +740,7 @@ func (c *Client) status(op, line string) (string, error) {
 	}
 	if !ok {
 		e := &Error{Command: op}
-		e.Code, e.Text = splitCode(text)
+		e.Code, e.Text = splitCode(c.redacted(text))
 		return "", e
 	}
 	return text, nil
@@ -780,7 +807,7 @@ func redact(verb, arg string) string {
 func (c *Client) tracef(format string, args ...any) {
 	if c.debug != nil {
 		c.traceMu.Lock()
-		fmt.Fprintf(c.debug, format+"\n", args...)
+		io.WriteString(c.debug, c.redacted(fmt.Sprintf(format+"\n", args...)))
 		c.traceMu.Unlock()
 	}
 }
