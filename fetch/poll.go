@@ -385,6 +385,9 @@ func (s *session) run(ctx context.Context) error {
 	}
 	s.warnExpire()
 	if s.acct.Keep && !hasUIDL && len(msgs) > 0 {
+		// Nothing was asked to be deleted: QUIT frees the mailbox at
+		// once, where a dropped connection may hold its lock a while.
+		s.c.Quit(ctx)
 		return &Error{Account: s.acct.Name, Kind: KindConfig,
 			Err: errors.New("the server does not support UIDL, so keep = true cannot tell new mail from old; use keep = false")}
 	}
