@@ -4,9 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,6 +216,94 @@ func TestOddUIDs(t *testing.T) {
 		}
 		if !keep && len(f.srv.Messages()) != 0 {
 			t.Errorf("%d messages left on the server", len(f.srv.Messages()))
+		}
+	}
+}
+
+// peakHeap runs fn and returns the most heap it saw in use above what was
+// in use before, sampled every millisecond. The garbage collector runs
+// often meanwhile (GOGC=10), so that what is counted is what fn holds,
+// not what it has dropped and the collector has not yet taken back.
+func peakHeap(fn func()) uint64 {
+	defer debug.SetGCPercent(debug.SetGCPercent(10))
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	go func() {
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > base && ms.HeapInuse-base > peak.Load() {
+				peak.Store(ms.HeapInuse - base)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	fn()
+	close(done)
+	return peak.Load()
+}
+
+// TestListingMemoryBounded: a listing of 100,000 messages with 400-octet
+// UIDs (40 MB of UIDs). Kept messages cost no UID: with all of them
+// delivered before, a poll's heap stays within 24 MiB; with all of them
+// new, the UIDs kept stop at 32 MiB, the rest wait for the next poll
+// (exit 13's kind), and the heap stays within 64 MiB. Holding the whole
+// listing took 0.8-0.95 GB for a million such UIDs.
+func TestListingMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	const n = 100_000
+	uid := func(i int) string { return fmt.Sprintf("%08d-%s", i, strings.Repeat("u", 391)) }
+	var listing bytes.Buffer
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&listing, "%d %s\r\n", i, uid(i))
+	}
+	listing.WriteString(".\r\n")
+	data := listing.Bytes()
+	for _, seen := range []bool{true, false} {
+		host, port := hostileServer(t, func(w io.Writer) { w.Write(data) })
+		f := newFixture(t, pop3test.Config{}, nil)
+		f.acct.Server, f.acct.Port, f.acct.Keep = host, port, true
+		if seen {
+			uids := make([]string, n)
+			for i := range uids {
+				uids[i] = uid(i + 1)
+			}
+			if err := f.store.Record(f.acct.Key(), uids...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var st Stats
+		var err error
+		var log logBuffer
+		opts := &Options{Log: slog.New(slog.NewTextHandler(&log, nil))}
+		peak := peakHeap(func() {
+			// Check lists and compares as a poll does, and fetches
+			// nothing (the hostile server serves no message).
+			st, err = Check(context.Background(), f.acct, f.store, opts)
+		})
+		limit := uint64(24 << 20)
+		if !seen {
+			limit = 64 << 20
+		}
+		t.Logf("all seen=%v: peak heap %.1f MiB; %+v, %v", seen, float64(peak)/(1<<20), st, err)
+		if peak > limit {
+			t.Errorf("all seen=%v: the poll's heap peaked at %.1f MiB, want at most %d MiB", seen, float64(peak)/(1<<20), limit>>20)
+		}
+		if err != nil || st.Messages != n || (seen && st.New != 0) || (!seen && st.New != n) {
+			t.Errorf("all seen=%v: %+v, %v", seen, st, err)
+		}
+		if deferred := strings.Contains(log.String(), "new messages wait for the next poll"); deferred == seen {
+			t.Errorf("all seen=%v: deferral logged %v:\n%s", seen, deferred, log.String())
 		}
 	}
 }

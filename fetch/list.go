@@ -37,6 +37,7 @@ func List(ctx context.Context, acct *Account, store *uidstore.Store, headers boo
 	defer cancel()
 	s := newSession(acct, store, nil, opts)
 	s.sizes = true
+	s.keepUIDs = true
 	defer s.close()
 	msgs, _, err := s.open(ctx)
 	if err != nil {

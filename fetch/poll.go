@@ -19,6 +19,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"net"
@@ -290,6 +291,8 @@ type session struct {
 	step     string            // the command in progress, for error classification
 	authMode AuthMode          // how the session logged in
 	memo     *Memo             // Options.Memo
+	lister   *lister           // the UIDL listing, compared with the store as it came in
+	keepUIDs bool              // keep every message's UID, seen or not (popfetch list)
 	noCapa   bool              // the server hung up at CAPA: connected again without it
 	expire   string            // the server's EXPIRE policy (RFC 2449 section 6.7), if it names one
 	tune     tuning
@@ -320,6 +323,7 @@ type message struct {
 	sizeKnown bool
 	seen      bool
 	first     time.Time // when first delivered, if seen
+	deferred  bool      // new, but left for the next poll: the listing's UIDs ran past maxKeptUIDBytes
 }
 
 // open connects, logs in and lists the mailbox. Until the listing is
@@ -638,7 +642,18 @@ func (s *session) list(ctx context.Context) ([]message, bool, error) {
 	s.step = "UIDL"
 	uidl := s.caps == nil || s.caps.Has("UIDL")
 	req := pop3.ListRequest{Capa: s.recapa(), UIDL: uidl, List: !uidl || s.needSizesAtOnce()}
+	if uidl {
+		lk, err := s.store.Lookup(s.acct.Key())
+		if err != nil {
+			return nil, false, err
+		}
+		s.lister = &lister{lookup: lk, keepUIDs: s.keepUIDs || s.acct.FetchAll, seed: maphash.MakeSeed(), hashes: map[uint64]int{}}
+		req.OnUID = s.lister.add
+	}
 	l, err := s.c.ListAll(ctx, req, s.pipelining())
+	if s.lister != nil {
+		s.lister.lookup.Close() // before anything writes to the store
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -649,7 +664,7 @@ func (s *session) list(ctx context.Context) ([]message, bool, error) {
 		s.caps = l.Caps
 		s.learnCaps()
 	}
-	uids, uidlErr, sizes, listErr := l.UIDs, l.UIDLErr, l.Sizes, l.ListErr
+	uidlErr, sizes, listErr := l.UIDLErr, l.Sizes, l.ListErr
 	var perr *pop3.Error
 	if uidlErr != nil && uidlErr != errNoUIDL && (!errors.As(uidlErr, &perr) || s.caps.Has("UIDL") || perr.Code != "") {
 		// Not "unsupported": refused by a server that advertises UIDL,
@@ -659,10 +674,11 @@ func (s *session) list(ctx context.Context) ([]message, bool, error) {
 	hasUIDL := uidlErr == nil
 	var msgs []message
 	if hasUIDL {
-		if msgs, err = s.byUID(uids); err != nil {
-			return nil, false, err
+		msgs = s.lister.msgs
+		s.warnEscaped()
+		if n := s.lister.deferred; n > 0 {
+			s.log.Warn(fmt.Sprintf("the listing's UIDs run past %d MiB: %d new messages wait for the next poll", maxKeptUIDBytes>>20, n))
 		}
-		s.warnEscaped(uids)
 	}
 	// LIST went out with UIDL if it was sure to be needed; otherwise ask
 	// for it now, if it is needed at all.
@@ -696,15 +712,8 @@ func (s *session) list(ctx context.Context) ([]message, bool, error) {
 
 // warnEscaped warns, once per Memo, that the server's UIDs hold what RFC
 // 1939 does not allow, and how popfetch keeps them (pop3.CanonicalUID).
-func (s *session) warnEscaped(uids []pop3.MessageUID) {
-	n, example := 0, ""
-	for _, u := range uids {
-		if strings.HasPrefix(u.UID, pop3.EscapedPrefix) {
-			if n++; n == 1 {
-				example = u.UID
-			}
-		}
-	}
+func (s *session) warnEscaped() {
+	n, example := s.lister.escaped, s.lister.example
 	if n > 0 && s.memo.firstTime("escaped-uids") {
 		s.log.Warn(fmt.Sprintf("the server's UIDs of %d messages hold characters RFC 1939 does not allow (spaces, controls, non-ASCII); popfetch keeps them escaped, as in %q", n, example))
 	}
@@ -713,42 +722,84 @@ func (s *session) warnEscaped(uids []pop3.MessageUID) {
 // errNoUIDL stands for the UIDL reply of a server whose CAPA lacks UIDL.
 var errNoUIDL = errors.New("the server does not list UIDL among its capabilities")
 
-// byUID turns a UIDL listing into messages and looks them up in the store
-// in one read transaction. A UID used twice stops the poll before anything
-// is deleted: deleting by UID could delete the wrong message.
-func (s *session) byUID(uids []pop3.MessageUID) ([]message, error) {
-	msgs := make([]message, len(uids))
-	list := make([]string, len(uids))
-	seenUID := make(map[string]struct{}, len(uids))
-	var seenNum map[int]bool // only for a listing out of order
-	for i, u := range uids {
-		if _, dup := seenUID[u.UID]; dup {
-			return nil, &pop3.ProtocolError{Op: "UIDL", Msg: fmt.Sprintf("UID %q is used by more than one message", u.UID)}
-		}
-		seenUID[u.UID] = struct{}{}
-		if i > 0 && u.Number <= uids[i-1].Number && seenNum == nil {
-			seenNum = make(map[int]bool, len(uids))
-			for _, v := range uids[:i] {
-				seenNum[v.Number] = true
-			}
-		}
-		if seenNum != nil {
-			if seenNum[u.Number] {
-				return nil, &pop3.ProtocolError{Op: "UIDL", Msg: fmt.Sprintf("message %d listed twice", u.Number)}
-			}
-			seenNum[u.Number] = true
-		}
-		msgs[i] = message{num: u.Number, uid: u.UID}
-		list[i] = u.UID
+// lister turns a UIDL listing into messages as it streams in, looking
+// each UID up in the store at once. What it keeps does not grow with the
+// length of the UIDs: a message number, a hash of its UID (to find a UID
+// used twice, and for prune), and the UID itself only for a message that
+// is new (or that fetch_all or popfetch list needs). A UID used twice
+// stops the poll before anything is deleted: deleting by UID could delete
+// the wrong message.
+type lister struct {
+	lookup   *uidstore.Lookup
+	keepUIDs bool
+	seed     maphash.Seed
+	hashes   map[uint64]int // UID hash -> message number
+	seenNum  map[int]bool   // only for a listing out of order
+	last     int
+	msgs     []message
+	escaped  int    // UIDs kept escaped (pop3.CanonicalUID)
+	example  string // one of them
+	kept     int    // octets of the UIDs kept
+	deferred int    // new messages left for the next poll (maxKeptUIDBytes)
+}
+
+// maxKeptUIDBytes bounds the octets of UIDs a listing keeps (those of
+// new messages): past it, further new messages wait for the next poll, as
+// with fetch_limit. With a million messages listed, a poll holds about
+// 80 MiB whatever the length of their UIDs (docs/performance.md).
+const maxKeptUIDBytes = 32 << 20
+
+func (l *lister) add(u pop3.MessageUID) error {
+	h := maphash.String(l.seed, u.UID)
+	if prev, dup := l.hashes[h]; dup {
+		return &pop3.ProtocolError{Op: "UIDL", Msg: fmt.Sprintf("UID %q is used by more than one message (%d and %d)", shortUID(u.UID), prev, u.Number)}
 	}
-	first, err := s.store.FirstSeen(s.acct.Key(), list)
-	if err != nil {
-		return nil, err
+	l.hashes[h] = u.Number
+	if u.Number <= l.last && l.seenNum == nil {
+		l.seenNum = make(map[int]bool, len(l.msgs))
+		for _, m := range l.msgs {
+			l.seenNum[m.num] = true
+		}
 	}
-	for i := range msgs {
-		msgs[i].seen, msgs[i].first = !first[i].IsZero(), first[i]
+	if l.seenNum != nil {
+		if l.seenNum[u.Number] {
+			return &pop3.ProtocolError{Op: "UIDL", Msg: fmt.Sprintf("message %d listed twice", u.Number)}
+		}
+		l.seenNum[u.Number] = true
 	}
-	return msgs, nil
+	l.last = u.Number
+	first := l.lookup.FirstSeen(u.UID)
+	m := message{num: u.Number, seen: !first.IsZero(), first: first}
+	switch {
+	case (!m.seen || l.keepUIDs) && l.kept+len(u.UID) > maxKeptUIDBytes:
+		m.deferred = !m.seen
+		l.deferred++
+	case !m.seen || l.keepUIDs:
+		m.uid = u.UID
+		l.kept += len(u.UID)
+	}
+	if strings.HasPrefix(u.UID, pop3.EscapedPrefix) {
+		if l.escaped++; l.escaped == 1 {
+			l.example = u.UID
+		}
+	}
+	l.msgs = append(l.msgs, m)
+	return nil
+}
+
+// present reports whether a recorded UID is in the listing (for prune). A
+// stored UID whose hash matches another's is kept: harmless.
+func (l *lister) present(uid []byte) bool {
+	_, ok := l.hashes[maphash.Bytes(l.seed, uid)]
+	return ok
+}
+
+// shortUID cuts a UID for a message.
+func shortUID(uid string) string {
+	if len(uid) > 70 {
+		return uid[:70] + "..."
+	}
+	return uid
 }
 
 func anyNew(msgs []message) bool {
@@ -774,11 +825,7 @@ func (s *session) prune(msgs []message) error {
 	if err != nil || stored <= recorded+s.stats.Delivered {
 		return err
 	}
-	present := make([]string, len(msgs))
-	for i, m := range msgs {
-		present[i] = m.uid
-	}
-	n, err := s.store.Prune(s.acct.Key(), present)
+	n, err := s.store.PruneExcept(s.acct.Key(), s.lister.present)
 	if n > 0 {
 		s.log.Debug("forgot UIDs no longer on the server", "count", n)
 	}
@@ -809,6 +856,9 @@ func (s *session) plan(msgs []message) (toFetch, toDelete []message) {
 				s.log.Debug("deleting a message older than delete_after", "uid", m.uid, "number", m.num,
 					"first_delivered", m.first.Format(time.DateOnly))
 			}
+		case m.deferred:
+			s.stats.New++
+			s.stats.LimitReached = true
 		case !m.seen && a.DeleteLargerThan > 0 && m.sizeKnown && m.size > a.DeleteLargerThan:
 			s.stats.New++
 			s.stats.Discarded++

@@ -167,6 +167,38 @@ func (s *Store) FirstSeen(key Key, uids []string) ([]time.Time, error) {
 	return first, nil
 }
 
+// Lookup reads one mailbox's records in one read transaction, a UID at a
+// time: a listing is compared with the store as it streams in, without
+// holding every UID. Close it; no write to the store can complete while
+// it is open in the same goroutine.
+type Lookup struct {
+	tx  *bolt.Tx
+	b   *bolt.Bucket
+	buf []byte
+}
+
+// Lookup starts a Lookup of key's records.
+func (s *Store) Lookup(key Key) (*Lookup, error) {
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		return nil, fmt.Errorf("uidstore: read %s: %w", key, err)
+	}
+	return &Lookup{tx: tx, b: tx.Bucket(key.bucket())}, nil
+}
+
+// FirstSeen returns when uid was first recorded; the zero time if it is
+// not (see Store.FirstSeen).
+func (l *Lookup) FirstSeen(uid string) time.Time {
+	if l.b == nil {
+		return time.Time{}
+	}
+	l.buf = append(l.buf[:0], uid...) // reused: no allocation per lookup
+	return decodeTime(l.b.Get(l.buf))
+}
+
+// Close ends the read transaction.
+func (l *Lookup) Close() error { return l.tx.Rollback() }
+
 // decodeTime returns the first-seen time of a record: zero for none, the
 // epoch for a record without a readable time.
 func decodeTime(v []byte) time.Time {
@@ -231,6 +263,15 @@ func (s *Store) Prune(key Key, present []string) (int, error) {
 	for _, u := range present {
 		keep[u] = struct{}{}
 	}
+	return s.PruneExcept(key, func(uid []byte) bool {
+		_, ok := keep[string(uid)]
+		return ok
+	})
+}
+
+// PruneExcept is Prune with the UIDs still present given by a function,
+// which a caller can answer without holding every UID.
+func (s *Store) PruneExcept(key Key, present func(uid []byte) bool) (int, error) {
 	removed := 0
 	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(key.bucket())
@@ -239,7 +280,7 @@ func (s *Store) Prune(key Key, present []string) (int, error) {
 		}
 		var gone [][]byte
 		b.ForEach(func(k, _ []byte) error {
-			if _, ok := keep[string(k)]; !ok {
+			if !present(k) {
 				gone = append(gone, append([]byte(nil), k...))
 			}
 			return nil

@@ -434,22 +434,21 @@ func (c *Client) UIDL(ctx context.Context) ([]MessageUID, error) {
 // uidParser returns a listing line handler that appends to out and
 // refuses a malformed line or a UID seen before.
 func uidParser(out *[]MessageUID) func(string) error {
-	seen := map[string]int{}
+	return uidHandler(func(m MessageUID) error {
+		*out = append(*out, m)
+		return nil
+	})
+}
+
+// uidHandler parses each line of a UIDL listing and hands it to fn.
+// Whether a UID is used twice is the caller's to judge.
+func uidHandler(fn func(MessageUID) error) func(string) error {
 	return func(line string) error {
 		m, err := parseUIDLLine(line)
 		if err != nil {
 			return err
 		}
-		if prev, dup := seen[m.UID]; dup {
-			uid := m.UID
-			if len(uid) > 70 {
-				uid = uid[:70] + "..."
-			}
-			return &ProtocolError{Op: "UIDL", Msg: fmt.Sprintf("UID %q is used by more than one message (%d and %d)", uid, prev, m.Number)}
-		}
-		seen[m.UID] = m.Number
-		*out = append(*out, m)
-		return nil
+		return fn(m)
 	}
 }
 

@@ -273,6 +273,11 @@ type ListRequest struct {
 	Capa bool
 	UIDL bool
 	List bool
+	// OnUID, if set, is given each line of the UIDL listing as it is
+	// read, instead of Listing.UIDs holding them all; an error from it
+	// is the listing's error (UIDLErr), and the rest of the listing is
+	// read without being kept.
+	OnUID func(MessageUID) error
 }
 
 // Listing is the answer to a ListRequest.
@@ -301,7 +306,11 @@ func (c *Client) ListAll(ctx context.Context, req ListRequest, pipelined bool) (
 	}
 	if req.UIDL {
 		cmds = append(cmds, [2]string{"UIDL", ""})
-		parsers = append(parsers, uidParser(&l.UIDs))
+		if req.OnUID != nil {
+			parsers = append(parsers, uidHandler(req.OnUID))
+		} else {
+			parsers = append(parsers, uidParser(&l.UIDs))
+		}
 		errp = append(errp, &l.UIDLErr)
 	}
 	if req.List {
