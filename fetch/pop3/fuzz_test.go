@@ -232,3 +232,26 @@ func FuzzSASLChallenge(f *testing.F) {
 		}
 	})
 }
+
+// FuzzGreeting: the APOP timestamp taken from a greeting is either
+// nothing or a <local@domain> of printable ASCII (CVE-2007-1558).
+func FuzzGreeting(f *testing.F) {
+	for _, s := range []string{"+OK <1.2@x>", "+OK <a@b@c>", "+OK <@x>", "+OK <x@>", "+OK <\x00@x>", "+OK <a b@x>", "+OK no stamp", "+OK <<a@b>>"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, greeting string) {
+		ts := apopTimestamp(greeting)
+		if ts == "" {
+			return
+		}
+		inner := strings.TrimSuffix(strings.TrimPrefix(ts, "<"), ">")
+		if len(inner) != len(ts)-2 || strings.Count(inner, "@") != 1 || strings.HasPrefix(inner, "@") || strings.HasSuffix(inner, "@") {
+			t.Fatalf("apopTimestamp(%q) = %q", greeting, ts)
+		}
+		for _, c := range []byte(inner) {
+			if c <= ' ' || c >= 0x7f || c == '<' || c == '>' {
+				t.Fatalf("apopTimestamp(%q) = %q holds %q", greeting, ts, c)
+			}
+		}
+	})
+}
