@@ -43,11 +43,16 @@ test-faults:
 test-short:
 	$(GO) test -count=1 -short ./...
 
-## vet: go vet and a gofmt check
+## vet: go vet, a gofmt check, go.mod tidy, and a build for each system popfetch runs on
+PLATFORMS = linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 freebsd/amd64 freebsd/arm64
 vet:
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) mod tidy -diff
+	@for p in $(PLATFORMS); do \
+	  echo "build $$p"; GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build -o /dev/null ./... || exit 1; \
+	done
 
 ## fuzz: run every fuzz target for FUZZTIME each
 FUZZ = $(GO) test -run '^$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)

@@ -9,13 +9,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 
-	"golang.org/x/sys/unix"
 	"time"
 
 	"github.com/emersion/go-maildir"
@@ -192,20 +190,17 @@ func (m *Maildir) create(name string) (*os.File, error) {
 }
 
 // tmpfile opens an unnamed file in new/. It returns nil and no error if
-// the file system cannot, and remembers that.
+// the file system (or the system: see tmpfile_other.go) cannot, and
+// remembers that.
 func (m *Maildir) tmpfile() (*os.File, error) {
 	if m.noTmp.Load() {
 		return nil, nil
 	}
-	fd, err := unix.Open(filepath.Join(m.dir, "new"), unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
-	if err == nil {
-		return os.NewFile(uintptr(fd), "/proc/self/fd/"+strconv.Itoa(fd)), nil
-	}
-	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) {
+	f, err := openUnnamed(filepath.Join(m.dir, "new"))
+	if f == nil && err == nil {
 		m.noTmp.Store(true)
-		return nil, nil
 	}
-	return nil, &os.PathError{Op: "open", Path: filepath.Join(m.dir, "new"), Err: err}
+	return f, err
 }
 
 // stagedFile is a message written but not published.
@@ -229,12 +224,7 @@ func (s *stagedFile) Publish(ctx context.Context) error {
 	newPath := filepath.Join(s.m.dir, "new", s.name)
 	var err error
 	if s.tmpPath == "" {
-		// Name the unnamed file. linkat with AT_EMPTY_PATH needs a
-		// privilege; through /proc/self/fd it does not.
-		err = unix.Linkat(unix.AT_FDCWD, s.f.Name(), unix.AT_FDCWD, newPath, unix.AT_SYMLINK_FOLLOW)
-		if err != nil {
-			err = &os.LinkError{Op: "link", Old: s.f.Name(), New: newPath, Err: err}
-		}
+		err = nameUnnamed(s.f, newPath)
 	}
 	if cerr := s.f.Close(); err == nil {
 		err = cerr

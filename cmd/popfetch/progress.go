@@ -65,7 +65,7 @@ func newProgressDisplay(f *os.File) *progressDisplay {
 	if f == nil {
 		return nil
 	}
-	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
+	if _, err := unix.IoctlGetTermios(int(f.Fd()), ioctlReadTermios); err != nil {
 		return nil
 	}
 	width := 80

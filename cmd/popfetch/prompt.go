@@ -56,18 +56,18 @@ func withPrompt(a config.Account, resolve func(context.Context) (string, error),
 // echo off, restoring the terminal however it ends.
 func readPassword(ctx context.Context, f *os.File, prompt string, stop <-chan struct{}) (string, error) {
 	fd := int(f.Fd())
-	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	old, err := unix.IoctlGetTermios(fd, ioctlReadTermios)
 	if err != nil {
 		return "", fmt.Errorf("%s is not a terminal: %w", f.Name(), err)
 	}
 	noEcho := *old
 	noEcho.Lflag &^= unix.ECHO
 	noEcho.Lflag |= unix.ICANON | unix.ISIG
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &noEcho); err != nil {
+	if err := unix.IoctlSetTermios(fd, ioctlWriteTermios, &noEcho); err != nil {
 		return "", err
 	}
 	defer func() {
-		unix.IoctlSetTermios(fd, unix.TCSETS, old)
+		unix.IoctlSetTermios(fd, ioctlWriteTermios, old)
 		f.WriteString("\n")
 	}()
 	if _, err := f.WriteString(prompt); err != nil {

@@ -1,0 +1,10 @@
+package main
+
+import "golang.org/x/sys/unix"
+
+// ioctlReadTermios is the ioctl that reads a terminal's settings: whether
+// it succeeds tells a terminal from a file or a pipe.
+const ioctlReadTermios = unix.TCGETS
+
+// ioctlWriteTermios is the ioctl that sets them.
+const ioctlWriteTermios = unix.TCSETS
