@@ -898,11 +898,13 @@ func (s *session) received(m message) string {
 		For: s.acct.Recipient, Date: time.Now()}.Header()
 }
 
-// sourceReader remembers how the message stream ended, and keeps the
-// start of the message for the log line when head is set.
+// sourceReader streams a message into a deliverer: it bounds it (limit),
+// notes whether it was read to its end (the deliverer must), and keeps
+// its start for the log line when head is set. A failure of the stream
+// comes back from the deliverer unwrapped (deliver.Deliverer), so it is
+// not remembered here.
 type sourceReader struct {
 	r     io.Reader
-	err   error
 	eof   bool
 	head  *bytes.Buffer
 	limit int64 // 0: none; past it Read fails with errTooLarge
@@ -928,11 +930,8 @@ func (r *sourceReader) Read(p []byte) (int, error) {
 	if r.head != nil && r.head.Len() < maxHead {
 		r.head.Write(p[:min(n, maxHead-r.head.Len())])
 	}
-	switch {
-	case err == io.EOF:
+	if err == io.EOF {
 		r.eof = true
-	case err != nil:
-		r.err = err
 	}
 	return n, err
 }

@@ -626,11 +626,14 @@ func (s *session) stage(ctx context.Context, m message, body *pop3.MessageReader
 		tl.got = body.Size()
 		return fetched{}, tl
 	}
-	if src.err != nil {
+	var derr *deliver.Error
+	if err != nil && !errors.As(err, &derr) {
+		// The stream failed (a deliverer returns that unwrapped): the
+		// message was cut short, a network failure.
 		if st != nil {
 			st.Abort()
 		}
-		return fetched{}, src.err // cut short: a network failure
+		return fetched{}, err
 	}
 	if err != nil {
 		body.Close() // keep the connection usable for the next reply
