@@ -162,7 +162,6 @@ func (s *session) secret(ctx context.Context, mode AuthMode) (string, error) {
 	if get == nil {
 		return "", &Error{Account: a.Name, Kind: KindConfig, Err: fmt.Errorf("auth %s needs a %s, and none is configured", mode, what)}
 	}
-	s.step = "password"
 	v, err := get(ctx)
 	if err != nil {
 		var temp interface{ Temporary() bool }
@@ -302,7 +301,6 @@ func (s *session) utf8(ctx context.Context) error {
 	if !s.caps.Has("UTF8") {
 		return nil
 	}
-	s.step = "UTF8"
 	var perr *pop3.Error
 	if err := s.c.UTF8(ctx); err != nil && !errors.As(err, &perr) {
 		return err
@@ -339,7 +337,6 @@ func (s *session) loginWith(ctx context.Context, mode AuthMode, secret string) e
 		if err != nil {
 			return &Error{Account: a.Name, Kind: KindConfig, Err: err}
 		}
-		s.step = "AUTH"
 		err = s.c.Auth(ctx, mech)
 		if err != nil && s.tokenRefused(mode, err) {
 			// The token was refused before its stated expiry (revoked,
@@ -357,7 +354,6 @@ func (s *session) loginWith(ctx context.Context, mode AuthMode, secret string) e
 			if mech, err = s.mechanism(mode, fresh); err != nil {
 				return &Error{Account: a.Name, Kind: KindConfig, Err: err}
 			}
-			s.step = "AUTH"
 			if err = s.c.Auth(ctx, mech); err != nil {
 				s.tokenRefused(mode, err)
 			}
@@ -365,9 +361,7 @@ func (s *session) loginWith(ctx context.Context, mode AuthMode, secret string) e
 		return err
 	}
 	if mode == AuthAPOP {
-		s.step = "APOP"
 		return s.c.APOP(ctx, a.User, secret)
 	}
-	s.step = "PASS"
 	return s.c.Login(ctx, a.User, secret, s.pipelining())
 }

@@ -67,9 +67,10 @@ func (e *Error) Temporary() bool {
 	return false
 }
 
-// classify turns an error from a step of the session into an *Error.
-// step is the POP3 command or phase that failed.
-func classify(account, step string, err error) *Error {
+// classify turns an error of the session into an *Error, judging it by
+// its type: a -ERR carries the command it answered (pop3.Error.Command),
+// so a refused login is told from other refusals by that.
+func classify(account string, err error) *Error {
 	var fe *Error
 	if errors.As(err, &fe) {
 		return fe
@@ -98,9 +99,9 @@ func classify(account, step string, err error) *Error {
 			// TLS was required and the server refused it: a feature
 			// missing, as when it does not offer STLS at all.
 			k = KindProtocol
-		case perr.HasCode(pop3.CodeInUse) || (isAuthStep(step) && perr.Code == "" && mentionsLock(perr.Text)):
+		case perr.HasCode(pop3.CodeInUse) || (isAuthStep(perr.Command) && perr.Code == "" && mentionsLock(perr.Text)):
 			k = KindLocked
-		case isAuthStep(step) && (perr.Code == "" || perr.HasCode(pop3.CodeAuth)):
+		case isAuthStep(perr.Command) && (perr.Code == "" || perr.HasCode(pop3.CodeAuth)):
 			k = KindAuth
 		}
 	case errors.As(err, &saslErr):

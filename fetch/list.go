@@ -41,7 +41,7 @@ func List(ctx context.Context, acct *Account, store *uidstore.Store, headers boo
 	defer s.close()
 	msgs, _, err := s.open(ctx)
 	if err != nil {
-		return nil, classify(acct.Name, s.step, err)
+		return nil, classify(acct.Name, err)
 	}
 	out := make([]Listed, len(msgs))
 	for i, m := range msgs {
@@ -54,11 +54,10 @@ func List(ctx context.Context, acct *Account, store *uidstore.Store, headers boo
 		headers = false
 	}
 	if headers {
-		s.step = "TOP"
 		for i := range out {
 			if err := s.header(ctx, &out[i]); err != nil {
 				if ctx.Err() != nil || !isNetwork(err) {
-					return nil, classify(acct.Name, s.step, err)
+					return nil, classify(acct.Name, err)
 				}
 				// The server hung up at TOP (a server without CAPA
 				// that does not know it): the listing stands.
@@ -67,9 +66,8 @@ func List(ctx context.Context, acct *Account, store *uidstore.Store, headers boo
 			}
 		}
 	}
-	s.step = "QUIT"
 	if err := s.c.Quit(ctx); err != nil {
-		return nil, classify(acct.Name, s.step, err)
+		return nil, classify(acct.Name, err)
 	}
 	return out, nil
 }

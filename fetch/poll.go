@@ -197,10 +197,10 @@ func Poll(ctx context.Context, acct *Account, store *uidstore.Store, d deliver.D
 		}()
 	}
 	if err := s.run(ctx); err != nil {
-		return s.stats, classify(acct.Name, s.step, ceilingErr(ctx, acct, err))
+		return s.stats, classify(acct.Name, ceilingErr(ctx, acct, err))
 	}
 	if s.softErr != nil {
-		return s.stats, classify(acct.Name, "transfer", s.softErr)
+		return s.stats, classify(acct.Name, s.softErr)
 	}
 	return s.stats, nil
 }
@@ -240,7 +240,7 @@ func Check(ctx context.Context, acct *Account, store *uidstore.Store, opts *Opti
 	s := newSession(acct, store, nil, opts)
 	defer s.close()
 	if err := s.resolvePending(); err != nil {
-		return s.stats, classify(acct.Name, s.step, err)
+		return s.stats, classify(acct.Name, err)
 	}
 	msgs, _, err := s.open(ctx)
 	if err == nil {
@@ -249,11 +249,10 @@ func Check(ctx context.Context, acct *Account, store *uidstore.Store, opts *Opti
 				s.stats.New++
 			}
 		}
-		s.step = "QUIT"
 		err = s.c.Quit(ctx)
 	}
 	if err != nil {
-		return s.stats, classify(acct.Name, s.step, ceilingErr(ctx, acct, err))
+		return s.stats, classify(acct.Name, ceilingErr(ctx, acct, err))
 	}
 	return s.stats, nil
 }
@@ -288,7 +287,6 @@ type session struct {
 	host     string          // this host's name, for Received fields
 	c        *pop3.Client
 	caps     pop3.Capabilities // nil if the server has no CAPA
-	step     string            // the command in progress, for error classification
 	authMode AuthMode          // how the session logged in
 	memo     *Memo             // Options.Memo
 	lister   *lister           // the UIDL listing, compared with the store as it came in
@@ -418,7 +416,6 @@ func (s *session) run(ctx context.Context) error {
 		}
 	}
 	if !ended {
-		s.step = "QUIT"
 		if err := s.c.Quit(ctx); err != nil {
 			return err
 		}
@@ -446,7 +443,6 @@ func (s *session) maildir() string {
 // leftover temporary file removed, and fetched again. Without pending
 // records this costs one look-up in the store.
 func (s *session) resolvePending() error {
-	s.step = "resolve"
 	key := s.acct.Key()
 	ps, err := s.store.Pending(key)
 	if err != nil || len(ps) == 0 {
@@ -501,7 +497,8 @@ func (s *session) connect(ctx context.Context) error {
 	if err == nil && s.caps != nil {
 		s.memo.setCapaWorks()
 	}
-	if err != nil && s.step == "CAPA" && isHangUp(err) && s.acct.TLS != TLSStartTLS && !s.memo.capaWorks() {
+	var capaErr *capaError
+	if errors.As(err, &capaErr) && isHangUp(err) && s.acct.TLS != TLSStartTLS && !s.memo.capaWorks() {
 		s.log.Debug("the server hung up at CAPA; connecting again without it", "error", err.Error())
 		s.c.Close()
 		s.noCapa = true
@@ -509,6 +506,12 @@ func (s *session) connect(ctx context.Context) error {
 	}
 	return err
 }
+
+// capaError is a CAPA that failed other than by -ERR: no reply.
+type capaError struct{ err error }
+
+func (e *capaError) Error() string { return e.err.Error() }
+func (e *capaError) Unwrap() error { return e.err }
 
 // isHangUp reports whether err is the server closing the connection.
 func isHangUp(err error) bool {
@@ -537,7 +540,6 @@ func (s *session) dial(ctx context.Context, capa bool) error {
 		dctx, cancel = context.WithTimeout(ctx, a.Timeout)
 		defer cancel()
 	}
-	s.step = "connect"
 	var err error
 	if a.TLS == TLSImplicit {
 		s.c, err = pop3.DialTLS(dctx, addr, tcfg, opts)
@@ -551,7 +553,6 @@ func (s *session) dial(ctx context.Context, capa bool) error {
 		return err
 	}
 	if a.TLS == TLSStartTLS {
-		s.step = "STLS"
 		if err := s.c.StartTLS(dctx, tcfg); err != nil {
 			if errors.Is(err, pop3.ErrNoSTLS) {
 				return fmt.Errorf("%w; refusing to continue without TLS (tls = \"starttls\")", err)
@@ -564,11 +565,10 @@ func (s *session) dial(ctx context.Context, capa bool) error {
 	if !capa {
 		return nil
 	}
-	s.step = "CAPA"
 	caps, err := s.c.Capa(ctx)
 	var perr *pop3.Error
 	if err != nil && !errors.As(err, &perr) {
-		return err
+		return &capaError{err}
 	}
 	s.caps = caps
 	s.learnCaps()
@@ -639,7 +639,6 @@ func (s *session) needSizesAtOnce() bool {
 // capabilities must be asked for again after login (see recapa).
 func (s *session) list(ctx context.Context) ([]message, bool, error) {
 	needSizes := s.needSizes()
-	s.step = "UIDL"
 	uidl := s.caps == nil || s.caps.Has("UIDL")
 	req := pop3.ListRequest{Capa: s.recapa(), UIDL: uidl, List: !uidl || s.needSizesAtOnce()}
 	if uidl {
@@ -683,12 +682,10 @@ func (s *session) list(ctx context.Context) ([]message, bool, error) {
 	// LIST went out with UIDL if it was sure to be needed; otherwise ask
 	// for it now, if it is needed at all.
 	if !req.List && (!hasUIDL || (needSizes && (anyNew(msgs) || s.acct.FetchAll || s.sizes))) {
-		s.step = "LIST"
 		sizes, err = s.c.List(ctx)
 		listErr = err
 	}
 	if listErr != nil {
-		s.step = "LIST"
 		return nil, false, listErr
 	}
 	if !hasUIDL {

@@ -74,7 +74,6 @@ func (s *session) transfer(ctx context.Context, toFetch, toDelete []message, has
 	if s.pipelining() {
 		window = s.tune.window
 	}
-	s.step = "RETR"
 	p, err := s.c.Pipeline(ctx, window)
 	if err != nil {
 		return 0, false, err
@@ -94,7 +93,6 @@ func (s *session) transfer(ctx context.Context, toFetch, toDelete []message, has
 		return t.deleted, false, endErr
 	}
 	if t.quitErr != nil {
-		s.step = "QUIT"
 		return t.deleted, true, t.quitErr
 	}
 	return t.deleted, t.quit, nil
