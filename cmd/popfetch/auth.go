@@ -13,7 +13,7 @@ import (
 
 // authCommand is "popfetch auth ACCOUNT": the first OAuth2 refresh token,
 // by the device authorization grant (RFC 8628).
-func authCommand(code *int) *cli.Command {
+func authCommand() *cli.Command {
 	return &cli.Command{
 		Name:            "auth",
 		OnUsageError:    onUsageError,
@@ -22,11 +22,11 @@ func authCommand(code *int) *cli.Command {
 		ArgsUsage:       "ACCOUNT",
 		BashComplete:    completeAccounts,
 		Flags:           globalFlags(),
-		Action:          func(c *cli.Context) error { return authAction(c, code) },
+		Action:          func(c *cli.Context) error { return authAction(c) },
 	}
 }
 
-func authAction(c *cli.Context, code *int) error {
+func authAction(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return usageError{"popfetch auth takes one account name (see popfetch auth --help)"}
 	}
@@ -65,6 +65,5 @@ func authAction(c *cli.Context, code *int) error {
 		return err
 	}
 	fmt.Fprintf(w, "Authorized. The refresh token is saved in %s; popfetch refreshes access tokens from now on.\n", ocfg.File)
-	*code = exitMail
 	return nil
 }

@@ -55,7 +55,7 @@ fi
 `
 
 // completionCommand is "popfetch completion bash|zsh|fish".
-func completionCommand(code *int) *cli.Command {
+func completionCommand() *cli.Command {
 	return &cli.Command{
 		Name:            "completion",
 		OnUsageError:    onUsageError,
@@ -87,7 +87,6 @@ func completionCommand(code *int) *cli.Command {
 				return usageError{"usage: popfetch completion bash|zsh|fish"}
 			}
 			fmt.Fprint(c.App.Writer, script)
-			*code = exitMail
 			return nil
 		},
 	}
@@ -100,7 +99,7 @@ const fishAccounts = `complete -c popfetch -f -a '(popfetch (commandline -opc)[2
 
 // manCommand is the hidden "popfetch man": the manual page, made from the
 // command-line definition (make docs writes it to docs/popfetch.1).
-func manCommand(code *int) *cli.Command {
+func manCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "man",
 		Hidden: true,
@@ -111,7 +110,6 @@ func manCommand(code *int) *cli.Command {
 				return err
 			}
 			fmt.Fprint(c.App.Writer, page)
-			*code = exitMail
 			return nil
 		},
 	}

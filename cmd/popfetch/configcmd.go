@@ -9,7 +9,7 @@ import (
 // configCommand is "popfetch config check [ACCOUNT...]": validate the
 // configuration and print it as popfetch will use it, secrets masked
 // (fetchmail's --configdump).
-func configCommand(code *int) *cli.Command {
+func configCommand() *cli.Command {
 	return &cli.Command{
 		Name:            "config",
 		OnUsageError:    onUsageError,
@@ -22,11 +22,11 @@ func configCommand(code *int) *cli.Command {
 			"arguments as ********.\n" +
 			"It exits 0 if the configuration is good, 5 if not, 6 if its permissions are wrong.",
 		Flags:  globalFlags(),
-		Action: func(c *cli.Context) error { return configAction(c, code) },
+		Action: func(c *cli.Context) error { return configAction(c) },
 	}
 }
 
-func configAction(c *cli.Context, code *int) error {
+func configAction(c *cli.Context) error {
 	args := c.Args().Slice()
 	if len(args) == 0 || args[0] != "check" {
 		return usageError{"usage: popfetch config check [ACCOUNT...]"}
@@ -48,6 +48,5 @@ func configAction(c *cli.Context, code *int) error {
 	}
 	selected := *cfg
 	selected.Accounts = accounts
-	*code = exitMail
 	return config.Dump(c.App.Writer, &selected)
 }

@@ -29,7 +29,7 @@ import (
 // a one-shot popfetch holds it; the scheduler tries again after that.
 const storeWait = time.Second
 
-func daemonCommand(code *int, p *proc) *cli.Command {
+func daemonCommand(p *proc) *cli.Command {
 	return &cli.Command{
 		Name:            "daemon",
 		OnUsageError:    onUsageError,
@@ -51,22 +51,22 @@ func daemonCommand(code *int, p *proc) *cli.Command {
 			if err != nil {
 				return err
 			}
-			return runDaemon(c, code, p, interval)
+			return runDaemon(c, p, interval)
 		},
 	}
 }
 
 // daemonFlagAction runs "popfetch -d INTERVAL [ACCOUNT...]", fetchmail's
 // way to start a daemon; "-d 0" means a single poll, as in fetchmail.
-func daemonFlagAction(c *cli.Context, code *int, p *proc) error {
+func daemonFlagAction(c *cli.Context, p *proc) error {
 	interval, err := parseInterval(c.String("daemon"), "-d")
 	if err != nil {
 		return err
 	}
 	if interval == 0 {
-		return fetchAction(c, code, p)
+		return fetchAction(c, p)
 	}
-	return runDaemon(c, code, p, interval)
+	return runDaemon(c, p, interval)
 }
 
 // parseInterval reads a number of seconds ("300") or a Go duration
@@ -105,7 +105,7 @@ type daemon struct {
 	memos map[string]*fetch.Memo
 }
 
-func runDaemon(c *cli.Context, code *int, p *proc, interval time.Duration) error {
+func runDaemon(c *cli.Context, p *proc, interval time.Duration) error {
 	o := readOptions(c)
 	disp := o.progress(c.App.ErrWriter)
 	var logW io.Writer = c.App.ErrWriter
@@ -169,7 +169,6 @@ func runDaemon(c *cli.Context, code *int, p *proc, interval time.Duration) error
 	} else {
 		log.Info("stopped")
 	}
-	*code = exitMail
 	return nil
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 
 	"github.com/popfetch/popfetch/config"
@@ -29,9 +30,26 @@ const (
 	exitInterrupted   = 130 // stopped by SIGINT or SIGTERM (128 + SIGINT)
 )
 
-// exitCodeOf maps an error to its exit code.
+// exitStatus is how a command that did not fail says its exit code
+// (1: no mail, 13: fetch limit reached...): it travels back as the
+// command's error, the one way every exit code takes.
+type exitStatus int
+
+func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
+
+// statusErr returns code as a command's error: nil for 0.
+func statusErr(code int) error {
+	if code == exitMail {
+		return nil
+	}
+	return exitStatus(code)
+}
+
+// exitCodeOf maps an error to its exit code, in one table, as restic's
+// main does; an error it does not know is an internal error (23).
 func exitCodeOf(err error) int {
 	var (
+		status  exitStatus
 		fe      *fetch.Error
 		perm    *config.PermissionError
 		cerr    *config.Error
@@ -45,6 +63,8 @@ func exitCodeOf(err error) int {
 	switch {
 	case err == nil:
 		return exitMail
+	case errors.As(err, &status):
+		return int(status)
 	case errors.As(err, &perm):
 		return exitPermissions
 	case errors.As(err, &cerr), errors.As(err, &serr), errors.As(err, &uerr), errors.As(err, &imp):

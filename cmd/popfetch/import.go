@@ -15,7 +15,7 @@ import (
 )
 
 // importCommand is "popfetch import fetchmail|mpop|getmail [FILE...]".
-func importCommand(code *int) *cli.Command {
+func importCommand() *cli.Command {
 	return &cli.Command{
 		Name:            "import",
 		OnUsageError:    onUsageError,
@@ -31,11 +31,11 @@ func importCommand(code *int) *cli.Command {
 		Flags: append(globalFlags(),
 			&cli.BoolFlag{Name: "uids", Usage: "also import the tool's record of fetched messages into the UID store"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the configuration to `FILE` (mode 600; an existing file is not overwritten) instead of standard output"}),
-		Action: func(c *cli.Context) error { return importAction(c, code) },
+		Action: func(c *cli.Context) error { return importAction(c) },
 	}
 }
 
-func importAction(c *cli.Context, code *int) error {
+func importAction(c *cli.Context) error {
 	args := c.Args().Slice()
 	if len(args) == 0 {
 		return usageError{"usage: popfetch import fetchmail|mpop|getmail [FILE...]"}
@@ -101,7 +101,6 @@ func importAction(c *cli.Context, code *int) error {
 	} else if err := migrate.Write(c.App.Writer, res); err != nil {
 		return err
 	}
-	*code = exitMail
 	return nil
 }
 

@@ -12,7 +12,7 @@ import (
 )
 
 // listCommand is "popfetch list ACCOUNT": the messages on the server.
-func listCommand(code *int, p *proc) *cli.Command {
+func listCommand(p *proc) *cli.Command {
 	return &cli.Command{
 		Name:            "list",
 		OnUsageError:    onUsageError,
@@ -24,11 +24,11 @@ func listCommand(code *int, p *proc) *cli.Command {
 			"With --headers it shows each message's Subject and From too, read with TOP n 0.",
 		Flags: append(globalFlags(),
 			&cli.BoolFlag{Name: "headers", Aliases: []string{"H"}, Usage: "show Subject and From (one TOP command per message)"}),
-		Action: func(c *cli.Context) error { return listAction(c, code, p) },
+		Action: func(c *cli.Context) error { return listAction(c, p) },
 	}
 }
 
-func listAction(c *cli.Context, code *int, p *proc) error {
+func listAction(c *cli.Context, p *proc) error {
 	if c.NArg() != 1 {
 		return usageError{"usage: popfetch list [--headers] ACCOUNT"}
 	}
@@ -73,9 +73,8 @@ func listAction(c *cli.Context, code *int, p *proc) error {
 	}
 	tw.Flush()
 	fmt.Fprintf(c.App.ErrWriter, "%d messages, %d new\n", len(msgs), newCount)
-	*code = exitNoMail
 	if newCount > 0 {
-		*code = exitMail
+		return nil
 	}
-	return nil
+	return exitStatus(exitNoMail)
 }

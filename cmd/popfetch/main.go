@@ -106,11 +106,10 @@ func complete(ctx context.Context, app *cli.App, args []string) (code int) {
 
 // run runs the command line args and returns the exit code.
 func run(ctx context.Context, p *proc, args []string, stdout, stderr io.Writer) int {
-	code := exitMail
 	if p == nil {
 		p = &proc{notify: notifySignals}
 	}
-	app := newApp(stdout, stderr, &code, p)
+	app := newApp(stdout, stderr, p)
 	if n := len(args); n > 1 && args[n-1] == "--generate-bash-completion" {
 		return complete(ctx, app, args)
 	}
@@ -118,16 +117,11 @@ func run(ctx context.Context, p *proc, args []string, stdout, stderr io.Writer) 
 	if errors.Is(err, errVersionShown) {
 		return exitMail
 	}
-	if err != nil {
+	var status exitStatus
+	if err != nil && !errors.As(err, &status) {
 		fmt.Fprintf(stderr, "popfetch: %s\n", termsafe.Lines(err.Error()))
-		if code == exitMail {
-			code = exitCodeOf(err)
-			if code == exitInternal && !isKnown(err) {
-				code = exitConfig // urfave/cli's own usage errors
-			}
-		}
 	}
-	return code
+	return exitCodeOf(err)
 }
 
 // permute moves options that follow positional arguments in front of them,
@@ -185,16 +179,6 @@ func permute(app *cli.App, args []string) []string {
 	return append(out, positional...)
 }
 
-// isKnown reports errors that exitCodeOf classifies itself.
-func isKnown(err error) bool {
-	var (
-		fe      *fetch.Error
-		running *daemonRunningError
-	)
-	var oerr *uidstore.OpenError
-	return errors.As(err, &fe) || errors.Is(err, uidstore.ErrLocked) || errors.As(err, &running) || errors.As(err, &oerr)
-}
-
 // globalFlags are accepted both before and after the command name; each
 // command gets its own instances, and option() reads them across levels.
 func globalFlags() []cli.Flag {
@@ -218,7 +202,7 @@ func globalFlags() []cli.Flag {
 // errVersionShown ends a run that printed the version.
 var errVersionShown = errors.New("version shown")
 
-func newApp(stdout, stderr io.Writer, code *int, p *proc) *cli.App {
+func newApp(stdout, stderr io.Writer, p *proc) *cli.App {
 	return &cli.App{
 		Name:        "popfetch",
 		Usage:       "fetch mail from POP3 servers into a Maildir, an mbox, an MDA or LMTP, never losing a message",
@@ -248,9 +232,9 @@ func newApp(stdout, stderr io.Writer, code *int, p *proc) *cli.App {
 			&cli.StringFlag{Name: "daemon", Aliases: []string{"d"}, Usage: "run as a daemon polling every `INTERVAL` (\"300\" seconds or \"5m\"), as fetchmail -d does; same as: popfetch daemon --interval INTERVAL"}),
 		Action: func(c *cli.Context) error {
 			if c.IsSet("daemon") {
-				return daemonFlagAction(c, code, p)
+				return daemonFlagAction(c, p)
 			}
-			return fetchAction(c, code, p)
+			return fetchAction(c, p)
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() reports errors
 		OnUsageError:   onUsageError,
@@ -262,7 +246,7 @@ func newApp(stdout, stderr io.Writer, code *int, p *proc) *cli.App {
 				Usage:           "poll the named accounts, or all, once (the default)",
 				ArgsUsage:       "[ACCOUNT...]",
 				Flags:           globalFlags(),
-				Action:          func(c *cli.Context) error { return fetchAction(c, code, p) },
+				Action:          func(c *cli.Context) error { return fetchAction(c, p) },
 				BashComplete:    completeAccounts,
 			},
 			{
@@ -272,18 +256,18 @@ func newApp(stdout, stderr io.Writer, code *int, p *proc) *cli.App {
 				Usage:           "count new mail without fetching it: exit 0 if there is some, 1 if none",
 				ArgsUsage:       "[ACCOUNT...]",
 				Flags:           globalFlags(),
-				Action:          func(c *cli.Context) error { return checkAction(c, code, p) },
+				Action:          func(c *cli.Context) error { return checkAction(c, p) },
 				BashComplete:    completeAccounts,
 			},
-			daemonCommand(code, p),
-			statusCommand(code),
-			authCommand(code),
-			uidlCommand(code),
-			configCommand(code),
-			listCommand(code, p),
-			importCommand(code),
-			completionCommand(code),
-			manCommand(code),
+			daemonCommand(p),
+			statusCommand(),
+			authCommand(),
+			uidlCommand(),
+			configCommand(),
+			listCommand(p),
+			importCommand(),
+			completionCommand(),
+			manCommand(),
 		},
 	}
 }
@@ -477,7 +461,7 @@ func deliverer(a config.Account) (deliver.Deliverer, error) {
 	return &deliver.MDA{Argv: a.MDA, Timeout: a.MDATimeout}, nil
 }
 
-func fetchAction(c *cli.Context, code *int, p *proc) error {
+func fetchAction(c *cli.Context, p *proc) error {
 	e, err := prepare(c)
 	if err != nil {
 		return err
@@ -491,11 +475,10 @@ func fetchAction(c *cli.Context, code *int, p *proc) error {
 		}
 		codes = append(codes, pollOne(c.Context, a, e))
 	}
-	*code = combine(codes)
 	if c.Context.Err() != nil || p.stopped() {
-		*code = exitInterrupted
+		return exitStatus(exitInterrupted)
 	}
-	return nil
+	return statusErr(combine(codes))
 }
 
 // oneShotAccount is fetchAccount for a one-shot run, which may ask for a
@@ -588,7 +571,7 @@ func summarize(st fetch.Stats) string {
 	return summary
 }
 
-func checkAction(c *cli.Context, code *int, p *proc) error {
+func checkAction(c *cli.Context, p *proc) error {
 	e, err := prepare(c)
 	if err != nil {
 		return err
@@ -614,6 +597,5 @@ func checkAction(c *cli.Context, code *int, p *proc) error {
 		e.log.With("account", a.Name).Error(err.Error())
 		codes = append(codes, exitCodeOf(err))
 	}
-	*code = combine(codes)
-	return nil
+	return statusErr(combine(codes))
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
 	"github.com/popfetch/popfetch/uidstore"
 )
@@ -242,8 +244,7 @@ func TestCheck(t *testing.T) {
 }
 
 func TestPermute(t *testing.T) {
-	var code int
-	app := newApp(nil, nil, &code, &proc{})
+	app := newApp(nil, nil, &proc{})
 	tests := []struct{ in, want string }{
 		{"popfetch", "popfetch"},
 		{"popfetch work -v", "popfetch -v work"},
@@ -263,6 +264,29 @@ func TestPermute(t *testing.T) {
 		got := strings.Join(permute(app, strings.Fields(tt.in)), " ")
 		if got != tt.want {
 			t.Errorf("permute(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestExitCodeOf: one table maps errors to exit codes; a command's own
+// status travels as an exitStatus; an error nobody classified is an
+// internal error (23), not a configuration error.
+func TestExitCodeOf(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{nil, exitMail},
+		{exitStatus(exitNoMail), exitNoMail},
+		{fmt.Errorf("wrapped: %w", exitStatus(exitFetchLimit)), exitFetchLimit},
+		{usageError{"bad flag"}, exitConfig},
+		{&fetch.Error{Kind: fetch.KindAuth, Err: errors.New("x")}, exitAuth},
+		{&fetch.Error{Kind: fetch.KindLocked, Err: errors.New("x")}, exitMailboxLocked},
+		{uidstore.ErrLocked, exitStateLocked},
+		{errors.New("something nobody classified"), exitInternal},
+	} {
+		if got := exitCodeOf(tc.err); got != tc.want {
+			t.Errorf("exitCodeOf(%v) = %d, want %d", tc.err, got, tc.want)
 		}
 	}
 }

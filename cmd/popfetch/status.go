@@ -124,7 +124,7 @@ func goMemory() uint64 {
 	return samples[0].Value.Uint64() - samples[1].Value.Uint64()
 }
 
-func statusCommand(code *int) *cli.Command {
+func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:            "status",
 		OnUsageError:    onUsageError,
@@ -134,16 +134,16 @@ func statusCommand(code *int) *cli.Command {
 		BashComplete:    completeAccounts,
 		Flags: append(globalFlags(),
 			&cli.BoolFlag{Name: "json", Usage: "print the status as JSON, for scripts"}),
-		Action: func(c *cli.Context) error { return statusAction(c, code) },
+		Action: func(c *cli.Context) error { return statusAction(c) },
 	}
 }
 
-func statusAction(c *cli.Context, code *int) error {
+func statusAction(c *cli.Context) error {
 	o := readOptions(c)
 	pid, running := daemonRunning(o.stateDir)
-	*code = exitNoMail
+	code := exitNoMail
 	if running {
-		*code = exitMail
+		code = exitMail
 	}
 	var st statusFile
 	data, err := os.ReadFile(statusPath(o.stateDir))
@@ -157,7 +157,7 @@ func statusAction(c *cli.Context, code *int) error {
 			} else {
 				fmt.Fprintf(c.App.Writer, "popfetch daemon: not running; none has run with state directory %s\n", o.stateDir)
 			}
-			return nil
+			return statusErr(code)
 		}
 	case err != nil:
 		return err
@@ -187,10 +187,10 @@ func statusAction(c *cli.Context, code *int) error {
 			return err
 		}
 		fmt.Fprintf(c.App.Writer, "%s\n", out)
-		return nil
+		return statusErr(code)
 	}
 	printStatus(c.App.Writer, st, time.Now())
-	return nil
+	return statusErr(code)
 }
 
 // printStatus prints the status as a table for people.

@@ -20,7 +20,7 @@ const maxUIDLine = 64 << 10
 
 // uidlCommand is "popfetch uidl export|import|forget ACCOUNT [UID...]":
 // a look into the UID store, and a way to repair it.
-func uidlCommand(code *int) *cli.Command {
+func uidlCommand() *cli.Command {
 	return &cli.Command{
 		Name:            "uidl",
 		OnUsageError:    onUsageError,
@@ -34,11 +34,11 @@ func uidlCommand(code *int) *cli.Command {
 			"A run that was interrupted may have left deliveries pending; the next poll settles them.",
 		Flags: append(globalFlags(),
 			&cli.BoolFlag{Name: "all", Usage: "forget: remove every UID of the account"}),
-		Action: func(c *cli.Context) error { return uidlAction(c, code) },
+		Action: func(c *cli.Context) error { return uidlAction(c) },
 	}
 }
 
-func uidlAction(c *cli.Context, code *int) error {
+func uidlAction(c *cli.Context) error {
 	args := c.Args().Slice()
 	if len(args) < 2 {
 		return usageError{"usage: popfetch uidl export|import|forget ACCOUNT [UID...]"}
@@ -126,7 +126,6 @@ func uidlAction(c *cli.Context, code *int) error {
 		}
 		fmt.Fprintf(errOut, "popfetch: %s: forgot %d UIDs; their messages are fetched again if still on the server\n", name, n)
 	}
-	*code = exitMail
 	return nil
 }
 
