@@ -25,42 +25,41 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/popfetch/popfetch/fetch"
 )
 
-// TLSMode says how a connection is secured.
-type TLSMode string
+// The modes of an account are fetch's: one definition, which the
+// configuration names and validates (TestModesAreFetchs).
+type (
+	// TLSMode says how a connection is secured (fetch.TLSMode).
+	TLSMode = fetch.TLSMode
+	// AuthMode says how popfetch logs in (fetch.AuthMode).
+	AuthMode = fetch.AuthMode
+	// PipeliningMode says whether commands are pipelined (fetch.PipeliningMode).
+	PipeliningMode = fetch.PipeliningMode
+)
 
-// The TLS modes.
+// The TLS and authentication modes, as fetch defines them.
 const (
-	TLSImplicit TLSMode = "implicit" // POP3S: TLS from the first byte (port 995)
-	TLSStartTLS TLSMode = "starttls" // STLS upgrade on the POP3 port (110); required, never skipped
-	TLSNone     TLSMode = "none"     // plaintext; needs allow_insecure_auth to send a password
+	TLSImplicit     = fetch.TLSImplicit
+	TLSStartTLS     = fetch.TLSStartTLS
+	TLSNone         = fetch.TLSNone
+	AuthAuto        = fetch.AuthAuto
+	AuthUser        = fetch.AuthUser
+	AuthAPOP        = fetch.AuthAPOP
+	AuthPlain       = fetch.AuthPlain
+	AuthLogin       = fetch.AuthLogin
+	AuthCRAMMD5     = fetch.AuthCRAMMD5
+	AuthSCRAMSHA1   = fetch.AuthSCRAMSHA1
+	AuthSCRAMSHA256 = fetch.AuthSCRAMSHA256
+	AuthXOAuth2     = fetch.AuthXOAuth2
+	AuthOAuthBearer = fetch.AuthOAuthBearer
+	AuthExternal    = fetch.AuthExternal
 )
 
-// AuthMode says how popfetch logs in.
-type AuthMode string
-
-// The authentication modes.
-const (
-	AuthAuto        AuthMode = "auto"          // the strongest the server offers that we have credentials for
-	AuthUser        AuthMode = "user"          // USER/PASS (RFC 1939)
-	AuthAPOP        AuthMode = "apop"          // APOP (RFC 1939 section 7)
-	AuthPlain       AuthMode = "plain"         // SASL PLAIN
-	AuthLogin       AuthMode = "login"         // SASL LOGIN
-	AuthCRAMMD5     AuthMode = "cram-md5"      // SASL CRAM-MD5
-	AuthSCRAMSHA1   AuthMode = "scram-sha-1"   // SASL SCRAM-SHA-1
-	AuthSCRAMSHA256 AuthMode = "scram-sha-256" // SASL SCRAM-SHA-256
-	AuthXOAuth2     AuthMode = "xoauth2"       // SASL XOAUTH2 with an OAuth 2.0 access token
-	AuthOAuthBearer AuthMode = "oauthbearer"   // SASL OAUTHBEARER with an OAuth 2.0 access token
-	AuthExternal    AuthMode = "external"      // SASL EXTERNAL: the TLS client certificate
-)
-
-// AuthModes lists the values auth accepts.
-var AuthModes = []AuthMode{AuthAuto, AuthUser, AuthAPOP, AuthPlain, AuthLogin, AuthCRAMMD5,
-	AuthSCRAMSHA1, AuthSCRAMSHA256, AuthXOAuth2, AuthOAuthBearer, AuthExternal}
-
-// IsOAuth reports whether the mode sends an OAuth 2.0 access token.
-func (m AuthMode) IsOAuth() bool { return m == AuthXOAuth2 || m == AuthOAuthBearer }
+// AuthModes lists the values auth accepts: every mode fetch knows.
+var AuthModes = fetch.AuthModes
 
 // OAuth2 is an [account.oauth2] table: how popfetch gets access tokens
 // itself, refreshing them with a stored refresh token.
@@ -159,7 +158,7 @@ type Account struct {
 	MDATimeout  time.Duration
 	PollTimeout time.Duration // the longest a whole poll may take
 	Interval    time.Duration // between polls, for the daemon; 0 if not set
-	Pipelining  string        // "auto", "on" or "off"
+	Pipelining  PipeliningMode
 }
 
 // Daemon is the [daemon] table: limits of "popfetch daemon".
@@ -601,11 +600,11 @@ func build(r rawAccount) (Account, []string) {
 			bad("port %d is out of range", a.Port)
 		}
 	}
-	a.Pipelining = str(r.Pipelining)
+	a.Pipelining = PipeliningMode(str(r.Pipelining))
 	switch a.Pipelining {
 	case "":
-		a.Pipelining = "auto"
-	case "auto", "on", "off":
+		a.Pipelining = fetch.PipeliningAuto
+	case fetch.PipeliningAuto, fetch.PipeliningOn, fetch.PipeliningOff:
 	default:
 		bad("pipelining = %q: want \"auto\", \"on\" or \"off\"", a.Pipelining)
 	}

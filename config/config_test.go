@@ -7,10 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/popfetch/popfetch/fetch"
 	"time"
 )
 
@@ -566,5 +569,38 @@ func TestPasswordFileOpenedOnce(t *testing.T) {
 		if err := <-done; err == nil || !strings.Contains(err.Error(), "not a regular file") {
 			t.Errorf("a FIFO: %v", err)
 		}
+	}
+}
+
+// TestModesAreFetchs: every value the configuration accepts for tls, auth
+// and pipelining is one fetch knows: the types are fetch's, and what
+// Parse accepts is checked against fetch's lists.
+func TestModesAreFetchs(t *testing.T) {
+	for _, m := range AuthModes {
+		if !slices.Contains(fetch.AuthModes, m) {
+			t.Errorf("auth = %q is accepted but unknown to fetch", m)
+		}
+		text := strings.Replace(minimal, "[[account]]", "[[account]]\nauth = \""+string(m)+"\"", 1)
+		if strings.Contains(string(m), "oauth") || m == AuthExternal {
+			continue // need more keys; their parsing is tested elsewhere
+		}
+		if _, err := Parse("c.toml", text); err != nil {
+			t.Errorf("auth = %q: %v", m, err)
+		}
+	}
+	for _, v := range []string{"implicit", "starttls", "none"} {
+		cfg, err := Parse("c.toml", strings.Replace(minimal, "[[account]]", "[[account]]\ntls = \""+v+"\"\nallow_insecure_auth = true", 1))
+		if err != nil || !slices.Contains([]fetch.TLSMode{fetch.TLSImplicit, fetch.TLSStartTLS, fetch.TLSNone}, cfg.Accounts[0].TLS) {
+			t.Errorf("tls = %q: %v", v, err)
+		}
+	}
+	for _, v := range []string{"auto", "on", "off"} {
+		cfg, err := Parse("c.toml", strings.Replace(minimal, "[[account]]", "[[account]]\npipelining = \""+v+"\"", 1))
+		if err != nil || !slices.Contains([]fetch.PipeliningMode{fetch.PipeliningAuto, fetch.PipeliningOn, fetch.PipeliningOff}, cfg.Accounts[0].Pipelining) {
+			t.Errorf("pipelining = %q: %v", v, err)
+		}
+	}
+	if _, err := Parse("c.toml", strings.Replace(minimal, "[[account]]", "[[account]]\nauth = \"digest-md5\"", 1)); err == nil {
+		t.Error("an unknown auth mode was accepted")
 	}
 }

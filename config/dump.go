@@ -155,7 +155,7 @@ func (p *dumper) account(a Account) {
 	} else {
 		p.comment("interval: not set; the daemon's --interval, else %v", DefaultInterval)
 	}
-	p.str("pipelining", a.Pipelining)
+	p.str("pipelining", string(a.Pipelining))
 	if o := a.OAuth2; o != nil {
 		p.line("[account.oauth2]")
 		if o.Provider != "" {

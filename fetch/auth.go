@@ -25,13 +25,23 @@ const (
 	AuthExternal    AuthMode = "external"      // SASL EXTERNAL: the TLS client certificate
 )
 
+// AuthModes lists every authentication mode: what the configuration may
+// name.
+var AuthModes = []AuthMode{AuthAuto, AuthUser, AuthAPOP, AuthPlain, AuthLogin, AuthCRAMMD5,
+	AuthSCRAMSHA1, AuthSCRAMSHA256, AuthXOAuth2, AuthOAuthBearer, AuthExternal}
+
 // IsOAuth reports whether the mode sends an OAuth 2.0 token.
 func (m AuthMode) IsOAuth() bool { return m == AuthXOAuth2 || m == AuthOAuthBearer }
 
-// sasl returns the SASL mechanism name of a SASL mode, or "".
+// sasl returns the SASL mechanism name of a SASL mode, or "" (USER,
+// APOP, auto, and a mode that is none of AuthModes, which is never taken
+// for a mechanism's name).
 func (m AuthMode) sasl() string {
 	switch m {
 	case AuthAuto, AuthUser, AuthAPOP:
+		return ""
+	}
+	if !slices.Contains(AuthModes, m) {
 		return ""
 	}
 	return strings.ToUpper(string(m))
@@ -81,6 +91,9 @@ func (s *session) offers(m AuthMode) bool {
 func (s *session) chooseAuth(hint AuthMode) ([]AuthMode, error) {
 	a := s.acct
 	offered := s.caps.SASLMechanisms()
+	if a.Auth != "" && !slices.Contains(AuthModes, a.Auth) {
+		return nil, &Error{Account: a.Name, Kind: KindConfig, Err: fmt.Errorf("auth = %q is not a way popfetch knows to log in", a.Auth)}
+	}
 	if a.Auth != AuthAuto && a.Auth != "" {
 		if name := a.Auth.sasl(); name != "" && !s.offers(a.Auth) {
 			if s.noCapa {

@@ -679,3 +679,16 @@ func TestQuirkListHangUpAtTop(t *testing.T) {
 		t.Errorf("log:\n%s", log.String())
 	}
 }
+
+// TestUnknownAuthMode: a mode fetch does not know is a configuration
+// error, never taken for a SASL name (upper-cased) or for USER/PASS.
+func TestUnknownAuthMode(t *testing.T) {
+	f := newFixture(t, pop3test.Config{SASL: []string{"DIGEST-MD5"}}, testMessages(1))
+	f.acct.Auth = "digest-md5"
+	if _, err := f.quirkPoll(nil, nil); kindOf(err) != KindConfig {
+		t.Fatalf("got %v, want a configuration error", err)
+	}
+	if n := f.srv.Count("AUTH") + f.srv.Count("PASS"); n != 0 {
+		t.Errorf("%d logins attempted", n)
+	}
+}

@@ -415,13 +415,13 @@ func storePath(stateDir string) string { return filepath.Join(stateDir, "uids.db
 // fetchAccount turns a config account into what fetch needs.
 func fetchAccount(a config.Account, o options) (*fetch.Account, error) {
 	acct := &fetch.Account{
-		Name: a.Name, Server: a.Server, Port: a.Port, TLS: fetch.TLSMode(a.TLS), User: a.User,
-		Password: a.Password.Resolve, Auth: fetch.AuthMode(a.Auth), AllowInsecureAuth: a.AllowInsecureAuth,
+		Name: a.Name, Server: a.Server, Port: a.Port, TLS: a.TLS, User: a.User,
+		Password: a.Password.Resolve, Auth: a.Auth, AllowInsecureAuth: a.AllowInsecureAuth,
 		Keep: a.Keep || o.keep, SizeLimit: a.SizeLimit, FetchLimit: a.FetchLimit,
 		DeleteAfter: a.DeleteAfter, DeleteLargerThan: a.DeleteLargerThan, FetchAll: a.FetchAll || o.fetchAll,
 		Recipient: a.Recipient, AddReceived: a.AddReceived, Timeout: a.Timeout, PollTimeout: a.PollTimeout,
 		DeliveredTo: a.DeliveredTo, EnvelopeTo: a.EnvelopeTo, ReturnPath: a.ReturnPath,
-		Pipelining: fetch.PipeliningMode(a.Pipelining),
+		Pipelining: a.Pipelining,
 	}
 	if o.keep {
 		// --keep: nothing leaves the server this time.
