@@ -19,13 +19,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/popfetch/popfetch/cmd/internal/testhost"
 	"github.com/popfetch/popfetch/fetch/pop3"
 	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
 )
@@ -103,7 +103,7 @@ func StartWith(ctx context.Context, opts Options) (*Server, error) {
 	if os.Geteuid() != 0 {
 		return nil, ErrNotRoot
 	}
-	uid, gid, err := mailUser()
+	uid, gid, err := testhost.MailUser()
 	if err != nil {
 		return nil, err
 	}
@@ -164,33 +164,8 @@ func start(ctx context.Context, bin string, uid, gid int, opts Options) (*Server
 	return s, nil
 }
 
-func mailUser() (uid, gid int, err error) {
-	u, err := user.Lookup("nobody")
-	if err != nil {
-		return 0, 0, fmt.Errorf("dovecot: mail user: %w", err)
-	}
-	uid, _ = strconv.Atoi(u.Uid)
-	gid, _ = strconv.Atoi(u.Gid)
-	return uid, gid, nil
-}
-
-// freePorts returns n distinct loopback TCP ports that were free a moment
-// ago: each is held until all are chosen, so no two are the same.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 func (s *Server) setup(opts Options) error {
-	ports, err := freePorts(2)
+	ports, err := testhost.FreePorts(2)
 	if err != nil {
 		return err
 	}

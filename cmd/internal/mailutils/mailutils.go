@@ -85,7 +85,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -93,6 +92,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/popfetch/popfetch/cmd/internal/testhost"
 	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
 )
 
@@ -179,7 +179,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if strings.ContainsAny(opts.Domain, "/@:\n \t\"") || opts.Domain[0] == '.' {
 		return nil, fmt.Errorf("mailutils: bad domain %q", opts.Domain)
 	}
-	uid, gid, err := mailUser()
+	uid, gid, err := testhost.MailUser()
 	if err != nil {
 		return nil, err
 	}
@@ -241,36 +241,10 @@ func start(ctx context.Context, bin string, uid, gid int, opts Options) (*Server
 	return s, nil
 }
 
-// mailUser is the owner of the users' mail: nobody.
-func mailUser() (uid, gid int, err error) {
-	u, err := user.Lookup("nobody")
-	if err != nil {
-		return 0, 0, fmt.Errorf("mailutils: mail user: %w", err)
-	}
-	uid, _ = strconv.Atoi(u.Uid)
-	gid, _ = strconv.Atoi(u.Gid)
-	return uid, gid, nil
-}
-
-// freePorts returns n distinct loopback TCP ports that were free a moment
-// ago: each is held until all are chosen, so no two are the same.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 // setup writes the certificate, the (empty) passwd file and the
 // configuration, and returns the configuration's path.
 func (s *Server) setup(opts Options) (string, error) {
-	ports, err := freePorts(3)
+	ports, err := testhost.FreePorts(3)
 	if err != nil {
 		return "", err
 	}

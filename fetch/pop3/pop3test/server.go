@@ -643,23 +643,9 @@ func (ss *session) expireZero() bool {
 // vanish removes the messages retrieved in this session, for
 // Quirks.VanishRetrieved.
 func (ss *session) vanish() {
-	if !ss.srv.cfg.Quirks.VanishRetrieved || len(ss.retrieved) == 0 {
-		return
+	if ss.srv.cfg.Quirks.VanishRetrieved {
+		ss.remove(ss.retrieved)
 	}
-	s := ss.srv
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	gone := map[*Message]bool{}
-	for n := range ss.retrieved {
-		gone[ss.msgs[n-1]] = true
-	}
-	kept := s.mailbox[:0]
-	for _, m := range s.mailbox {
-		if !gone[m] {
-			kept = append(kept, m)
-		}
-	}
-	s.mailbox = kept
 }
 
 func (ss *session) handleAuth(verb, arg string) error {
@@ -783,12 +769,19 @@ func (ss *session) unlock() {
 }
 
 // commit removes the messages deleted in this session from the mailbox.
-func (ss *session) commit() {
+func (ss *session) commit() { ss.remove(ss.deleted) }
+
+// remove takes the messages numbered in nums (of this session's view)
+// out of the mailbox.
+func (ss *session) remove(nums map[int]bool) {
+	if len(nums) == 0 {
+		return
+	}
 	s := ss.srv
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	gone := map[*Message]bool{}
-	for n := range ss.deleted {
+	for n := range nums {
 		gone[ss.msgs[n-1]] = true
 	}
 	kept := s.mailbox[:0]
