@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/fetch/pop3"
 	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
 )
 
@@ -302,8 +303,82 @@ func TestListingMemoryBounded(t *testing.T) {
 		if err != nil || st.Messages != n || (seen && st.New != 0) || (!seen && st.New != n) {
 			t.Errorf("all seen=%v: %+v, %v", seen, st, err)
 		}
-		if deferred := strings.Contains(log.String(), "new messages wait for the next poll"); deferred == seen {
+		if deferred := strings.Contains(log.String(), "messages wait for the next poll"); deferred == seen {
 			t.Errorf("all seen=%v: deferral logged %v:\n%s", seen, deferred, log.String())
 		}
+	}
+}
+
+// TestSlowListingDoesNotStallOthers: while one server dribbles its UIDL
+// listing (a line every 300 ms, within every deadline), another account
+// sharing the store delivers and commits: no read transaction is held
+// across the slow server's network reads (which kept bbolt from growing,
+// stalling every other account's commits until the listing ended).
+func TestSlowListingDoesNotStallOthers(t *testing.T) {
+	var slow []pop3test.Message
+	for i := range 12 {
+		slow = append(slow, pop3test.Message{UID: fmt.Sprintf("slow-%d", i), Data: []byte("Subject: s\n\nx\n")})
+	}
+	hostile := newFixture(t, pop3test.Config{}, slow)
+	hostile.acct.Keep = true
+	hostile.srv.SetFaults(pop3test.Fault{Command: "UIDL", Action: pop3test.Dribble, Delay: 60 * time.Millisecond})
+	// The honest account: another server, the same store, enough mail
+	// that the store must grow.
+	var msgs []pop3test.Message
+	for i := range 2000 {
+		msgs = append(msgs, pop3test.Message{UID: fmt.Sprintf("honest-%05d-%s", i, strings.Repeat("x", 60)), Data: []byte("Subject: h\n\nbody\n")})
+	}
+	honest := newFixture(t, pop3test.Config{Pipelining: true}, msgs)
+	honest.store = hostile.store // another server: another key in the same store
+	honest.acct.Name = "honest"
+	started := make(chan struct{})
+	hostileDone := make(chan error, 1)
+	go func() {
+		close(started)
+		_, err := Poll(context.Background(), hostile.acct, hostile.store, hostile.md, nil)
+		hostileDone <- err
+	}()
+	<-started
+	time.Sleep(300 * time.Millisecond) // the slow listing is under way
+	start := time.Now()
+	st, err := Poll(context.Background(), honest.acct, honest.store, honest.md, nil)
+	took := time.Since(start)
+	select {
+	case err := <-hostileDone:
+		t.Fatalf("the honest poll ended only after the slow listing (%v), in %v: it was stalled", err, took)
+	default:
+	}
+	if err != nil || st.Delivered != 2000 {
+		t.Fatalf("honest: %+v, %v", st, err)
+	}
+	if err := <-hostileDone; err != nil {
+		t.Fatalf("hostile: %v", err)
+	}
+	t.Logf("the honest poll took %v beside a listing that took seconds", took)
+}
+
+// TestLegacyRawUIDs: popfetch before canonical UIDs stored some odd UIDs
+// raw (a space, a tab, non-ASCII). After the upgrade their messages are
+// not taken for new: each record is found under the raw form and moved to
+// the canonical one, keeping its first-seen time.
+func TestLegacyRawUIDs(t *testing.T) {
+	msgs := testMessages(3)
+	msgs[0].UID, msgs[1].UID = "with space", "café"
+	f := newFixture(t, pop3test.Config{}, msgs)
+	f.acct.Keep = true
+	when := time.Now().Add(-48 * time.Hour).Truncate(time.Second)
+	if err := f.store.RecordAt(f.acct.Key(), when, "with space", "café", "uid-3"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.quirkPoll(nil, nil)
+	if err != nil || st.New != 0 || st.Delivered != 0 {
+		t.Fatalf("%+v, %v: the old records were not found", st, err)
+	}
+	first, err := f.store.FirstSeen(f.acct.Key(), []string{pop3.CanonicalUID("with space"), "with space"})
+	if err != nil || !first[0].Equal(when) || !first[1].IsZero() {
+		t.Errorf("records after the poll: %v, %v", first, err)
+	}
+	if st, err := f.quirkPoll(nil, nil); err != nil || st.New != 0 {
+		t.Fatalf("second poll: %+v, %v", st, err)
 	}
 }

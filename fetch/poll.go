@@ -642,19 +642,16 @@ func (s *session) list(ctx context.Context) ([]message, bool, error) {
 	uidl := s.caps == nil || s.caps.Has("UIDL")
 	req := pop3.ListRequest{Capa: s.recapa(), UIDL: uidl, List: !uidl || s.needSizesAtOnce()}
 	if uidl {
-		lk, err := s.store.Lookup(s.acct.Key())
-		if err != nil {
-			return nil, false, err
-		}
-		s.lister = &lister{lookup: lk, keepUIDs: s.keepUIDs || s.acct.FetchAll, seed: maphash.MakeSeed(), hashes: map[uint64]int{}}
+		s.lister = &lister{store: s.store, key: s.acct.Key(), keepUIDs: s.keepUIDs || s.acct.FetchAll,
+			seed: maphash.MakeSeed(), hashes: map[uint64]int{}}
 		req.OnUID = s.lister.add
 	}
 	l, err := s.c.ListAll(ctx, req, s.pipelining())
-	if s.lister != nil {
-		s.lister.lookup.Close() // before anything writes to the store
-	}
 	if err != nil {
 		return nil, false, err
+	}
+	if s.lister != nil && l.UIDLErr == nil {
+		l.UIDLErr = s.lister.flush()
 	}
 	if !uidl {
 		l.UIDLErr = errNoUIDL
@@ -676,7 +673,10 @@ func (s *session) list(ctx context.Context) ([]message, bool, error) {
 		msgs = s.lister.msgs
 		s.warnEscaped()
 		if n := s.lister.deferred; n > 0 {
-			s.log.Warn(fmt.Sprintf("the listing's UIDs run past %d MiB: %d new messages wait for the next poll", maxKeptUIDBytes>>20, n))
+			s.log.Warn(fmt.Sprintf("the listing's UIDs run past %d MiB: %d messages wait for the next poll", maxKeptUIDBytes>>20, n))
+		}
+		if err := s.store.Rename(s.acct.Key(), s.lister.rekey); err != nil {
+			return nil, false, err
 		}
 	}
 	// LIST went out with UIDL if it was sure to be needed; otherwise ask
@@ -720,25 +720,34 @@ func (s *session) warnEscaped() {
 var errNoUIDL = errors.New("the server does not list UIDL among its capabilities")
 
 // lister turns a UIDL listing into messages as it streams in, looking
-// each UID up in the store at once. What it keeps does not grow with the
-// length of the UIDs: a message number, a hash of its UID (to find a UID
-// used twice, and for prune), and the UID itself only for a message that
-// is new (or that fetch_all or popfetch list needs). A UID used twice
-// stops the poll before anything is deleted: deleting by UID could delete
-// the wrong message.
+// the UIDs up in the store a chunk at a time, each chunk in a short read
+// transaction of its own: a transaction held across network reads would
+// keep the store from growing, and so stall the commits of every other
+// account of the daemon for as long as a slow server takes to list. What
+// it keeps does not grow with the length of the UIDs: a message number, a
+// hash of its UID (to find a UID used twice, and for prune), and the UID
+// itself only for a message that is new (or that fetch_all or popfetch
+// list needs). A UID used twice stops the poll before anything is
+// deleted: deleting by UID could delete the wrong message.
 type lister struct {
-	lookup   *uidstore.Lookup
+	store    *uidstore.Store
+	key      uidstore.Key
 	keepUIDs bool
 	seed     maphash.Seed
 	hashes   map[uint64]int // UID hash -> message number
 	seenNum  map[int]bool   // only for a listing out of order
 	last     int
+	chunk    []pop3.MessageUID // read, not yet looked up
 	msgs     []message
-	escaped  int    // UIDs kept escaped (pop3.CanonicalUID)
-	example  string // one of them
-	kept     int    // octets of the UIDs kept
-	deferred int    // new messages left for the next poll (maxKeptUIDBytes)
+	escaped  int               // UIDs kept escaped (pop3.CanonicalUID)
+	example  string            // one of them
+	kept     int               // octets of the UIDs kept
+	deferred int               // messages left for the next poll (maxKeptUIDBytes)
+	rekey    []uidstore.Rename // records found under a UID's raw form, to store under its canonical one
 }
+
+// lookupChunk is how many UIDs one read transaction looks up.
+const lookupChunk = 1024
 
 // maxKeptUIDBytes bounds the octets of UIDs a listing keeps (those of
 // new messages): past it, further new messages wait for the next poll, as
@@ -753,9 +762,12 @@ func (l *lister) add(u pop3.MessageUID) error {
 	}
 	l.hashes[h] = u.Number
 	if u.Number <= l.last && l.seenNum == nil {
-		l.seenNum = make(map[int]bool, len(l.msgs))
+		l.seenNum = make(map[int]bool, len(l.msgs)+len(l.chunk))
 		for _, m := range l.msgs {
 			l.seenNum[m.num] = true
+		}
+		for _, c := range l.chunk {
+			l.seenNum[c.Number] = true
 		}
 	}
 	if l.seenNum != nil {
@@ -765,22 +777,62 @@ func (l *lister) add(u pop3.MessageUID) error {
 		l.seenNum[u.Number] = true
 	}
 	l.last = u.Number
-	first := l.lookup.FirstSeen(u.UID)
-	m := message{num: u.Number, seen: !first.IsZero(), first: first}
-	switch {
-	case (!m.seen || l.keepUIDs) && l.kept+len(u.UID) > maxKeptUIDBytes:
-		m.deferred = !m.seen
-		l.deferred++
-	case !m.seen || l.keepUIDs:
-		m.uid = u.UID
-		l.kept += len(u.UID)
+	l.chunk = append(l.chunk, u)
+	if len(l.chunk) >= lookupChunk {
+		return l.flush()
 	}
-	if strings.HasPrefix(u.UID, pop3.EscapedPrefix) {
-		if l.escaped++; l.escaped == 1 {
-			l.example = u.UID
+	return nil
+}
+
+// flush looks up the chunk read so far and turns it into messages.
+func (l *lister) flush() error {
+	if len(l.chunk) == 0 {
+		return nil
+	}
+	uids := make([]string, len(l.chunk))
+	var legacy []string // raw forms of escaped UIDs, for records an older popfetch made
+	for i, u := range l.chunk {
+		uids[i] = u.UID
+		if strings.HasPrefix(u.UID, pop3.EscapedPrefix) {
+			legacy = append(legacy, pop3.RawUID(u.UID))
 		}
 	}
-	l.msgs = append(l.msgs, m)
+	first, err := l.store.FirstSeen(l.key, uids)
+	if err != nil {
+		return err
+	}
+	var legacyFirst []time.Time
+	if len(legacy) > 0 {
+		if legacyFirst, err = l.store.FirstSeen(l.key, legacy); err != nil {
+			return err
+		}
+	}
+	li := 0
+	for i, u := range l.chunk {
+		t := first[i]
+		if strings.HasPrefix(u.UID, pop3.EscapedPrefix) {
+			if t.IsZero() && !legacyFirst[li].IsZero() {
+				t = legacyFirst[li]
+				l.rekey = append(l.rekey, uidstore.Rename{Old: legacy[li], New: u.UID, First: t})
+			}
+			li++
+			if l.escaped++; l.escaped == 1 {
+				l.example = u.UID
+			}
+		}
+		m := message{num: u.Number, seen: !t.IsZero(), first: t}
+		needUID := !m.seen || l.keepUIDs
+		switch {
+		case needUID && l.kept+len(u.UID) > maxKeptUIDBytes:
+			m.deferred = true
+			l.deferred++
+		case needUID:
+			m.uid = u.UID
+			l.kept += len(u.UID)
+		}
+		l.msgs = append(l.msgs, m)
+	}
+	l.chunk = l.chunk[:0]
 	return nil
 }
 

@@ -167,37 +167,45 @@ func (s *Store) FirstSeen(key Key, uids []string) ([]time.Time, error) {
 	return first, nil
 }
 
-// Lookup reads one mailbox's records in one read transaction, a UID at a
-// time: a listing is compared with the store as it streams in, without
-// holding every UID. Close it; no write to the store can complete while
-// it is open in the same goroutine.
-type Lookup struct {
-	tx  *bolt.Tx
-	b   *bolt.Bucket
-	buf []byte
+// Rename moves a record from the UID Old to the UID New, keeping when it
+// was first seen.
+type Rename struct {
+	Old, New string
+	First    time.Time
 }
 
-// Lookup starts a Lookup of key's records.
-func (s *Store) Lookup(key Key) (*Lookup, error) {
-	tx, err := s.db.Begin(false)
+// Rename applies renames in one transaction: for UIDs whose form changed
+// (an older popfetch stored some raw that are now kept escaped), so that
+// their messages are not taken for new.
+func (s *Store) Rename(key Key, renames []Rename) error {
+	if len(renames) == 0 {
+		return nil
+	}
+	for _, r := range renames {
+		if err := checkUID(r.New); err != nil {
+			return fmt.Errorf("uidstore: rename in %s: %w", key, err)
+		}
+	}
+	err := s.update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(key.bucket())
+		if err != nil {
+			return err
+		}
+		for _, r := range renames {
+			if err := b.Put([]byte(r.New), encodeRecord(r.First)); err != nil {
+				return err
+			}
+			if err := b.Delete([]byte(r.Old)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("uidstore: read %s: %w", key, err)
+		return fmt.Errorf("uidstore: rename in %s: %w", key, err)
 	}
-	return &Lookup{tx: tx, b: tx.Bucket(key.bucket())}, nil
+	return nil
 }
-
-// FirstSeen returns when uid was first recorded; the zero time if it is
-// not (see Store.FirstSeen).
-func (l *Lookup) FirstSeen(uid string) time.Time {
-	if l.b == nil {
-		return time.Time{}
-	}
-	l.buf = append(l.buf[:0], uid...) // reused: no allocation per lookup
-	return decodeTime(l.b.Get(l.buf))
-}
-
-// Close ends the read transaction.
-func (l *Lookup) Close() error { return l.tx.Rollback() }
 
 // decodeTime returns the first-seen time of a record: zero for none, the
 // epoch for a record without a readable time.

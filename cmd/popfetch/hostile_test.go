@@ -143,7 +143,6 @@ func TestDribblingServerExits2(t *testing.T) {
 		{Command: "RETR", Action: pop3test.Dribble, Delay: 2 * time.Second, Bytes: 30},
 	} {
 		t.Run(fault.Command, func(t *testing.T) {
-			t.Parallel()
 			f := newCLIFixture(t, pop3test.Config{}, 2, "")
 			f.writeConfig(pop3testAccount("test", f.srv.Addr(), f.maildir, "timeout = \"3s\"\n"), 0o600)
 			f.srv.SetFaults(fault)

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/pop3"
 	"github.com/popfetch/popfetch/uidstore"
 )
 
@@ -100,6 +101,7 @@ func uidlAction(c *cli.Context) error {
 				return usageError{"popfetch uidl import: " + err.Error()}
 			}
 		}
+		uids = canonicalUIDs(uids)
 		seen, err := store.Seen(key, uids)
 		if err != nil {
 			return err
@@ -119,7 +121,7 @@ func uidlAction(c *cli.Context) error {
 		if c.Bool("all") {
 			n, err = store.ForgetAll(key)
 		} else {
-			n, err = store.Forget(key, uids...)
+			n, err = store.Forget(key, canonicalUIDs(uids)...)
 		}
 		if err != nil {
 			return err
@@ -131,6 +133,19 @@ func uidlAction(c *cli.Context) error {
 
 // readUIDs reads one UID per line, ignoring empty lines and a CR before
 // the LF.
+// canonicalUIDs puts UIDs given by the user (or an export) in the form
+// polls record them in (pop3.CanonicalUID), unless they are in it.
+func canonicalUIDs(uids []string) []string {
+	out := make([]string, len(uids))
+	for i, u := range uids {
+		out[i] = u
+		if !strings.HasPrefix(u, pop3.EscapedPrefix) {
+			out[i] = pop3.CanonicalUID(u)
+		}
+	}
+	return out
+}
+
 func readUIDs(r io.Reader) ([]string, error) {
 	if r == nil {
 		r = os.Stdin

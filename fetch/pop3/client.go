@@ -503,6 +503,28 @@ func CanonicalUID(raw string) string {
 	return b.String()
 }
 
+// RawUID inverts CanonicalUID: the UID as the server sent it. popfetch
+// before November 2026 stored some such UIDs raw; a poll finds their
+// records by this.
+func RawUID(uid string) string {
+	rest, ok := strings.CutPrefix(uid, EscapedPrefix)
+	if !ok {
+		return uid
+	}
+	var b strings.Builder
+	for i := 0; i < len(rest); i++ {
+		if rest[i] == '%' && i+2 < len(rest) {
+			if v, err := strconv.ParseUint(rest[i+1:i+3], 16, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(rest[i])
+	}
+	return b.String()
+}
+
 func needsEscape(uid string) bool {
 	for i := 0; i < len(uid); i++ {
 		if c := uid[i]; c <= ' ' || c >= 0x7f {
