@@ -382,3 +382,27 @@ func TestLegacyRawUIDs(t *testing.T) {
 		t.Fatalf("second poll: %+v, %v", st, err)
 	}
 }
+
+// TestDribblingServerTLS: over POP3S the minimum rate counts message
+// data, not TLS records. The server sends a byte every 40 ms, each in a
+// record of its own: some 1,700 octets of TLS a timeout (3 s), but only
+// 75 of message, under the minimum of 1 KiB.
+func TestDribblingServerTLS(t *testing.T) {
+	cert, err := pop3test.NewCert(time.Hour, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []pop3test.Message{{UID: "big", Data: bytes.Repeat([]byte("0123456789abcdef\n"), 200)}}
+	f := newFixture(t, pop3test.Config{TLS: cert.ServerConfig()}, msgs)
+	f.acct.TLS, f.acct.TLSConfig, f.acct.Timeout = TLSImplicit, cert.ClientConfig("127.0.0.1"), 3*time.Second
+	f.srv.SetFaults(pop3test.Fault{Command: "RETR", Action: pop3test.Dribble, Delay: 40 * time.Millisecond, Bytes: 20})
+	start := time.Now()
+	_, err = f.poll()
+	var fe *Error
+	if !errors.As(err, &fe) || fe.Kind != KindNetwork || !strings.Contains(err.Error(), "octets of a message in") {
+		t.Fatalf("%v: want the message given up as too slow", err)
+	}
+	if elapsed := time.Since(start); elapsed > 10*time.Second {
+		t.Errorf("took %v", elapsed)
+	}
+}

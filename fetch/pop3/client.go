@@ -152,7 +152,7 @@ func newClient(conn net.Conn, opts *Options) *Client {
 
 func (c *Client) setConn(conn net.Conn) {
 	c.conn = conn
-	c.r = bufio.NewReaderSize(conn, 32<<10)
+	c.r = bufio.NewReaderSize(&dataReader{r: conn, tc: c.tc}, 32<<10)
 	c.w = bufio.NewWriterSize(conn, 4<<10)
 }
 

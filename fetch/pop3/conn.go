@@ -3,6 +3,7 @@ package pop3
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -24,8 +25,9 @@ type timeoutConn struct {
 	lineBy    time.Time
 	lineBound bool
 	// While body is set (a message is being read), the time reads spend
-	// waiting is summed with the octets they bring: each time the wait
-	// passes timeout, at least MinBodyRate octets must have come.
+	// waiting is summed, and the octets of message data they bring (after
+	// TLS: see bodyProgress): each time the wait passes timeout, at least
+	// MinBodyRate octets must have come.
 	body   bool
 	waited time.Duration
 	got    int
@@ -133,26 +135,54 @@ func (c *timeoutConn) Read(p []byte) (int, error) {
 	}
 	start := time.Now()
 	n, err := c.Conn.Read(p)
+	if body {
+		c.mu.Lock()
+		c.waited += time.Since(start)
+		c.mu.Unlock()
+	}
 	if err != nil {
 		if ne, ok := err.(net.Error); ok && ne.Timeout() && lineBound && ctx.Err() == nil {
 			return n, &SlowError{What: "a reply line", In: c.timeout}
 		}
 		return n, c.explain(ctx, err, "reading from")
 	}
-	if body && c.timeout > 0 {
-		c.mu.Lock()
-		c.waited += time.Since(start)
-		c.got += n
-		waited, got := c.waited, c.got
-		if waited >= c.timeout {
-			c.waited, c.got = 0, 0
-		}
-		c.mu.Unlock()
-		if waited >= c.timeout && got < MinBodyRate {
-			return n, &SlowError{What: "a message", Got: got, In: waited}
-		}
-	}
 	return n, nil
+}
+
+// dataReader reads the connection as the client sees it, above TLS, and
+// counts what it reads for the rate check (timeoutConn.bodyProgress).
+type dataReader struct {
+	r  io.Reader
+	tc *timeoutConn
+}
+
+func (d *dataReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if perr := d.tc.bodyProgress(n); perr != nil && err == nil {
+		err = perr
+	}
+	return n, err
+}
+
+// bodyProgress counts n octets as the client reads them, above TLS:
+// counted below it, record headers and padding would pass for data. Once the reads have waited a timeout in all, the
+// octets counted meanwhile must be at least MinBodyRate.
+func (c *timeoutConn) bodyProgress(n int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.body || c.timeout <= 0 {
+		return nil
+	}
+	c.got += n
+	if c.waited < c.timeout {
+		return nil
+	}
+	waited, got := c.waited, c.got
+	c.waited, c.got = 0, 0
+	if got < MinBodyRate {
+		return &SlowError{What: "a message", Got: got, In: waited}
+	}
+	return nil
 }
 
 func (c *timeoutConn) Write(p []byte) (int, error) {
