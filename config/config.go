@@ -359,7 +359,7 @@ func holdsPassword(cfg *Config) bool {
 func Parse(path, text string) (*Config, error) {
 	var generic map[string]any
 	if _, err := toml.Decode(text, &generic); err != nil {
-		return nil, syntaxError(path, err)
+		return nil, syntaxError(path, text, err)
 	}
 	if unknown := unknownKeys(generic, reflect.TypeOf(rawConfig{}), ""); len(unknown) > 0 {
 		return nil, &Error{Path: path, Problems: unknown}
@@ -368,7 +368,7 @@ func Parse(path, text string) (*Config, error) {
 	if _, err := toml.Decode(text, &raw); err != nil {
 		var perr toml.ParseError
 		if errors.As(err, &perr) {
-			return nil, syntaxError(path, err)
+			return nil, syntaxError(path, text, err)
 		}
 		return nil, &Error{Path: path, Problems: []string{err.Error()}}
 	}
@@ -431,10 +431,21 @@ func buildDaemon(r rawDaemon) (Daemon, []string) {
 	return d, problems
 }
 
-func syntaxError(path string, err error) error {
+func syntaxError(path, text string, err error) error {
 	var perr toml.ParseError
 	if errors.As(err, &perr) {
-		return &SyntaxError{Path: path, Line: perr.Position.Line, Column: perr.Position.Col, Msg: withoutQuotes(perr.Message)}
+		msg := withoutQuotes(perr.Message)
+		// An unquoted value the parser names ("98765432109876543210 is
+		// out of range") is masked too: the value of the line at fault.
+		lines := strings.Split(text, "\n")
+		if l := perr.Position.Line; l >= 1 && l <= len(lines) {
+			if _, v, ok := strings.Cut(lines[l-1], "="); ok {
+				if v = strings.TrimSpace(v); len(v) >= 3 {
+					msg = strings.ReplaceAll(msg, v, "…")
+				}
+			}
+		}
+		return &SyntaxError{Path: path, Line: perr.Position.Line, Column: perr.Position.Col, Msg: msg}
 	}
 	return &Error{Path: path, Problems: []string{withoutQuotes(err.Error())}}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -65,8 +66,10 @@ func (s Secret) Resolve(ctx context.Context) (string, error) {
 		return s.value, nil
 	case s.file != "":
 		// Opened once: the permissions checked are those of the file
-		// read, whatever is renamed into its place meanwhile.
-		f, err := os.Open(s.file)
+		// read, whatever is renamed into its place meanwhile. Without
+		// blocking: a FIFO would otherwise hold the open, and popfetch,
+		// until a writer came.
+		f, err := os.OpenFile(s.file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			return "", fmt.Errorf("password_file: %w", err)
 		}

@@ -138,6 +138,7 @@ func TestExpand(t *testing.T) {
 		{[]string{"x", "-f<%F>"}, `"a -oQ/tmp/evil"@x.example`, "me", []string{"x", "-f<_a_-oQ_tmp_evil_@x.example>"}},
 		{[]string{"x", "%F"}, "$(id)`id`'\\\"|&<>*?", "me", []string{"x", "__id__id__________"}},
 		{[]string{"x", "%F"}, "jörg+tag=x@münchen.example", "me", []string{"x", "jörg+tag=x@münchen.example"}},
+		{[]string{"x", "-f", "%F"}, strings.Repeat("a", 200_000) + "@x", "me", []string{"x", "-f", ""}}, // longer than any address
 	}
 	for _, tt := range tests {
 		if got := Expand(tt.argv, tt.sender, tt.recipient); !reflect.DeepEqual(got, tt.want) {
@@ -392,4 +393,24 @@ func deliverOne(ctx context.Context, d Deliverer, r io.Reader, env Envelope) err
 		return err
 	}
 	return d.Flush()
+}
+
+// TestMboxFreeSpaceSharedFileSystem: with the spool and the mbox on one
+// file system a message is there twice, so the room reported is half.
+func TestMboxFreeSpaceSharedFileSystem(t *testing.T) {
+	dir := t.TempDir()
+	md := &Maildir{dir: dir}
+	whole, err := md.FreeSpace()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Mbox{Path: filepath.Join(dir, "inbox"), SpoolDir: dir}
+	half, err := m.FreeSpace()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Other writers change the room a little between the two calls.
+	if diff := half - whole/2; diff < -(1<<20) || diff > 1<<20 {
+		t.Errorf("mbox room %d, file system room %d: want about half", half, whole)
+	}
 }

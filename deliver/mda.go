@@ -30,9 +30,10 @@ const DefaultMDATimeout = 5 * time.Minute
 //
 // The program is run directly, never through a shell. In each argv element
 // "%F" becomes the envelope sender (from Return-Path, else From; empty for
-// a bounce), "%T" the recipient, and "%%" a percent sign. A value that
-// could be taken for an option (it starts with "-") or holds control
-// characters is replaced by an empty string.
+// a bounce), "%T" the recipient, and "%%" a percent sign. The values are
+// neutralised first (see safeValue): every character but letters, digits
+// and @ . _ + = - becomes "_", and so does a leading "-"; one longer than
+// any address is replaced by an empty string.
 //
 // The message is first spooled to an unlinked temporary file, so that an
 // incomplete message is never piped at all. Exit status 0 means delivered,
@@ -206,6 +207,9 @@ func Expand(argv []string, sender, recipient string) []string {
 	return out
 }
 
+// maxAddress is the longest address put in an MDA's command line.
+const maxAddress = 256
+
 // safeValue neutralises an address for an MDA's command line, wherever
 // it lands: an argument of its own, part of one ("-f<%F>"), or a script
 // for /bin/sh -c. Letters, digits (any script's) and @ . _ + = - stay;
@@ -213,6 +217,11 @@ func Expand(argv []string, sender, recipient string) []string {
 // controls, /) becomes "_", and so does a leading "-", which a program
 // would take for an option. This is what fetchmail does to %F and %T.
 func safeValue(v string) string {
+	if len(v) > maxAddress {
+		// Longer than any address (RFC 5321: a path of 256 octets):
+		// made up to fill the command line, which fails with E2BIG.
+		return ""
+	}
 	out := []rune(v)
 	for i, r := range out {
 		ok := unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("@._+=-", r)

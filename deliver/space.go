@@ -61,8 +61,19 @@ func leastFree(paths ...string) (int64, error) {
 func (m *Maildir) FreeSpace() (int64, error) { return freeSpace(m.dir) }
 
 // FreeSpace implements SpaceReporter: the spool and the mbox's directory.
+// A message is in both at once, so where they share a file system it may
+// take only half of that one's room.
 func (m *Mbox) FreeSpace() (int64, error) {
-	return leastFree(spoolDir(m.SpoolDir), filepath.Dir(m.Path))
+	spool, dir := spoolDir(m.SpoolDir), filepath.Dir(m.Path)
+	room, err := leastFree(spool, dir)
+	if err != nil {
+		return 0, err
+	}
+	var a, b unix.Stat_t
+	if unix.Stat(spool, &a) == nil && unix.Stat(dir, &b) == nil && a.Dev == b.Dev {
+		room /= 2
+	}
+	return room, nil
 }
 
 // FreeSpace implements SpaceReporter: the spool the message waits in.

@@ -270,7 +270,7 @@ func (s *session) login(ctx context.Context) error {
 			haveSecret = true
 		}
 		s.authMode = mode
-		err = s.loginWith(ctx, mode, secret)
+		err = withoutSecret(s.loginWith(ctx, mode, secret), secret)
 		if err == nil {
 			break
 		}
@@ -307,6 +307,28 @@ func (s *session) login(ctx context.Context) error {
 	}
 	return nil
 }
+
+// withoutSecret hides secret wherever err's text quotes it: a server may
+// echo the password in a -ERR (the client redacts those) or in a reply so
+// malformed that the protocol error quotes the whole line. The error
+// keeps its types for errors.As.
+func withoutSecret(err error, secret string) error {
+	if err == nil || len(secret) < 4 || !strings.Contains(err.Error(), secret) {
+		return err
+	}
+	return &redactedError{err: err, secret: secret}
+}
+
+type redactedError struct {
+	err    error
+	secret string
+}
+
+func (e *redactedError) Error() string {
+	return strings.ReplaceAll(e.err.Error(), e.secret, "<redacted>")
+}
+
+func (e *redactedError) Unwrap() error { return e.err }
 
 // utf8 sends UTF8 (RFC 6856) where the server advertises it, and only
 // there: Gmail hangs up on it.

@@ -161,18 +161,26 @@ func TestDribblingServerExits2(t *testing.T) {
 // TestServerEchoingThePassword: a server whose -ERR quotes the password
 // it refused. Neither the error, nor the log, nor the -vv trace shows it.
 func TestServerEchoingThePassword(t *testing.T) {
-	for _, format := range []string{"auto", "json"} {
-		f := newCLIFixture(t, pop3test.Config{}, 1, "")
-		f.srv.SetFaults(pop3test.Fault{Command: "PASS", Action: pop3test.Reply, Reply: "-ERR [AUTH] password wonderland is not right for alice"})
-		code, stdout, stderr := f.run("-vv", "--log-format", format)
-		if code != exitAuth {
-			t.Fatalf("exit %d\n%s", code, stderr)
-		}
-		if strings.Contains(stdout+stderr, "wonderland") {
-			t.Errorf("the password reached the output:\n%s", stderr)
-		}
-		if !strings.Contains(stderr, "password <redacted> is not right") {
-			t.Errorf("the reply is not shown redacted:\n%s", stderr)
+	for _, reply := range []struct {
+		text string
+		code int
+	}{
+		{"-ERR [AUTH] password wonderland is not right for alice", exitAuth},
+		{"-ERR:password wonderland is not right for alice", exitProtocol}, // malformed: quoted whole
+	} {
+		for _, format := range []string{"auto", "json"} {
+			f := newCLIFixture(t, pop3test.Config{}, 1, "")
+			f.srv.SetFaults(pop3test.Fault{Command: "PASS", Action: pop3test.Reply, Reply: reply.text})
+			code, stdout, stderr := f.run("-vv", "--log-format", format)
+			if code != reply.code {
+				t.Fatalf("%q: exit %d\n%s", reply.text, code, stderr)
+			}
+			if strings.Contains(stdout+stderr, "wonderland") {
+				t.Errorf("%q: the password reached the output:\n%s", reply.text, stderr)
+			}
+			if !strings.Contains(stderr, "password <redacted> is not right") {
+				t.Errorf("%q: the reply is not shown redacted:\n%s", reply.text, stderr)
+			}
 		}
 	}
 }

@@ -100,7 +100,9 @@ func (h *humanHandler) Handle(_ context.Context, r slog.Record) error {
 	for _, a := range rest {
 		v := a.Value.Resolve().String()
 		if v == "" || strings.ContainsAny(v, " \"=\t\n") {
-			v = fmt.Sprintf("%q", v)
+			// Quoted for the eye, not escaped again: safeHandler has
+			// already written what needed it as \x1b and the like.
+			v = `"` + strings.ReplaceAll(strings.ReplaceAll(v, `"`, `\"`), "\n", " ") + `"`
 		}
 		b.WriteString(" " + a.Key + "=" + v)
 	}
