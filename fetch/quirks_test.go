@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
-	"github.com/popfetch/popfetch/uidstore"
 )
 
 // The quirks suite: one pop3test mode per documented behaviour of real
@@ -454,53 +453,6 @@ func TestQuirkHangUpOnUnknown(t *testing.T) {
 	}
 }
 
-// TestQuirkLoginDelay: a server that advertises LOGIN-DELAY and refuses
-// a login sooner. The daemon's scheduler polls no faster than it allows,
-// even with a shorter interval and when asked to poll at once, and its
-// status says why the next poll waits.
-func TestQuirkLoginDelay(t *testing.T) {
-	f := newFixture(t, pop3test.Config{LoginDelay: 1, Quirks: pop3test.Quirks{EnforceLoginDelay: true}}, testMessages(2))
-	f.acct.Keep = true
-	var mu sync.Mutex
-	var polls int
-	var failures []error
-	_, open := storeOpener(t)
-	j := job("slow", f.srv.Addr(), 20*time.Millisecond)
-	j.Poll = func(ctx context.Context, store *uidstore.Store, stop <-chan struct{}) (Stats, error) {
-		st, err := Poll(ctx, f.acct, store, f.md, &Options{Stop: stop})
-		mu.Lock()
-		defer mu.Unlock()
-		polls++
-		if err != nil {
-			failures = append(failures, err)
-		}
-		return st, err
-	}
-	s := NewScheduler(SchedulerConfig{OpenStore: open, Jitter: noJitter}, []Job{j})
-	stop := runScheduler(t, s)
-	eventually(t, "the first poll", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return polls >= 1
-	})
-	s.PollNow()
-	time.Sleep(2500 * time.Millisecond)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(failures) > 0 {
-		t.Errorf("polled sooner than LOGIN-DELAY allows: %v", failures)
-	}
-	if polls < 2 || polls > 4 {
-		t.Errorf("%d polls in about 2.5 s with LOGIN-DELAY 1 (interval 20 ms)", polls)
-	}
-	if st := s.Status(); len(st) != 1 || st[0].LoginDelay != time.Second {
-		t.Errorf("status: %+v", st)
-	}
-}
-
 // TestQuirksWithDefaults: the Courier-style server (login in another
 // process, PIPELINING advertised) and the APOP server without APOP
 // secrets, each over POP3S and over STLS with every setting left at its
@@ -690,5 +642,18 @@ func TestUnknownAuthMode(t *testing.T) {
 	}
 	if n := f.srv.Count("AUTH") + f.srv.Count("PASS"); n != 0 {
 		t.Errorf("%d logins attempted", n)
+	}
+}
+
+// TestLoginDelayCapped: a LOGIN-DELAY past 24 hours, or one that does not
+// fit a duration, counts as 24 hours.
+func TestLoginDelayCapped(t *testing.T) {
+	for _, v := range []string{"9223372036", "99999999999999999999", "86401"} {
+		f := newFixture(t, pop3test.Config{Greeting: "+OK hi"}, testMessages(1))
+		f.srv.SetFaults(pop3test.Fault{Command: "CAPA", Action: pop3test.Reply, Reply: "+OK\r\nUIDL\r\nUSER\r\nLOGIN-DELAY " + v + "\r\n."})
+		st, err := f.poll()
+		if err != nil || (v != "99999999999999999999" && st.LoginDelay != 24*time.Hour) {
+			t.Errorf("LOGIN-DELAY %s: %v, %v", v, st.LoginDelay, err)
+		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/popfetch/popfetch/cmd/internal/sdnotify"
 	"github.com/popfetch/popfetch/config"
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/schedule"
 	"github.com/popfetch/popfetch/fetch/termsafe"
 	"github.com/popfetch/popfetch/uidstore"
 )
@@ -97,7 +98,7 @@ type daemon struct {
 	trace    io.Writer
 	display  *progressDisplay // nil unless on a terminal
 	notifier *sdnotify.Notifier
-	sched    *fetch.Scheduler
+	sched    *schedule.Scheduler
 	status   *statusWriter
 	// memos keeps each account's fetch.Memo across reloads, by name and
 	// configuration: what the server taught stays until the account's
@@ -131,7 +132,7 @@ func runDaemon(c *cli.Context, p *proc, interval time.Duration) error {
 	}
 	defer lock.Close()
 
-	d.sched = fetch.NewScheduler(fetch.SchedulerConfig{
+	d.sched = schedule.New(schedule.Config{
 		MaxPolls:     cfg.Daemon.MaxConcurrentPolls,
 		MaxPerServer: cfg.Daemon.MaxSessionsPerServer,
 		MaxBackoff:   cfg.Daemon.MaxBackoff,
@@ -179,7 +180,7 @@ func (d *daemon) notify(states ...string) {
 }
 
 // load reads the configuration and builds a job for each account.
-func (d *daemon) load() (*config.Config, []fetch.Job, error) {
+func (d *daemon) load() (*config.Config, []schedule.Job, error) {
 	cfg, err := loadConfig(d.opts.configPath)
 	if err != nil {
 		return nil, nil, err
@@ -188,7 +189,7 @@ func (d *daemon) load() (*config.Config, []fetch.Job, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	jobs := make([]fetch.Job, 0, len(accounts))
+	jobs := make([]schedule.Job, 0, len(accounts))
 	memos := make(map[string]*fetch.Memo, len(accounts))
 	for _, a := range accounts {
 		key := a.Name + "\x00" + fingerprint(a)
@@ -208,10 +209,10 @@ func (d *daemon) load() (*config.Config, []fetch.Job, error) {
 }
 
 // job turns an account into the scheduler's job, whose polls share memo.
-func (d *daemon) job(a config.Account, memo *fetch.Memo) (fetch.Job, error) {
+func (d *daemon) job(a config.Account, memo *fetch.Memo) (schedule.Job, error) {
 	acct, err := fetchAccount(a, d.opts)
 	if err != nil {
-		return fetch.Job{}, err
+		return schedule.Job{}, err
 	}
 	alog := d.log.With("account", a.Name)
 	// What one poll learned (the login method auto settled on, the
@@ -220,7 +221,7 @@ func (d *daemon) job(a config.Account, memo *fetch.Memo) (fetch.Job, error) {
 	if d.display != nil {
 		opts.Progress = d.display.Update
 	}
-	j := fetch.Job{
+	j := schedule.Job{
 		Name:     a.Name,
 		Mailbox:  acct.Key().String(),
 		Server:   net.JoinHostPort(strings.ToLower(a.Server), strconv.Itoa(a.Port)),

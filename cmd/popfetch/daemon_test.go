@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
+	"github.com/popfetch/popfetch/fetch/schedule"
 )
 
 // syncBuffer is a bytes.Buffer safe to read while the daemon writes.
@@ -342,7 +342,7 @@ func TestDaemonSystemd(t *testing.T) {
 func TestPrintStatus(t *testing.T) {
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.Local)
 	st := statusFile{PID: 42, Running: true, Started: now.Add(-2 * time.Hour), Goroutines: 12, Memory: 8 << 20,
-		Accounts: []fetch.JobStatus{
+		Accounts: []schedule.JobStatus{
 			{Name: "work", LastEnd: now.Add(-5 * time.Second), LastResult: "ok", LastFetched: 3, LastBytes: 12 << 10,
 				Fetched: 120, Bytes: 5 << 20, Next: now.Add(4 * time.Minute)},
 			{Name: "home", LastEnd: now.Add(-time.Minute), LastResult: "authentication failed", Failures: 4,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
+	"github.com/popfetch/popfetch/fetch/schedule"
 )
 
 // hostile holds what a terminal acts on: an escape sequence (CSI), an
@@ -84,7 +85,7 @@ func TestHostileServerTextIsEscaped(t *testing.T) {
 // (server text) escaped; the progress line shows an account escaped.
 func TestStatusAndProgressEscape(t *testing.T) {
 	now := time.Now()
-	st := statusFile{PID: 1, Running: true, Started: now, Accounts: []fetch.JobStatus{
+	st := statusFile{PID: 1, Running: true, Started: now, Accounts: []schedule.JobStatus{
 		{Name: "evil" + hostile, LastEnd: now, LastResult: "server error", LastError: "pop3: PASS: -ERR " + hostile},
 	}}
 	var b bytes.Buffer

@@ -18,7 +18,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/schedule"
 	"github.com/popfetch/popfetch/fetch/termsafe"
 )
 
@@ -33,10 +33,10 @@ type statusFile struct {
 	Config  string    `json:"config"`
 	// Running is filled in by "popfetch status": whether the daemon
 	// holds the state directory now.
-	Running    bool              `json:"running"`
-	Goroutines int               `json:"goroutines"`
-	Memory     uint64            `json:"memory_bytes"` // memory the Go runtime holds, released pages excluded
-	Accounts   []fetch.JobStatus `json:"accounts"`
+	Running    bool                 `json:"running"`
+	Goroutines int                  `json:"goroutines"`
+	Memory     uint64               `json:"memory_bytes"` // memory the Go runtime holds, released pages excluded
+	Accounts   []schedule.JobStatus `json:"accounts"`
 }
 
 // clearActivity drops what only a running daemon can say: which polls run
@@ -55,13 +55,13 @@ func statusPath(stateDir string) string { return filepath.Join(stateDir, "status
 type statusWriter struct {
 	path    string
 	config  string
-	sched   *fetch.Scheduler
+	sched   *schedule.Scheduler
 	started time.Time
 	last    []byte    // the accounts as last written
 	written time.Time // when
 }
 
-func newStatusWriter(stateDir, configPath string, sched *fetch.Scheduler) *statusWriter {
+func newStatusWriter(stateDir, configPath string, sched *schedule.Scheduler) *statusWriter {
 	return &statusWriter{path: statusPath(stateDir), config: configPath, sched: sched, started: time.Now()}
 }
 
@@ -150,7 +150,7 @@ func statusAction(c *cli.Context) error {
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		st.PID = pid
-		st.Accounts = []fetch.JobStatus{}
+		st.Accounts = []schedule.JobStatus{}
 		if !c.Bool("json") {
 			if running {
 				fmt.Fprintf(c.App.Writer, "popfetch daemon: running, pid %d; no status written yet\n", pid)
@@ -171,9 +171,9 @@ func statusAction(c *cli.Context) error {
 		st.clearActivity()
 	}
 	if names := c.Args().Slice(); len(names) > 0 {
-		var sel []fetch.JobStatus
+		var sel []schedule.JobStatus
 		for _, n := range names {
-			i := slices.IndexFunc(st.Accounts, func(a fetch.JobStatus) bool { return a.Name == n })
+			i := slices.IndexFunc(st.Accounts, func(a schedule.JobStatus) bool { return a.Name == n })
 			if i < 0 {
 				return usageError{fmt.Sprintf("the daemon's status has no account named %q", n)}
 			}

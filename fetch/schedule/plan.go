@@ -1,4 +1,4 @@
-package fetch
+package schedule
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/fetch/pop3"
 )
 
@@ -38,7 +39,7 @@ type entry struct {
 	// failedBefore is failures when update forgot them (a changed
 	// configuration), so that the recovery is still logged.
 	failedBefore int
-	lastKind     Kind // the kind of the last failure, for logging a streak once
+	lastKind     fetch.Kind // the kind of the last failure, for logging a streak once
 	loginDelay   time.Duration
 	status       JobStatus
 	// The server and mailbox the running poll counts against (update
@@ -214,7 +215,7 @@ func (p *plan) wake(now time.Time) (t time.Time, ok bool) {
 const maxWait = 7 * 24 * time.Hour
 
 // finish records the end of e's poll and schedules its next one.
-func (p *plan) finish(e *entry, st Stats, err error, now time.Time) {
+func (p *plan) finish(e *entry, st fetch.Stats, err error, now time.Time) {
 	e.running = false
 	p.running--
 	if p.perServer[e.slotServer]--; p.perServer[e.slotServer] <= 0 {
@@ -239,13 +240,13 @@ func (p *plan) finish(e *entry, st Stats, err error, now time.Time) {
 	s.Bytes += st.Bytes
 
 	log := p.log.With("account", e.job.Name)
-	var fe *Error
+	var fe *fetch.Error
 	if err != nil && !errors.As(err, &fe) {
-		fe = &Error{Account: e.job.Name, Kind: KindInternal, Err: err}
+		fe = &fetch.Error{Account: e.job.Name, Kind: fetch.KindInternal, Err: err}
 	}
 	delay := e.job.Interval
 	switch {
-	case fe == nil, fe.Kind == KindCanceled:
+	case fe == nil, fe.Kind == fetch.KindCanceled:
 		if n := max(e.failures, e.failedBefore); n > 0 && fe == nil {
 			log.Info("polling works again", "after_failures", n)
 		}
@@ -295,15 +296,15 @@ func (p *plan) finish(e *entry, st Stats, err error, now time.Time) {
 
 // hard reports failures that waiting a little will not cure: the
 // credentials, the certificate, the configuration.
-func hard(fe *Error) bool {
-	return fe.Kind == KindAuth || fe.Kind == KindTLS || fe.Kind == KindConfig
+func hard(fe *fetch.Error) bool {
+	return fe.Kind == fetch.KindAuth || fe.Kind == fetch.KindTLS || fe.Kind == fetch.KindConfig
 }
 
 // backoff returns the wait after e's latest failure: the interval doubled
 // for each failure in a row, up to maxBackoff (or the interval, if that is
 // longer); the longest wait at once after a hard failure; and no less
 // than the server's LOGIN-DELAY after -ERR [LOGIN-DELAY].
-func (p *plan) backoff(e *entry, fe *Error) time.Duration {
+func (p *plan) backoff(e *entry, fe *fetch.Error) time.Duration {
 	interval := e.job.Interval
 	ceiling := max(p.maxBackoff, interval)
 	if hard(fe) {

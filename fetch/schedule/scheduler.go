@@ -1,4 +1,4 @@
-package fetch
+package schedule
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/uidstore"
 )
 
@@ -31,7 +32,7 @@ type Job struct {
 	Config string
 	// Poll polls the account once with the open UID store. stop asks it
 	// to end early and cleanly (see Options.Stop); ctx aborts it.
-	Poll func(ctx context.Context, store *uidstore.Store, stop <-chan struct{}) (Stats, error)
+	Poll func(ctx context.Context, store *uidstore.Store, stop <-chan struct{}) (fetch.Stats, error)
 }
 
 // JobStatus is what the Scheduler knows of a job, for "popfetch status".
@@ -57,8 +58,8 @@ type JobStatus struct {
 	LoginDelay time.Duration `json:"login_delay,omitempty"`
 }
 
-// SchedulerConfig sets up a Scheduler. Zero values take the defaults.
-type SchedulerConfig struct {
+// Config sets up a Scheduler. Zero values take the defaults.
+type Config struct {
 	MaxPolls     int           // polls at once (default 4)
 	MaxPerServer int           // polls of one server at once (default 2)
 	MaxBackoff   time.Duration // the longest wait after failures (default 1h)
@@ -83,9 +84,9 @@ type SchedulerConfig struct {
 //
 // The UID store is opened when a poll is to start and closed when no poll
 // runs, so that one-shot popfetch commands can use it between polls; see
-// SchedulerConfig.StoreHold.
+// Config.StoreHold.
 type Scheduler struct {
-	cfg  SchedulerConfig
+	cfg  Config
 	log  *slog.Logger
 	wake chan struct{}
 	ping chan chan struct{}
@@ -95,7 +96,7 @@ type Scheduler struct {
 }
 
 // NewScheduler returns a Scheduler for jobs; Run runs it.
-func NewScheduler(cfg SchedulerConfig, jobs []Job) *Scheduler {
+func New(cfg Config, jobs []Job) *Scheduler {
 	if cfg.MaxPolls <= 0 {
 		cfg.MaxPolls = 4
 	}
@@ -205,7 +206,7 @@ func (s *Scheduler) Ping(ctx context.Context) error {
 // result is the end of one poll.
 type result struct {
 	e   *entry
-	st  Stats
+	st  fetch.Stats
 	err error
 }
 
@@ -358,7 +359,7 @@ func (s *Scheduler) runPoll(ctx context.Context, e *entry, job Job, store *uidst
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("internal error: a poll panicked", "account", job.Name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			r.err = &Error{Account: job.Name, Kind: KindInternal, Err: fmt.Errorf("panic: %v", p)}
+			r.err = &fetch.Error{Account: job.Name, Kind: fetch.KindInternal, Err: fmt.Errorf("panic: %v", p)}
 		}
 		results <- r
 	}()

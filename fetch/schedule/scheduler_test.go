@@ -1,14 +1,19 @@
-package fetch
+package schedule
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
 	"github.com/popfetch/popfetch/uidstore"
 )
 
@@ -36,9 +41,9 @@ func newTracker() *tracker {
 // what ran at once.
 func (tr *tracker) job(name, server string, interval, d time.Duration) Job {
 	j := job(name, server, interval)
-	j.Poll = func(ctx context.Context, store *uidstore.Store, stop <-chan struct{}) (Stats, error) {
+	j.Poll = func(ctx context.Context, store *uidstore.Store, stop <-chan struct{}) (fetch.Stats, error) {
 		if store == nil {
-			return Stats{}, errors.New("no store")
+			return fetch.Stats{}, errors.New("no store")
 		}
 		tr.mu.Lock()
 		tr.running++
@@ -61,7 +66,7 @@ func (tr *tracker) job(name, server string, interval, d time.Duration) Job {
 		delete(tr.mailboxes, j.Mailbox)
 		tr.polls[name]++
 		tr.mu.Unlock()
-		return Stats{}, nil
+		return fetch.Stats{}, nil
 	}
 	return j
 }
@@ -122,7 +127,7 @@ func TestSchedulerPollsConcurrentlyWithinLimits(t *testing.T) {
 	for i := range 12 {
 		jobs = append(jobs, tr.job(fmt.Sprint("acct", i), fmt.Sprint("server", i%3, ":110"), 10*time.Millisecond, 15*time.Millisecond))
 	}
-	s := NewScheduler(SchedulerConfig{MaxPolls: 4, MaxPerServer: 2, OpenStore: open, Jitter: noJitter}, jobs)
+	s := New(Config{MaxPolls: 4, MaxPerServer: 2, OpenStore: open, Jitter: noJitter}, jobs)
 	stop := runScheduler(t, s)
 	eventually(t, "every account polled 5 times", func() bool {
 		for _, j := range jobs {
@@ -159,16 +164,16 @@ func TestSchedulerGracefulStop(t *testing.T) {
 	sawStop.Add(2)
 	mk := func(name string) Job {
 		j := job(name, name+":1", time.Hour)
-		j.Poll = func(ctx context.Context, _ *uidstore.Store, stop <-chan struct{}) (Stats, error) {
+		j.Poll = func(ctx context.Context, _ *uidstore.Store, stop <-chan struct{}) (fetch.Stats, error) {
 			started <- struct{}{}
 			<-stop
 			sawStop.Done()
 			time.Sleep(50 * time.Millisecond) // finishing the message in progress
-			return Stats{Stopped: true}, nil
+			return fetch.Stats{Stopped: true}, nil
 		}
 		return j
 	}
-	s := NewScheduler(SchedulerConfig{OpenStore: open, Jitter: noJitter}, []Job{mk("a"), mk("b")})
+	s := New(Config{OpenStore: open, Jitter: noJitter}, []Job{mk("a"), mk("b")})
 	stop := runScheduler(t, s)
 	<-started
 	<-started
@@ -191,12 +196,12 @@ func TestSchedulerCancel(t *testing.T) {
 	_, open := storeOpener(t)
 	started := make(chan struct{})
 	j := job("a", "a:1", time.Hour)
-	j.Poll = func(ctx context.Context, _ *uidstore.Store, _ <-chan struct{}) (Stats, error) {
+	j.Poll = func(ctx context.Context, _ *uidstore.Store, _ <-chan struct{}) (fetch.Stats, error) {
 		close(started)
 		<-ctx.Done()
-		return Stats{}, &Error{Account: "a", Kind: KindCanceled, Err: ctx.Err()}
+		return fetch.Stats{}, &fetch.Error{Account: "a", Kind: fetch.KindCanceled, Err: ctx.Err()}
 	}
-	s := NewScheduler(SchedulerConfig{OpenStore: open, Jitter: noJitter}, []Job{j})
+	s := New(Config{OpenStore: open, Jitter: noJitter}, []Job{j})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Run(ctx, nil) }()
@@ -221,7 +226,7 @@ func TestSchedulerCancel(t *testing.T) {
 func TestSchedulerSharesTheStore(t *testing.T) {
 	tr := newTracker()
 	path, open := storeOpener(t)
-	s := NewScheduler(SchedulerConfig{OpenStore: open, Jitter: noJitter},
+	s := New(Config{OpenStore: open, Jitter: noJitter},
 		[]Job{tr.job("a", "a:1", 200*time.Millisecond, 10*time.Millisecond)})
 	stop := runScheduler(t, s)
 	eventually(t, "a first poll", func() bool { return tr.count("a") >= 1 })
@@ -251,7 +256,7 @@ func TestSchedulerStoreHold(t *testing.T) {
 	for i := range 4 {
 		jobs = append(jobs, tr.job(fmt.Sprint("a", i), fmt.Sprint("s", i, ":1"), time.Millisecond, 20*time.Millisecond))
 	}
-	s := NewScheduler(SchedulerConfig{OpenStore: open, Jitter: noJitter, StoreHold: 300 * time.Millisecond}, jobs)
+	s := New(Config{OpenStore: open, Jitter: noJitter, StoreHold: 300 * time.Millisecond}, jobs)
 	stop := runScheduler(t, s)
 	eventually(t, "polls", func() bool { return tr.count("a0") >= 2 })
 	other, err := uidstore.Open(path, 5*time.Second)
@@ -268,7 +273,7 @@ func TestSchedulerUpdateAndPollNow(t *testing.T) {
 	tr := newTracker()
 	_, open := storeOpener(t)
 	a := tr.job("a", "a:1", time.Hour, time.Millisecond)
-	s := NewScheduler(SchedulerConfig{OpenStore: open, Jitter: noJitter}, []Job{a})
+	s := New(Config{OpenStore: open, Jitter: noJitter}, []Job{a})
 	stop := runScheduler(t, s)
 	eventually(t, "the first poll", func() bool { return tr.count("a") == 1 })
 	s.PollNow()
@@ -297,16 +302,16 @@ func TestSchedulerPanic(t *testing.T) {
 	var mu sync.Mutex
 	n := 0
 	j := job("a", "a:1", 10*time.Millisecond)
-	j.Poll = func(context.Context, *uidstore.Store, <-chan struct{}) (Stats, error) {
+	j.Poll = func(context.Context, *uidstore.Store, <-chan struct{}) (fetch.Stats, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		n++
 		if n == 1 {
 			panic("bug")
 		}
-		return Stats{}, nil
+		return fetch.Stats{}, nil
 	}
-	s := NewScheduler(SchedulerConfig{OpenStore: open, Jitter: noJitter}, []Job{j})
+	s := New(Config{OpenStore: open, Jitter: noJitter}, []Job{j})
 	stop := runScheduler(t, s)
 	eventually(t, "the failure", func() bool { return s.Status()[0].LastResult == "internal error" })
 	s.PollNow()
@@ -323,7 +328,7 @@ func TestSchedulerLongPollDoesNotStallOthers(t *testing.T) {
 	_, open := storeOpener(t)
 	long := tr.job("long", "a:1", time.Hour, 1500*time.Millisecond)
 	quick := tr.job("quick", "b:1", 10*time.Millisecond, time.Millisecond)
-	s := NewScheduler(SchedulerConfig{OpenStore: open, Jitter: noJitter, StoreHold: 200 * time.Millisecond}, []Job{long, quick})
+	s := New(Config{OpenStore: open, Jitter: noJitter, StoreHold: 200 * time.Millisecond}, []Job{long, quick})
 	stop := runScheduler(t, s)
 	eventually(t, "the long poll to start", func() bool { return s.Status()[0].Running })
 	time.Sleep(500 * time.Millisecond) // past StoreHold and the long poll's own StoreHold
@@ -334,5 +339,66 @@ func TestSchedulerLongPollDoesNotStallOthers(t *testing.T) {
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSchedulerLoginDelay: a server that advertises LOGIN-DELAY and refuses
+// a login sooner. The daemon's scheduler polls no faster than it allows,
+// even with a shorter interval and when asked to poll at once, and its
+// status says why the next poll waits.
+func TestSchedulerLoginDelay(t *testing.T) {
+	srv, err := pop3test.NewServer(pop3test.Config{User: "alice", Password: "wonderland", LoginDelay: 1,
+		Quirks: pop3test.Quirks{EnforceLoginDelay: true}},
+		pop3test.Message{UID: "1", Data: []byte("Subject: a\n\nx\n")}, pop3test.Message{UID: "2", Data: []byte("Subject: b\n\ny\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	host, port, _ := net.SplitHostPort(srv.Addr())
+	portNum, _ := strconv.Atoi(port)
+	acct := &fetch.Account{Name: "slow", Server: host, Port: portNum, TLS: fetch.TLSNone, AllowInsecureAuth: true,
+		User: "alice", Password: func(context.Context) (string, error) { return "wonderland", nil },
+		Auth: fetch.AuthAuto, Timeout: 5 * time.Second, Keep: true}
+	md, err := deliver.NewMaildir(filepath.Join(t.TempDir(), "Maildir"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var polls int
+	var failures []error
+	_, open := storeOpener(t)
+	j := job("slow", srv.Addr(), 20*time.Millisecond)
+	j.Poll = func(ctx context.Context, store *uidstore.Store, stop <-chan struct{}) (fetch.Stats, error) {
+		st, err := fetch.Poll(ctx, acct, store, md, &fetch.Options{Stop: stop})
+		mu.Lock()
+		defer mu.Unlock()
+		polls++
+		if err != nil {
+			failures = append(failures, err)
+		}
+		return st, err
+	}
+	s := New(Config{OpenStore: open, Jitter: noJitter}, []Job{j})
+	stop := runScheduler(t, s)
+	eventually(t, "the first poll", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return polls >= 1
+	})
+	s.PollNow()
+	time.Sleep(2500 * time.Millisecond)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(failures) > 0 {
+		t.Errorf("polled sooner than LOGIN-DELAY allows: %v", failures)
+	}
+	if polls < 2 || polls > 4 {
+		t.Errorf("%d polls in about 2.5 s with LOGIN-DELAY 1 (interval 20 ms)", polls)
+	}
+	if st := s.Status(); len(st) != 1 || st[0].LoginDelay != time.Second {
+		t.Errorf("status: %+v", st)
 	}
 }

@@ -1,10 +1,10 @@
-package fetch
+package schedule
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
+	"github.com/popfetch/popfetch/fetch"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -80,7 +80,7 @@ func TestPlanIntervalAndJitter(t *testing.T) {
 	mustStart(t, p, t0.Add(time.Second))
 	e := mustStart(t, p, t0.Add(firstJitter), "a")[0]
 	end := t0.Add(3 * time.Second)
-	p.finish(e, Stats{}, nil, end)
+	p.finish(e, fetch.Stats{}, nil, end)
 	// The next comes an interval after the end, plus at most a tenth of it.
 	want := end.Add(5*time.Minute + 30*time.Second)
 	if !e.next.Equal(want) {
@@ -96,7 +96,7 @@ func TestPlanIntervalAndJitter(t *testing.T) {
 	p2, _ := newTestPlan(fullJitter)
 	p2.update([]Job{job("b", "s:1", 24*time.Hour)}, t0)
 	e = mustStart(t, p2, t0.Add(firstJitter), "b")[0]
-	p2.finish(e, Stats{}, nil, t0.Add(firstJitter))
+	p2.finish(e, fetch.Stats{}, nil, t0.Add(firstJitter))
 	if got := e.next.Sub(t0.Add(firstJitter)); got != 24*time.Hour+maxJitter {
 		t.Errorf("wait %v, want a day and %v", got, maxJitter)
 	}
@@ -115,7 +115,7 @@ func TestPlanJitterBounds(t *testing.T) {
 	now := t0.Add(firstJitter)
 	distinct := map[time.Time]bool{}
 	for _, e := range p.start(now) {
-		p.finish(e, Stats{}, nil, now)
+		p.finish(e, fetch.Stats{}, nil, now)
 		wait := e.next.Sub(now)
 		if wait < time.Minute || wait > time.Minute+6*time.Second {
 			t.Errorf("%s waits %v", e.job.Name, wait)
@@ -128,7 +128,7 @@ func TestPlanJitterBounds(t *testing.T) {
 }
 
 func netErr(name string) error {
-	return &Error{Account: name, Kind: KindNetwork, Err: errors.New("connection refused")}
+	return &fetch.Error{Account: name, Kind: fetch.KindNetwork, Err: errors.New("connection refused")}
 }
 
 func TestPlanBackoff(t *testing.T) {
@@ -137,7 +137,7 @@ func TestPlanBackoff(t *testing.T) {
 	now := t0
 	e := mustStart(t, p, now, "a")[0]
 	for i, want := range []time.Duration{10 * time.Minute, 20 * time.Minute, 40 * time.Minute, time.Hour, time.Hour} {
-		p.finish(e, Stats{}, netErr("a"), now)
+		p.finish(e, fetch.Stats{}, netErr("a"), now)
 		if got := e.next.Sub(now); got != want {
 			t.Fatalf("failure %d: wait %v, want %v", i+1, got, want)
 		}
@@ -152,7 +152,7 @@ func TestPlanBackoff(t *testing.T) {
 		t.Errorf("logged %v", h.msgs)
 	}
 	// Success resets the backoff.
-	p.finish(e, Stats{Delivered: 2, Bytes: 100}, nil, now)
+	p.finish(e, fetch.Stats{Delivered: 2, Bytes: 100}, nil, now)
 	if got := e.next.Sub(now); got != 5*time.Minute {
 		t.Errorf("after success wait %v", got)
 	}
@@ -176,17 +176,17 @@ func TestPlanBackoffTable(t *testing.T) {
 		{5 * time.Second, netErr("a"), 3, 40 * time.Second},
 		{5 * time.Second, netErr("a"), 30, time.Hour},
 		{2 * time.Hour, netErr("a"), 1, 2 * time.Hour}, // never more often than the interval, never capped below it
-		{5 * time.Minute, &Error{Kind: KindAuth, Err: errors.New("bad password")}, 1, time.Hour},
-		{5 * time.Minute, &Error{Kind: KindTLS, Err: errors.New("x509")}, 1, time.Hour},
-		{5 * time.Minute, &Error{Kind: KindLocked, Err: &pop3.Error{Code: "IN-USE"}}, 1, 10 * time.Minute},
-		{time.Minute, &Error{Kind: KindServer, Err: &pop3.Error{Code: "LOGIN-DELAY"}}, 1, 5 * time.Minute},
+		{5 * time.Minute, &fetch.Error{Kind: fetch.KindAuth, Err: errors.New("bad password")}, 1, time.Hour},
+		{5 * time.Minute, &fetch.Error{Kind: fetch.KindTLS, Err: errors.New("x509")}, 1, time.Hour},
+		{5 * time.Minute, &fetch.Error{Kind: fetch.KindLocked, Err: &pop3.Error{Code: "IN-USE"}}, 1, 10 * time.Minute},
+		{time.Minute, &fetch.Error{Kind: fetch.KindServer, Err: &pop3.Error{Code: "LOGIN-DELAY"}}, 1, 5 * time.Minute},
 		{time.Minute, errors.New("not a fetch.Error"), 1, 2 * time.Minute},
 	} {
 		p, _ := newTestPlan(noJitter)
 		e := &entry{job: job("a", "s:1", tc.interval), failures: tc.failures}
-		var fe *Error
+		var fe *fetch.Error
 		if !errors.As(tc.err, &fe) {
-			fe = &Error{Kind: KindInternal, Err: tc.err}
+			fe = &fetch.Error{Kind: fetch.KindInternal, Err: tc.err}
 		}
 		if got := p.backoff(e, fe); got != tc.want {
 			t.Errorf("interval %v, %v, %d failures: %v, want %v", tc.interval, tc.err, tc.failures, got, tc.want)
@@ -201,10 +201,10 @@ func TestPlanAuthFailure(t *testing.T) {
 	p, h := newTestPlan(noJitter)
 	p.update([]Job{job("a", "s:1", time.Minute)}, t0)
 	now := t0
-	authErr := &Error{Account: "a", Kind: KindAuth, Err: errors.New("-ERR [AUTH] invalid credentials")}
+	authErr := &fetch.Error{Account: "a", Kind: fetch.KindAuth, Err: errors.New("-ERR [AUTH] invalid credentials")}
 	for range 5 {
 		e := mustStart(t, p, now, "a")[0]
-		p.finish(e, Stats{}, authErr, now)
+		p.finish(e, fetch.Stats{}, authErr, now)
 		if got := e.next.Sub(now); got != time.Hour {
 			t.Fatalf("wait %v after an authentication failure", got)
 		}
@@ -221,7 +221,7 @@ func TestPlanAuthFailure(t *testing.T) {
 		t.Errorf("failures kept after the configuration changed: %d", e.failures)
 	}
 	// An unchanged configuration keeps the backoff.
-	p.finish(e, Stats{}, authErr, now)
+	p.finish(e, fetch.Stats{}, authErr, now)
 	p.update([]Job{fixed}, now)
 	mustStart(t, p, now)
 }
@@ -230,12 +230,12 @@ func TestPlanLoginDelay(t *testing.T) {
 	p, _ := newTestPlan(noJitter)
 	p.update([]Job{job("a", "s:1", time.Minute)}, t0)
 	e := mustStart(t, p, t0, "a")[0]
-	p.finish(e, Stats{LoginDelay: 15 * time.Minute}, nil, t0)
+	p.finish(e, fetch.Stats{LoginDelay: 15 * time.Minute}, nil, t0)
 	if got := e.next.Sub(t0); got != 15*time.Minute {
 		t.Errorf("the server's LOGIN-DELAY of 15m gave a wait of %v", got)
 	}
 	e = mustStart(t, p, e.next, "a")[0]
-	p.finish(e, Stats{}, nil, e.next) // the delay is remembered
+	p.finish(e, fetch.Stats{}, nil, e.next) // the delay is remembered
 	if got := e.next.Sub(e.status.LastEnd); got != 15*time.Minute {
 		t.Errorf("wait %v", got)
 	}
@@ -245,22 +245,9 @@ func TestPlanLoginDelay(t *testing.T) {
 	p2.update([]Job{job("b", "s:1", time.Minute)}, t0)
 	t1 := t0.Add(time.Hour) // past the first poll's jitter
 	e = mustStart(t, p2, t1, "b")[0]
-	p2.finish(e, Stats{LoginDelay: time.Duration(1<<63 - 1)}, nil, t1)
+	p2.finish(e, fetch.Stats{LoginDelay: time.Duration(1<<63 - 1)}, nil, t1)
 	if !e.next.After(t1) {
 		t.Errorf("a huge LOGIN-DELAY put the next poll at %v", e.next)
-	}
-}
-
-// TestLoginDelayCapped: a LOGIN-DELAY past 24 hours, or one that does not
-// fit a duration, counts as 24 hours.
-func TestLoginDelayCapped(t *testing.T) {
-	for _, v := range []string{"9223372036", "99999999999999999999", "86401"} {
-		f := newFixture(t, pop3test.Config{Greeting: "+OK hi"}, testMessages(1))
-		f.srv.SetFaults(pop3test.Fault{Command: "CAPA", Action: pop3test.Reply, Reply: "+OK\r\nUIDL\r\nUSER\r\nLOGIN-DELAY " + v + "\r\n."})
-		st, err := f.poll()
-		if err != nil || (v != "99999999999999999999" && st.LoginDelay != 24*time.Hour) {
-			t.Errorf("LOGIN-DELAY %s: %v, %v", v, st.LoginDelay, err)
-		}
 	}
 }
 
@@ -315,7 +302,7 @@ func TestPlanLimits(t *testing.T) {
 			}
 		}
 		now = now.Add(time.Second)
-		p.finish(running[first], Stats{}, nil, now)
+		p.finish(running[first], fetch.Stats{}, nil, now)
 		delete(running, first)
 		done[first] = true
 		check(p.start(now))
@@ -329,12 +316,12 @@ func TestPlanPollNow(t *testing.T) {
 	p, _ := newTestPlan(noJitter)
 	p.update([]Job{job("a", "s:1", time.Hour), job("b", "t:1", time.Hour)}, t0)
 	ea := mustStart(t, p, t0, "a", "b")
-	p.finish(ea[1], Stats{}, nil, t0)
+	p.finish(ea[1], fetch.Stats{}, nil, t0)
 	now := t0.Add(time.Minute)
 	mustStart(t, p, now)
 	p.pollNow(now)
 	mustStart(t, p, now, "b") // a is still running
-	p.finish(ea[0], Stats{}, nil, now.Add(time.Second))
+	p.finish(ea[0], fetch.Stats{}, nil, now.Add(time.Second))
 	mustStart(t, p, now.Add(time.Second), "a") // and polls again at once
 }
 
@@ -345,12 +332,12 @@ func TestPlanUpdate(t *testing.T) {
 	// b is removed while it runs, c is added; a is unchanged.
 	p.update([]Job{job("a", "s:1", time.Minute), job("c", "s:1", time.Minute)}, t0)
 	mustStart(t, p, t0) // the server's two places are taken
-	p.finish(started[1], Stats{}, nil, t0)
+	p.finish(started[1], fetch.Stats{}, nil, t0)
 	if _, ok := p.byName["b"]; ok || len(p.entries) != 2 {
 		t.Fatalf("b still scheduled: %v", p.byName)
 	}
 	mustStart(t, p, t0, "c")
-	p.finish(started[0], Stats{}, nil, t0)
+	p.finish(started[0], fetch.Stats{}, nil, t0)
 	if p.running != 1 || p.perServer["s:1"] != 1 {
 		t.Errorf("running %d, per server %v", p.running, p.perServer)
 	}
