@@ -554,244 +554,303 @@ func isLoopbackURL(u string) bool {
 }
 
 // build validates one merged account and applies defaults.
+// build turns a raw account into an Account, with a problem for each
+// mistake in it; each part of the account is checked by a method of its
+// own.
 func build(r rawAccount) (Account, []string) {
-	var problems []string
-	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	str := func(p *string) string {
-		if p == nil {
-			return ""
-		}
-		return *p
-	}
-	a := Account{
-		Name:              str(r.Name),
-		Server:            str(r.Server),
-		TLS:               TLSMode(str(r.TLS)),
-		User:              str(r.User),
-		Auth:              AuthMode(str(r.Auth)),
-		AllowInsecureAuth: r.AllowInsecureAuth != nil && *r.AllowInsecureAuth,
-		Keep:              r.Keep != nil && *r.Keep,
-		AddReceived:       r.AddReceived == nil || *r.AddReceived,
-		DeliveredTo:       r.DeliveredTo != nil && *r.DeliveredTo,
-		EnvelopeTo:        r.EnvelopeTo != nil && *r.EnvelopeTo,
-		ReturnPath:        r.ReturnPath != nil && *r.ReturnPath,
-		Recipient:         str(r.Recipient),
+	b := &builder{r: r}
+	b.a = Account{
+		Name:              str(b.r.Name),
+		Server:            str(b.r.Server),
+		TLS:               TLSMode(str(b.r.TLS)),
+		User:              str(b.r.User),
+		Auth:              AuthMode(str(b.r.Auth)),
+		AllowInsecureAuth: b.r.AllowInsecureAuth != nil && *b.r.AllowInsecureAuth,
+		Keep:              b.r.Keep != nil && *b.r.Keep,
+		AddReceived:       b.r.AddReceived == nil || *b.r.AddReceived,
+		DeliveredTo:       b.r.DeliveredTo != nil && *b.r.DeliveredTo,
+		EnvelopeTo:        b.r.EnvelopeTo != nil && *b.r.EnvelopeTo,
+		ReturnPath:        b.r.ReturnPath != nil && *b.r.ReturnPath,
+		Recipient:         str(b.r.Recipient),
 		Timeout:           DefaultTimeout,
 		MDATimeout:        DefaultMDATimeout,
 		PollTimeout:       DefaultPollTimeout,
 	}
+	b.identity()
+	b.connection()
+	b.auth()
+	b.tlsOptions()
+	b.secrets()
+	b.policies()
+	b.target()
+	b.timeouts()
+	return b.a, b.problems
+}
+
+// builder holds an account being built from its raw form, and the
+// problems found in it.
+type builder struct {
+	r        rawAccount
+	a        Account
+	problems []string
+}
+
+func (b *builder) bad(format string, args ...any) {
+	b.problems = append(b.problems, fmt.Sprintf(format, args...))
+}
+
+// str is the value of an optional string, "" if unset.
+func str(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// identity checks the name, the server and the user.
+func (b *builder) identity() {
 	switch {
-	case a.Name == "":
-		bad("name is missing")
-	case !nameRE.MatchString(a.Name):
-		bad("name %q: use letters, digits and . _ @ + - only", a.Name)
+	case b.a.Name == "":
+		b.bad("name is missing")
+	case !nameRE.MatchString(b.a.Name):
+		b.bad("name %q: use letters, digits and . _ @ + - only", b.a.Name)
 	}
-	if a.Server == "" {
-		bad("server is missing")
-	} else if strings.ContainsAny(a.Server, " \t/") {
-		bad("server %q is not a host name or address", a.Server)
+	if b.a.Server == "" {
+		b.bad("server is missing")
+	} else if strings.ContainsAny(b.a.Server, " \t/") {
+		b.bad("server %q is not a host name or address", b.a.Server)
 	}
-	if a.User == "" {
-		bad("user is missing")
+	if b.a.User == "" {
+		b.bad("user is missing")
 	}
-	if a.TLS == "" {
-		a.TLS = TLSImplicit
+}
+
+// connection sets the TLS mode, the port and pipelining.
+func (b *builder) connection() {
+	if b.a.TLS == "" {
+		b.a.TLS = TLSImplicit
 	}
-	switch a.TLS {
+	switch b.a.TLS {
 	case TLSImplicit:
-		a.Port = 995
+		b.a.Port = 995
 	case TLSStartTLS, TLSNone:
-		a.Port = 110
+		b.a.Port = 110
 	default:
-		bad("tls = %q: want \"implicit\", \"starttls\" or \"none\"", a.TLS)
+		b.bad("tls = %q: want \"implicit\", \"starttls\" or \"none\"", b.a.TLS)
 	}
-	if r.Port != nil {
-		a.Port = *r.Port
-		if a.Port < 1 || a.Port > 65535 {
-			bad("port %d is out of range", a.Port)
+	if b.r.Port != nil {
+		b.a.Port = *b.r.Port
+		if b.a.Port < 1 || b.a.Port > 65535 {
+			b.bad("port %d is out of range", b.a.Port)
 		}
 	}
-	a.Pipelining = PipeliningMode(str(r.Pipelining))
-	switch a.Pipelining {
+	b.a.Pipelining = PipeliningMode(str(b.r.Pipelining))
+	switch b.a.Pipelining {
 	case "":
-		a.Pipelining = fetch.PipeliningAuto
+		b.a.Pipelining = fetch.PipeliningAuto
 	case fetch.PipeliningAuto, fetch.PipeliningOn, fetch.PipeliningOff:
 	default:
-		bad("pipelining = %q: want \"auto\", \"on\" or \"off\"", a.Pipelining)
+		b.bad("pipelining = %q: want \"auto\", \"on\" or \"off\"", b.a.Pipelining)
 	}
-	if a.Auth == "" {
-		a.Auth = AuthAuto
+}
+
+// auth checks the authentication mode.
+func (b *builder) auth() {
+	if b.a.Auth == "" {
+		b.a.Auth = AuthAuto
 	}
-	if !slices.Contains(AuthModes, a.Auth) {
-		bad("auth = %q: want one of %s", a.Auth, joinModes(AuthModes))
+	if !slices.Contains(AuthModes, b.a.Auth) {
+		b.bad("auth = %q: want one of %s", b.a.Auth, joinModes(AuthModes))
 	}
-	if r.CAFile != nil {
-		a.CAFile = ExpandPath(*r.CAFile)
-		if _, err := os.Stat(a.CAFile); err != nil {
-			bad("ca_file: %v", err)
+}
+
+// tlsOptions sets the CA, the minimum version, pinning and the client
+// certificate, none of which goes with tls = "none".
+func (b *builder) tlsOptions() {
+	if b.r.CAFile != nil {
+		b.a.CAFile = ExpandPath(*b.r.CAFile)
+		if _, err := os.Stat(b.a.CAFile); err != nil {
+			b.bad("ca_file: %v", err)
 		}
-		if a.TLS == TLSNone {
-			bad("ca_file is set but tls = \"none\"")
+		if b.a.TLS == TLSNone {
+			b.bad("ca_file is set but tls = \"none\"")
 		}
 	}
-	a.TLSMinVersion = tls.VersionTLS12
-	switch v := str(r.TLSMinVersion); v {
+	b.a.TLSMinVersion = tls.VersionTLS12
+	switch v := str(b.r.TLSMinVersion); v {
 	case "", "1.2":
 	case "1.3":
-		a.TLSMinVersion = tls.VersionTLS13
+		b.a.TLSMinVersion = tls.VersionTLS13
 	default:
-		bad("tls_min_version = %q: want \"1.2\" or \"1.3\"", v)
+		b.bad("tls_min_version = %q: want \"1.2\" or \"1.3\"", v)
 	}
-	a.TLSFingerprint, a.TLSServerName = str(r.TLSFingerprint), str(r.TLSServerName)
-	a.ClientCert, a.ClientKey = ExpandPath(str(r.ClientCert)), ExpandPath(str(r.ClientKey))
-	if (a.ClientCert == "") != (a.ClientKey == "") {
-		bad("set client_cert and client_key together")
+	b.a.TLSFingerprint, b.a.TLSServerName = str(b.r.TLSFingerprint), str(b.r.TLSServerName)
+	b.a.ClientCert, b.a.ClientKey = ExpandPath(str(b.r.ClientCert)), ExpandPath(str(b.r.ClientKey))
+	if (b.a.ClientCert == "") != (b.a.ClientKey == "") {
+		b.bad("set client_cert and client_key together")
 	}
-	if a.TLS == TLSNone {
+	if b.a.TLS == TLSNone {
 		for _, k := range []struct {
 			name string
 			set  bool
-		}{{"tls_fingerprint", r.TLSFingerprint != nil}, {"tls_min_version", r.TLSMinVersion != nil},
-			{"tls_server_name", r.TLSServerName != nil}, {"client_cert", r.ClientCert != nil}} {
+		}{{"tls_fingerprint", b.r.TLSFingerprint != nil}, {"tls_min_version", b.r.TLSMinVersion != nil},
+			{"tls_server_name", b.r.TLSServerName != nil}, {"client_cert", b.r.ClientCert != nil}} {
 			if k.set {
-				bad("%s is set but tls = \"none\"", k.name)
+				b.bad("%s is set but tls = \"none\"", k.name)
 			}
 		}
 	}
 
+}
+
+// secrets takes the password from one of its sources, or from ~/.netrc,
+// and the OAuth2 table; and refuses a password in the clear unless allowed.
+func (b *builder) secrets() {
 	sources := 0
-	if r.Password != nil {
+	if b.r.Password != nil {
 		sources++
-		a.Password = Secret{value: *r.Password}
-		if *r.Password == "" {
-			bad("password is empty")
+		b.a.Password = Secret{value: *b.r.Password}
+		if *b.r.Password == "" {
+			b.bad("password is empty")
 		}
 	}
-	if r.PasswordCommand != nil {
+	if b.r.PasswordCommand != nil {
 		sources++
-		a.Password = Secret{command: expandCommand(*r.PasswordCommand)}
+		b.a.Password = Secret{command: expandCommand(*b.r.PasswordCommand)}
 	}
-	if r.PasswordFile != nil {
+	if b.r.PasswordFile != nil {
 		sources++
-		a.Password = Secret{file: ExpandPath(*r.PasswordFile)}
+		b.a.Password = Secret{file: ExpandPath(*b.r.PasswordFile)}
 	}
-	if r.PasswordEnv != nil {
+	if b.r.PasswordEnv != nil {
 		sources++
-		a.Password = Secret{env: *r.PasswordEnv}
-		if !envNameRE.MatchString(*r.PasswordEnv) {
-			bad("password_env = %q is not an environment variable name", *r.PasswordEnv)
+		b.a.Password = Secret{env: *b.r.PasswordEnv}
+		if !envNameRE.MatchString(*b.r.PasswordEnv) {
+			b.bad("password_env = %q is not an environment variable name", *b.r.PasswordEnv)
 		}
 	}
 	if sources > 1 {
-		bad("set only one of password, password_command, password_file and password_env")
+		b.bad("set only one of password, password_command, password_file and password_env")
 	}
 	if sources == 0 {
 		// Looked up in ~/.netrc when needed, as fetchmail does.
-		a.Password = Secret{machine: a.Server, login: a.User}
+		b.a.Password = Secret{machine: b.a.Server, login: b.a.User}
 	}
-	if r.OAuth2 != nil {
-		o, problems := buildOAuth2(*r.OAuth2)
+	if b.r.OAuth2 != nil {
+		o, problems := buildOAuth2(*b.r.OAuth2)
 		for _, p := range problems {
-			bad("oauth2: %s", p)
+			b.bad("oauth2: %s", p)
 		}
-		a.OAuth2 = o
-		if a.Auth != AuthAuto && !a.Auth.IsOAuth() {
-			bad("an [account.oauth2] table needs auth = \"auto\", \"xoauth2\" or \"oauthbearer\", not %q", a.Auth)
+		b.a.OAuth2 = o
+		if b.a.Auth != AuthAuto && !b.a.Auth.IsOAuth() {
+			b.bad("an [account.oauth2] table needs auth = \"auto\", \"xoauth2\" or \"oauthbearer\", not %q", b.a.Auth)
 		}
 	}
-	if a.Auth == AuthExternal && a.ClientCert == "" {
-		bad("auth = \"external\" needs client_cert and client_key")
+	if b.a.Auth == AuthExternal && b.a.ClientCert == "" {
+		b.bad("auth = \"external\" needs client_cert and client_key")
 	}
-	if a.TLS == TLSNone && !a.AllowInsecureAuth {
-		bad("tls = \"none\" would send the password unencrypted: use tls = \"implicit\" or \"starttls\", or set allow_insecure_auth = true")
+	if b.a.TLS == TLSNone && !b.a.AllowInsecureAuth {
+		b.bad("tls = \"none\" would send the password unencrypted: use tls = \"implicit\" or \"starttls\", or set allow_insecure_auth = true")
 	}
 
-	if r.SizeLimit != nil {
-		a.SizeLimit = int64(*r.SizeLimit)
+}
+
+// policies sets size_limit, delete_after, delete_larger_than, fetch_all
+// and fetch_limit.
+func (b *builder) policies() {
+	if b.r.SizeLimit != nil {
+		b.a.SizeLimit = int64(*b.r.SizeLimit)
 	}
-	if r.DeleteAfter != nil {
-		a.DeleteAfter = time.Duration(*r.DeleteAfter)
+	if b.r.DeleteAfter != nil {
+		b.a.DeleteAfter = time.Duration(*b.r.DeleteAfter)
 		switch {
-		case a.DeleteAfter < time.Minute:
-			bad("delete_after %v: want a minute or more, e.g. \"30d\"", a.DeleteAfter)
-		case r.Keep != nil && !*r.Keep:
-			bad("delete_after keeps mail on the server until it is that old; it cannot go with keep = false")
+		case b.a.DeleteAfter < time.Minute:
+			b.bad("delete_after %v: want a minute or more, e.g. \"30d\"", b.a.DeleteAfter)
+		case b.r.Keep != nil && !*b.r.Keep:
+			b.bad("delete_after keeps mail on the server until it is that old; it cannot go with keep = false")
 		}
-		a.Keep = true
+		b.a.Keep = true
 	}
-	if r.DeleteLargerThan != nil {
-		a.DeleteLargerThan = int64(*r.DeleteLargerThan)
-		if a.DeleteLargerThan == 0 {
-			bad("delete_larger_than is 0: it would delete every message unread; leave it out instead")
-		}
-	}
-	a.FetchAll = r.FetchAll != nil && *r.FetchAll
-	if r.FetchLimit != nil {
-		a.FetchLimit = *r.FetchLimit
-		if a.FetchLimit < 0 {
-			bad("fetch_limit %d is negative", a.FetchLimit)
+	if b.r.DeleteLargerThan != nil {
+		b.a.DeleteLargerThan = int64(*b.r.DeleteLargerThan)
+		if b.a.DeleteLargerThan == 0 {
+			b.bad("delete_larger_than is 0: it would delete every message unread; leave it out instead")
 		}
 	}
+	b.a.FetchAll = b.r.FetchAll != nil && *b.r.FetchAll
+	if b.r.FetchLimit != nil {
+		b.a.FetchLimit = *b.r.FetchLimit
+		if b.a.FetchLimit < 0 {
+			b.bad("fetch_limit %d is negative", b.a.FetchLimit)
+		}
+	}
+}
+
+// target sets the one delivery target.
+func (b *builder) target() {
 	var targets []string
 	for _, t := range []struct {
 		key string
 		set bool
-	}{{"maildir", r.Maildir != nil}, {"mda", r.MDA != nil}, {"mbox", r.Mbox != nil}, {"lmtp", r.LMTP != nil}} {
+	}{{"maildir", b.r.Maildir != nil}, {"mda", b.r.MDA != nil}, {"mbox", b.r.Mbox != nil}, {"lmtp", b.r.LMTP != nil}} {
 		if t.set {
 			targets = append(targets, t.key)
 		}
 	}
 	switch {
 	case len(targets) > 1:
-		bad("set one delivery target, not %s", strings.Join(targets, " and "))
-	case r.Maildir != nil:
-		a.Maildir = ExpandPath(*r.Maildir)
-		if a.Maildir == "" {
-			bad("maildir is empty")
+		b.bad("set one delivery target, not %s", strings.Join(targets, " and "))
+	case b.r.Maildir != nil:
+		b.a.Maildir = ExpandPath(*b.r.Maildir)
+		if b.a.Maildir == "" {
+			b.bad("maildir is empty")
 		}
-	case r.MDA != nil:
-		a.MDA = expandCommand(*r.MDA)
-	case r.Mbox != nil:
-		a.Mbox = ExpandPath(*r.Mbox)
-		if a.Mbox == "" {
-			bad("mbox is empty")
+	case b.r.MDA != nil:
+		b.a.MDA = expandCommand(*b.r.MDA)
+	case b.r.Mbox != nil:
+		b.a.Mbox = ExpandPath(*b.r.Mbox)
+		if b.a.Mbox == "" {
+			b.bad("mbox is empty")
 		}
-	case r.LMTP != nil:
-		a.LMTP = lmtpAddr(*r.LMTP)
-		if err := checkLMTPAddr(a.LMTP); err != nil {
-			bad("lmtp %q: %v", *r.LMTP, err)
+	case b.r.LMTP != nil:
+		b.a.LMTP = lmtpAddr(*b.r.LMTP)
+		if err := checkLMTPAddr(b.a.LMTP); err != nil {
+			b.bad("lmtp %q: %v", *b.r.LMTP, err)
 		}
 	default:
-		bad("no delivery target: set maildir, mbox, mda or lmtp")
+		b.bad("no delivery target: set maildir, mbox, mda or lmtp")
 	}
-	if r.LMTPRecipients != nil {
-		a.LMTPRecipients = *r.LMTPRecipients
-		if a.LMTP == "" {
-			bad("lmtp_recipients is set, but the delivery target is not lmtp")
+	if b.r.LMTPRecipients != nil {
+		b.a.LMTPRecipients = *b.r.LMTPRecipients
+		if b.a.LMTP == "" {
+			b.bad("lmtp_recipients is set, but the delivery target is not lmtp")
 		}
-		for _, rc := range a.LMTPRecipients {
+		for _, rc := range b.a.LMTPRecipients {
 			if rc == "" || strings.ContainsFunc(rc, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '<' || r == '>' }) {
-				bad("lmtp_recipients: %q is not an address", rc)
+				b.bad("lmtp_recipients: %q is not an address", rc)
 			}
 		}
 	}
-	if a.Recipient == "" {
-		a.Recipient = currentUser()
+}
+
+// timeouts sets the recipient's default and the durations.
+func (b *builder) timeouts() {
+	if b.a.Recipient == "" {
+		b.a.Recipient = currentUser()
 	}
 	for _, d := range []struct {
 		name string
 		src  *Duration
 		dst  *time.Duration
-	}{{"timeout", r.Timeout, &a.Timeout}, {"mda_timeout", r.MDATimeout, &a.MDATimeout}, {"poll_timeout", r.PollTimeout, &a.PollTimeout}, {"interval", r.Interval, &a.Interval}} {
+	}{{"timeout", b.r.Timeout, &b.a.Timeout}, {"mda_timeout", b.r.MDATimeout, &b.a.MDATimeout}, {"poll_timeout", b.r.PollTimeout, &b.a.PollTimeout}, {"interval", b.r.Interval, &b.a.Interval}} {
 		if d.src == nil {
 			continue
 		}
 		*d.dst = time.Duration(*d.src)
 		if *d.dst < time.Second {
-			bad("%s %v is shorter than a second", d.name, *d.dst)
+			b.bad("%s %v is shorter than a second", d.name, *d.dst)
 		}
 	}
-	return a, problems
 }
 
 // lmtpAddr expands a socket path ("~/", "$VAR", "unix:" before it); a
