@@ -69,7 +69,7 @@ func Mpop(path, text, home string) (*Result, error) {
 	res := &Result{Tool: "mpop", Sources: []string{path}}
 	taken := map[string]bool{}
 	for _, ma := range accounts {
-		a := mpopAccount2(ma.cmds, home)
+		a := convertMpopAccount(ma.cmds, home)
 		a.Name = accountName(ma.name, taken)
 		a.Keys = append([]Key{{"name", a.Name}}, a.Keys...)
 		res.Accounts = append(res.Accounts, a)
@@ -110,137 +110,155 @@ func mpopSize(arg string) (int64, bool) {
 	return n * mult, err == nil && n >= 0
 }
 
-func mpopAccount2(cmds [][2]string, home string) *Account {
+// convertMpopAccount converts one mpop account's commands, in the order
+// given.
+func convertMpopAccount(cmds [][2]string, home string) *Account {
 	a := &Account{}
-	var (
-		tls, starttls = false, true
-		port          int
-		uidls         = filepath.Join(home, ".mpop_uidls", "%U_at_%H")
-		certcheck     = true
-	)
-	not := func(cmd, arg, why string) {
-		a.note("mpop: %s %s: not converted: %s", cmd, arg, why)
-	}
+	st := &mpopState{starttls: true, certcheck: true, uidls: filepath.Join(home, ".mpop_uidls", "%U_at_%H")}
 	for _, c := range cmds {
-		cmd, arg := c[0], c[1]
-		switch cmd {
-		case "host":
-			a.Server = arg
-		case "port":
-			if p, err := strconv.Atoi(arg); err == nil {
-				port = p
-			}
-		case "user":
-			a.User = arg
-		case "password":
-			a.set("password", arg)
-		case "passwordeval":
-			argv, _ := command(arg)
-			a.set("password_command", argv)
-		case "auth":
-			switch arg {
-			case "", "on":
-				a.set("auth", "auto")
-			case "user", "plain", "apop", "cram-md5", "scram-sha-1", "scram-sha-256", "xoauth2", "oauthbearer", "external", "login":
-				a.set("auth", arg)
-			default:
-				not(cmd, arg, "popfetch has no such mechanism; auth = \"auto\" picks the strongest offered.")
-			}
-		case "tls":
-			tls = mpopOn(arg)
-		case "tls_starttls":
-			starttls = mpopOn(arg)
-		case "tls_trust_file":
-			if arg != "" && arg != "system" {
-				a.set("ca_file", expandHome(arg, home))
-			}
-		case "tls_fingerprint":
-			if isSHA256(arg) {
-				a.set("tls_fingerprint", arg)
-			} else if arg != "" {
-				not(cmd, arg, "popfetch pins SHA-256 fingerprints only (mpop --serverinfo --tls shows it).")
-			}
-		case "tls_certcheck":
-			certcheck = mpopOn(arg)
-		case "tls_key_file":
-			a.set("client_key", expandHome(arg, home))
-		case "tls_cert_file":
-			a.set("client_cert", expandHome(arg, home))
-		case "tls_host_override":
-			a.set("tls_server_name", arg)
-		case "timeout":
-			if n, err := strconv.Atoi(arg); err == nil && n > 0 {
-				a.set("timeout", seconds(n))
-			}
-		case "pipelining":
-			a.set("pipelining", arg)
-		case "received_header":
-			a.set("add_received", mpopOn(arg))
-		case "keep":
-			a.set("keep", mpopOn(arg))
-		case "only_new":
-			a.set("fetch_all", !mpopOn(arg))
-		case "killsize":
-			if n, ok := mpopSize(arg); ok {
-				a.set("delete_larger_than", n)
-			}
-		case "skipsize":
-			if n, ok := mpopSize(arg); ok {
-				a.set("size_limit", n)
-			}
-		case "uidls_file":
-			uidls = expandHome(arg, home)
-		case "delivery":
-			method, rest, _ := strings.Cut(arg, " ")
-			rest = strings.TrimSpace(rest)
-			switch method {
-			case "maildir":
-				a.setTarget("maildir", expandHome(rest, home))
-			case "mbox":
-				a.setTarget("mbox", expandHome(rest, home))
-			case "mda":
-				argv, sh := command(rest)
-				a.setTarget("mda", argv)
-				if sh {
-					a.note("mpop: delivery mda %q ran through /bin/sh; popfetch runs no shell itself, so it calls /bin/sh explicitly, with the sender and recipient as \"$1\" and \"$2\".", rest)
-				}
-			default:
-				not(cmd, arg, "popfetch delivers to a Maildir, an mbox, an MDA or LMTP.")
-			}
-		case "tls_crl_file", "tls_min_dh_prime_bits", "tls_priorities":
-			not(cmd, arg, "popfetch uses Go's TLS: TLS 1.2 or newer, its own cipher suites; tls_min_version = \"1.3\" raises the floor.")
-		case "filter":
-			not(cmd, arg, "popfetch has no kill filter; size-based ones are delete_larger_than and size_limit.")
-		case "proxy_host", "proxy_port", "socket", "source_ip", "ntlmdomain":
-			not(cmd, arg, "popfetch has no equivalent.")
-		default:
-			not(cmd, arg, "unknown to popfetch.")
-		}
+		st.apply(a, c[0], c[1], home)
 	}
-	if !certcheck {
+	st.finish(a)
+	return a
+}
+
+// mpopState is what an mpop account's commands set that becomes keys only
+// once all are read: TLS, the port, the UIDs file, certificate checks.
+type mpopState struct {
+	tls, starttls bool
+	port          int
+	uidls         string
+	certcheck     bool
+}
+
+func (st *mpopState) not(a *Account, cmd, arg, why string) {
+	a.note("mpop: %s %s: not converted: %s", cmd, arg, why)
+}
+
+// apply converts one command.
+func (st *mpopState) apply(a *Account, cmd, arg, home string) {
+	switch cmd {
+	case "host":
+		a.Server = arg
+	case "port":
+		if p, err := strconv.Atoi(arg); err == nil {
+			st.port = p
+		}
+	case "user":
+		a.User = arg
+	case "password":
+		a.set("password", arg)
+	case "passwordeval":
+		argv, _ := command(arg)
+		a.set("password_command", argv)
+	case "auth":
+		switch arg {
+		case "", "on":
+			a.set("auth", "auto")
+		case "user", "plain", "apop", "cram-md5", "scram-sha-1", "scram-sha-256", "xoauth2", "oauthbearer", "external", "login":
+			a.set("auth", arg)
+		default:
+			st.not(a, cmd, arg, "popfetch has no such mechanism; auth = \"auto\" picks the strongest offered.")
+		}
+	case "tls":
+		st.tls = mpopOn(arg)
+	case "tls_starttls":
+		st.starttls = mpopOn(arg)
+	case "tls_trust_file":
+		if arg != "" && arg != "system" {
+			a.set("ca_file", expandHome(arg, home))
+		}
+	case "tls_fingerprint":
+		if isSHA256(arg) {
+			a.set("tls_fingerprint", arg)
+		} else if arg != "" {
+			st.not(a, cmd, arg, "popfetch pins SHA-256 fingerprints only (mpop --serverinfo --tls shows it).")
+		}
+	case "tls_certcheck":
+		st.certcheck = mpopOn(arg)
+	case "tls_key_file":
+		a.set("client_key", expandHome(arg, home))
+	case "tls_cert_file":
+		a.set("client_cert", expandHome(arg, home))
+	case "tls_host_override":
+		a.set("tls_server_name", arg)
+	case "timeout":
+		if n, err := strconv.Atoi(arg); err == nil && n > 0 {
+			a.set("timeout", seconds(n))
+		}
+	case "pipelining":
+		a.set("pipelining", arg)
+	case "received_header":
+		a.set("add_received", mpopOn(arg))
+	case "keep":
+		a.set("keep", mpopOn(arg))
+	case "only_new":
+		a.set("fetch_all", !mpopOn(arg))
+	case "killsize":
+		if n, ok := mpopSize(arg); ok {
+			a.set("delete_larger_than", n)
+		}
+	case "skipsize":
+		if n, ok := mpopSize(arg); ok {
+			a.set("size_limit", n)
+		}
+	case "uidls_file":
+		st.uidls = expandHome(arg, home)
+	case "delivery":
+		method, rest, _ := strings.Cut(arg, " ")
+		rest = strings.TrimSpace(rest)
+		switch method {
+		case "maildir":
+			a.setTarget("maildir", expandHome(rest, home))
+		case "mbox":
+			a.setTarget("mbox", expandHome(rest, home))
+		case "mda":
+			argv, sh := command(rest)
+			a.setTarget("mda", argv)
+			if sh {
+				a.note("mpop: delivery mda %q ran through /bin/sh; popfetch runs no shell itself, so it calls /bin/sh explicitly, with the sender and recipient as \"$1\" and \"$2\".", rest)
+			}
+		default:
+			st.not(a, cmd, arg, "popfetch delivers to a Maildir, an mbox, an MDA or LMTP.")
+		}
+	case "tls_crl_file", "tls_min_dh_prime_bits", "tls_priorities":
+		st.not(a, cmd, arg, "popfetch uses Go's TLS: TLS 1.2 or newer, its own cipher suites; tls_min_version = \"1.3\" raises the floor.")
+	case "filter":
+		st.not(a, cmd, arg, "popfetch has no kill filter; size-based ones are delete_larger_than and size_limit.")
+	case "proxy_host", "proxy_port", "socket", "source_ip", "ntlmdomain":
+		st.not(a, cmd, arg, "popfetch has no equivalent.")
+	default:
+		st.not(a, cmd, arg, "unknown to popfetch.")
+	}
+}
+
+// finish adds the connection keys, the notes that depend on all the
+// commands, and the UIDs file's name.
+func (st *mpopState) finish(a *Account) {
+	if !st.certcheck {
 		a.note("mpop: tls_certcheck off: not converted: popfetch always verifies the certificate; set ca_file, or pin it with tls_fingerprint.")
 	}
 	var tlsKeys []Key
 	switch {
-	case tls && !starttls:
+	case st.tls && !st.starttls:
 		tlsKeys = []Key{{"tls", "implicit"}}
-		if port == 0 {
-			port = 995
+		if st.port == 0 {
+			st.port = 995
 		}
-	case tls:
+	case st.tls:
 		tlsKeys = []Key{{"tls", "starttls"}}
 	default:
 		tlsKeys = []Key{{"tls", "none"}, {"allow_insecure_auth", true}}
 		a.note("mpop: tls off (mpop's default): the password goes over the network in the clear; popfetch needs allow_insecure_auth = true for that. Use tls = \"starttls\" or \"implicit\" if the server offers it.")
 	}
-	if port == 0 {
-		port = 110
+	if st.port == 0 {
+		st.port = 110
 	}
-	a.Port = port
+	a.Port = st.port
 	if a.User == "" {
 		a.User = loginName()
 	}
-	head := append([]Key{{"server", a.Server}, {"port", port}}, tlsKeys...)
+	head := append([]Key{{"server", a.Server}, {"port", st.port}}, tlsKeys...)
 	head = append(head, Key{"user", a.User})
 	a.Keys = append(head, a.Keys...)
 	_, md := a.get("maildir")
@@ -249,6 +267,5 @@ func mpopAccount2(cmds [][2]string, home string) *Account {
 	if !md && !mb && !mda {
 		a.note("mpop: no delivery: set one of maildir, mbox, mda or lmtp.")
 	}
-	a.UIDFile = strings.NewReplacer("%U", a.User, "%H", a.Server).Replace(uidls)
-	return a
+	a.UIDFile = strings.NewReplacer("%U", a.User, "%H", a.Server).Replace(st.uidls)
 }
