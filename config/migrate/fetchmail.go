@@ -242,241 +242,262 @@ func isFetchmailKeyword(t string) bool {
 // is set for an entry popfetch cannot poll (not POP3).
 func fetchmailAccount(e *fmEntry, opts []fmOpt, home string) (*Account, bool) {
 	a := &Account{Server: e.name, pollEvery: 1}
-	var (
-		ssl, lmtp, limitflush bool
-		sslproto              *string
-		limit                 int64
-		smtphost              []string
-		mda, bsmtp            string
-		user                  string
-		locals                []string
-		port                  int
-		certck                = true
-	)
-	not := func(o fmOpt, why string) {
-		s := o.key
-		if o.no {
-			s = "no " + s
-		}
-		if len(o.args) > 0 {
-			s += " " + strings.Join(o.args, " ")
-		}
-		a.note("fetchmail: %s: not converted: %s", s, why)
-	}
+	st := &fmState{certck: true}
 	for _, o := range opts {
-		arg := ""
-		if len(o.args) > 0 {
-			arg = o.args[0]
+		if skip := st.apply(a, e, o, home); skip {
+			return a, true
 		}
-		switch o.key {
-		case "via":
-			a.Server = arg
-		case "proto", "protocol":
-			switch strings.ToLower(arg) {
-			case "pop3", "auto":
-			case "apop":
-				a.set("auth", "apop")
-			case "imap", "etrn", "odmr":
-				a.note("fetchmail: poll %s proto %s: left out: popfetch fetches POP3 only.", e.name, arg)
-				return a, true
-			default:
-				a.note("fetchmail: poll %s proto %s: left out: popfetch speaks plain POP3 (RFC 1939), not %s.", e.name, arg, arg)
-				return a, true
-			}
-		case "port", "service":
-			p, err := strconv.Atoi(arg)
-			if err != nil {
-				not(o, "not a port number (service names are not looked up)")
-				continue
-			}
-			port = p
-		case "auth", "authenticate":
-			switch strings.ToLower(arg) {
-			case "any":
-			case "password":
-				a.set("auth", "user")
-			case "cram-md5":
-				a.set("auth", "cram-md5")
-			case "external":
-				a.set("auth", "external")
-			case "apop":
-				a.set("auth", "apop")
-			case "oauthbearer":
-				a.set("auth", "oauthbearer")
-			case "xoauth2":
-				a.set("auth", "xoauth2")
-			default:
-				not(o, "popfetch has no "+arg+" (it has USER/PASS, APOP, PLAIN, LOGIN, CRAM-MD5, SCRAM, XOAUTH2, OAUTHBEARER and EXTERNAL); auth = \"auto\" picks the strongest offered.")
-			}
-		case "timeout":
-			if n, err := strconv.Atoi(arg); err == nil && n > 0 {
-				a.set("timeout", seconds(n))
-			} else {
-				not(o, "not a number of seconds")
-			}
-		case "interval":
-			if n, err := strconv.Atoi(arg); err == nil && n > 0 {
-				a.pollEvery = n
-			}
-		case "uidl":
-			// popfetch always uses UIDL.
-		case "user", "username":
-			user = arg
-		case "pass", "password":
-			a.set("password", arg)
-		case "is", "to":
-			for _, l := range o.args {
-				if l != "here" && l != "there" {
-					locals = append(locals, l)
-				}
-			}
-		case "there", "here":
-		case "keep":
-			a.set("keep", !o.no)
-		case "fetchall":
-			a.set("fetch_all", !o.no)
-		case "limit":
-			if n, err := strconv.ParseInt(arg, 10, 64); err == nil {
-				limit = n
-			}
-		case "limitflush":
-			limitflush = !o.no
-		case "fetchlimit":
-			if n, err := strconv.Atoi(arg); err == nil && n > 0 {
-				a.set("fetch_limit", n)
-			}
-		case "ssl":
-			ssl = !o.no
-		case "sslproto":
-			s := arg
-			sslproto = &s
-		case "sslcertck":
-			certck = !o.no
-		case "sslcertfile":
-			a.set("ca_file", expandHome(arg, home))
-		case "sslcert":
-			a.set("client_cert", expandHome(arg, home))
-		case "sslkey":
-			a.set("client_key", expandHome(arg, home))
-		case "sslcommonname":
-			a.set("tls_server_name", arg)
-		case "sslfingerprint":
-			if isSHA256(arg) {
-				a.set("tls_fingerprint", arg)
-			} else {
-				not(o, "this is an MD5 fingerprint; popfetch pins SHA-256 ones: openssl s_client -connect HOST:995 </dev/null | openssl x509 -noout -fingerprint -sha256")
-			}
-		case "mda":
-			mda = arg
-		case "bsmtp":
-			bsmtp = arg
-		case "lmtp":
-			lmtp = !o.no
-		case "smtphost", "smtphosts":
-			smtphost = o.args
-		case "envelope", "qvirtual", "aka", "localdomains", "dns", "checkalias":
-			if !o.no {
-				not(o, "multidrop: popfetch delivers each mailbox to one recipient and does not read recipients from the header.")
-			}
-		case "sslcertpath":
-			not(o, "ca_file takes one PEM file: concatenate the certificates you need into one, or leave it out for the system's roots.")
-		case "preconnect", "postconnect":
-			not(o, "run it before or after popfetch in the cron job or a systemd ExecStartPre=/ExecStopPost=.")
-		case "plugin", "plugout":
-			not(o, "popfetch connects by TCP itself; for a tunnel, forward a local port (ssh -L) and poll 127.0.0.1.")
-		case "folder", "idle", "expunge":
-			if !o.no {
-				not(o, "IMAP only, or not needed: popfetch deletes at QUIT, after every message is safe.")
-			}
-		case "flush":
-			if !o.no {
-				not(o, "popfetch deletes only messages it has delivered; to expire kept mail use delete_after.")
-			}
-		case "rewrite", "forcecr", "stripcr", "pass8bits", "dropstatus", "dropdelivered", "mimedecode":
-			if !o.no {
-				not(o, "popfetch delivers each message as the server sent it (line ends made LF), without rewriting it.")
-			}
-		case "batchlimit", "fetchsizelimit", "fastuidl", "warnings", "antispam", "smtpaddress", "smtpname",
-			"fetchdomains", "interface", "monitor", "principal", "esmtpname", "esmtppassword", "tracepolls",
-			"properties", "bad-header":
-			not(o, "popfetch has no equivalent.")
+	}
+	st.finish(a, home)
+	return a, false
+}
+
+// fmState is what a poll entry's options set that becomes keys only once
+// all are read: TLS, the port, the user, the limits, the target.
+type fmState struct {
+	ssl, lmtp, limitflush bool
+	sslproto              *string
+	limit                 int64
+	smtphost              []string
+	mda, bsmtp            string
+	user                  string
+	locals                []string
+	port                  int
+	certck                bool
+}
+
+// not notes an option that did not convert, and why.
+func (st *fmState) not(a *Account, o fmOpt, why string) {
+	s := o.key
+	if o.no {
+		s = "no " + s
+	}
+	if len(o.args) > 0 {
+		s += " " + strings.Join(o.args, " ")
+	}
+	a.note("fetchmail: %s: not converted: %s", s, why)
+}
+
+// apply converts one option; skip says the entry is not a POP3 one.
+func (st *fmState) apply(a *Account, e *fmEntry, o fmOpt, home string) (skip bool) {
+	arg := ""
+	if len(o.args) > 0 {
+		arg = o.args[0]
+	}
+	switch o.key {
+	case "via":
+		a.Server = arg
+	case "proto", "protocol":
+		switch strings.ToLower(arg) {
+		case "pop3", "auto":
+		case "apop":
+			a.set("auth", "apop")
+		case "imap", "etrn", "odmr":
+			a.note("fetchmail: poll %s proto %s: left out: popfetch fetches POP3 only.", e.name, arg)
+			return true
 		default:
-			not(o, "popfetch has no equivalent.")
+			a.note("fetchmail: poll %s proto %s: left out: popfetch speaks plain POP3 (RFC 1939), not %s.", e.name, arg, arg)
+			return true
 		}
+	case "port", "service":
+		p, err := strconv.Atoi(arg)
+		if err != nil {
+			st.not(a, o, "not a port number (service names are not looked up)")
+			return false
+		}
+		st.port = p
+	case "auth", "authenticate":
+		switch strings.ToLower(arg) {
+		case "any":
+		case "password":
+			a.set("auth", "user")
+		case "cram-md5":
+			a.set("auth", "cram-md5")
+		case "external":
+			a.set("auth", "external")
+		case "apop":
+			a.set("auth", "apop")
+		case "oauthbearer":
+			a.set("auth", "oauthbearer")
+		case "xoauth2":
+			a.set("auth", "xoauth2")
+		default:
+			st.not(a, o, "popfetch has no "+arg+" (it has USER/PASS, APOP, PLAIN, LOGIN, CRAM-MD5, SCRAM, XOAUTH2, OAUTHBEARER and EXTERNAL); auth = \"auto\" picks the strongest offered.")
+		}
+	case "timeout":
+		if n, err := strconv.Atoi(arg); err == nil && n > 0 {
+			a.set("timeout", seconds(n))
+		} else {
+			st.not(a, o, "not a number of seconds")
+		}
+	case "interval":
+		if n, err := strconv.Atoi(arg); err == nil && n > 0 {
+			a.pollEvery = n
+		}
+	case "uidl":
+		// popfetch always uses UIDL.
+	case "user", "username":
+		st.user = arg
+	case "pass", "password":
+		a.set("password", arg)
+	case "is", "to":
+		for _, l := range o.args {
+			if l != "here" && l != "there" {
+				st.locals = append(st.locals, l)
+			}
+		}
+	case "there", "here":
+	case "keep":
+		a.set("keep", !o.no)
+	case "fetchall":
+		a.set("fetch_all", !o.no)
+	case "limit":
+		if n, err := strconv.ParseInt(arg, 10, 64); err == nil {
+			st.limit = n
+		}
+	case "limitflush":
+		st.limitflush = !o.no
+	case "fetchlimit":
+		if n, err := strconv.Atoi(arg); err == nil && n > 0 {
+			a.set("fetch_limit", n)
+		}
+	case "ssl":
+		st.ssl = !o.no
+	case "sslproto":
+		s := arg
+		st.sslproto = &s
+	case "sslcertck":
+		st.certck = !o.no
+	case "sslcertfile":
+		a.set("ca_file", expandHome(arg, home))
+	case "sslcert":
+		a.set("client_cert", expandHome(arg, home))
+	case "sslkey":
+		a.set("client_key", expandHome(arg, home))
+	case "sslcommonname":
+		a.set("tls_server_name", arg)
+	case "sslfingerprint":
+		if isSHA256(arg) {
+			a.set("tls_fingerprint", arg)
+		} else {
+			st.not(a, o, "this is an MD5 fingerprint; popfetch pins SHA-256 ones: openssl s_client -connect HOST:995 </dev/null | openssl x509 -noout -fingerprint -sha256")
+		}
+	case "mda":
+		st.mda = arg
+	case "bsmtp":
+		st.bsmtp = arg
+	case "lmtp":
+		st.lmtp = !o.no
+	case "smtphost", "smtphosts":
+		st.smtphost = o.args
+	case "envelope", "qvirtual", "aka", "localdomains", "dns", "checkalias":
+		if !o.no {
+			st.not(a, o, "multidrop: popfetch delivers each mailbox to one recipient and does not read recipients from the header.")
+		}
+	case "sslcertpath":
+		st.not(a, o, "ca_file takes one PEM file: concatenate the certificates you need into one, or leave it out for the system's roots.")
+	case "preconnect", "postconnect":
+		st.not(a, o, "run it before or after popfetch in the cron job or a systemd ExecStartPre=/ExecStopPost=.")
+	case "plugin", "plugout":
+		st.not(a, o, "popfetch connects by TCP itself; for a tunnel, forward a local port (ssh -L) and poll 127.0.0.1.")
+	case "folder", "idle", "expunge":
+		if !o.no {
+			st.not(a, o, "IMAP only, or not needed: popfetch deletes at QUIT, after every message is safe.")
+		}
+	case "flush":
+		if !o.no {
+			st.not(a, o, "popfetch deletes only messages it has delivered; to expire kept mail use delete_after.")
+		}
+	case "rewrite", "forcecr", "stripcr", "pass8bits", "dropstatus", "dropdelivered", "mimedecode":
+		if !o.no {
+			st.not(a, o, "popfetch delivers each message as the server sent it (line ends made LF), without rewriting it.")
+		}
+	case "batchlimit", "fetchsizelimit", "fastuidl", "warnings", "antispam", "smtpaddress", "smtpname",
+		"fetchdomains", "interface", "monitor", "principal", "esmtpname", "esmtppassword", "tracepolls",
+		"properties", "bad-header":
+		st.not(a, o, "popfetch has no equivalent.")
+	default:
+		st.not(a, o, "popfetch has no equivalent.")
 	}
-	if user == "" {
-		user = loginName()
-		a.note("fetchmail: no user: fetchmail logged in with your login name, %s.", user)
+	return false
+}
+
+// finish adds the user, the connection keys, the limits and the delivery
+// target, which depend on all the options.
+func (st *fmState) finish(a *Account, home string) {
+	if st.user == "" {
+		st.user = loginName()
+		a.note("fetchmail: no user: fetchmail logged in with your login name, %s.", st.user)
 	}
-	a.User = user
-	// TLS: ssl is POP3S; otherwise fetchmail used STLS when the server
-	// offered it, unless sslproto '' turned TLS off.
+	a.User = st.user
+	// TLS: st.ssl is POP3S; otherwise fetchmail used STLS when the server
+	// offered it, unless st.sslproto '' turned TLS off.
 	tlsKeys := []Key{}
 	switch {
-	case ssl:
+	case st.ssl:
 		tlsKeys = append(tlsKeys, Key{"tls", "implicit"})
-		if port == 0 {
-			port = 995
+		if st.port == 0 {
+			st.port = 995
 		}
-	case sslproto != nil && *sslproto == "":
+	case st.sslproto != nil && *st.sslproto == "":
 		tlsKeys = append(tlsKeys, Key{"tls", "none"}, Key{"allow_insecure_auth", true})
 		a.note("fetchmail: sslproto '': TLS was off, so the password goes over the network in the clear; popfetch needs allow_insecure_auth = true for that. Use tls = \"starttls\" or \"implicit\" if the server offers it.")
-		if port == 0 {
-			port = 110
+		if st.port == 0 {
+			st.port = 110
 		}
 	default:
 		tlsKeys = append(tlsKeys, Key{"tls", "starttls"})
 		a.note("fetchmail: no ssl: fetchmail used STLS when the server offered it; popfetch requires it (tls = \"starttls\") and refuses to log in without. If the server offers none, use tls = \"implicit\" on port 995, or, on a trusted network only, tls = \"none\" with allow_insecure_auth = true.")
-		if port == 0 {
-			port = 110
+		if st.port == 0 {
+			st.port = 110
 		}
 	}
-	if sslproto != nil && *sslproto != "" {
-		switch strings.ToLower(*sslproto) {
+	if st.sslproto != nil && *st.sslproto != "" {
+		switch strings.ToLower(*st.sslproto) {
 		case "tls1.3", "tls1.3+":
 			tlsKeys = append(tlsKeys, Key{"tls_min_version", "1.3"})
 		case "tls1.2", "tls1.2+", "auto", "tls1+", "tls1.1+", "tls1", "tls1.1":
 			// popfetch never goes below TLS 1.2.
 		default:
-			a.note("fetchmail: sslproto %s: not converted: popfetch speaks TLS 1.2 and 1.3 only (tls_min_version).", *sslproto)
+			a.note("fetchmail: sslproto %s: not converted: popfetch speaks TLS 1.2 and 1.3 only (tls_min_version).", *st.sslproto)
 		}
 	}
-	if !certck {
+	if !st.certck {
 		a.note("fetchmail: no sslcertck: not converted: popfetch always verifies the server's certificate; for a self-signed one set ca_file to it, or pin it with tls_fingerprint.")
 	}
-	a.Port = port
-	head := []Key{{"server", a.Server}, {"port", port}}
+	a.Port = st.port
+	head := []Key{{"server", a.Server}, {"port", st.port}}
 	head = append(head, tlsKeys...)
-	head = append(head, Key{"user", user})
+	head = append(head, Key{"user", st.user})
 	a.Keys = append(head, a.Keys...)
-	// The size limit: with limitflush, oversized messages were deleted.
-	if limit > 0 {
-		if limitflush {
-			a.set("delete_larger_than", limit)
+	// The size st.limit: with st.limitflush, oversized messages were deleted.
+	if st.limit > 0 {
+		if st.limitflush {
+			a.set("delete_larger_than", st.limit)
 		} else {
-			a.set("size_limit", limit)
+			a.set("size_limit", st.limit)
 		}
 	}
-	if len(locals) > 0 && locals[0] != "*" {
-		a.set("recipient", locals[0])
-		if len(locals) > 1 {
-			a.note("fetchmail: is %s: multidrop: popfetch delivers to one recipient, %s.", strings.Join(locals, " "), locals[0])
+	if len(st.locals) > 0 && st.locals[0] != "*" {
+		a.set("recipient", st.locals[0])
+		if len(st.locals) > 1 {
+			a.note("fetchmail: is %s: multidrop: popfetch delivers to one recipient, %s.", strings.Join(st.locals, " "), st.locals[0])
 		}
 	}
 	switch {
-	case mda != "":
-		argv, sh := command(mda)
+	case st.mda != "":
+		argv, sh := command(st.mda)
 		a.setTarget("mda", argv)
 		if sh {
-			a.note("fetchmail: mda %q ran through /bin/sh; popfetch runs no shell itself, so it calls /bin/sh explicitly, with the sender and recipient as \"$1\" and \"$2\".", mda)
+			a.note("fetchmail: mda %q ran through /bin/sh; popfetch runs no shell itself, so it calls /bin/sh explicitly, with the sender and recipient as \"$1\" and \"$2\".", st.mda)
 		}
-	case bsmtp != "":
-		a.note("fetchmail: bsmtp %s: not converted: popfetch writes no BSMTP; delivering into an mbox instead.", bsmtp)
-		a.setTarget("mbox", expandHome(bsmtp, home))
-	case lmtp:
+	case st.bsmtp != "":
+		a.note("fetchmail: bsmtp %s: not converted: popfetch writes no BSMTP; delivering into an mbox instead.", st.bsmtp)
+		a.setTarget("mbox", expandHome(st.bsmtp, home))
+	case st.lmtp:
 		target := "localhost:24"
-		if len(smtphost) > 0 {
-			target = smtphost[0]
+		if len(st.smtphost) > 0 {
+			target = st.smtphost[0]
 			if !strings.HasPrefix(target, "/") {
 				target = strings.Replace(target, "/", ":", 1)
 				if !strings.Contains(target, ":") {
@@ -488,12 +509,11 @@ func fetchmailAccount(e *fmEntry, opts []fmOpt, home string) (*Account, bool) {
 	default:
 		a.setTarget("mda", []string{"/usr/sbin/sendmail", "-i", "-f", "%F", "--", "%T"})
 		host := "localhost"
-		if len(smtphost) > 0 {
-			host = smtphost[0]
+		if len(st.smtphost) > 0 {
+			host = st.smtphost[0]
 		}
 		a.note("fetchmail: forwarded by SMTP to %s; popfetch does not speak SMTP, so it hands each message to the local mail system's sendmail, as fetchmail does when no SMTP server listens. For a Maildir or mbox, set maildir or mbox instead of mda.", host)
 	}
-	return a, false
 }
 
 // fetchmailTokens splits an rc file into words: quoted strings (with
