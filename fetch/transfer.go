@@ -193,13 +193,15 @@ func (t *transferRun) isAbandoned() bool {
 }
 
 // fail records a failure that ends the transfer and stops the network
-// side: closing the connection wakes the reader and the writer.
+// side with Pipeline.Abort, which is safe from any goroutine and wakes
+// the reader and the writer (pop3.Client.Close is not: it is the
+// reader's).
 func (t *transferRun) fail(err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.fatal == nil {
 		t.fatal = err
-		t.s.c.Close()
+		t.p.Abort()
 	}
 }
 
@@ -573,11 +575,18 @@ func (t *transferRun) commitBatch(batch []fetched) error {
 		s.stats.Bytes += f.size
 		nums = append(nums, f.num)
 	}
+	var progress *Progress
 	if s.progressFn != nil {
 		s.progress.Done, s.progress.DoneBytes = s.stats.Delivered, s.stats.Bytes
-		s.progressFn(s.progress)
+		p := s.progress
+		progress = &p
 	}
 	t.mu.Unlock()
+	if progress != nil {
+		// Outside the lock: the callback is the user's, and may take
+		// its time (a terminal to draw on).
+		s.progressFn(*progress)
+	}
 	for _, f := range batch {
 		s.log.Debug("delivered", "uid", f.uid, "number", f.num, "size", f.size, "subject", f.subject)
 	}
