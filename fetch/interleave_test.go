@@ -88,3 +88,59 @@ func TestTransferStopAndFailInterleaved(t *testing.T) {
 		f.settle(msgs)
 	}
 }
+
+// TestStopState: when a stop gives up the network side, and that it is
+// given up exactly once, whoever asks.
+func TestStopState(t *testing.T) {
+	// Between messages: at once.
+	s := &stopState{remaining: 3}
+	if !s.request() || !s.isAbandoned() || s.startMessage() {
+		t.Errorf("between messages: %+v", s)
+	}
+	// In a message: when it ends.
+	s = &stopState{remaining: 3}
+	s.startMessage()
+	if s.request() {
+		t.Error("abandoned in the middle of a message")
+	}
+	if left, abandon, abandoned := s.endMessage(); left != 2 || !abandon || !abandoned {
+		t.Errorf("end of the message: %d, %v, %v", left, abandon, abandoned)
+	}
+	// After the last RETR reply: never (the session ends with QUIT).
+	s = &stopState{remaining: 1}
+	s.startMessage()
+	if _, abandon, _ := s.endMessage(); abandon || s.request() || s.isAbandoned() {
+		t.Error("abandoned with every reply in")
+	}
+	// After a failure: never.
+	s = &stopState{remaining: 5}
+	s.fail()
+	if s.request() {
+		t.Error("abandoned after a failure")
+	}
+	// Many goroutines asking at once: one abandons.
+	s = &stopState{remaining: 100}
+	var abandons atomic.Int64
+	done := make(chan struct{})
+	for range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 50 {
+				if s.request() {
+					abandons.Add(1)
+				}
+				if s.startMessage() {
+					if _, abandon, _ := s.endMessage(); abandon {
+						abandons.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	for range 8 {
+		<-done
+	}
+	if n := abandons.Load(); n != 1 {
+		t.Errorf("abandoned %d times", n)
+	}
+}

@@ -78,13 +78,14 @@ func (s *session) transfer(ctx context.Context, toFetch, toDelete []message, has
 	if err != nil {
 		return 0, false, err
 	}
-	t := &transferRun{s: s, p: p, hasUIDL: hasUIDL, dele: newNumQueue(), remaining: len(toFetch)}
+	t := &transferRun{s: s, p: p, hasUIDL: hasUIDL, dele: newNumQueue()}
+	t.stop.remaining = len(toFetch)
 	t.run(ctx, toFetch, toDelete)
 	endErr := p.End()
 	if t.fatal != nil {
 		return t.deleted, false, t.fatal
 	}
-	if t.isAbandoned() {
+	if t.stop.isAbandoned() {
 		// Stopped with replies still to come: the connection is closed,
 		// and without QUIT nothing was deleted.
 		return 0, true, nil
@@ -111,85 +112,109 @@ type transferRun struct {
 	quit     bool  // the reply to a pipelined QUIT was read
 	quitErr  error // QUIT was answered -ERR: the deletions may not have happened
 
-	// For Options.Stop: the reader is streaming a message (inMessage);
-	// replies to RETR are still to come (remaining); the transfer was
-	// asked to stop; and the network side was given up (abandoned).
-	inMessage   bool
-	remaining   int
-	stopping    bool
-	abandoned   bool
+	stop        stopState
 	closeStaged func() // closes the reader's staged channel once
 }
 
-// requestStop is called once Options.Stop is closed. Between messages it
-// gives up the network side at once; in a message it leaves that to the
-// reader, once the message is staged.
-func (t *transferRun) requestStop() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.stopping = true
-	if !t.inMessage {
-		t.abandonLocked()
-	}
+// stopState decides when Options.Stop gives up the network side: between
+// messages at once, in a message once it is staged, never once every RETR
+// is answered (the session then ends with its DELEs and QUIT) or after a
+// failure. Its methods are safe for concurrent use; those that report
+// abandon=true hand the giving up itself (transferRun.abandon) to their
+// caller, exactly once.
+type stopState struct {
+	mu        sync.Mutex
+	inMessage bool // the reader is streaming a message
+	remaining int  // RETR replies still to come
+	stopping  bool // a stop was asked
+	abandoned bool // the network side was given up
+	failed    bool // the transfer failed: there is nothing to give up
 }
 
-// abandonLocked ends the network side if RETR replies are still to come:
-// it closes the connection (the writer and reader see it fail, and stop)
-// and closes staged, so that what was staged is still published and
-// committed. With every RETR answered, the session is left to end with
-// its DELEs and QUIT. t.mu must be held, and the reader must not be in a
-// message.
-func (t *transferRun) abandonLocked() {
-	if t.abandoned || t.remaining == 0 || t.fatal != nil {
-		return
-	}
-	t.abandoned = true
-	t.s.stats.Stopped = true
-	t.p.Abort()
-	t.closeStaged()
-	t.s.log.Info("stopping: the connection is closed after the last message delivered; deletions wait for the next poll",
-		"left", t.remaining)
-}
-
-// startMessage marks the reader as streaming a message; it reports false
-// if the transfer was abandoned meanwhile.
-func (t *transferRun) startMessage() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.abandoned {
+// tryAbandonLocked gives the network side up if anything is left to give
+// up; s.mu must be held.
+func (s *stopState) tryAbandonLocked() bool {
+	if s.abandoned || s.remaining == 0 || s.failed {
 		return false
 	}
-	t.inMessage = true
+	s.abandoned = true
 	return true
 }
 
-// endMessage counts a RETR reply as handled and returns how many are still
-// to come; it abandons the network side if a stop was asked meanwhile.
-func (t *transferRun) endMessage() (remaining int, abandoned bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.inMessage = false
-	t.remaining--
-	if t.stopping {
-		t.abandonLocked()
+// request notes that a stop was asked; between messages it abandons.
+func (s *stopState) request() (abandon bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopping = true
+	return !s.inMessage && s.tryAbandonLocked()
+}
+
+// startMessage marks the reader as streaming a message; it reports false
+// if the network side was given up meanwhile.
+func (s *stopState) startMessage() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.abandoned {
+		return false
 	}
-	return t.remaining, t.abandoned
+	s.inMessage = true
+	return true
+}
+
+// endMessage counts a RETR reply as handled; it abandons if a stop was
+// asked meanwhile.
+func (s *stopState) endMessage() (remaining int, abandon, abandoned bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inMessage = false
+	s.remaining--
+	abandon = s.stopping && s.tryAbandonLocked()
+	return s.remaining, abandon, s.abandoned
+}
+
+// fail notes that the transfer failed.
+func (s *stopState) fail() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failed = true
 }
 
 // isStopping reports whether a stop was asked; the writer sends no RETR
 // after that.
-func (t *transferRun) isStopping() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.stopping
+func (s *stopState) isStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
 }
 
-// isAbandoned reports whether the connection was closed on purpose, so
-// that its failures are no errors.
-func (t *transferRun) isAbandoned() bool {
+// isAbandoned reports whether the network side was given up on purpose,
+// so that its failures are no errors.
+func (s *stopState) isAbandoned() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.abandoned
+}
+
+// left returns how many RETR replies are still to come.
+func (s *stopState) left() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.remaining
+}
+
+// abandon gives up the network side, once stopState said so: it aborts
+// the pipeline (the writer and reader see it fail, and stop) and closes
+// staged, so that what was staged is still published and committed.
+// Without QUIT the server deletes nothing; the next poll deletes what was
+// delivered without fetching it again.
+func (t *transferRun) abandon() {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.abandoned
+	t.s.stats.Stopped = true
+	t.mu.Unlock()
+	t.p.Abort()
+	t.closeStaged()
+	t.s.log.Info("stopping: the connection is closed after the last message delivered; deletions wait for the next poll",
+		"left", t.stop.left())
 }
 
 // fail records a failure that ends the transfer and stops the network
@@ -201,6 +226,7 @@ func (t *transferRun) fail(err error) {
 	defer t.mu.Unlock()
 	if t.fatal == nil {
 		t.fatal = err
+		t.stop.fail()
 		t.p.Abort()
 	}
 }
@@ -259,7 +285,9 @@ func (t *transferRun) run(ctx context.Context, toFetch, toDelete []message) {
 		go func() {
 			select {
 			case <-t.s.stop:
-				t.requestStop()
+				if t.stop.request() {
+					t.abandon()
+				}
 			case <-done:
 			}
 		}()
@@ -326,7 +354,7 @@ func (t *transferRun) write(toFetch, toDelete []message) {
 		}
 	}
 	for _, m := range toFetch {
-		if t.isStopping() {
+		if t.stop.isStopping() {
 			break
 		}
 		if !sendDeles() || !send(pop3.Command{Verb: "RETR", Msg: m.num}) {
@@ -371,7 +399,7 @@ func (t *transferRun) read(ctx context.Context, toFetch []message, staged chan<-
 			return
 		}
 		if err != nil {
-			if !t.isAbandoned() {
+			if !t.stop.isAbandoned() {
 				t.fail(err)
 			}
 			return
@@ -389,11 +417,14 @@ func (t *transferRun) read(ctx context.Context, toFetch []message, staged chan<-
 				t.s.log.Warn("the server refused to delete a message", "number", r.Command.Msg, "err", r.Err)
 			}
 		case "RETR":
-			if !t.startMessage() {
+			if !t.stop.startMessage() {
 				return
 			}
 			ok := t.retrieved(ctx, byNum[r.Command.Msg], r, staged)
-			remaining, abandoned := t.endMessage()
+			remaining, abandon, abandoned := t.stop.endMessage()
+			if abandon {
+				t.abandon()
+			}
 			if !ok || abandoned {
 				return
 			}
