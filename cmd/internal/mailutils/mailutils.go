@@ -183,18 +183,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The ports are free when chosen, but another process may take one
-	// before pop3d binds it: then start again with other ports.
-	for attempt := 1; ; attempt++ {
-		s, err := start(ctx, bin, uid, gid, opts)
-		if err == nil || attempt == 3 || !errors.Is(err, errPortTaken) {
-			return s, err
-		}
-	}
+	return testhost.Start(func() (*Server, error) { return start(ctx, bin, uid, gid, opts) })
 }
-
-// errPortTaken is a start that failed because a port was taken.
-var errPortTaken = errors.New("mailutils: a listener's port was taken")
 
 func start(ctx context.Context, bin string, uid, gid int, opts Options) (*Server, error) {
 	dir, err := os.MkdirTemp("", "popfetch-mailutils-")
@@ -234,7 +224,7 @@ func start(ctx context.Context, bin string, uid, gid int, opts Options) (*Server
 		log := s.LogTail()
 		s.Stop()
 		if strings.Contains(log, "in use") {
-			return nil, fmt.Errorf("%w: %v", errPortTaken, err)
+			return nil, fmt.Errorf("mailutils: %w: %v", testhost.ErrPortTaken, err)
 		}
 		return nil, err
 	}

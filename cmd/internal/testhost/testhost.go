@@ -4,6 +4,7 @@
 package testhost
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os/user"
@@ -35,4 +36,20 @@ func MailUser() (uid, gid int, err error) {
 	uid, _ = strconv.Atoi(u.Uid)
 	gid, _ = strconv.Atoi(u.Gid)
 	return uid, gid, nil
+}
+
+// ErrPortTaken is a start that failed because another process took one of
+// the ports FreePorts chose before the server could bind it.
+var ErrPortTaken = errors.New("a listener's port was taken")
+
+// Start calls start until it succeeds, fails otherwise than with
+// ErrPortTaken, or has tried three times (each try chooses its ports
+// anew).
+func Start[T any](start func() (T, error)) (T, error) {
+	for attempt := 1; ; attempt++ {
+		s, err := start()
+		if err == nil || attempt == 3 || !errors.Is(err, ErrPortTaken) {
+			return s, err
+		}
+	}
 }
