@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/popfetch/popfetch/deliver"
@@ -83,7 +84,7 @@ func (s *session) transfer(ctx context.Context, toFetch, toDelete []message, has
 	t.run(ctx, toFetch, toDelete)
 	endErr := p.End()
 	if t.fatal != nil {
-		return t.deleted, false, t.fatal
+		return t.read.deleted, false, t.fatal
 	}
 	if t.stop.isAbandoned() {
 		// Stopped with replies still to come: the connection is closed,
@@ -91,12 +92,32 @@ func (s *session) transfer(ctx context.Context, toFetch, toDelete []message, has
 		return 0, true, nil
 	}
 	if endErr != nil {
-		return t.deleted, false, endErr
+		return t.read.deleted, false, endErr
 	}
 	if t.quitErr != nil {
-		return t.deleted, true, t.quitErr
+		return t.read.deleted, true, t.quitErr
 	}
-	return t.deleted, t.quit, nil
+	return t.read.deleted, t.quit, nil
+}
+
+// counts is what one stage of the transfer counted.
+type counts struct {
+	delivered, failed, skipped, discarded, deleted int
+	bytes                                          int64
+	lastErr                                        error // the last failure the stage went on after
+}
+
+// add adds o to c; o's failure, if any, becomes c's last.
+func (c *counts) add(o counts) {
+	c.delivered += o.delivered
+	c.failed += o.failed
+	c.skipped += o.skipped
+	c.discarded += o.discarded
+	c.deleted += o.deleted
+	c.bytes += o.bytes
+	if o.lastErr != nil {
+		c.lastErr = o.lastErr
+	}
 }
 
 type transferRun struct {
@@ -105,12 +126,18 @@ type transferRun struct {
 	hasUIDL bool
 	dele    *numQueue
 
-	mu       sync.Mutex
-	fatal    error // the first failure that ends the transfer
-	failures int   // deliveries failed in a row
-	deleted  int
-	quit     bool  // the reply to a pipelined QUIT was read
-	quitErr  error // QUIT was answered -ERR: the deletions may not have happened
+	mu    sync.Mutex
+	fatal error // the first failure that ends the transfer
+
+	// Each stage counts for itself; run adds the counts up into the
+	// session's Stats once the stages have joined.
+	read      counts       // the reader's: refused RETRs and DELEs, oversized messages, deletions
+	published []counts     // each publisher's: deliveries that failed
+	committed counts       // the committer's: messages delivered
+	quit      bool         // the reader's: the reply to a pipelined QUIT was read
+	quitErr   error        // the reader's: QUIT was answered -ERR (the deletions may not have happened)
+	failures  atomic.Int64 // deliveries failed in a row, by the reader or a publisher
+	stopped   atomic.Bool  // a stop gave up the network side
 
 	stop        stopState
 	closeStaged func() // closes the reader's staged channel once
@@ -208,9 +235,7 @@ func (s *stopState) left() int {
 // Without QUIT the server deletes nothing; the next poll deletes what was
 // delivered without fetching it again.
 func (t *transferRun) abandon() {
-	t.mu.Lock()
-	t.s.stats.Stopped = true
-	t.mu.Unlock()
+	t.stopped.Store(true)
 	t.p.Abort()
 	t.closeStaged()
 	t.s.log.Info("stopping: the connection is closed after the last message delivered; deletions wait for the next poll",
@@ -237,15 +262,12 @@ func (t *transferRun) failed() bool {
 	return t.fatal != nil
 }
 
-// deliveryFailed counts a failed delivery; enough in a row end the
-// transfer.
-func (t *transferRun) deliveryFailed(m message, err error) {
-	t.mu.Lock()
-	t.s.stats.Failed++
-	t.s.softErr = err
-	t.failures++
-	n := t.failures
-	t.mu.Unlock()
+// deliveryFailed counts a failed delivery in the stage's counts c;
+// enough in a row end the transfer.
+func (t *transferRun) deliveryFailed(c *counts, m message, err error) {
+	c.failed++
+	c.lastErr = err
+	n := t.failures.Add(1)
 	t.s.log.Error("delivery failed; message left on the server", "uid", m.uid, "number", m.num, "err", err)
 	if n >= maxConsecutiveFailures {
 		t.fail(fmt.Errorf("giving up after %d failed deliveries in a row: %w", n, err))
@@ -258,13 +280,11 @@ func (t *transferRun) deliveryFailed(m message, err error) {
 func (t *transferRun) tooLarge(m message, tl *tooLargeError) {
 	a := t.s.acct
 	del := a.DeleteLargerThan > 0 && tl.got > a.DeleteLargerThan
-	t.mu.Lock()
 	if del {
-		t.s.stats.Discarded++
+		t.read.discarded++
 	} else {
-		t.s.stats.Skipped++
+		t.read.skipped++
 	}
-	t.mu.Unlock()
 	t.s.memo.setTooLarge(m.uid, tl.got)
 	if del {
 		t.dele.push(m.num)
@@ -308,11 +328,12 @@ func (t *transferRun) run(ctx context.Context, toFetch, toDelete []message) {
 		go t.pend(dir, staged, pended)
 	}
 	var pubs sync.WaitGroup
-	for i := 0; i < t.s.tune.publishers; i++ {
+	t.published = make([]counts, t.s.tune.publishers)
+	for i := range t.published {
 		pubs.Add(1)
 		go func() {
 			defer pubs.Done()
-			t.publish(ctx, toPublish, published)
+			t.publish(ctx, &t.published[i], toPublish, published)
 		}()
 	}
 	go func() {
@@ -326,8 +347,31 @@ func (t *transferRun) run(ctx context.Context, toFetch, toDelete []message) {
 		t.commit(published)
 	}()
 
-	t.read(ctx, toFetch, staged)
+	t.readReplies(ctx, toFetch, staged)
 	wg.Wait()
+	t.addUp()
+}
+
+// addUp adds the stages' counts to the session's Stats, once they have
+// joined: the pipeline's reader, the publishers (pubs.Wait happens before
+// published closes, which the committer waits for) and the committer.
+func (t *transferRun) addUp() {
+	var all counts
+	all.add(t.read)
+	for _, c := range t.published {
+		all.add(c)
+	}
+	all.add(t.committed)
+	st := &t.s.stats
+	st.Delivered += all.delivered
+	st.Bytes += all.bytes
+	st.Failed += all.failed
+	st.Skipped += all.skipped
+	st.Discarded += all.discarded
+	st.Stopped = st.Stopped || t.stopped.Load()
+	if all.lastErr != nil {
+		t.s.softErr = all.lastErr
+	}
 }
 
 // write sends the commands: DELE for the messages delivered before, RETR
@@ -380,11 +424,11 @@ func (t *transferRun) write(toFetch, toDelete []message) {
 	}
 }
 
-// read reads the replies in order and stages each message. It closes
+// readReplies reads the replies in order and stages each message. It closes
 // staged once every RETR is answered (or the transfer failed or was
 // stopped), so that the final batch can be committed while the last DELEs
 // are still to come.
-func (t *transferRun) read(ctx context.Context, toFetch []message, staged chan<- fetched) {
+func (t *transferRun) readReplies(ctx context.Context, toFetch []message, staged chan<- fetched) {
 	byNum := make(map[int]message, len(toFetch))
 	for _, m := range toFetch {
 		byNum[m.num] = m
@@ -406,13 +450,11 @@ func (t *transferRun) read(ctx context.Context, toFetch []message, staged chan<-
 		}
 		switch r.Command.Verb {
 		case "DELE":
-			t.mu.Lock()
 			if r.Err != nil {
-				t.s.softErr = r.Err
+				t.read.lastErr = r.Err
 			} else {
-				t.deleted++
+				t.read.deleted++
 			}
-			t.mu.Unlock()
 			if r.Err != nil {
 				t.s.log.Warn("the server refused to delete a message", "number", r.Command.Msg, "err", r.Err)
 			}
@@ -432,12 +474,10 @@ func (t *transferRun) read(ctx context.Context, toFetch []message, staged chan<-
 				t.closeStaged()
 			}
 		case "QUIT":
-			t.mu.Lock()
 			t.quit = true
-			if r.Err != nil {
+			if r.Err != nil { // a *pop3.Error: a nil one is no error
 				t.quitErr = r.Err
 			}
-			t.mu.Unlock()
 		default:
 			t.fail(fmt.Errorf("internal error: unexpected reply to %s", r.Command.Verb))
 			return
@@ -450,10 +490,8 @@ func (t *transferRun) read(ctx context.Context, toFetch []message, staged chan<-
 func (t *transferRun) retrieved(ctx context.Context, m message, r pop3.Reply, staged chan<- fetched) bool {
 	if r.Err != nil {
 		t.s.log.Warn("the server refused to send a message", "uid", m.uid, "number", m.num, "err", r.Err)
-		t.mu.Lock()
-		t.s.softErr = r.Err
-		t.s.stats.Failed++
-		t.mu.Unlock()
+		t.read.lastErr = r.Err
+		t.read.failed++
 		return true
 	}
 	f, err := t.s.stage(ctx, m, r.Body)
@@ -467,7 +505,7 @@ func (t *transferRun) retrieved(ctx context.Context, m message, r pop3.Reply, st
 		t.tooLarge(m, tl)
 		return true
 	case errors.As(err, &derr):
-		t.deliveryFailed(m, err)
+		t.deliveryFailed(&t.read, m, err)
 		return !t.failed()
 	case err != nil:
 		t.fail(err)
@@ -529,16 +567,15 @@ func (t *transferRun) pend(dir string, staged <-chan fetched, out chan<- fetched
 }
 
 // publish fsyncs and publishes staged messages.
-func (t *transferRun) publish(ctx context.Context, staged <-chan fetched, published chan<- fetched) {
+// publish fsyncs and publishes staged messages, counting failures in c.
+func (t *transferRun) publish(ctx context.Context, c *counts, staged <-chan fetched, published chan<- fetched) {
 	for f := range staged {
 		if err := f.staged.Publish(ctx); err != nil {
 			f.staged.Abort()
-			t.deliveryFailed(f.message, err)
+			t.deliveryFailed(c, f.message, err)
 			continue
 		}
-		t.mu.Lock()
-		t.failures = 0
-		t.mu.Unlock()
+		t.failures.Store(0)
 		published <- f
 	}
 }
@@ -600,23 +637,16 @@ func (t *transferRun) commitBatch(batch []fetched) error {
 		}
 	}
 	nums := make([]int, 0, len(batch))
-	t.mu.Lock()
 	for _, f := range batch {
-		s.stats.Delivered++
-		s.stats.Bytes += f.size
+		t.committed.delivered++
+		t.committed.bytes += f.size
 		nums = append(nums, f.num)
 	}
-	var progress *Progress
 	if s.progressFn != nil {
-		s.progress.Done, s.progress.DoneBytes = s.stats.Delivered, s.stats.Bytes
-		p := s.progress
-		progress = &p
-	}
-	t.mu.Unlock()
-	if progress != nil {
-		// Outside the lock: the callback is the user's, and may take
-		// its time (a terminal to draw on).
-		s.progressFn(*progress)
+		// The committer's own counts, and no lock held: the callback is
+		// the user's, and may take its time (a terminal to draw on).
+		s.progress.Done, s.progress.DoneBytes = t.committed.delivered, t.committed.bytes
+		s.progressFn(s.progress)
 	}
 	for _, f := range batch {
 		s.log.Debug("delivered", "uid", f.uid, "number", f.num, "size", f.size, "subject", f.subject)
