@@ -59,6 +59,61 @@ func Fetchmail(path, text, home string) (*Result, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	res := &Result{Tool: "fetchmail", Sources: []string{path}}
+	f, err := fetchmailEntries(path, toks, home, res)
+	if err != nil {
+		return nil, err
+	}
+	taken := map[string]bool{}
+	for _, e := range f.entries {
+		users := e.users
+		if len(users) == 0 {
+			users = [][]fmOpt{nil} // fetchmail then logs in as the local user
+		}
+		for _, u := range users {
+			opts := append(append(append([]fmOpt(nil), e.defaults...), e.opts...), u...)
+			a, skip := fetchmailAccount(e, opts, home)
+			if skip {
+				res.Notes = append(res.Notes, a.Notes...)
+				continue
+			}
+			name := e.name
+			if len(users) > 1 {
+				name = a.User + "@" + e.name
+			}
+			a.Name = accountName(name, taken)
+			a.Keys = append([]Key{{"name", a.Name}}, a.Keys...)
+			a.Disabled = e.skip
+			if e.skip {
+				a.note("fetchmail: skip %s: fetchmail polled this entry only when named on its command line; it is converted but commented out.", e.name)
+			}
+			if f.daemon > 0 {
+				a.set("interval", seconds(f.daemon*a.pollEvery))
+			}
+			if f.invis {
+				a.set("add_received", false)
+			}
+			a.UIDFile = f.idfile
+			res.Accounts = append(res.Accounts, a)
+		}
+	}
+	if len(res.Accounts) == 0 {
+		return nil, fmt.Errorf("%s: no POP3 poll entries", path)
+	}
+	return res, nil
+}
+
+// fmFile is what a .fetchmailrc's words say: its poll entries and the
+// settings that apply to all of them.
+type fmFile struct {
+	entries []*fmEntry
+	daemon  int    // set daemon: the interval, in seconds
+	idfile  string // set idfile, else ~/.fetchids
+	invis   bool   // set invisible
+}
+
+// fetchmailEntries reads the words of the .fetchmailrc at path into poll
+// entries, each with the defaults entries before it; notes go to res.
+func fetchmailEntries(path string, toks []string, home string, res *Result) (*fmFile, error) {
 	var (
 		entries  []*fmEntry
 		defaults []fmOpt
@@ -179,43 +234,7 @@ func Fetchmail(path, text, home string) (*Result, error) {
 			}
 		}
 	}
-	taken := map[string]bool{}
-	for _, e := range entries {
-		users := e.users
-		if len(users) == 0 {
-			users = [][]fmOpt{nil} // fetchmail then logs in as the local user
-		}
-		for _, u := range users {
-			opts := append(append(append([]fmOpt(nil), e.defaults...), e.opts...), u...)
-			a, skip := fetchmailAccount(e, opts, home)
-			if skip {
-				res.Notes = append(res.Notes, a.Notes...)
-				continue
-			}
-			name := e.name
-			if len(users) > 1 {
-				name = a.User + "@" + e.name
-			}
-			a.Name = accountName(name, taken)
-			a.Keys = append([]Key{{"name", a.Name}}, a.Keys...)
-			a.Disabled = e.skip
-			if e.skip {
-				a.note("fetchmail: skip %s: fetchmail polled this entry only when named on its command line; it is converted but commented out.", e.name)
-			}
-			if daemon > 0 {
-				a.set("interval", seconds(daemon*a.pollEvery))
-			}
-			if invis {
-				a.set("add_received", false)
-			}
-			a.UIDFile = idfile
-			res.Accounts = append(res.Accounts, a)
-		}
-	}
-	if len(res.Accounts) == 0 {
-		return nil, fmt.Errorf("%s: no POP3 poll entries", path)
-	}
-	return res, nil
+	return &fmFile{entries: entries, daemon: daemon, idfile: idfile, invis: invis}, nil
 }
 
 func noPrefix(no bool) string {

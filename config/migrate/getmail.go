@@ -140,9 +140,23 @@ func getmailAccount(path string, ini map[string]map[string]string, home string) 
 	not := func(sec, key, why string) {
 		a.note("getmail: [%s] %s = %s: not converted: %s", sec, key, ini[sec][key], why)
 	}
+	port, skip := getmailRetriever(a, path, r, not, home)
+	if skip {
+		return a, true
+	}
+	getmailOptions(a, o, not)
+	getmailDestination(a, d, not, home)
+	a.UIDFile = filepath.Join(filepath.Dir(path), getmailOldmail(a.Server, port, a.User))
+	return a, false
+}
+
+// getmailRetriever converts the [retriever] section r: the server, the
+// TLS mode, the user and the password; it returns the port, and skip for
+// a retriever that is not POP3.
+func getmailRetriever(a *Account, path string, r map[string]string, not func(sec, key, why string), home string) (port int, skip bool) {
 	typ := r["type"]
 	var tlsKeys []Key
-	port := 110
+	port = 110
 	switch typ {
 	case "SimplePOP3Retriever", "MultidropPOP3Retriever", "BrokenUIDLPOP3Retriever":
 		tlsKeys = []Key{{"tls", "none"}, {"allow_insecure_auth", true}}
@@ -152,7 +166,7 @@ func getmailAccount(path string, ini map[string]map[string]string, home string) 
 		port = 995
 	default:
 		a.note("getmail: %s: [retriever] type = %s: left out: popfetch fetches POP3 only.", path, typ)
-		return a, true
+		return 0, true
 	}
 	if strings.HasPrefix(typ, "Multidrop") {
 		a.note("getmail: %s: multidrop: popfetch delivers the mailbox to one recipient (envelope_recipient is not read).", typ)
@@ -216,6 +230,12 @@ func getmailAccount(path string, ini map[string]map[string]string, home string) 
 	head := append([]Key{{"server", a.Server}, {"port", port}}, tlsKeys...)
 	head = append(head, Key{"user", a.User})
 	a.Keys = append(head, a.Keys...)
+	return port, false
+}
+
+// getmailOptions converts the [options] section o, with getmail's
+// defaults where it says nothing.
+func getmailOptions(a *Account, o map[string]string, not func(sec, key, why string)) {
 	// getmail's defaults differ from popfetch's: delete = false,
 	// read_all = true, delivered_to = true, received = true.
 	keep, readAll, deliveredTo := true, true, true
@@ -275,6 +295,10 @@ func getmailAccount(path string, ini map[string]map[string]string, home string) 
 	a.set("delivered_to", deliveredTo)
 	a.set("return_path", true)
 	a.note("getmail: getmail put a Return-Path field on every message; return_path = true adds one, from From, to those that have none.")
+}
+
+// getmailDestination converts the [destination] section d.
+func getmailDestination(a *Account, d map[string]string, not func(sec, key, why string), home string) {
 	if d == nil {
 		a.note("getmail: no [destination]: set one of maildir, mbox, mda or lmtp.")
 	} else {
@@ -304,8 +328,6 @@ func getmailAccount(path string, ini map[string]map[string]string, home string) 
 			a.note("getmail: [destination] type = %s: not converted: popfetch delivers to one Maildir, mbox, MDA or LMTP server; set one.", d["type"])
 		}
 	}
-	a.UIDFile = filepath.Join(filepath.Dir(path), getmailOldmail(a.Server, port, a.User))
-	return a, false
 }
 
 // getmailOldmail is the name of getmail's UID file for a mailbox.
