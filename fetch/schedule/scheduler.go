@@ -215,135 +215,163 @@ type result struct {
 // returns nil once they have. Cancelling ctx aborts the running polls;
 // Run then returns ctx's error once they have returned.
 func (s *Scheduler) Run(ctx context.Context, stop <-chan struct{}) error {
-	results := make(chan result, s.cfg.MaxPolls)
-	opened := make(chan storeResult, 1)
-	var (
-		store       *uidstore.Store
-		storeSince  time.Time // when store was opened
-		opening     bool
-		reopenAt    time.Time // not before: the gap after closing, or the wait after a failure
-		openFails   int
-		stopping    bool
-		running     int
-		lockedShown bool
-	)
-	closeStore := func(now time.Time) {
-		if store == nil {
-			return
-		}
-		if err := store.Close(); err != nil {
-			s.log.Error("closing the UID store: " + err.Error())
-		}
-		store = nil
-		reopenAt = now.Add(s.cfg.StoreGap)
-	}
+	l := &runLoop{s: s, ctx: ctx, stop: stop,
+		results: make(chan result, s.cfg.MaxPolls), opened: make(chan storeResult, 1)}
 	done := ctx.Done()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		now := time.Now()
-		if stopping || ctx.Err() != nil {
-			if running == 0 && !opening {
-				closeStore(now)
-				if ctx.Err() != nil && !stopping {
+		if l.stopping || ctx.Err() != nil {
+			if l.running == 0 && !l.opening {
+				l.closeStore(now)
+				if ctx.Err() != nil && !l.stopping {
 					return ctx.Err()
 				}
 				return nil
 			}
 		} else {
-			s.mu.Lock()
-			due := s.plan.hasDue(now)
-			// A cycle that has held the store for StoreHold takes no new
-			// polls, so that it ends soon and a one-shot popfetch can
-			// get in; unless a poll has run that long itself (a big
-			// fetch): the store stays busy until it ends anyway, and
-			// the other accounts should not wait for it.
-			oldest := s.plan.oldestStart()
-			held := store != nil && now.Sub(storeSince) >= s.cfg.StoreHold &&
-				(oldest.IsZero() || now.Sub(oldest) < s.cfg.StoreHold)
-			if store != nil && running == 0 && (!due || held) {
-				// Between poll cycles the store is closed, so that a
-				// one-shot popfetch can get in.
-				closeStore(now)
-			}
-			switch {
-			case due && store == nil && !opening && !now.Before(reopenAt):
-				opening = true
-				go func() {
-					st, err := s.cfg.OpenStore(ctx)
-					opened <- storeResult{st, err}
-				}()
-			case due && store != nil && !held:
-				for _, e := range s.plan.start(now) {
-					running++
-					go s.runPoll(ctx, e, e.job, store, stop, results)
-				}
-			}
-			s.mu.Unlock()
+			l.startDue(now)
 		}
-
-		var wakeAt time.Time
-		s.mu.Lock()
-		next, ok := s.plan.wake(now)
-		s.mu.Unlock()
-		if ok {
-			wakeAt = next
-		}
-		if store == nil && !opening && reopenAt.After(now) && (wakeAt.IsZero() || reopenAt.Before(wakeAt)) {
-			wakeAt = reopenAt
-		}
-		d := time.Hour
-		if !wakeAt.IsZero() {
-			d = max(wakeAt.Sub(now), 0)
-		}
-		timer.Reset(d) // since Go 1.23 a Reset timer never delivers a stale tick
+		timer.Reset(l.wait(now)) // since Go 1.23 a Reset timer never delivers a stale tick
 
 		select {
 		case <-timer.C:
 		case <-s.wake:
 		case reply := <-s.ping:
 			close(reply)
-		case <-stop:
-			if !stopping {
-				stopping = true
-				stop = nil // a closed channel would make this loop spin
-				s.log.Info("stopping: no new polls; waiting for the running ones to finish", "running", running)
+		case <-l.stop:
+			if !l.stopping {
+				l.stopping = true
+				l.stop = nil // a closed channel would make this loop spin
+				s.log.Info("stopping: no new polls; waiting for the running ones to finish", "running", l.running)
 			}
 		case <-done:
 			done = nil // as for stop
-		case r := <-results:
-			running--
+		case r := <-l.results:
+			l.running--
 			s.mu.Lock()
 			s.plan.finish(r.e, r.st, r.err, time.Now())
 			s.mu.Unlock()
-		case o := <-opened:
-			opening = false
-			now := time.Now()
-			if o.err != nil {
-				openFails++
-				if errors.Is(o.err, uidstore.ErrLocked) {
-					// Another popfetch (a one-shot run from cron) has
-					// the state; wait for it.
-					if !lockedShown {
-						s.log.Info("the UID store is in use by another popfetch; polls wait for it")
-						lockedShown = true
-					}
-					reopenAt = now.Add(s.cfg.StoreGap)
-					continue
-				}
-				wait := min(time.Second<<min(openFails, 9), 5*time.Minute)
-				s.log.Error("cannot open the UID store: "+o.err.Error(), "next_try_in", wait)
-				reopenAt = now.Add(wait)
-				continue
-			}
-			openFails, lockedShown = 0, false
-			if stopping || ctx.Err() != nil {
-				o.store.Close()
-				continue
-			}
-			store, storeSince = o.store, now
+		case o := <-l.opened:
+			l.storeOpened(o)
 		}
 	}
+}
+
+// runLoop is the state of Run's loop: the UID store, which it opens
+// when polls are due and closes between cycles, and the polls running.
+type runLoop struct {
+	s       *Scheduler
+	ctx     context.Context
+	stop    <-chan struct{}
+	results chan result
+	opened  chan storeResult
+
+	store       *uidstore.Store
+	storeSince  time.Time // when store was opened
+	opening     bool
+	reopenAt    time.Time // not before: the gap after closing, or the wait after a failure
+	openFails   int
+	stopping    bool
+	running     int
+	lockedShown bool
+}
+
+// closeStore closes the store, if open, and keeps it closed for StoreGap.
+func (l *runLoop) closeStore(now time.Time) {
+	if l.store == nil {
+		return
+	}
+	if err := l.store.Close(); err != nil {
+		l.s.log.Error("closing the UID store: " + err.Error())
+	}
+	l.store = nil
+	l.reopenAt = now.Add(l.s.cfg.StoreGap)
+}
+
+// startDue starts the polls that are due, opening the store first, or
+// closes the store between cycles.
+func (l *runLoop) startDue(now time.Time) {
+	s := l.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	due := s.plan.hasDue(now)
+	// A cycle that has held the store for StoreHold takes no new
+	// polls, so that it ends soon and a one-shot popfetch can
+	// get in; unless a poll has run that long itself (a big
+	// fetch): the store stays busy until it ends anyway, and
+	// the other accounts should not wait for it.
+	oldest := s.plan.oldestStart()
+	held := l.store != nil && now.Sub(l.storeSince) >= s.cfg.StoreHold &&
+		(oldest.IsZero() || now.Sub(oldest) < s.cfg.StoreHold)
+	if l.store != nil && l.running == 0 && (!due || held) {
+		// Between poll cycles the store is closed, so that a
+		// one-shot popfetch can get in.
+		l.closeStore(now)
+	}
+	switch {
+	case due && l.store == nil && !l.opening && !now.Before(l.reopenAt):
+		l.opening = true
+		go func() {
+			st, err := s.cfg.OpenStore(l.ctx)
+			l.opened <- storeResult{st, err}
+		}()
+	case due && l.store != nil && !held:
+		for _, e := range s.plan.start(now) {
+			l.running++
+			go s.runPoll(l.ctx, e, e.job, l.store, l.stop, l.results)
+		}
+	}
+}
+
+// wait returns how long the loop may sleep: until the next poll is due,
+// or the store may be opened again.
+func (l *runLoop) wait(now time.Time) time.Duration {
+	var wakeAt time.Time
+	l.s.mu.Lock()
+	next, ok := l.s.plan.wake(now)
+	l.s.mu.Unlock()
+	if ok {
+		wakeAt = next
+	}
+	if l.store == nil && !l.opening && l.reopenAt.After(now) && (wakeAt.IsZero() || l.reopenAt.Before(wakeAt)) {
+		wakeAt = l.reopenAt
+	}
+	if wakeAt.IsZero() {
+		return time.Hour
+	}
+	return max(wakeAt.Sub(now), 0)
+}
+
+// storeOpened takes the result of opening the store.
+func (l *runLoop) storeOpened(o storeResult) {
+	s := l.s
+	l.opening = false
+	now := time.Now()
+	if o.err != nil {
+		l.openFails++
+		if errors.Is(o.err, uidstore.ErrLocked) {
+			// Another popfetch (a one-shot run from cron) has
+			// the state; wait for it.
+			if !l.lockedShown {
+				s.log.Info("the UID store is in use by another popfetch; polls wait for it")
+				l.lockedShown = true
+			}
+			l.reopenAt = now.Add(s.cfg.StoreGap)
+			return
+		}
+		wait := min(time.Second<<min(l.openFails, 9), 5*time.Minute)
+		s.log.Error("cannot open the UID store: "+o.err.Error(), "next_try_in", wait)
+		l.reopenAt = now.Add(wait)
+		return
+	}
+	l.openFails, l.lockedShown = 0, false
+	if l.stopping || l.ctx.Err() != nil {
+		o.store.Close()
+		return
+	}
+	l.store, l.storeSince = o.store, now
 }
 
 type storeResult struct {
