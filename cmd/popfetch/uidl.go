@@ -75,59 +75,73 @@ func uidlAction(c *cli.Context) error {
 		return err
 	}
 	defer store.Close()
-	out, errOut := c.App.Writer, c.App.ErrWriter
-
 	switch op {
 	case "export":
-		w := bufio.NewWriter(out)
-		n := 0
-		err := store.Each(key, func(uid string, _ time.Time) error {
-			n++
-			w.WriteString(uid)
-			return w.WriteByte('\n')
-		})
-		if err == nil {
-			err = w.Flush()
-		}
-		if err != nil {
-			return err
-		}
-		if ps, err := store.Pending(key); err == nil && len(ps) > 0 {
-			fmt.Fprintf(errOut, "popfetch: %s: %d deliveries an interrupted run left pending are not listed; the next poll settles them\n", name, len(ps))
-		}
+		return uidlExport(c, store, key, name)
 	case "import":
-		if len(uids) == 0 {
-			if uids, err = readUIDs(c.App.Reader); err != nil {
-				return usageError{"popfetch uidl import: " + err.Error()}
-			}
-		}
-		uids = canonicalUIDs(uids)
-		seen, err := store.Seen(key, uids)
-		if err != nil {
-			return err
-		}
-		if err := store.Record(key, uids...); err != nil {
-			return err
-		}
-		had := 0
-		for _, s := range seen {
-			if s {
-				had++
-			}
-		}
-		fmt.Fprintf(errOut, "popfetch: %s: recorded %d UIDs (%d of them were recorded already)\n", name, len(uids), had)
-	case "forget":
-		var n int
-		if c.Bool("all") {
-			n, err = store.ForgetAll(key)
-		} else {
-			n, err = store.Forget(key, canonicalUIDs(uids)...)
-		}
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(errOut, "popfetch: %s: forgot %d UIDs; their messages are fetched again if still on the server\n", name, n)
+		return uidlImport(c, store, key, name, uids)
 	}
+	return uidlForget(c, store, key, name, uids)
+}
+
+// uidlExport writes the account's UIDs, one a line.
+func uidlExport(c *cli.Context, store *uidstore.Store, key uidstore.Key, name string) error {
+	w := bufio.NewWriter(c.App.Writer)
+	err := store.Each(key, func(uid string, _ time.Time) error {
+		w.WriteString(uid)
+		return w.WriteByte('\n')
+	})
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		return err
+	}
+	if ps, err := store.Pending(key); err == nil && len(ps) > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "popfetch: %s: %d deliveries an interrupted run left pending are not listed; the next poll settles them\n", name, len(ps))
+	}
+	return nil
+}
+
+// uidlImport records uids, or the UIDs read from standard input.
+func uidlImport(c *cli.Context, store *uidstore.Store, key uidstore.Key, name string, uids []string) error {
+	if len(uids) == 0 {
+		var err error
+		if uids, err = readUIDs(c.App.Reader); err != nil {
+			return usageError{"popfetch uidl import: " + err.Error()}
+		}
+	}
+	uids = canonicalUIDs(uids)
+	seen, err := store.Seen(key, uids)
+	if err != nil {
+		return err
+	}
+	if err := store.Record(key, uids...); err != nil {
+		return err
+	}
+	had := 0
+	for _, s := range seen {
+		if s {
+			had++
+		}
+	}
+	fmt.Fprintf(c.App.ErrWriter, "popfetch: %s: recorded %d UIDs (%d of them were recorded already)\n", name, len(uids), had)
+	return nil
+}
+
+// uidlForget forgets uids, or with --all every UID of the account.
+func uidlForget(c *cli.Context, store *uidstore.Store, key uidstore.Key, name string, uids []string) error {
+	var n int
+	var err error
+	if c.Bool("all") {
+		n, err = store.ForgetAll(key)
+	} else {
+		n, err = store.Forget(key, canonicalUIDs(uids)...)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.ErrWriter, "popfetch: %s: forgot %d UIDs; their messages are fetched again if still on the server\n", name, n)
 	return nil
 }
 

@@ -297,12 +297,28 @@ func (st *fmState) not(a *Account, o fmOpt, why string) {
 	a.note("fetchmail: %s: not converted: %s", s, why)
 }
 
-// apply converts one option; skip says the entry is not a POP3 one.
+// apply converts one option, by the first of its kinds that takes it;
+// skip says the entry is not a POP3 one.
 func (st *fmState) apply(a *Account, e *fmEntry, o fmOpt, home string) (skip bool) {
 	arg := ""
 	if len(o.args) > 0 {
 		arg = o.args[0]
 	}
+	for _, convert := range []func(*Account, *fmEntry, fmOpt, string, string) (handled, skip bool){
+		st.serverOption, st.deliveryOption, st.policyOption, st.tlsOption,
+	} {
+		if handled, skip := convert(a, e, o, arg, home); handled {
+			return skip
+		}
+	}
+	st.unconverted(a, o)
+	return false
+}
+
+// serverOption converts the options of the server and the login: via,
+// proto, port, auth, the timeouts, user and pass. It reports whether the
+// option was one of them, and skip for an entry that is not POP3.
+func (st *fmState) serverOption(a *Account, e *fmEntry, o fmOpt, arg, home string) (handled, skip bool) {
 	switch o.key {
 	case "via":
 		a.Server = arg
@@ -313,16 +329,16 @@ func (st *fmState) apply(a *Account, e *fmEntry, o fmOpt, home string) (skip boo
 			a.set("auth", "apop")
 		case "imap", "etrn", "odmr":
 			a.note("fetchmail: poll %s proto %s: left out: popfetch fetches POP3 only.", e.name, arg)
-			return true
+			return true, true
 		default:
 			a.note("fetchmail: poll %s proto %s: left out: popfetch speaks plain POP3 (RFC 1939), not %s.", e.name, arg, arg)
-			return true
+			return true, true
 		}
 	case "port", "service":
 		p, err := strconv.Atoi(arg)
 		if err != nil {
 			st.not(a, o, "not a port number (service names are not looked up)")
-			return false
+			return true, false
 		}
 		st.port = p
 	case "auth", "authenticate":
@@ -359,6 +375,16 @@ func (st *fmState) apply(a *Account, e *fmEntry, o fmOpt, home string) (skip boo
 		st.user = arg
 	case "pass", "password":
 		a.set("password", arg)
+	default:
+		return false, false
+	}
+	return true, false
+}
+
+// deliveryOption converts where mail goes: is, mda, bsmtp, lmtp and
+// smtphost.
+func (st *fmState) deliveryOption(a *Account, e *fmEntry, o fmOpt, arg, home string) (handled, skip bool) {
+	switch o.key {
 	case "is", "to":
 		for _, l := range o.args {
 			if l != "here" && l != "there" {
@@ -366,6 +392,23 @@ func (st *fmState) apply(a *Account, e *fmEntry, o fmOpt, home string) (skip boo
 			}
 		}
 	case "there", "here":
+	case "mda":
+		st.mda = arg
+	case "bsmtp":
+		st.bsmtp = arg
+	case "lmtp":
+		st.lmtp = !o.no
+	case "smtphost", "smtphosts":
+		st.smtphost = o.args
+	default:
+		return false, false
+	}
+	return true, false
+}
+
+// policyOption converts keep, fetchall and the limits.
+func (st *fmState) policyOption(a *Account, e *fmEntry, o fmOpt, arg, home string) (handled, skip bool) {
+	switch o.key {
 	case "keep":
 		a.set("keep", !o.no)
 	case "fetchall":
@@ -380,6 +423,15 @@ func (st *fmState) apply(a *Account, e *fmEntry, o fmOpt, home string) (skip boo
 		if n, err := strconv.Atoi(arg); err == nil && n > 0 {
 			a.set("fetch_limit", n)
 		}
+	default:
+		return false, false
+	}
+	return true, false
+}
+
+// tlsOption converts the ssl options.
+func (st *fmState) tlsOption(a *Account, e *fmEntry, o fmOpt, arg, home string) (handled, skip bool) {
+	switch o.key {
 	case "ssl":
 		st.ssl = !o.no
 	case "sslproto":
@@ -401,20 +453,21 @@ func (st *fmState) apply(a *Account, e *fmEntry, o fmOpt, home string) (skip boo
 		} else {
 			st.not(a, o, "this is an MD5 fingerprint; popfetch pins SHA-256 ones: openssl s_client -connect HOST:995 </dev/null | openssl x509 -noout -fingerprint -sha256")
 		}
-	case "mda":
-		st.mda = arg
-	case "bsmtp":
-		st.bsmtp = arg
-	case "lmtp":
-		st.lmtp = !o.no
-	case "smtphost", "smtphosts":
-		st.smtphost = o.args
+	case "sslcertpath":
+		st.not(a, o, "ca_file takes one PEM file: concatenate the certificates you need into one, or leave it out for the system's roots.")
+	default:
+		return false, false
+	}
+	return true, false
+}
+
+// unconverted notes an option popfetch has no key for, and why.
+func (st *fmState) unconverted(a *Account, o fmOpt) {
+	switch o.key {
 	case "envelope", "qvirtual", "aka", "localdomains", "dns", "checkalias":
 		if !o.no {
 			st.not(a, o, "multidrop: popfetch delivers each mailbox to one recipient and does not read recipients from the header.")
 		}
-	case "sslcertpath":
-		st.not(a, o, "ca_file takes one PEM file: concatenate the certificates you need into one, or leave it out for the system's roots.")
 	case "preconnect", "postconnect":
 		st.not(a, o, "run it before or after popfetch in the cron job or a systemd ExecStartPre=/ExecStopPost=.")
 	case "plugin", "plugout":
@@ -438,7 +491,6 @@ func (st *fmState) apply(a *Account, e *fmEntry, o fmOpt, home string) (skip boo
 	default:
 		st.not(a, o, "popfetch has no equivalent.")
 	}
-	return false
 }
 
 // finish adds the user, the connection keys, the limits and the delivery
