@@ -291,10 +291,15 @@ type session struct {
 	memo     *Memo             // Options.Memo
 	lister   *lister           // the UIDL listing, compared with the store as it came in
 	keepUIDs bool              // keep every message's UID, seen or not (popfetch list)
-	noCapa   bool              // the server hung up at CAPA: connected again without it
-	expire   string            // the server's EXPIRE policy (RFC 2449 section 6.7), if it names one
-	tune     tuning
-	sizes    bool // list sizes whatever the account needs (List, Progress)
+	// space is the target's free space as last asked (see room).
+	space struct {
+		at         time.Time
+		free, used int64
+	}
+	noCapa bool   // the server hung up at CAPA: connected again without it
+	expire string // the server's EXPIRE policy (RFC 2449 section 6.7), if it names one
+	tune   tuning
+	sizes  bool // list sizes whatever the account needs (List, Progress)
 	// progressFn is Options.Progress; progress is what it was last told.
 	progressFn func(Progress)
 	progress   Progress

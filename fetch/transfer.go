@@ -712,6 +712,7 @@ func (s *session) stage(ctx context.Context, m message, body *pop3.MessageReader
 		return fetched{}, fmt.Errorf("internal error: the deliverer did not read all of message %d", m.num)
 	}
 	f := fetched{message: m, staged: st, size: body.Size()}
+	s.staged(f.size)
 	if logging {
 		f.subject = subject(src.head.Bytes())
 	}
@@ -733,12 +734,8 @@ func (s *session) readLimit() (limit int64, space bool) {
 	if sl := s.acct.SizeLimit; sl > 0 {
 		limit = sl + max(sizeSlackMin, sl*sizeSlackFraction/100)
 	}
-	sr, ok := s.d.(deliver.SpaceReporter)
+	free, ok := s.room()
 	if !ok {
-		return limit, false
-	}
-	free, err := sr.FreeSpace()
-	if err != nil {
 		return limit, false
 	}
 	if room := max(free, 1); limit == 0 || room < limit {
@@ -746,6 +743,34 @@ func (s *session) readLimit() (limit int64, space bool) {
 	}
 	return limit, false
 }
+
+// roomRefresh is how often the target's free space is asked for again;
+// in between, what this poll staged is taken off the last answer. A
+// statfs a message (two, and two stats, for an mbox) is a cost on the
+// per-message path that a fast disk notices.
+const roomRefresh = 250 * time.Millisecond
+
+// room returns the target's room (deliver.SpaceReporter), less what was
+// staged since it was last asked; ok is false if the target cannot say.
+// Only the reader calls it, and staged.
+func (s *session) room() (free int64, ok bool) {
+	sr, isReporter := s.d.(deliver.SpaceReporter)
+	if !isReporter {
+		return 0, false
+	}
+	if now := time.Now(); s.space.at.IsZero() || now.Sub(s.space.at) >= roomRefresh {
+		f, err := sr.FreeSpace()
+		if err != nil {
+			s.space.at = time.Time{}
+			return 0, false
+		}
+		s.space.at, s.space.free, s.space.used = now, f, 0
+	}
+	return s.space.free - s.space.used, true
+}
+
+// staged takes a staged message's octets off the room last asked for.
+func (s *session) staged(n int64) { s.space.used += n }
 
 // tooLargeError is a message abandoned part-way: larger than size_limit
 // (with slack) although its listing said otherwise, or larger than the
