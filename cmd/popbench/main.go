@@ -72,9 +72,22 @@ func main() {
 		small    = flag.Int("messages", 2000, "messages in the 4 KiB cases")
 		nonew    = flag.Int("kept", 50000, "messages kept on the server in the no-new-mail cases")
 		dir      = flag.String("dir", "", "work directory (default: a temporary one, removed afterwards)")
+		tmpfs    = flag.Bool("tmpfs", false, "deliver into Maildirs on /dev/shm (the server's store is there always): the disk out of the way, what is left is the tools' own CPU and memory")
 	)
 	flag.Parse()
-	if err := run(*bin, *runs, *only, *toolList, *small, *nonew, *dir); err != nil {
+	if *tmpfs && *dir == "" {
+		d, err := os.MkdirTemp("/dev/shm", "popbench-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "popbench: -tmpfs:", err)
+			os.Exit(1)
+		}
+		*dir = d
+	}
+	err := run(*bin, *runs, *only, *toolList, *small, *nonew, *dir)
+	if *tmpfs {
+		os.RemoveAll(*dir)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "popbench:", err)
 		os.Exit(1)
 	}
@@ -169,6 +182,7 @@ type bench struct {
 // sample is one timed run.
 type sample struct {
 	wall       time.Duration
+	cpu        time.Duration // user + system
 	rss        int64
 	roundTrips int64
 	bytes      int64
@@ -235,7 +249,7 @@ func (b *bench) runCase(ctx context.Context, c benchCase) (map[string][]sample, 
 			if left := b.dc.Count(user); left != 0 {
 				return nil, fmt.Errorf("%s run %d: %d messages left on the server", t.name, r+1, left)
 			}
-			results[t.name] = append(results[t.name], sample{wall: res.Wall, rss: res.PeakRSS,
+			results[t.name] = append(results[t.name], sample{wall: res.Wall, cpu: res.CPU, rss: res.PeakRSS,
 				roundTrips: line.RoundTrips(), bytes: total, messages: c.count})
 			b.discard(work, c.count)
 		}
@@ -274,7 +288,7 @@ func (b *bench) runKept(ctx context.Context, c benchCase, line *delayline.Line, 
 			if left := b.dc.Count(p.user); left != c.count {
 				return fmt.Errorf("%s: %d messages on the server, want %d kept", p.t.name, left, c.count)
 			}
-			results[p.t.name] = append(results[p.t.name], sample{wall: res.Wall, rss: res.PeakRSS, roundTrips: line.RoundTrips()})
+			results[p.t.name] = append(results[p.t.name], sample{wall: res.Wall, cpu: res.CPU, rss: res.PeakRSS, roundTrips: line.RoundTrips()})
 		}
 	}
 	return nil
@@ -397,19 +411,20 @@ func median(xs []time.Duration) time.Duration {
 
 func printTable(c benchCase, tools []tool, results map[string][]sample) {
 	fmt.Printf("\n### %s\n\n", c.desc)
-	fmt.Println("| tool | wall median | min | max | msgs/s | MiB/s | peak RSS | round trips | popfetch ÷ tool |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| tool | wall median | min | max | CPU median | msgs/s | MiB/s | peak RSS | round trips | popfetch ÷ tool: wall | CPU |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	pf := results["popfetch"]
 	for _, t := range tools {
 		ss := results[t.name]
 		if len(ss) == 0 {
 			continue
 		}
-		var walls []time.Duration
+		var walls, cpus []time.Duration
 		var rss int64
 		var rts []int64
 		for _, s := range ss {
 			walls = append(walls, s.wall)
+			cpus = append(cpus, s.cpu)
 			rss = max(rss, s.rss)
 			rts = append(rts, s.roundTrips)
 		}
@@ -420,17 +435,21 @@ func printTable(c benchCase, tools []tool, results map[string][]sample) {
 			rate = fmt.Sprintf("%.0f", float64(ss[0].messages)/med.Seconds())
 			mib = fmt.Sprintf("%.1f", float64(ss[0].bytes)/(1<<20)/med.Seconds())
 		}
-		ratio := "–"
+		ratio, cpuRatio := "–", "–"
 		if t.name != "popfetch" && len(pf) > 0 {
-			var pw []time.Duration
+			var pw, pc []time.Duration
 			for _, s := range pf {
 				pw = append(pw, s.wall)
+				pc = append(pc, s.cpu)
 			}
 			ratio = fmt.Sprintf("%.2f", median(pw).Seconds()/med.Seconds())
+			if c := median(cpus); c > 0 {
+				cpuRatio = fmt.Sprintf("%.2f", median(pc).Seconds()/c.Seconds())
+			}
 		}
-		fmt.Printf("| %s | %s | %s | %s | %s | %s | %.1f MiB | %d | %s |\n", t.name,
-			fmtDur(med), fmtDur(slices.Min(walls)), fmtDur(slices.Max(walls)), rate, mib,
-			float64(rss)/(1<<20), rts[len(rts)/2], ratio)
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %.1f MiB | %d | %s | %s |\n", t.name,
+			fmtDur(med), fmtDur(slices.Min(walls)), fmtDur(slices.Max(walls)), fmtDur(median(cpus)), rate, mib,
+			float64(rss)/(1<<20), rts[len(rts)/2], ratio, cpuRatio)
 	}
 }
 

@@ -14,7 +14,8 @@ import (
 // Result is what Run measured.
 type Result struct {
 	Wall     time.Duration
-	PeakRSS  int64 // bytes; 0 if it could not be read
+	PeakRSS  int64         // bytes; 0 if it could not be read
+	CPU      time.Duration // user and system time of the program and its waited-for children
 	ExitCode int
 }
 
@@ -53,6 +54,7 @@ func Run(cmd *exec.Cmd) (Result, error) {
 		return res, err
 	}
 	res.ExitCode = cmd.ProcessState.ExitCode()
+	res.CPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	return res, nil
 }
 
