@@ -59,7 +59,9 @@ func main() {
 		timer.Stop()
 		cancel()
 	}()
+	stopProfile := startProfile()
 	code := run(ctx, &proc{stop: stop, notify: notifySignals}, os.Args, os.Stdout, os.Stderr)
+	stopProfile()
 	cancel()
 	os.Exit(code)
 }
