@@ -38,11 +38,22 @@ type Deliverer interface {
 // Staged is a message written but not yet delivered.
 type Staged interface {
 	// Publish delivers the message: afterwards it is visible to the
-	// user, and durable once the Deliverer's Flush returns. It may be
-	// called from several goroutines for different messages at once.
+	// user, and durable once the Deliverer's Flush returns. A caller
+	// publishes messages in the order they are to be seen, one at a
+	// time; a Deliverer is still safe for Publish from several goroutines
+	// (two polls, one target).
 	Publish(ctx context.Context) error
 	// Abort throws the message away; after Publish it does nothing.
 	Abort()
+}
+
+// Syncer is implemented by a Staged message that has work to do before
+// Publish which may run alongside other messages' (a Maildir file's
+// fsync): a caller may call Sync from several goroutines at once, for
+// different messages, and publish each in order afterwards. Publish does
+// the work itself if Sync was not called.
+type Syncer interface {
+	Sync(ctx context.Context) error
 }
 
 // Envelope is what a delivery knows about a message besides its content.

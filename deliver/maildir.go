@@ -41,6 +41,7 @@ type Maildir struct {
 	// parallel and not in the way of the caller's reading.
 	spares   chan *os.File
 	creating atomic.Int32
+	bufs     sync.Pool // *[]byte of copyBufSize, for Stage
 	mu       sync.Mutex
 	closed   bool
 }
@@ -122,6 +123,15 @@ func (m *Maildir) spare() *os.File {
 	return f
 }
 
+// buffer returns a copy buffer from the pool, or a new one.
+func (m *Maildir) buffer() *[]byte {
+	if b, ok := m.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, copyBufSize)
+	return &b
+}
+
 // Dir returns the Maildir's path.
 func (m *Maildir) Dir() string { return m.dir }
 
@@ -152,7 +162,10 @@ func (m *Maildir) Stage(ctx context.Context, r io.Reader, env Envelope) (Staged,
 		st.tmpPath = st.f.Name()
 	}
 	src := &errReader{r: r}
-	if _, err := io.Copy(st.f, src); err != nil {
+	buf := m.buffer()
+	_, err = copyFull(st.f, src, *buf)
+	m.bufs.Put(buf)
+	if err != nil {
 		st.Abort()
 		if src.err != nil {
 			return nil, src.err // incomplete: never published
@@ -209,17 +222,33 @@ type stagedFile struct {
 	name    string
 	tmpPath string   // tmp/name; "" for an unnamed (O_TMPFILE) file
 	f       *os.File // nil once closed
+	synced  bool
 	done    bool
 }
 
-// Publish fsyncs the file and links it into new/ under its name.
+// Sync implements Syncer: it fsyncs the file's data.
+func (s *stagedFile) Sync(ctx context.Context) error {
+	if s.done {
+		return errors.New("deliver: message synced after it was published")
+	}
+	if err := s.f.Sync(); err != nil {
+		return s.m.fail(err)
+	}
+	s.synced = true
+	return nil
+}
+
+// Publish fsyncs the file (unless Sync did) and links it into new/
+// under its name.
 func (s *stagedFile) Publish(ctx context.Context) error {
 	if s.done {
 		return errors.New("deliver: message published twice")
 	}
-	if err := s.f.Sync(); err != nil {
-		s.Abort()
-		return s.m.fail(err)
+	if !s.synced {
+		if err := s.Sync(ctx); err != nil {
+			s.Abort()
+			return err
+		}
 	}
 	newPath := filepath.Join(s.m.dir, "new", s.name)
 	var err error
