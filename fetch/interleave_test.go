@@ -62,7 +62,7 @@ func TestTransferStopAndFailInterleaved(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 1))
 	t.Logf("seed %d", seed)
-	tune := tuning{window: 8, publishers: 3, queue: 2, batch: 3, batchWait: time.Millisecond}
+	tune := tuning{window: 8, syncers: 3, queue: 2, batch: 3, batchWait: time.Millisecond}
 	for i := range 24 {
 		msgs := faultMessages()
 		f := newFixture(t, pop3test.Config{Pipelining: true}, msgs)

@@ -169,7 +169,7 @@ func TestPollDeleOnlyAfterCommit(t *testing.T) {
 			}}
 			f = newFixture(t, cfg, msgs)
 			sp = newSpy(f.md)
-			tune := tuning{window: 32, publishers: 3, queue: 4, batch: 7, batchWait: time.Millisecond}
+			tune := tuning{window: 32, syncers: 3, queue: 4, batch: 7, batchWait: time.Millisecond}
 			st, err := Poll(context.Background(), f.acct, f.store, sp, &Options{tune: &tune})
 			if err != nil || st.Delivered != 300 || st.Deleted != 300 {
 				t.Fatalf("%+v, %v", st, err)
@@ -261,13 +261,13 @@ func TestPollSlowDiskBoundsStaging(t *testing.T) {
 	f := newFixture(t, pop3test.Config{Pipelining: true}, testMessages(120))
 	sp := newSpy(f.md)
 	sp.publishDelay = 2 * time.Millisecond
-	tune := tuning{window: 64, publishers: 2, queue: 3, batch: 16, batchWait: 5 * time.Millisecond}
+	tune := tuning{window: 64, syncers: 2, queue: 3, batch: 16, batchWait: 5 * time.Millisecond}
 	st, err := Poll(context.Background(), f.acct, f.store, sp, &Options{tune: &tune})
 	if err != nil || st.Delivered != 120 {
 		t.Fatalf("%+v, %v", st, err)
 	}
-	// At most: the queue, one per publisher, and the one being handed over.
-	if limit := tune.queue + tune.publishers + 1; sp.maxOut > limit {
+	// At most: the queue, a batch with the sequencer, and the one being handed over.
+	if limit := max(tune.queue, tune.batch) + tune.batch + 1; sp.maxOut > limit {
 		t.Errorf("%d messages staged at once, want at most %d", sp.maxOut, limit)
 	}
 }
@@ -276,7 +276,7 @@ func TestPollPipelinedConnectionDropped(t *testing.T) {
 	msgs := testMessages(50)
 	f := newFixture(t, pop3test.Config{Pipelining: true}, msgs)
 	f.srv.SetFaults(pop3test.Fault{Command: "RETR", Nth: 30, Action: pop3test.DropAfter, Bytes: 40})
-	tune := tuning{window: 16, publishers: 2, queue: 4, batch: 8, batchWait: time.Millisecond}
+	tune := tuning{window: 16, syncers: 2, queue: 4, batch: 8, batchWait: time.Millisecond}
 	st, err := Poll(context.Background(), f.acct, f.store, f.md, &Options{tune: &tune})
 	var fe *Error
 	if !errors.As(err, &fe) || fe.Kind != KindNetwork {

@@ -301,7 +301,7 @@ func TestPollMDATempFail(t *testing.T) {
 func TestPollGivesUpAfterRepeatedDeliveryFailures(t *testing.T) {
 	f := newFixture(t, pop3test.Config{}, testMessages(100))
 	mda := &deliver.MDA{Argv: []string{"false"}}
-	tune := tuning{window: 1, publishers: 1, queue: 1, batch: 10, batchWait: 10 * time.Millisecond}
+	tune := tuning{window: 1, syncers: 1, queue: 1, batch: 10, batchWait: 10 * time.Millisecond}
 	_, err := Poll(context.Background(), f.acct, f.store, mda, &Options{tune: &tune})
 	var fe *Error
 	if !errors.As(err, &fe) || fe.Kind != KindDelivery {
@@ -309,7 +309,7 @@ func TestPollGivesUpAfterRepeatedDeliveryFailures(t *testing.T) {
 	}
 	// Publishing runs behind reading: besides the failed ones, at most what
 	// the queue, the publisher and the window hold is downloaded.
-	limit := maxConsecutiveFailures + tune.queue + tune.publishers + tune.window + 1
+	limit := maxConsecutiveFailures + max(tune.queue, tune.batch) + tune.batch + tune.window + 1
 	if n := f.srv.Count("RETR"); n > limit {
 		t.Errorf("downloaded %d messages for a broken target, want at most %d", n, limit)
 	}

@@ -67,7 +67,7 @@ func TestPollStop(t *testing.T) {
 			msgs := testMessages(total)
 			stop := make(chan struct{})
 			f := newFixture(t, pop3test.Config{Pipelining: tc.pipelining}, msgs)
-			tune := tuning{window: 64, publishers: 2, queue: 4, batch: 8, batchWait: time.Millisecond}
+			tune := tuning{window: 64, syncers: 2, queue: 4, batch: 8, batchWait: time.Millisecond}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			d := &stopAt{Deliverer: f.md, nth: tc.nth, stop: stop}

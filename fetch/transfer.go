@@ -20,23 +20,25 @@ import (
 // tuning sizes the transfer. The defaults suit both a local server and one
 // a continent away; tests shrink them to reach the edge cases.
 type tuning struct {
-	window     int           // commands awaiting replies when pipelining
-	publishers int           // goroutines that fsync and publish messages
-	queue      int           // staged messages waiting for a publisher
-	batch      int           // messages per commit
-	batchWait  time.Duration // the longest a published message waits for its commit
+	window    int           // commands awaiting replies when pipelining
+	syncers   int           // goroutines that fsync a batch's messages
+	queue     int           // staged messages waiting for the sequencer (at least batch)
+	batch     int           // messages per batch: two commits of the store each
+	batchWait time.Duration // how long a batch waits to fill while the reader goes on
 }
 
-// defaultTuning: a window of 1024 commands and room for 32 staged messages
-// keep a distant server busy through the moments the reader waits for the
-// disk (each such stall would otherwise cost a round trip); on a 20 ms
-// link this took 2000 small messages from 0.36-0.40 to 0.30-0.33 of mpop's
-// time, measured interleaved. The staged messages are open files, their
-// data in the page cache, not in memory of ours.
-var defaultTuning = tuning{window: 1024, publishers: 4, queue: 32, batch: 256, batchWait: 100 * time.Millisecond}
+// defaultTuning: a window of 1024 commands and room for 128 staged
+// messages keep a distant server busy through the moments the reader waits
+// for the disk (each such stall would otherwise cost a round trip). The
+// staged messages are open files, their data in the page cache, not in
+// memory of ours: at most queue + batch + 1 of them. A batch of up to 64
+// messages gathered over up to 20 ms bounds the store's commits: 2000
+// small messages take about 32 batches, where publishing each handful as
+// it came cost some 600 commits with the disk out of the way.
+var defaultTuning = tuning{window: 1024, syncers: 4, queue: 128, batch: 64, batchWait: 20 * time.Millisecond}
 
-// The transfer runs in four parts, so that reading the network never waits
-// for a disk:
+// The transfer runs in three parts, so that reading the network never
+// waits for a disk, and the messages are still delivered in server order:
 //
 //   - the writer sends RETR for each new message and DELE for each message
 //     that may be deleted, through a pop3.Pipeline (a window of 1 when
@@ -44,15 +46,16 @@ var defaultTuning = tuning{window: 1024, publishers: 4, queue: 32, batch: 256, b
 //   - the reader (the calling goroutine) reads the replies in order and
 //     streams each message into the deliverer's Stage, which writes it
 //     without fsync;
-//   - publishers fsync and publish staged messages, several at once;
-//   - the committer collects published messages into batches and, once
-//     per batch, flushes the deliverer (fsync of the Maildir's new/),
-//     commits their UIDs in one transaction, and only then queues their
-//     DELEs for the writer.
+//   - the sequencer takes the staged messages in server order, a batch at
+//     a time (batchQueue), and for each batch fsyncs the messages, several
+//     at once (deliver.Syncer), records the Maildir names as pending,
+//     publishes the messages in order, flushes the deliverer (fsync of the
+//     Maildir's new/), commits their UIDs in one transaction, and only
+//     then queues their DELEs for the writer.
 //
 // Every queue but the DELE queue is bounded, so memory does not grow with
 // the mailbox however far the network runs ahead of the disk. The DELE
-// queue holds message numbers only, and keeps the committer from ever
+// queue holds message numbers only, and keeps the sequencer from ever
 // waiting for the writer, which breaks the only possible cycle of waits.
 
 // fetched is a message on its way from the network to a commit.
@@ -61,6 +64,7 @@ type fetched struct {
 	staged  deliver.Staged
 	size    int64  // octets delivered
 	subject string // for the log line; "" unless logging per message
+	syncErr error  // the outcome of deliver.Syncer's Sync
 }
 
 // transfer fetches toFetch and deletes toDelete (messages already
@@ -132,15 +136,14 @@ type transferRun struct {
 	// Each stage counts for itself; run adds the counts up into the
 	// session's Stats once the stages have joined.
 	read      counts       // the reader's: refused RETRs and DELEs, oversized messages, deletions
-	published []counts     // each publisher's: deliveries that failed
-	committed counts       // the committer's: messages delivered
+	committed counts       // the sequencer's: messages delivered, deliveries that failed
 	quit      bool         // the reader's: the reply to a pipelined QUIT was read
 	quitErr   error        // the reader's: QUIT was answered -ERR (the deletions may not have happened)
-	failures  atomic.Int64 // deliveries failed in a row, by the reader or a publisher
+	failures  atomic.Int64 // deliveries failed in a row, by the reader or the sequencer
 	stopped   atomic.Bool  // a stop gave up the network side
 
-	stop        stopState
-	closeStaged func() // closes the reader's staged channel once
+	queue *batchQueue // staged messages in server order, to the sequencer
+	stop  stopState
 }
 
 // stopState decides when Options.Stop gives up the network side: between
@@ -231,13 +234,14 @@ func (s *stopState) left() int {
 
 // abandon gives up the network side, once stopState said so: it aborts
 // the pipeline (the writer and reader see it fail, and stop) and closes
-// staged, so that what was staged is still published and committed.
+// the queues of staged messages, so that what was staged is still
+// published and committed.
 // Without QUIT the server deletes nothing; the next poll deletes what was
 // delivered without fetching it again.
 func (t *transferRun) abandon() {
 	t.stopped.Store(true)
 	t.p.Abort()
-	t.closeStaged()
+	t.queue.close()
 	t.s.log.Info("stopping: the connection is closed after the last message delivered; deletions wait for the next poll",
 		"left", t.stop.left())
 }
@@ -293,10 +297,7 @@ func (t *transferRun) tooLarge(m message, tl *tooLargeError) {
 }
 
 func (t *transferRun) run(ctx context.Context, toFetch, toDelete []message) {
-	staged := make(chan fetched, t.s.tune.queue)
-	published := make(chan fetched, t.s.tune.batch)
-	var closeOnce sync.Once
-	t.closeStaged = func() { closeOnce.Do(func() { close(staged) }) }
+	t.queue = newBatchQueue(t.s.tune.queue, t.s.tune.batch, t.s.tune.batchWait)
 	var wg sync.WaitGroup
 
 	if t.s.stop != nil {
@@ -318,49 +319,22 @@ func (t *transferRun) run(ctx context.Context, toFetch, toDelete []message) {
 		defer wg.Done()
 		t.write(toFetch, toDelete)
 	}()
-
-	// With a Maildir and UIDs, each message's file name is recorded as
-	// pending before it may be published.
-	toPublish := (<-chan fetched)(staged)
-	if dir := t.s.maildir(); dir != "" && t.hasUIDL {
-		pended := make(chan fetched, t.s.tune.queue)
-		toPublish = pended
-		go t.pend(dir, staged, pended)
-	}
-	var pubs sync.WaitGroup
-	t.published = make([]counts, t.s.tune.publishers)
-	for i := range t.published {
-		pubs.Add(1)
-		go func() {
-			defer pubs.Done()
-			t.publish(ctx, &t.published[i], toPublish, published)
-		}()
-	}
-	go func() {
-		pubs.Wait()
-		close(published)
-	}()
-
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t.commit(published)
+		t.sequence(ctx)
 	}()
 
-	t.readReplies(ctx, toFetch, staged)
+	t.readReplies(ctx, toFetch)
 	wg.Wait()
 	t.addUp()
 }
 
 // addUp adds the stages' counts to the session's Stats, once they have
-// joined: the pipeline's reader, the publishers (pubs.Wait happens before
-// published closes, which the committer waits for) and the committer.
+// joined: the reader's and the sequencer's.
 func (t *transferRun) addUp() {
 	var all counts
 	all.add(t.read)
-	for _, c := range t.published {
-		all.add(c)
-	}
 	all.add(t.committed)
 	st := &t.s.stats
 	st.Delivered += all.delivered
@@ -425,17 +399,17 @@ func (t *transferRun) write(toFetch, toDelete []message) {
 }
 
 // readReplies reads the replies in order and stages each message. It closes
-// staged once every RETR is answered (or the transfer failed or was
+// the queues of staged messages once every RETR is answered (or the transfer failed or was
 // stopped), so that the final batch can be committed while the last DELEs
 // are still to come.
-func (t *transferRun) readReplies(ctx context.Context, toFetch []message, staged chan<- fetched) {
+func (t *transferRun) readReplies(ctx context.Context, toFetch []message) {
 	byNum := make(map[int]message, len(toFetch))
 	for _, m := range toFetch {
 		byNum[m.num] = m
 	}
-	defer t.closeStaged()
+	defer t.queue.close()
 	if len(toFetch) == 0 {
-		t.closeStaged()
+		t.queue.close()
 	}
 	for {
 		r, err := t.p.Next()
@@ -462,7 +436,7 @@ func (t *transferRun) readReplies(ctx context.Context, toFetch []message, staged
 			if !t.stop.startMessage() {
 				return
 			}
-			ok := t.retrieved(ctx, byNum[r.Command.Msg], r, staged)
+			ok := t.retrieved(ctx, byNum[r.Command.Msg], r)
 			remaining, abandon, abandoned := t.stop.endMessage()
 			if abandon {
 				t.abandon()
@@ -471,7 +445,7 @@ func (t *transferRun) readReplies(ctx context.Context, toFetch []message, staged
 				return
 			}
 			if remaining == 0 {
-				t.closeStaged()
+				t.queue.close()
 			}
 		case "QUIT":
 			t.quit = true
@@ -487,7 +461,7 @@ func (t *transferRun) readReplies(ctx context.Context, toFetch []message, staged
 
 // retrieved handles the reply to RETR for m. It reports false if the
 // transfer must stop.
-func (t *transferRun) retrieved(ctx context.Context, m message, r pop3.Reply, staged chan<- fetched) bool {
+func (t *transferRun) retrieved(ctx context.Context, m message, r pop3.Reply) bool {
 	if r.Err != nil {
 		t.s.log.Warn("the server refused to send a message", "uid", m.uid, "number", m.num, "err", r.Err)
 		t.read.lastErr = r.Err
@@ -514,141 +488,150 @@ func (t *transferRun) retrieved(ctx context.Context, m message, r pop3.Reply, st
 		f.staged.Abort()
 		return false
 	}
-	staged <- f
+	if !t.queue.put(f) {
+		f.staged.Abort() // the transfer was given up meanwhile
+		return false
+	}
 	return true
 }
 
-// pend records the Maildir file names of staged messages as pending, in
-// one transaction for whatever is waiting, and passes the messages on to
-// be published: a crash after a message became visible, but before its
-// UID was recorded, then leaves a record that the next poll resolves by
-// finding the file (uidstore.Pending), instead of fetching it again. The
-// batches grow by themselves while a commit is in progress. If the store
-// cannot be written, no message is published.
-func (t *transferRun) pend(dir string, staged <-chan fetched, out chan<- fetched) {
-	defer close(out)
-	var broken error
-	batch := make([]fetched, 0, t.s.tune.queue)
-	records := make([]uidstore.Pending, 0, t.s.tune.queue)
-	for f := range staged {
-		batch = append(batch[:0], f)
-	more:
-		for len(batch) < cap(batch) {
-			select {
-			case g, ok := <-staged:
-				if !ok {
-					break more
-				}
-				batch = append(batch, g)
-			default:
-				break more
-			}
-		}
-		records = records[:0]
-		for _, g := range batch {
-			if n, ok := g.staged.(deliver.Named); ok {
-				records = append(records, uidstore.Pending{UID: g.uid, Dir: dir, Name: n.Name()})
-			}
-		}
-		if broken == nil {
-			broken = t.s.store.Pend(t.s.acct.Key(), records)
-			if broken != nil {
-				t.fail(broken)
-			}
-		}
-		for _, g := range batch {
-			if broken != nil {
-				g.staged.Abort()
-				continue
-			}
-			out <- g
-		}
-	}
-}
-
-// publish fsyncs and publishes staged messages.
-// publish fsyncs and publishes staged messages, counting failures in c.
-func (t *transferRun) publish(ctx context.Context, c *counts, staged <-chan fetched, published chan<- fetched) {
-	for f := range staged {
-		if err := f.staged.Publish(ctx); err != nil {
-			f.staged.Abort()
-			t.deliveryFailed(c, f.message, err)
-			continue
-		}
-		t.failures.Store(0)
-		published <- f
-	}
-}
-
-// commit makes published messages durable and recorded, a batch at a
-// time, and then queues their DELEs.
-func (t *transferRun) commit(published <-chan fetched) {
+// sequence delivers the staged messages in server order, a batch at a
+// time: it waits for each to be synced, records the batch's Maildir file
+// names as pending (so that a crash after a message became visible, but
+// before its UID was recorded, leaves a record that the next poll
+// resolves by finding the file, instead of fetching it again), publishes
+// the messages in order, flushes the deliverer (fsync of the Maildir's
+// new/), records their UIDs in one transaction, and only then queues
+// their DELEs for the writer. Each batch costs two commits of the store
+// however small its messages: a batch gathers what arrives within
+// batchWait, up to batch messages, and the last one goes at once
+// (batchQueue).
+func (t *transferRun) sequence(ctx context.Context) {
 	defer t.dele.close()
-	var batch []fetched
+	dir := ""
+	if t.hasUIDL {
+		dir = t.s.maildir()
+	}
+	batch := make([]*fetched, 0, t.s.tune.batch)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	flush := func() {
-		timer.Stop()
+	for {
+		batch = t.queue.take(batch[:0], timer)
 		if len(batch) == 0 {
 			return
 		}
-		if err := t.commitBatch(batch); err != nil {
+		t.syncBatch(ctx, batch)
+		if err := t.deliverBatch(ctx, dir, batch); err != nil {
 			t.fail(err)
 		}
-		batch = batch[:0]
-	}
-	for {
-		select {
-		case f, ok := <-published:
-			if !ok {
-				flush()
-				return
-			}
-			batch = append(batch, f)
-			if len(batch) == 1 {
-				timer.Reset(t.s.tune.batchWait)
-			}
-			if len(batch) >= t.s.tune.batch {
-				flush()
-			}
-		case <-timer.C:
-			flush()
+		for i := range batch {
+			batch[i] = nil
 		}
 	}
 }
 
-// commitBatch flushes the deliverer, records the UIDs in one transaction,
-// and queues the DELEs, in that order: a message is deleted only once it
-// is durable and recorded. After a fatal failure it still commits (the
-// messages are safely delivered; forgetting them would mean fetching them
-// again) but queues no DELE.
-func (t *transferRun) commitBatch(batch []fetched) error {
+// syncBatch makes the batch's messages durable where they can be
+// (deliver.Syncer) before any is published: up to tune.syncers at once,
+// since the fsyncs of small files overlap, which a slow disk rewards. The
+// goroutines are started per batch, not per message.
+func (t *transferRun) syncBatch(ctx context.Context, batch []*fetched) {
+	var todo []*fetched
+	for _, f := range batch {
+		if _, ok := f.staged.(deliver.Syncer); ok {
+			todo = append(todo, f)
+		}
+	}
+	workers := min(t.s.tune.syncers, len(todo))
+	if workers <= 1 {
+		for _, f := range todo {
+			f.syncErr = f.staged.(deliver.Syncer).Sync(ctx)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < int64(len(todo)); i = next.Add(1) - 1 {
+				f := todo[i]
+				f.syncErr = f.staged.(deliver.Syncer).Sync(ctx)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// deliverBatch delivers one batch in order (see sequence). A message
+// whose sync or publish fails is left on the server, its pending record
+// resolved by the next poll; a failure of the store or of Flush is
+// returned and ends the transfer. After a fatal failure it still commits
+// (the messages are safely delivered; forgetting them would mean fetching
+// them again) but queues no DELE.
+func (t *transferRun) deliverBatch(ctx context.Context, dir string, batch []*fetched) error {
 	s := t.s
+	good := batch[:0:0]
+	for _, f := range batch {
+		if err := f.syncErr; err != nil {
+			f.staged.Abort()
+			t.deliveryFailed(&t.committed, f.message, err)
+			continue
+		}
+		good = append(good, f)
+	}
+	if dir != "" && len(good) > 0 {
+		records := make([]uidstore.Pending, 0, len(good))
+		for _, f := range good {
+			if n, ok := f.staged.(deliver.Named); ok {
+				records = append(records, uidstore.Pending{UID: f.uid, Dir: dir, Name: n.Name()})
+			}
+		}
+		if err := s.store.Pend(s.acct.Key(), records); err != nil {
+			for _, f := range good {
+				f.staged.Abort()
+			}
+			return err
+		}
+	}
+	published := good[:0]
+	for _, f := range good {
+		if err := f.staged.Publish(ctx); err != nil {
+			f.staged.Abort()
+			t.deliveryFailed(&t.committed, f.message, err)
+			continue
+		}
+		t.failures.Store(0)
+		published = append(published, f)
+	}
+	if len(published) == 0 {
+		return nil
+	}
 	if err := s.d.Flush(); err != nil {
 		return err
 	}
 	if t.hasUIDL {
-		uids := make([]string, len(batch))
-		for i, f := range batch {
+		uids := make([]string, len(published))
+		for i, f := range published {
 			uids[i] = f.uid
 		}
 		if err := s.store.Record(s.acct.Key(), uids...); err != nil {
 			return err
 		}
 	}
-	nums := make([]int, 0, len(batch))
-	for _, f := range batch {
+	nums := make([]int, 0, len(published))
+	for _, f := range published {
 		t.committed.delivered++
 		t.committed.bytes += f.size
 		nums = append(nums, f.num)
 	}
 	if s.progressFn != nil {
-		// The committer's own counts, and no lock held: the callback is
+		// The sequencer's own counts, and no lock held: the callback is
 		// the user's, and may take its time (a terminal to draw on).
 		s.progress.Done, s.progress.DoneBytes = t.committed.delivered, t.committed.bytes
 		s.progressFn(s.progress)
 	}
-	for _, f := range batch {
+	for _, f := range published {
 		s.log.Debug("delivered", "uid", f.uid, "number", f.num, "size", f.size, "subject", f.subject)
 	}
 	if !s.acct.Keep && !t.failed() {
@@ -660,7 +643,7 @@ func (t *transferRun) commitBatch(batch []fetched) error {
 // stage streams one message into the deliverer's Stage, with the
 // Received field in front. A failure of the stream is returned as is; a
 // failure of the target as *deliver.Error.
-func (s *session) stage(ctx context.Context, m message, body *pop3.MessageReader) (fetched, error) {
+func (s *session) stage(ctx context.Context, m message, body *pop3.MessageReader) (*fetched, error) {
 	limit, space := s.readLimit()
 	src := &sourceReader{r: body, limit: limit}
 	logging := s.log.Enabled(ctx, slog.LevelDebug)
@@ -683,16 +666,16 @@ func (s *session) stage(ctx context.Context, m message, body *pop3.MessageReader
 		if space {
 			// Reading on would only fill the disk: the caller ends the
 			// transfer (and drops the connection).
-			return fetched{}, tl
+			return nil, tl
 		}
 		// Read the rest without keeping it, so that the connection stays
 		// in step for the next reply; a message without end is bounded
 		// by the poll's deadline.
 		if err := body.Close(); err != nil {
-			return fetched{}, err
+			return nil, err
 		}
 		tl.got = body.Size()
-		return fetched{}, tl
+		return nil, tl
 	}
 	var derr *deliver.Error
 	if err != nil && !errors.As(err, &derr) {
@@ -701,17 +684,17 @@ func (s *session) stage(ctx context.Context, m message, body *pop3.MessageReader
 		if st != nil {
 			st.Abort()
 		}
-		return fetched{}, err
+		return nil, err
 	}
 	if err != nil {
 		body.Close() // keep the connection usable for the next reply
-		return fetched{}, err
+		return nil, err
 	}
 	if !src.eof {
 		st.Abort()
-		return fetched{}, fmt.Errorf("internal error: the deliverer did not read all of message %d", m.num)
+		return nil, fmt.Errorf("internal error: the deliverer did not read all of message %d", m.num)
 	}
-	f := fetched{message: m, staged: st, size: body.Size()}
+	f := &fetched{message: m, staged: st, size: body.Size()}
 	s.staged(f.size)
 	if logging {
 		f.subject = subject(src.head.Bytes())
