@@ -38,7 +38,10 @@ func popfetchBinary(t *testing.T) string {
 			return
 		}
 		buildOnce.path = filepath.Join(dir, "popfetch")
-		out, err := exec.Command("go", "build", "-o", buildOnce.path, ".").CombinedOutput()
+		// Built as make build builds it: static, without cgo.
+		cmd := exec.Command("go", "build", "-o", buildOnce.path, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}
