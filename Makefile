@@ -9,7 +9,7 @@ FUZZTIME ?= 30s
 FUZZMINIMIZE ?= 2s
 SHELL    := /bin/bash
 
-.PHONY: all build docs test test-unit test-faults test-short vet fuzz demo measure bench gobench soak clean
+.PHONY: all build docs test test-unit test-faults test-short vet fuzz demo measure bench bench-tmpfs gobench soak clean
 
 all: build
 
@@ -88,6 +88,12 @@ measure: build
 bench: build
 	bash .ci/install-deps --bench
 	$(GO) run ./cmd/popbench -popfetch bin/popfetch
+
+## bench-tmpfs: the same with the Maildirs on /dev/shm too: the disk out of the way, what is left is
+## each tool's own CPU and memory
+bench-tmpfs: build
+	bash .ci/install-deps --bench
+	$(GO) run ./cmd/popbench -popfetch bin/popfetch -tmpfs
 
 ## soak: the daemon polling 200 accounts 1000 times each; its RSS and goroutines as the polls add up
 soak: build
