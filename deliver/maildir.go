@@ -41,9 +41,17 @@ type Maildir struct {
 	// parallel and not in the way of the caller's reading.
 	spares   chan *os.File
 	creating atomic.Int32
-	bufs     sync.Pool // *[]byte of copyBufSize, for Stage
+	creators sync.WaitGroup // the goroutines making spares; Close waits for them
+	bufs     sync.Pool      // *[]byte of copyBufSize, for Stage
 	mu       sync.Mutex
 	closed   bool
+
+	// newDir is new/, open: unnamed files are made relative to it, which
+	// spares a walk of the whole path for each message. nil where it
+	// could not be opened. A file is still named, and new/ fsync'd, by
+	// path: a Maildir moved away during a poll then fails the delivery
+	// instead of taking the mail along (TestFaultMaildirDeleted).
+	newDir *os.File
 }
 
 // Spare files kept ready, and goroutines making them at once.
@@ -71,7 +79,11 @@ func NewMaildir(dir string) (*Maildir, error) {
 	}
 	// The Maildir spec: "/" and ":" in the host name are written as \057 and \072.
 	host = strings.NewReplacer("/", `\057`, ":", `\072`).Replace(host)
-	return &Maildir{dir: dir, host: host, pid: os.Getpid(), spares: make(chan *os.File, maxSpares)}, nil
+	m := &Maildir{dir: dir, host: host, pid: os.Getpid(), spares: make(chan *os.File, maxSpares)}
+	if d, err := os.Open(filepath.Join(dir, "new")); err == nil {
+		m.newDir = d
+	}
+	return m, nil
 }
 
 // Close releases the spare files (unnamed, they vanish). The Maildir must
@@ -80,11 +92,15 @@ func (m *Maildir) Close() error {
 	m.mu.Lock()
 	m.closed = true
 	m.mu.Unlock()
+	m.creators.Wait() // none may use newDir once it is closed
 	for {
 		select {
 		case f := <-m.spares:
 			f.Close()
 		default:
+			if m.newDir != nil {
+				m.newDir.Close()
+			}
 			return nil
 		}
 	}
@@ -102,7 +118,9 @@ func (m *Maildir) spare() *os.File {
 			m.creating.Add(-1)
 			break
 		}
+		m.creators.Add(1)
 		go func() {
+			defer m.creators.Done()
 			defer m.creating.Add(-1)
 			f, err := m.tmpfile()
 			if err != nil || f == nil {
@@ -209,7 +227,7 @@ func (m *Maildir) tmpfile() (*os.File, error) {
 	if m.noTmp.Load() {
 		return nil, nil
 	}
-	f, err := openUnnamed(filepath.Join(m.dir, "new"))
+	f, err := openUnnamed(m.newDir, filepath.Join(m.dir, "new"))
 	if f == nil && err == nil {
 		m.noTmp.Store(true)
 	}

@@ -9,10 +9,15 @@ import (
 )
 
 // openUnnamed opens an unnamed file in dir (O_TMPFILE), to be named by
-// nameUnnamed once it is durable. It returns nil and no error where the
-// file system cannot make one.
-func openUnnamed(dir string) (*os.File, error) {
-	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+// nameUnnamed once it is durable: relative to dirFile, dir open, unless
+// that is nil. It returns nil and no error where the file system cannot
+// make one.
+func openUnnamed(dirFile *os.File, dir string) (*os.File, error) {
+	at, path := unix.AT_FDCWD, dir
+	if dirFile != nil {
+		at, path = int(dirFile.Fd()), "."
+	}
+	fd, err := unix.Openat(at, path, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
 	if err == nil {
 		return os.NewFile(uintptr(fd), "/proc/self/fd/"+strconv.Itoa(fd)), nil
 	}
