@@ -289,6 +289,7 @@ type session struct {
 	authMode AuthMode          // how the session logged in
 	memo     *Memo             // Options.Memo
 	lister   *lister           // the UIDL listing, compared with the store as it came in
+	sc       shortcut          // the no-new-mail shortcut (shortcut.go)
 	stat     statReply         // STAT's answer, if it went with the listing
 	keepUIDs bool              // keep every message's UID, seen or not (popfetch list)
 	// space is the target's free space as last asked (see room).
@@ -384,6 +385,9 @@ func (s *session) run(ctx context.Context) error {
 	if err := s.resolvePending(); err != nil {
 		return err
 	}
+	if err := s.loadSummary(); err != nil {
+		return err
+	}
 	msgs, hasUIDL, err := s.open(ctx)
 	if err != nil {
 		return err
@@ -413,7 +417,9 @@ func (s *session) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if hasUIDL {
+	if hasUIDL && !s.sc.used {
+		// A poll that trusted the summary has nothing to prune: the
+		// messages it describes are all still there (see shortcut.go).
 		if err := s.prune(); err != nil {
 			return err
 		}
@@ -424,7 +430,7 @@ func (s *session) run(ctx context.Context) error {
 		}
 	}
 	s.stats.Deleted = deleted
-	return nil
+	return s.saveSummary()
 }
 
 // maildir returns the absolute directory of the deliverer if it is a
@@ -634,7 +640,7 @@ type statReply struct {
 
 // wantStat reports whether STAT should go with the listing.
 func (s *session) wantStat() bool {
-	return s.pipelining()
+	return s.pipelining() || s.sc.allowed
 }
 
 // needSizesAtOnce reports whether LIST should go out with UIDL: when the
@@ -655,6 +661,21 @@ func (s *session) needSizesAtOnce() bool {
 func (s *session) list(ctx context.Context) ([]message, bool, error) {
 	needSizes := s.needSizes()
 	uidl := s.caps == nil || s.caps.Has("UIDL")
+	if s.sc.trusted && uidl && !s.recapa() {
+		msgs, ok, err := s.probe(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		if ok {
+			if s.lister != nil {
+				if err := s.listerDone(); err != nil {
+					return nil, false, err
+				}
+			}
+			return msgs, true, nil
+		}
+		s.lister = nil
+	}
 	// STAT goes with the listing when it costs no round trip (its count
 	// sizes what the lister keeps) or when the shortcut needs it.
 	req := pop3.ListRequest{Capa: s.recapa(), Stat: uidl && s.wantStat(), UIDL: uidl, List: !uidl || s.needSizesAtOnce()}
@@ -697,13 +718,10 @@ func (s *session) list(ctx context.Context) ([]message, bool, error) {
 	if hasUIDL {
 		msgs = s.lister.msgs
 		s.stats.Messages = s.lister.count
-		s.warnEscaped()
-		if n := s.lister.deferred; n > 0 {
-			s.log.Warn(fmt.Sprintf("the listing's UIDs run past %d MiB: %d messages wait for the next poll", maxKeptUIDBytes>>20, n))
-		}
-		if err := s.store.Rename(s.acct.Key(), s.lister.rekey); err != nil {
+		if err := s.listerDone(); err != nil {
 			return nil, false, err
 		}
+		s.listed()
 	}
 	// LIST went out with UIDL if it was sure to be needed (its sizes went
 	// to the lister); otherwise ask for it now, if it is needed at all.
@@ -733,6 +751,16 @@ func (s *session) list(ctx context.Context) ([]message, bool, error) {
 		s.stats.Messages = len(msgs)
 	}
 	return msgs, hasUIDL, nil
+}
+
+// listerDone warns of what the lister found, and stores the UIDs it found
+// under their raw forms under their canonical ones.
+func (s *session) listerDone() error {
+	s.warnEscaped()
+	if n := s.lister.deferred; n > 0 {
+		s.log.Warn(fmt.Sprintf("the listing's UIDs run past %d MiB: %d messages wait for the next poll", maxKeptUIDBytes>>20, n))
+	}
+	return s.store.Rename(s.acct.Key(), s.lister.rekey)
 }
 
 // warnEscaped warns, once per Memo, that the server's UIDs hold what RFC
