@@ -19,7 +19,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"log/slog"
 	"net"
@@ -290,6 +289,8 @@ type session struct {
 	authMode AuthMode          // how the session logged in
 	memo     *Memo             // Options.Memo
 	lister   *lister           // the UIDL listing, compared with the store as it came in
+	sc       shortcut          // the no-new-mail shortcut (shortcut.go)
+	stat     statReply         // STAT's answer, if it went with the listing
 	keepUIDs bool              // keep every message's UID, seen or not (popfetch list)
 	// space is the target's free space as last asked (see room).
 	space struct {
@@ -359,9 +360,7 @@ func (s *session) connectAndList(ctx context.Context) ([]message, bool, error) {
 		return nil, false, err
 	}
 	s.stats.Auth = s.authMode
-	msgs, hasUIDL, err := s.list(ctx)
-	s.stats.Messages = len(msgs)
-	return msgs, hasUIDL, err
+	return s.list(ctx)
 }
 
 // stopping reports whether Options.Stop is closed.
@@ -384,6 +383,9 @@ func (s *session) close() {
 func (s *session) run(ctx context.Context) error {
 	defer s.close()
 	if err := s.resolvePending(); err != nil {
+		return err
+	}
+	if err := s.loadSummary(); err != nil {
 		return err
 	}
 	msgs, hasUIDL, err := s.open(ctx)
@@ -415,8 +417,10 @@ func (s *session) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if hasUIDL {
-		if err := s.prune(msgs); err != nil {
+	if hasUIDL && !s.sc.used {
+		// A poll that trusted the summary has nothing to prune: the
+		// messages it describes are all still there (see shortcut.go).
+		if err := s.prune(); err != nil {
 			return err
 		}
 	}
@@ -426,7 +430,7 @@ func (s *session) run(ctx context.Context) error {
 		}
 	}
 	s.stats.Deleted = deleted
-	return nil
+	return s.saveSummary()
 }
 
 // maildir returns the absolute directory of the deliverer if it is a
@@ -627,6 +631,18 @@ func (s *session) needSizes() bool {
 	return s.sizes || s.acct.SizeLimit > 0 || s.acct.DeleteLargerThan > 0
 }
 
+// statReply is STAT's answer: the message count and the maildrop's size.
+type statReply struct {
+	count int
+	size  int64
+	ok    bool // STAT was asked and answered
+}
+
+// wantStat reports whether STAT should go with the listing.
+func (s *session) wantStat() bool {
+	return s.pipelining() || s.sc.allowed
+}
+
 // needSizesAtOnce reports whether LIST should go out with UIDL: when the
 // server pipelines (it costs no round trip) and sizes are needed.
 func (s *session) needSizesAtOnce() bool {
@@ -645,18 +661,42 @@ func (s *session) needSizesAtOnce() bool {
 func (s *session) list(ctx context.Context) ([]message, bool, error) {
 	needSizes := s.needSizes()
 	uidl := s.caps == nil || s.caps.Has("UIDL")
-	req := pop3.ListRequest{Capa: s.recapa(), UIDL: uidl, List: !uidl || s.needSizesAtOnce()}
+	if s.sc.trusted && uidl && !s.recapa() {
+		msgs, ok, err := s.probe(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		if ok {
+			if s.lister != nil {
+				if err := s.listerDone(); err != nil {
+					return nil, false, err
+				}
+			}
+			return msgs, true, nil
+		}
+		s.lister = nil
+	}
+	// STAT goes with the listing when it costs no round trip (its count
+	// sizes what the lister keeps) or when the shortcut needs it.
+	req := pop3.ListRequest{Capa: s.recapa(), Stat: uidl && s.wantStat(), UIDL: uidl, List: !uidl || s.needSizesAtOnce()}
 	if uidl {
-		s.lister = &lister{store: s.store, key: s.acct.Key(), keepUIDs: s.keepUIDs || s.acct.FetchAll,
-			seed: maphash.MakeSeed(), hashes: map[uint64]int{}}
+		s.lister = s.newLister()
+		req.OnStat = s.lister.expect
 		req.OnUID = s.lister.add
+		if req.List {
+			req.OnSize = func(sz pop3.MessageSize) error {
+				s.lister.finish() // its failure is the listing's, below
+				s.lister.setSize(sz)
+				return nil
+			}
+		}
 	}
 	l, err := s.c.ListAll(ctx, req, s.pipelining())
 	if err != nil {
 		return nil, false, err
 	}
 	if s.lister != nil && l.UIDLErr == nil {
-		l.UIDLErr = s.lister.flush()
+		l.UIDLErr = s.lister.finish()
 	}
 	if !uidl {
 		l.UIDLErr = errNoUIDL
@@ -665,6 +705,7 @@ func (s *session) list(ctx context.Context) ([]message, bool, error) {
 		s.caps = l.Caps
 		s.learnCaps()
 	}
+	s.stat = statReply{count: l.Count, size: l.Size, ok: req.Stat && l.StatErr == nil}
 	uidlErr, sizes, listErr := l.UIDLErr, l.Sizes, l.ListErr
 	var perr *pop3.Error
 	if uidlErr != nil && uidlErr != errNoUIDL && (!errors.As(uidlErr, &perr) || s.caps.Has("UIDL") || perr.Code != "") {
@@ -676,19 +717,28 @@ func (s *session) list(ctx context.Context) ([]message, bool, error) {
 	var msgs []message
 	if hasUIDL {
 		msgs = s.lister.msgs
-		s.warnEscaped()
-		if n := s.lister.deferred; n > 0 {
-			s.log.Warn(fmt.Sprintf("the listing's UIDs run past %d MiB: %d messages wait for the next poll", maxKeptUIDBytes>>20, n))
-		}
-		if err := s.store.Rename(s.acct.Key(), s.lister.rekey); err != nil {
+		s.stats.Messages = s.lister.count
+		if err := s.listerDone(); err != nil {
 			return nil, false, err
 		}
+		s.listed()
 	}
-	// LIST went out with UIDL if it was sure to be needed; otherwise ask
-	// for it now, if it is needed at all.
-	if !req.List && (!hasUIDL || (needSizes && (anyNew(msgs) || s.acct.FetchAll || s.sizes))) {
-		sizes, err = s.c.List(ctx)
-		listErr = err
+	// LIST went out with UIDL if it was sure to be needed (its sizes went
+	// to the lister); otherwise ask for it now, if it is needed at all.
+	streamed := req.List && uidl
+	switch {
+	case listErr != nil:
+	case hasUIDL && !req.List && needSizes && (anyNew(msgs) || s.acct.FetchAll || s.sizes):
+		l, err := s.c.ListAll(ctx, pop3.ListRequest{List: true, OnSize: func(sz pop3.MessageSize) error {
+			s.lister.setSize(sz)
+			return nil
+		}}, false)
+		if err != nil {
+			return nil, false, err
+		}
+		listErr = l.ListErr
+	case !hasUIDL && (!req.List || streamed):
+		sizes, listErr = s.c.List(ctx)
 	}
 	if listErr != nil {
 		return nil, false, listErr
@@ -698,18 +748,19 @@ func (s *session) list(ctx context.Context) ([]message, bool, error) {
 		for _, sz := range sizes {
 			msgs = append(msgs, message{num: sz.Number, size: sz.Size, sizeKnown: true})
 		}
-	} else if sizes != nil {
-		index := make(map[int]int, len(msgs))
-		for i, m := range msgs {
-			index[m.num] = i
-		}
-		for _, sz := range sizes {
-			if i, ok := index[sz.Number]; ok {
-				msgs[i].size, msgs[i].sizeKnown = sz.Size, true
-			}
-		}
+		s.stats.Messages = len(msgs)
 	}
 	return msgs, hasUIDL, nil
+}
+
+// listerDone warns of what the lister found, and stores the UIDs it found
+// under their raw forms under their canonical ones.
+func (s *session) listerDone() error {
+	s.warnEscaped()
+	if n := s.lister.deferred; n > 0 {
+		s.log.Warn(fmt.Sprintf("the listing's UIDs run past %d MiB: %d messages wait for the next poll", maxKeptUIDBytes>>20, n))
+	}
+	return s.store.Rename(s.acct.Key(), s.lister.rekey)
 }
 
 // warnEscaped warns, once per Memo, that the server's UIDs hold what RFC
@@ -719,133 +770,6 @@ func (s *session) warnEscaped() {
 	if n > 0 && s.memo.firstTime("escaped-uids") {
 		s.log.Warn(fmt.Sprintf("the server's UIDs of %d messages hold characters RFC 1939 does not allow (spaces, controls, non-ASCII); popfetch keeps them escaped, as in %q", n, example))
 	}
-}
-
-// errNoUIDL stands for the UIDL reply of a server whose CAPA lacks UIDL.
-var errNoUIDL = errors.New("the server does not list UIDL among its capabilities")
-
-// lister turns a UIDL listing into messages as it streams in, looking
-// the UIDs up in the store a chunk at a time, each chunk in a short read
-// transaction of its own: a transaction held across network reads would
-// keep the store from growing, and so stall the commits of every other
-// account of the daemon for as long as a slow server takes to list. What
-// it keeps does not grow with the length of the UIDs: a message number, a
-// hash of its UID (to find a UID used twice, and for prune), and the UID
-// itself only for a message that is new (or that fetch_all or popfetch
-// list needs). A UID used twice stops the poll before anything is
-// deleted: deleting by UID could delete the wrong message.
-type lister struct {
-	store    *uidstore.Store
-	key      uidstore.Key
-	keepUIDs bool
-	seed     maphash.Seed
-	hashes   map[uint64]int // UID hash -> message number
-	seenNum  map[int]bool   // only for a listing out of order
-	last     int
-	chunk    []pop3.MessageUID // read, not yet looked up
-	msgs     []message
-	escaped  int               // UIDs kept escaped (pop3.CanonicalUID)
-	example  string            // one of them
-	kept     int               // octets of the UIDs kept
-	deferred int               // messages left for the next poll (maxKeptUIDBytes)
-	rekey    []uidstore.Rename // records found under a UID's raw form, to store under its canonical one
-}
-
-// lookupChunk is how many UIDs one read transaction looks up.
-const lookupChunk = 1024
-
-// maxKeptUIDBytes bounds the octets of UIDs a listing keeps (those of
-// new messages): past it, further new messages wait for the next poll, as
-// with fetch_limit. With a million messages listed, a poll holds about
-// 80 MiB whatever the length of their UIDs (docs/performance.md).
-const maxKeptUIDBytes = 32 << 20
-
-func (l *lister) add(u pop3.MessageUID) error {
-	h := maphash.String(l.seed, u.UID)
-	if prev, dup := l.hashes[h]; dup {
-		return &pop3.ProtocolError{Op: "UIDL", Msg: fmt.Sprintf("UID %q is used by more than one message (%d and %d)", shortUID(u.UID), prev, u.Number)}
-	}
-	l.hashes[h] = u.Number
-	if u.Number <= l.last && l.seenNum == nil {
-		l.seenNum = make(map[int]bool, len(l.msgs)+len(l.chunk))
-		for _, m := range l.msgs {
-			l.seenNum[m.num] = true
-		}
-		for _, c := range l.chunk {
-			l.seenNum[c.Number] = true
-		}
-	}
-	if l.seenNum != nil {
-		if l.seenNum[u.Number] {
-			return &pop3.ProtocolError{Op: "UIDL", Msg: fmt.Sprintf("message %d listed twice", u.Number)}
-		}
-		l.seenNum[u.Number] = true
-	}
-	l.last = u.Number
-	l.chunk = append(l.chunk, u)
-	if len(l.chunk) >= lookupChunk {
-		return l.flush()
-	}
-	return nil
-}
-
-// flush looks up the chunk read so far and turns it into messages.
-func (l *lister) flush() error {
-	if len(l.chunk) == 0 {
-		return nil
-	}
-	uids := make([]string, len(l.chunk))
-	var legacy []string // raw forms of escaped UIDs, for records an older popfetch made
-	for i, u := range l.chunk {
-		uids[i] = u.UID
-		if strings.HasPrefix(u.UID, pop3.EscapedPrefix) {
-			legacy = append(legacy, pop3.RawUID(u.UID))
-		}
-	}
-	first, err := l.store.FirstSeen(l.key, uids)
-	if err != nil {
-		return err
-	}
-	var legacyFirst []time.Time
-	if len(legacy) > 0 {
-		if legacyFirst, err = l.store.FirstSeen(l.key, legacy); err != nil {
-			return err
-		}
-	}
-	li := 0
-	for i, u := range l.chunk {
-		t := first[i]
-		if strings.HasPrefix(u.UID, pop3.EscapedPrefix) {
-			if t.IsZero() && !legacyFirst[li].IsZero() {
-				t = legacyFirst[li]
-				l.rekey = append(l.rekey, uidstore.Rename{Old: legacy[li], New: u.UID, First: t})
-			}
-			li++
-			if l.escaped++; l.escaped == 1 {
-				l.example = u.UID
-			}
-		}
-		m := message{num: u.Number, seen: !t.IsZero(), first: t}
-		needUID := !m.seen || l.keepUIDs
-		switch {
-		case needUID && l.kept+len(u.UID) > maxKeptUIDBytes:
-			m.deferred = true
-			l.deferred++
-		case needUID:
-			m.uid = u.UID
-			l.kept += len(u.UID)
-		}
-		l.msgs = append(l.msgs, m)
-	}
-	l.chunk = l.chunk[:0]
-	return nil
-}
-
-// present reports whether a recorded UID is in the listing (for prune). A
-// stored UID whose hash matches another's is kept: harmless.
-func (l *lister) present(uid []byte) bool {
-	_, ok := l.hashes[maphash.Bytes(l.seed, uid)]
-	return ok
 }
 
 // shortUID cuts a UID for a message.
@@ -868,13 +792,8 @@ func anyNew(msgs []message) bool {
 // prune forgets the UIDs of messages no longer on the server. When the
 // store holds no more UIDs than the listing found recorded there is nothing
 // to forget, and the common case costs one count.
-func (s *session) prune(msgs []message) error {
-	recorded := 0
-	for _, m := range msgs {
-		if m.seen {
-			recorded++
-		}
-	}
+func (s *session) prune() error {
+	recorded := s.lister.seen
 	stored, err := s.store.Count(s.acct.Key())
 	if err != nil || stored <= recorded+s.stats.Delivered {
 		return err

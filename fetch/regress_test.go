@@ -148,3 +148,24 @@ func TestRegressionAPOPMalformedTimestamp(t *testing.T) {
 		}
 	}
 }
+
+// TestListerRefusesDuplicates: a UID used twice far apart in the listing
+// (found once the listing is in, from the sorted hashes), a number listed
+// twice out of order, and a number no listing can have are protocol errors
+// before anything is fetched or deleted.
+func TestListerRefusesDuplicates(t *testing.T) {
+	for _, c := range []struct{ name, listing, want string }{
+		{"uid far apart", "1 a\r\n2 b\r\n3 c\r\n4 a\r\n.\r\n", `UID "a" is used by more than one message (1 and 4)`},
+		{"number twice", "3 a\r\n1 b\r\n2 c\r\n3 d\r\n.\r\n", "message 3 listed twice"},
+		{"number too large", "1 a\r\n99999999999 b\r\n.\r\n", "a listing has at most"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data := []byte(c.listing)
+			host, port := hostileServer(t, func(w io.Writer) { w.Write(data) })
+			err, _ := pollAllocs(t, host, port)
+			if kindOf(err) != KindProtocol || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+		})
+	}
+}

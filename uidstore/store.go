@@ -154,10 +154,16 @@ func (s *Store) FirstSeen(key Key, uids []string) ([]time.Time, error) {
 		if b == nil {
 			return nil
 		}
-		var buf []byte // reused: no allocation per lookup
+		// One cursor and one buffer for every look-up: Bucket.Get makes a
+		// cursor per call, which for a listing of 50,000 UIDs was most of
+		// the poll's garbage.
+		c := b.Cursor()
+		var buf []byte
 		for i, u := range uids {
 			buf = append(buf[:0], u...)
-			first[i] = decodeTime(b.Get(buf))
+			if k, v := c.Seek(buf); k != nil && string(k) == u && v != nil {
+				first[i] = decodeTime(v)
+			}
 		}
 		return nil
 	})
@@ -480,13 +486,17 @@ func (s *Store) Each(key Key, fn func(uid string, first time.Time) error) error 
 }
 
 // Forget removes uids (and any pending records of them) from the
-// mailbox, so that their messages count as new again. It returns how many
+// mailbox, so that their messages count as new again; it drops the
+// mailbox's Summary, which would otherwise still say they are delivered. It returns how many
 // were recorded.
 func (s *Store) Forget(key Key, uids ...string) (int, error) {
 	n := 0
 	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(key.bucket())
 		pb := pendingOf(tx, key)
+		if err := dropSummary(tx, key); err != nil {
+			return err
+		}
 		for _, u := range uids {
 			if b != nil && b.Get([]byte(u)) != nil {
 				n++
@@ -508,11 +518,14 @@ func (s *Store) Forget(key Key, uids ...string) (int, error) {
 	return n, nil
 }
 
-// ForgetAll removes every UID and pending record of the mailbox and
-// returns how many UIDs were recorded.
+// ForgetAll removes every UID, pending record and the Summary of the
+// mailbox, and returns how many UIDs were recorded.
 func (s *Store) ForgetAll(key Key) (int, error) {
 	n := 0
 	err := s.update(func(tx *bolt.Tx) error {
+		if err := dropSummary(tx, key); err != nil {
+			return err
+		}
 		if b := tx.Bucket(key.bucket()); b != nil {
 			n = b.Stats().KeyN
 			if err := tx.DeleteBucket(key.bucket()); err != nil {

@@ -449,3 +449,47 @@ func TestDovecotKillMidFetch(t *testing.T) {
 		t.Errorf("%d duplicates, %d files in tmp/ after %d kills", dups, leftovers, kills)
 	}
 }
+
+// TestDovecotShortcut: against Dovecot, a no-new-mail poll of a kept
+// mailbox is STAT, UIDL 1 and UIDL n, new mail is asked for by number,
+// and a message deleted on the server makes the poll list in full.
+func TestDovecotShortcut(t *testing.T) {
+	dc := startDovecot(t)
+	e := newE2E(t, dc, "shortcut", "starttls", "keep = true")
+	e.fill(20, 512)
+	path := func(out string) string {
+		probed := strings.Contains(out, "C: UIDL 1\n")
+		listed := regexp.MustCompile(`(?m)C: UIDL$`).MatchString(out)
+		return map[[2]bool]string{{true, false}: "shortcut", {false, true}: "full", {true, true}: "probe+full"}[[2]bool{probed, listed}]
+	}
+	run := func(wantCode int, wantPath, wantStats string) {
+		t.Helper()
+		code, out := e.run("-vv")
+		if code != wantCode || path(out) != wantPath || !strings.Contains(out, wantStats) {
+			t.Fatalf("exit %d, %s, want %d, %s, %q\n%s", code, path(out), wantCode, wantPath, wantStats, out)
+		}
+	}
+	run(exitMail, "full", " 26 new, 26 delivered")
+	run(exitNoMail, "shortcut", "26 messages on the server, 0 new")
+	e.fill(2, 100) // 6 + 2 more
+	run(exitMail, "shortcut", " 8 new, 8 delivered")
+	run(exitNoMail, "shortcut", "34 messages on the server, 0 new")
+	if dups := e.checkAll(); dups != 0 {
+		t.Errorf("%d duplicates", dups)
+	}
+	// Another client deletes a message: the count shrinks.
+	entries, err := os.ReadDir(filepath.Join(dc.Maildir(e.user), "cur"))
+	if err != nil || len(entries) == 0 {
+		entries, err = os.ReadDir(filepath.Join(dc.Maildir(e.user), "new"))
+	}
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("the server's Maildir: %v", err)
+	}
+	for _, sub := range []string{"cur", "new"} {
+		if os.Remove(filepath.Join(dc.Maildir(e.user), sub, entries[0].Name())) == nil {
+			break
+		}
+	}
+	run(exitNoMail, "probe+full", "33 messages on the server, 0 new")
+	run(exitNoMail, "shortcut", "33 messages on the server, 0 new")
+}

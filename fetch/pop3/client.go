@@ -363,6 +363,11 @@ func (c *Client) Stat(ctx context.Context) (count int, size int64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	return parseStat(line)
+}
+
+// parseStat parses the text of STAT's +OK: "count size".
+func parseStat(line string) (count int, size int64, err error) {
 	f := strings.Fields(line)
 	if len(f) < 2 {
 		return 0, 0, &ProtocolError{Op: "STAT", Msg: fmt.Sprintf("malformed reply %q", line)}

@@ -255,7 +255,7 @@ func (c *Client) Login(ctx context.Context, user, password string, pipelined boo
 		}
 		return c.Pass(ctx, password)
 	}
-	errs, err := c.batch(ctx, [][2]string{{"USER", user}, {"PASS", password}}, nil)
+	errs, err := c.batch(ctx, []request{{verb: "USER", arg: user}, {verb: "PASS", arg: password}}, true)
 	if err != nil {
 		return err
 	}
@@ -271,78 +271,97 @@ type ListRequest struct {
 	// (RFC 2449 section 5), and the per-user values of EXPIRE and
 	// LOGIN-DELAY are known only then (sections 6.7, 6.5).
 	Capa bool
+	// Stat asks for the message count and the maildrop's size, before
+	// the listings: a caller can size what it keeps by the count.
+	Stat bool
 	UIDL bool
 	List bool
+	// OnStat, if set, is given STAT's answer as soon as it is read, before
+	// the listings that follow it.
+	OnStat func(count int, size int64)
 	// OnUID, if set, is given each line of the UIDL listing as it is
 	// read, instead of Listing.UIDs holding them all; an error from it
 	// is the listing's error (UIDLErr), and the rest of the listing is
 	// read without being kept.
 	OnUID func(MessageUID) error
+	// OnSize does for LIST what OnUID does for UIDL (Listing.Sizes then
+	// stays nil).
+	OnSize func(MessageSize) error
 }
 
 // Listing is the answer to a ListRequest.
 type Listing struct {
 	Caps    Capabilities // nil if not asked for, or refused (CapaErr)
 	CapaErr error
+	Count   int // STAT's, if asked for and StatErr is nil
+	Size    int64
+	StatErr error
 	UIDs    []MessageUID
 	UIDLErr error // the -ERR to UIDL, or its malformed listing; UIDs is nil then
 	Sizes   []MessageSize
 	ListErr error // likewise for LIST
 }
 
-// ListAll asks for what req names, in the order CAPA, UIDL, LIST. With
-// pipelined the commands go out in one write. A -ERR or a malformed
+// ListAll asks for what req names, in the order CAPA, STAT, UIDL, LIST.
+// With pipelined the commands go out in one write. A -ERR or a malformed
 // listing is reported in the Listing; err is a failure of the connection.
 func (c *Client) ListAll(ctx context.Context, req ListRequest, pipelined bool) (Listing, error) {
 	var l Listing
-	var cmds [][2]string
-	var parsers []func(string) error
+	var reqs []request
 	var errp []*error
 	caps := Capabilities{}
 	if req.Capa {
-		cmds = append(cmds, [2]string{"CAPA", ""})
-		parsers = append(parsers, func(line string) error { caps.add(line); return nil })
+		reqs = append(reqs, request{verb: "CAPA", lines: func(line string) error { caps.add(line); return nil }})
 		errp = append(errp, &l.CapaErr)
 	}
+	if req.Stat {
+		reqs = append(reqs, request{verb: "STAT", status: func(text string) error {
+			n, size, err := parseStat(text)
+			l.Count, l.Size = n, size
+			if err == nil && req.OnStat != nil {
+				req.OnStat(n, size)
+			}
+			return err
+		}})
+		errp = append(errp, &l.StatErr)
+	}
 	if req.UIDL {
-		cmds = append(cmds, [2]string{"UIDL", ""})
+		r := request{verb: "UIDL"}
 		if req.OnUID != nil {
-			parsers = append(parsers, uidHandler(req.OnUID))
+			r.lines = uidHandler(req.OnUID)
 		} else {
-			parsers = append(parsers, uidParser(&l.UIDs))
+			r.lines = uidParser(&l.UIDs)
 		}
+		reqs = append(reqs, r)
 		errp = append(errp, &l.UIDLErr)
 	}
 	if req.List {
-		cmds = append(cmds, [2]string{"LIST", ""})
-		parsers = append(parsers, func(line string) error {
+		onSize := req.OnSize
+		if onSize == nil {
+			onSize = func(m MessageSize) error { l.Sizes = append(l.Sizes, m); return nil }
+		}
+		reqs = append(reqs, request{verb: "LIST", lines: func(line string) error {
 			m, err := parseListLine(line)
-			l.Sizes = append(l.Sizes, m)
-			return err
-		})
+			if err != nil {
+				return err
+			}
+			return onSize(m)
+		}})
 		errp = append(errp, &l.ListErr)
 	}
-	if pipelined {
-		errs, err := c.batch(ctx, cmds, parsers)
-		if err != nil {
-			return Listing{}, err
-		}
-		for i, e := range errs {
-			*errp[i] = e
-		}
-	} else {
-		for i, cmd := range cmds {
-			if err := c.listing(ctx, cmd[0], "", parsers[i]); err != nil {
-				if !isReply(err) || c.broken != nil {
-					return Listing{}, err
-				}
-				*errp[i] = err
-			}
-		}
+	errs, err := c.batch(ctx, reqs, pipelined)
+	if err != nil {
+		return Listing{}, err
+	}
+	for i, e := range errs {
+		*errp[i] = e
 	}
 	if req.Capa && l.CapaErr == nil {
 		l.Caps = caps
 		c.caps = caps
+	}
+	if l.StatErr != nil {
+		l.Count, l.Size = 0, 0
 	}
 	if l.UIDLErr != nil {
 		l.UIDs = nil
@@ -353,59 +372,162 @@ func (c *Client) ListAll(ctx context.Context, req ListRequest, pipelined bool) (
 	return l, nil
 }
 
+// ProbeRequest says what Probe asks for: STAT, then UIDL n for each of
+// UIDs, then LIST n for each of Sizes.
+type ProbeRequest struct {
+	UIDs  []int
+	Sizes []int
+}
+
+// Probed is the answer to a ProbeRequest. Each UID and size comes with its
+// own error: the -ERR to its command (an *Error, "no such message" for
+// one that does not exist) or a malformed reply (a *ProtocolError).
+type Probed struct {
+	Count    int
+	Size     int64
+	StatErr  error
+	UIDs     []MessageUID // in the order asked for
+	UIDErrs  []error
+	Sizes    []MessageSize
+	SizeErrs []error
+}
+
+// Probe asks, with pipelined in one write, for the message count and size
+// (STAT) and for single messages' UIDs and sizes (UIDL n, LIST n): what a
+// client needs to tell whether a maildrop it listed before has changed
+// without listing it again. err is a failure of the connection only.
+func (c *Client) Probe(ctx context.Context, req ProbeRequest, pipelined bool) (Probed, error) {
+	p := Probed{UIDs: make([]MessageUID, len(req.UIDs)), UIDErrs: make([]error, len(req.UIDs)),
+		Sizes: make([]MessageSize, len(req.Sizes)), SizeErrs: make([]error, len(req.Sizes))}
+	reqs := make([]request, 0, 1+len(req.UIDs)+len(req.Sizes))
+	reqs = append(reqs, request{verb: "STAT", status: func(text string) error {
+		var err error
+		p.Count, p.Size, err = parseStat(text)
+		return err
+	}})
+	for i, n := range req.UIDs {
+		reqs = append(reqs, request{verb: "UIDL", arg: strconv.Itoa(n), status: func(text string) error {
+			m, err := parseUIDLLine(text)
+			if err == nil && m.Number != n {
+				err = &ProtocolError{Op: "UIDL", Msg: fmt.Sprintf("asked for message %d, got %d", n, m.Number)}
+			}
+			p.UIDs[i] = m
+			return err
+		}})
+	}
+	for i, n := range req.Sizes {
+		reqs = append(reqs, request{verb: "LIST", arg: strconv.Itoa(n), status: func(text string) error {
+			m, err := parseListLine(text)
+			if err == nil && m.Number != n {
+				err = &ProtocolError{Op: "LIST", Msg: fmt.Sprintf("asked for message %d, got %d", n, m.Number)}
+			}
+			p.Sizes[i] = m
+			return err
+		}})
+	}
+	errs, err := c.batch(ctx, reqs, pipelined)
+	if err != nil {
+		return Probed{}, err
+	}
+	p.StatErr = errs[0]
+	copy(p.UIDErrs, errs[1:])
+	copy(p.SizeErrs, errs[1+len(req.UIDs):])
+	if p.StatErr != nil {
+		p.Count, p.Size = 0, 0
+	}
+	for i, e := range p.UIDErrs {
+		if e != nil {
+			p.UIDs[i] = MessageUID{}
+		}
+	}
+	for i, e := range p.SizeErrs {
+		if e != nil {
+			p.Sizes[i] = MessageSize{}
+		}
+	}
+	return p, nil
+}
+
 func isReply(err error) bool {
 	var perr *Error
 	var proto *ProtocolError
 	return errors.As(err, &perr) || errors.As(err, &proto)
 }
 
-// batch writes several commands at once and reads their replies in order.
-// parsers, if given, has one entry per command: nil for a single-line
-// reply, else the line handler of a multi-line listing. It returns each
-// command's -ERR or listing error, and err for a broken connection.
-func (c *Client) batch(ctx context.Context, cmds [][2]string, parsers []func(string) error) ([]error, error) {
+// request is one command of a batch.
+type request struct {
+	verb, arg string
+	// status, if set, is given the text after +OK; its error is the
+	// command's (the connection stays usable: the line was read whole).
+	status func(text string) error
+	// lines, if set, makes the reply a multi-line listing, each line
+	// given to it.
+	lines func(string) error
+}
+
+// batch sends several commands and reads their replies in order: with
+// pipelined in one write, else one command at a time. It returns each
+// command's -ERR, listing error or status error, and err for a broken
+// connection.
+func (c *Client) batch(ctx context.Context, reqs []request, pipelined bool) ([]error, error) {
 	if c.broken != nil {
 		return nil, c.broken
 	}
 	if c.open != nil || c.pipe != nil {
 		return nil, errors.New("pop3: commands while another is in progress")
 	}
-	for _, cmd := range cmds {
-		if strings.ContainsAny(cmd[1], "\r\n\x00") {
+	for _, r := range reqs {
+		if strings.ContainsAny(r.arg, "\r\n\x00") {
 			return nil, ErrBadArgument
 		}
 	}
 	stop := c.tc.watch(ctx)
 	defer stop()
-	for _, cmd := range cmds {
-		line := cmd[0]
-		if cmd[1] != "" {
-			line += " " + cmd[1]
+	send := func(r request) error {
+		line := r.verb
+		if r.arg != "" {
+			line += " " + r.arg
 		}
-		c.tracef("C: %s", redact(cmd[0], cmd[1]))
+		c.tracef("C: %s", redact(r.verb, r.arg))
 		c.w.WriteString(line)
 		c.w.WriteString("\r\n")
+		return nil
 	}
-	if err := c.w.Flush(); err != nil {
-		c.broken = err
-		return nil, c.netErr(cmds[0][0], err)
+	flush := func(verb string) error {
+		if err := c.w.Flush(); err != nil {
+			c.broken = err
+			return c.netErr(verb, err)
+		}
+		return nil
 	}
-	errs := make([]error, len(cmds))
-	for i, cmd := range cmds {
-		if _, err := c.readStatus(cmd[0]); err != nil {
+	if pipelined && len(reqs) > 0 {
+		for _, r := range reqs {
+			send(r)
+		}
+		if err := flush(reqs[0].verb); err != nil {
+			return nil, err
+		}
+	}
+	errs := make([]error, len(reqs))
+	for i, r := range reqs {
+		if !pipelined {
+			send(r)
+			if err := flush(r.verb); err != nil {
+				return nil, err
+			}
+		}
+		text, err := c.readStatus(r.verb)
+		if err == nil && r.status != nil {
+			err = r.status(text)
+		}
+		if err == nil && r.lines != nil {
+			err = c.readListing(r.verb, r.lines)
+		}
+		if err != nil {
 			if !isReply(err) || c.broken != nil {
 				return nil, err
 			}
 			errs[i] = err
-			continue
-		}
-		if parsers != nil && parsers[i] != nil {
-			if err := c.readListing(cmd[0], parsers[i]); err != nil {
-				if !isReply(err) || c.broken != nil {
-					return nil, err
-				}
-				errs[i] = err
-			}
 		}
 	}
 	return errs, nil

@@ -363,3 +363,95 @@ func TestAPOPRedacted(t *testing.T) {
 		t.Errorf("trace:\n%s", trace.String())
 	}
 }
+
+// TestProbePipelined: STAT, UIDL n and LIST n in one write, each answer
+// with its own error: a message that does not exist, a malformed line, a
+// reply about another message.
+func TestProbePipelined(t *testing.T) {
+	c, err, wait := runTranscript(t, transcript{
+		"S: +OK hi",
+		"C: STAT", "C: UIDL 1", "C: UIDL 7", "C: UIDL 9", "C: LIST 8", "C: LIST 9",
+		"S: +OK 9 4321",
+		"S: +OK 1 first",
+		"S: +OK 7 seventh",
+		"S: -ERR no such message",
+		"S: +OK 8 100",
+		"S: +OK 8 200",
+		"C: STAT", "C: UIDL 2",
+		"S: +OK many",
+		"S: +OK 2",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wait()
+	p, err := c.Probe(ctx(t), ProbeRequest{UIDs: []int{1, 7, 9}, Sizes: []int{8, 9}}, true)
+	if err != nil || p.StatErr != nil || p.Count != 9 || p.Size != 4321 {
+		t.Fatalf("%+v %v", p, err)
+	}
+	if p.UIDs[0] != (MessageUID{1, "first"}) || p.UIDs[1] != (MessageUID{7, "seventh"}) || p.UIDErrs[0] != nil || p.UIDErrs[1] != nil {
+		t.Errorf("UIDs %+v %v", p.UIDs, p.UIDErrs)
+	}
+	var perr *Error
+	if !errors.As(p.UIDErrs[2], &perr) || p.UIDs[2] != (MessageUID{}) {
+		t.Errorf("UIDL 9: %+v %v", p.UIDs[2], p.UIDErrs[2])
+	}
+	var proto *ProtocolError
+	if p.Sizes[0] != (MessageSize{8, 100}) || p.SizeErrs[0] != nil || !errors.As(p.SizeErrs[1], &proto) {
+		t.Errorf("sizes %+v %v", p.Sizes, p.SizeErrs)
+	}
+	// Malformed replies are errors of their commands; the connection
+	// stays in step.
+	p, err = c.Probe(ctx(t), ProbeRequest{UIDs: []int{2}}, true)
+	if err != nil || !errors.As(p.StatErr, &proto) || !errors.As(p.UIDErrs[0], &proto) || p.Count != 0 {
+		t.Fatalf("%+v %v", p, err)
+	}
+}
+
+// TestProbeOneAtATime: without pipelining each command waits for the
+// reply to the one before.
+func TestProbeOneAtATime(t *testing.T) {
+	c, err, wait := runTranscript(t, transcript{
+		"S: +OK hi",
+		"C: STAT", "S: +OK 2 300",
+		"C: UIDL 2", "S: +OK 2 b",
+		"C: LIST 2", "S: +OK 2 150",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wait()
+	p, err := c.Probe(ctx(t), ProbeRequest{UIDs: []int{2}, Sizes: []int{2}}, false)
+	if err != nil || p.Count != 2 || p.Size != 300 || p.UIDs[0].UID != "b" || p.Sizes[0].Size != 150 {
+		t.Fatalf("%+v %v", p, err)
+	}
+}
+
+// TestListAllStat: STAT goes out with UIDL and LIST, its answer given
+// before the listings are read; LIST can stream too.
+func TestListAllStat(t *testing.T) {
+	c, err, wait := runTranscript(t, transcript{
+		"S: +OK hi",
+		"C: STAT", "C: UIDL", "C: LIST",
+		"S: +OK 2 30",
+		"S: +OK", "S: 1 aaa", "S: 2 bbb", "S: .",
+		"S: +OK", "S: 1 10", "S: 2 20", "S: .",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wait()
+	var order []string
+	var sizes []MessageSize
+	l, err := c.ListAll(ctx(t), ListRequest{Stat: true, UIDL: true, List: true,
+		OnStat: func(n int, size int64) { order = append(order, fmt.Sprintf("stat %d %d", n, size)) },
+		OnUID:  func(m MessageUID) error { order = append(order, m.UID); return nil },
+		OnSize: func(m MessageSize) error { sizes = append(sizes, m); return nil },
+	}, true)
+	if err != nil || l.StatErr != nil || l.Count != 2 || l.Size != 30 || l.Sizes != nil || len(sizes) != 2 || sizes[1] != (MessageSize{2, 20}) {
+		t.Fatalf("%+v %v", l, err)
+	}
+	if strings.Join(order, ",") != "stat 2 30,aaa,bbb" {
+		t.Errorf("order %q", order)
+	}
+}

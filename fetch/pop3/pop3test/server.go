@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -180,6 +181,14 @@ type Quirks struct {
 	// HangUpAfterFailedLogin closes the connection after the -ERR to a
 	// login (PASS, APOP, AUTH), as many servers do.
 	HangUpAfterFailedLogin bool
+	// NoUIDLOne answers -ERR to UIDL with a message number while the
+	// listing works, as a server that implements only the listing.
+	NoUIDLOne bool
+	// SortedByUID numbers the messages at login in the order of their
+	// UIDs instead of their arrival, as a server does that orders its
+	// maildrop by something other than arrival: a new message may then
+	// come before old ones.
+	SortedByUID bool
 }
 
 // Server is a running test server.
@@ -241,6 +250,18 @@ func (s *Server) Close() {
 func (s *Server) Add(msgs ...Message) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for i := range msgs {
+		m := msgs[i]
+		s.mailbox = append(s.mailbox, &m)
+	}
+}
+
+// SetMailbox replaces the mailbox, as mail arriving and being deleted by
+// other clients between sessions does.
+func (s *Server) SetMailbox(msgs ...Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mailbox = nil
 	for i := range msgs {
 		m := msgs[i]
 		s.mailbox = append(s.mailbox, &m)
@@ -727,6 +748,9 @@ func (ss *session) login() error {
 	s.lastLogin = time.Now()
 	ss.msgs = append([]*Message(nil), s.mailbox...)
 	s.mu.Unlock()
+	if q.SortedByUID {
+		slices.SortStableFunc(ss.msgs, func(a, b *Message) int { return strings.Compare(a.UID, b.UID) })
+	}
 	ss.authed = true
 	ss.deleted = map[int]bool{}
 	ss.retrieved = map[int]bool{}
@@ -825,6 +849,9 @@ func (ss *session) handleTransaction(verb, arg string) error {
 			return fmt.Sprintf("%d %d", n, m.listSize())
 		}
 		if arg != "" {
+			if verb == "UIDL" && cfg.Quirks.NoUIDLOne {
+				return ss.errf("UIDL with an argument is not supported")
+			}
 			n, m, ok := ss.msg(arg)
 			if !ok {
 				return ss.errf("no such message")
