@@ -13,10 +13,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -290,8 +292,51 @@ func (b *bench) runKept(ctx context.Context, c benchCase, line *delayline.Line, 
 			}
 			results[p.t.name] = append(results[p.t.name], sample{wall: res.Wall, cpu: res.CPU, rss: res.PeakRSS, roundTrips: line.RoundTrips()})
 		}
+		// The floor no client can go below: the same mailbox, only
+		// logged in to and left.
+		settle()
+		line.SetDelay(c.oneWay)
+		line.Reset()
+		wall, err := bareLogin(line.Port(), ps[0].user, ps[0].pass)
+		if err != nil {
+			return fmt.Errorf("server floor: %w", err)
+		}
+		results[floorRow] = append(results[floorRow], sample{wall: wall, roundTrips: line.RoundTrips()})
 	}
 	return nil
+}
+
+// floorRow names the no-new-mail tables' row of a bare login: the
+// server's own time to open the mailbox, which bounds every client.
+const floorRow = "server floor (greeting, USER, PASS, QUIT)"
+
+// bareLogin connects to 127.0.0.1:port, waits for the greeting, logs in
+// with USER and PASS one command at a time, and sends QUIT, timing it
+// all: what any client of the mailbox pays before it can ask anything.
+func bareLogin(port int, user, pass string) (time.Duration, error) {
+	start := time.Now()
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(time.Minute))
+	r := bufio.NewReader(conn)
+	for _, cmd := range []string{"", "USER " + user, "PASS " + pass, "QUIT"} {
+		if cmd != "" {
+			if _, err := fmt.Fprintf(conn, "%s\r\n", cmd); err != nil {
+				return 0, err
+			}
+		}
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return 0, err
+		}
+		if !strings.HasPrefix(line, "+OK") {
+			return 0, fmt.Errorf("%s: %s", strings.Fields(cmd + " greeting")[0], strings.TrimSpace(line))
+		}
+	}
+	return time.Since(start), nil
 }
 
 // prime fills and fetches (keeping) one mailbox per tool, once per size.
@@ -414,8 +459,13 @@ func printTable(c benchCase, tools []tool, results map[string][]sample) {
 	fmt.Println("| tool | wall median | min | max | CPU median | msgs/s | MiB/s | peak RSS | round trips | popfetch ÷ tool: wall | CPU |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	pf := results["popfetch"]
+	names := make([]string, 0, len(tools)+1)
 	for _, t := range tools {
-		ss := results[t.name]
+		names = append(names, t.name)
+	}
+	names = append(names, floorRow)
+	for _, name := range names {
+		ss := results[name]
 		if len(ss) == 0 {
 			continue
 		}
@@ -436,7 +486,7 @@ func printTable(c benchCase, tools []tool, results map[string][]sample) {
 			mib = fmt.Sprintf("%.1f", float64(ss[0].bytes)/(1<<20)/med.Seconds())
 		}
 		ratio, cpuRatio := "–", "–"
-		if t.name != "popfetch" && len(pf) > 0 {
+		if name != "popfetch" && len(pf) > 0 {
 			var pw, pc []time.Duration
 			for _, s := range pf {
 				pw = append(pw, s.wall)
@@ -447,9 +497,13 @@ func printTable(c benchCase, tools []tool, results map[string][]sample) {
 				cpuRatio = fmt.Sprintf("%.2f", median(pc).Seconds()/c.Seconds())
 			}
 		}
-		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %.1f MiB | %d | %s | %s |\n", t.name,
-			fmtDur(med), fmtDur(slices.Min(walls)), fmtDur(slices.Max(walls)), fmtDur(median(cpus)), rate, mib,
-			float64(rss)/(1<<20), rts[len(rts)/2], ratio, cpuRatio)
+		rssCol, cpuCol := fmt.Sprintf("%.1f MiB", float64(rss)/(1<<20)), fmtDur(median(cpus))
+		if name == floorRow {
+			rssCol, cpuCol = "–", "–"
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", name,
+			fmtDur(med), fmtDur(slices.Min(walls)), fmtDur(slices.Max(walls)), cpuCol, rate, mib,
+			rssCol, rts[len(rts)/2], ratio, cpuRatio)
 	}
 }
 
