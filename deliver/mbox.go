@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -329,14 +330,19 @@ func lockMbox(ctx context.Context, f *os.File, path string, dot bool) (func(), e
 // errLockHeld is tryLockFile's answer when another holds the lock.
 var errLockHeld = errors.New("the file is locked")
 
-// dotLock creates the lock file exclusively. A lock file older than
-// staleDotLock is removed; a directory where it cannot be created (no
-// write permission) means no dot-lock, as with mutt.
+// dotLock creates the lock file exclusively, holding this process's ID
+// and host name. A lock file older than staleDotLock is removed, and so
+// is one that a popfetch on this host left when it died (killed, say:
+// its process is gone), so that the next run does not wait minutes for
+// it; a directory where it cannot be created (no write permission) means
+// no dot-lock, as with mutt. Two popfetch processes that both take a
+// stale lock for theirs are still kept apart by the fcntl lock.
 func dotLock(ctx context.Context, lock string) (func(), error) {
+	host, _ := os.Hostname()
 	for {
 		f, err := os.OpenFile(lock, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err == nil {
-			f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+			f.WriteString(strconv.Itoa(os.Getpid()) + " " + host + "\n")
 			f.Close()
 			return func() { os.Remove(lock) }, nil
 		}
@@ -350,10 +356,38 @@ func dotLock(ctx context.Context, lock string) (func(), error) {
 			os.Remove(lock)
 			continue
 		}
+		if deadHolder(lock, host) {
+			os.Remove(lock)
+			continue
+		}
 		if err := sleep(ctx, lockRetry); err != nil {
 			return nil, fmt.Errorf("another program holds %s: %w", lock, err)
 		}
 	}
+}
+
+// deadHolder reports whether the dot-lock file lock was left by a
+// popfetch on this host whose process no longer exists: it holds "PID
+// HOST" with HOST this host's name, and kill(PID, 0) finds no process.
+// A lock file of any other form (another program's, another host's) is
+// never judged this way.
+func deadHolder(lock, host string) bool {
+	f, err := os.Open(lock)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	buf := make([]byte, 256)
+	n, _ := io.ReadFull(f, buf)
+	fields := strings.Fields(string(buf[:n]))
+	if host == "" || len(fields) != 2 || fields[1] != host {
+		return false
+	}
+	pid, err := strconv.Atoi(fields[0])
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	return errors.Is(unix.Kill(pid, 0), unix.ESRCH)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

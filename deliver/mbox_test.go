@@ -311,3 +311,55 @@ func TestMboxTwoWritersOneProcess(t *testing.T) {
 		t.Fatalf("the mbox holds %d messages (want %d), %d of them mixed, %d missing", len(got), 2*each, mixed, len(want))
 	}
 }
+
+// TestMboxDotLockOfDeadProcess: a dot-lock that a killed popfetch on this
+// host left is taken over at once; one whose process lives, or of a form
+// popfetch does not write (another program's, another host's), is waited
+// for.
+func TestMboxDotLockOfDeadProcess(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		t.Skip("no host name")
+	}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	deadPID := dead.ProcessState.Pid()
+	tests := []struct {
+		name    string
+		content string
+		waits   bool
+	}{
+		{"dead popfetch on this host", fmt.Sprintf("%d %s\n", deadPID, host), false},
+		{"live process on this host", fmt.Sprintf("%d %s\n", os.Getppid(), host), true},
+		{"dead process on another host", fmt.Sprintf("%d %s.elsewhere\n", deadPID, host), true},
+		{"another program's PID only", fmt.Sprintf("%d\n", deadPID), true},
+		{"empty", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "inbox")
+			if err := os.WriteFile(path+".lock", []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			err := publishMbox(t, &Mbox{Path: path, LockTimeout: 300 * time.Millisecond}, "Subject: x\n\nbody\n")
+			if tt.waits {
+				if err == nil {
+					t.Fatalf("took a lock held by %q", tt.content)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("the lock of a dead process: %v", err)
+			}
+			if d := time.Since(start); d > 250*time.Millisecond {
+				t.Errorf("waited %v for the lock of a dead process", d)
+			}
+			if _, err := os.Stat(path + ".lock"); !os.IsNotExist(err) {
+				t.Errorf("lock file left: %v", err)
+			}
+		})
+	}
+}
