@@ -96,7 +96,10 @@ const maxKeptUIDBytes = 32 << 20
 // before the listing), so that the hashes are not copied as they grow.
 func (l *lister) expect(count int, _ int64) {
 	if l.count == 0 && count > 0 {
-		l.hashes = make([]uint64, 0, min(count, pop3.MaxListingLines))
+		// Bounded lower than the listing itself: STAT's count is the
+		// server's word, and a lying one would cost every poll the
+		// allocation; past it, the slice grows as the lines come.
+		l.hashes = make([]uint64, 0, min(count, 1<<16))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"time"
 
 	"github.com/popfetch/popfetch/fetch/pop3"
@@ -219,7 +220,12 @@ func (s *session) probeTail(ctx context.Context, known int, stat pop3.Probed) ([
 		if err := l.add(u); err != nil {
 			return doubt("the new messages' UIDs", "err", err)
 		}
-		tailSize += p.Sizes[i].Size
+		size := p.Sizes[i].Size
+		if size < 0 || size > math.MaxInt64-tailSize {
+			s.sc.wrong = true
+			return doubt("a new message's size makes no sense", "number", nums[i], "size", size)
+		}
+		tailSize += size
 	}
 	if err := l.finish(); err != nil {
 		return doubt("the new messages' UIDs", "err", err)

@@ -313,3 +313,20 @@ func TestShortcutConfigFingerprint(t *testing.T) {
 		seen[h] = name
 	}
 }
+
+// TestShortcutTailHostileSize: a size in the tail that is negative or
+// would overflow the sum is doubt, and the full listing follows.
+func TestShortcutTailHostileSize(t *testing.T) {
+	for _, size := range []string{"-5", "9223372036854775807"} {
+		t.Run("size "+size, func(t *testing.T) {
+			msgs := testMessages(5)
+			f := newKeptFixture(t, pop3test.Config{Pipelining: true}, msgs)
+			f.srv.Add(kept("uid-6", "six"), kept("uid-7", "seven"))
+			f.srv.SetFaults(pop3test.Fault{Command: "LIST", Action: pop3test.Reply, Reply: "+OK 6 " + size})
+			st, path, err := f.pollPath()
+			if err != nil || path != "probe+full" || st.Delivered != 2 {
+				t.Fatalf("%s, %+v, %v; want the listing after the probes, 2 delivered", path, st, err)
+			}
+		})
+	}
+}
