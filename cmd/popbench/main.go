@@ -70,7 +70,8 @@ func main() {
 		bin      = flag.String("popfetch", "bin/popfetch", "the popfetch binary")
 		runs     = flag.Int("runs", 3, "timed runs per tool and case")
 		only     = flag.String("cases", "", "comma-separated cases to run (default all): 4k-rtt20,4k,mix,huge,nonew,nonew-rtt20")
-		toolList = flag.String("tools", "popfetch,mpop,fetchmail", "tools to compare (missing ones are skipped)")
+		toolList = flag.String("tools", "popfetch,mpop,fetchmail", "tools to compare (missing ones are skipped); \"base\" is the -base binary")
+		baseBin  = flag.String("base", "", "an earlier popfetch binary, the tool \"base\" (added to -tools when set)")
 		small    = flag.Int("messages", 2000, "messages in the 4 KiB cases")
 		nonew    = flag.Int("kept", 50000, "messages kept on the server in the no-new-mail cases")
 		dir      = flag.String("dir", "", "work directory (default: a temporary one, removed afterwards)")
@@ -85,7 +86,10 @@ func main() {
 		}
 		*dir = d
 	}
-	err := run(*bin, *runs, *only, *toolList, *small, *nonew, *dir)
+	if *baseBin != "" && !slices.Contains(strings.Split(*toolList, ","), "base") {
+		*toolList += ",base"
+	}
+	err := run(*bin, *baseBin, *runs, *only, *toolList, *small, *nonew, *dir)
 	if *tmpfs {
 		os.RemoveAll(*dir)
 	}
@@ -95,10 +99,15 @@ func main() {
 	}
 }
 
-func run(bin string, runs int, only, toolList string, small, nonew int, dir string) error {
+func run(bin, base string, runs int, only, toolList string, small, nonew int, dir string) error {
 	abs, err := filepath.Abs(bin)
 	if err != nil {
 		return err
+	}
+	if base != "" {
+		if base, err = filepath.Abs(base); err != nil {
+			return err
+		}
 	}
 	if _, err := os.Stat(abs); err != nil {
 		return fmt.Errorf("%w (make build first)", err)
@@ -111,7 +120,7 @@ func run(bin string, runs int, only, toolList string, small, nonew int, dir stri
 	}
 	var tools []tool
 	for _, name := range strings.Split(toolList, ",") {
-		t, err := newTool(strings.TrimSpace(name), abs)
+		t, err := newTool(strings.TrimSpace(name), abs, base)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "popbench: skipping %s: %v\n", name, err)
 			continue

@@ -20,8 +20,17 @@ type tool struct {
 	fetch func(work, user, pass string, port int, keep bool) (measure.Result, error)
 }
 
-func newTool(name, popfetch string) (tool, error) {
+func newTool(name, popfetch, base string) (tool, error) {
 	switch name {
+	case "base":
+		// An earlier popfetch, run as the other tools are, for before
+		// and after figures measured in one interleaved run.
+		if base == "" {
+			return tool{}, fmt.Errorf("-base names no binary")
+		}
+		t, err := newTool("popfetch", base, "")
+		t.name = "popfetch (base)"
+		return t, err
 	case "popfetch":
 		return tool{name: name, version: firstLine(popfetch, "-V"), fetch: func(work, user, pass string, port int, keep bool) (measure.Result, error) {
 			if err := prepare(work); err != nil {
