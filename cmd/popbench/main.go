@@ -264,8 +264,103 @@ func (b *bench) runCase(ctx context.Context, c benchCase) (map[string][]sample, 
 				roundTrips: line.RoundTrips(), bytes: total, messages: c.count})
 			b.discard(work, c.count)
 		}
+		// The floor: a client that keeps nothing and waits for nothing.
+		user, pass, err := b.newUser()
+		if err != nil {
+			return nil, err
+		}
+		_, total, err := b.fill(ctx, c, user, pass)
+		if err != nil {
+			return nil, err
+		}
+		settle()
+		line.SetDelay(c.oneWay)
+		line.Reset()
+		wall, err := bareFetch(line.Port(), user, pass, c.count)
+		if err != nil {
+			return nil, fmt.Errorf("server floor: %w", err)
+		}
+		if left := b.dc.Count(user); left != 0 {
+			return nil, fmt.Errorf("server floor: %d messages left on the server", left)
+		}
+		results[fetchFloorRow] = append(results[fetchFloorRow], sample{wall: wall, roundTrips: line.RoundTrips(), bytes: total, messages: c.count})
 	}
 	return results, nil
+}
+
+// fetchFloorRow names the fetch tables' row of bareFetch: the server's
+// own time to send and delete the messages, which bounds every client.
+const fetchFloorRow = "server floor (RETR and DELE all, read and dropped)"
+
+// bareFetch logs in to 127.0.0.1:port with USER and PASS, then sends
+// RETR and DELE for messages 1..n and QUIT at once, without waiting,
+// while it reads the replies and drops the messages: no disk, no
+// bookkeeping, no durability. What it takes is the server's part of a
+// fetch, the floor under every client's time.
+func bareFetch(port int, user, pass string, n int) (time.Duration, error) {
+	start := time.Now()
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Minute))
+	r := bufio.NewReaderSize(conn, 64<<10)
+	status := func(what string) error {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if !strings.HasPrefix(line, "+OK") {
+			return fmt.Errorf("%s: %s", what, strings.TrimSpace(line))
+		}
+		return nil
+	}
+	if err := status("greeting"); err != nil {
+		return 0, err
+	}
+	for _, cmd := range []string{"USER " + user, "PASS " + pass} {
+		fmt.Fprintf(conn, "%s\r\n", cmd)
+		if err := status(strings.Fields(cmd)[0]); err != nil {
+			return 0, err
+		}
+	}
+	sent := make(chan error, 1)
+	go func() {
+		w := bufio.NewWriterSize(conn, 64<<10)
+		for i := 1; i <= n; i++ {
+			fmt.Fprintf(w, "RETR %d\r\nDELE %d\r\n", i, i)
+		}
+		w.WriteString("QUIT\r\n")
+		sent <- w.Flush()
+	}()
+	for i := 1; i <= n; i++ {
+		if err := status(fmt.Sprintf("RETR %d", i)); err != nil {
+			return 0, err
+		}
+		for {
+			line, err := r.ReadSlice('\n')
+			if err == bufio.ErrBufferFull {
+				continue
+			}
+			if err != nil {
+				return 0, fmt.Errorf("RETR %d: %w", i, err)
+			}
+			if string(line) == ".\r\n" {
+				break
+			}
+		}
+		if err := status(fmt.Sprintf("DELE %d", i)); err != nil {
+			return 0, err
+		}
+	}
+	if err := status("QUIT"); err != nil {
+		return 0, err
+	}
+	if err := <-sent; err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
 }
 
 // primed is a kept mailbox a tool has fetched once.
@@ -472,7 +567,7 @@ func printTable(c benchCase, tools []tool, results map[string][]sample) {
 	for _, t := range tools {
 		names = append(names, t.name)
 	}
-	names = append(names, floorRow)
+	names = append(names, floorRow, fetchFloorRow)
 	for _, name := range names {
 		ss := results[name]
 		if len(ss) == 0 {
@@ -507,7 +602,7 @@ func printTable(c benchCase, tools []tool, results map[string][]sample) {
 			}
 		}
 		rssCol, cpuCol := fmt.Sprintf("%.1f MiB", float64(rss)/(1<<20)), fmtDur(median(cpus))
-		if name == floorRow {
+		if name == floorRow || name == fetchFloorRow {
 			rssCol, cpuCol = "–", "–"
 		}
 		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", name,
