@@ -33,10 +33,13 @@ type statusFile struct {
 	Config  string    `json:"config"`
 	// Running is filled in by "popfetch status": whether the daemon
 	// holds the state directory now.
-	Running    bool                 `json:"running"`
-	Goroutines int                  `json:"goroutines"`
-	Memory     uint64               `json:"memory_bytes"` // memory the Go runtime holds, released pages excluded
-	Accounts   []schedule.JobStatus `json:"accounts"`
+	Running    bool   `json:"running"`
+	Goroutines int    `json:"goroutines"`
+	Memory     uint64 `json:"memory_bytes"` // memory the Go runtime holds, released pages excluded
+	// Lateness counts how late the daemon's polls started (from when each
+	// was due), as a histogram.
+	Lateness schedule.Lateness    `json:"lateness"`
+	Accounts []schedule.JobStatus `json:"accounts"`
 }
 
 // clearActivity drops what only a running daemon can say: which polls run
@@ -92,7 +95,7 @@ func (w *statusWriter) update() {
 func (w *statusWriter) write(stopped time.Time) error {
 	st := statusFile{
 		PID: os.Getpid(), Started: w.started, Updated: time.Now(), Stopped: stopped, Config: w.config,
-		Goroutines: runtime.NumGoroutine(), Memory: goMemory(), Accounts: w.sched.Status(),
+		Goroutines: runtime.NumGoroutine(), Memory: goMemory(), Lateness: w.sched.Lateness(), Accounts: w.sched.Status(),
 	}
 	if !stopped.IsZero() {
 		st.clearActivity()

@@ -26,6 +26,7 @@ type plan struct {
 	running   int
 	perServer map[string]int
 	busy      map[string]bool // mailboxes being polled
+	late      Lateness        // how late polls started
 }
 
 // entry is a job and its schedule.
@@ -160,6 +161,7 @@ func (p *plan) start(now time.Time) []*entry {
 		if p.perServer[e.job.Server] >= p.maxPerServer || p.busy[e.job.Mailbox] {
 			continue
 		}
+		p.late.add(now.Sub(e.next))
 		e.running = true
 		e.slotServer, e.slotMailbox = e.job.Server, e.job.Mailbox
 		p.running++

@@ -186,6 +186,15 @@ func (s *Scheduler) Status() []JobStatus {
 	return out
 }
 
+// Lateness returns how late the polls since New started.
+func (s *Scheduler) Lateness() Lateness {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.plan.late
+	l.Buckets = append([]uint64(nil), l.Buckets...)
+	return l
+}
+
 // Ping returns once Run's loop has answered, proving that it is not stuck
 // (for a watchdog), or the context's error.
 func (s *Scheduler) Ping(ctx context.Context) error {
