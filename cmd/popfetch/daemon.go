@@ -141,7 +141,7 @@ func runDaemon(c *cli.Context, p *proc, interval time.Duration) error {
 		},
 		Log: log,
 	}, jobs)
-	d.status = newStatusWriter(o.stateDir, o.configPath, d.sched)
+	d.status = newStatusWriter(o.stateDir, o.configPath, d.sched, log)
 	if err := d.status.write(time.Time{}); err != nil {
 		log.Warn("could not write the status file: " + err.Error())
 	}

@@ -1,12 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -53,46 +54,89 @@ func (st *statusFile) clearActivity() {
 
 func statusPath(stateDir string) string { return filepath.Join(stateDir, "status.json") }
 
-// statusWriter writes the status file when the accounts' state changes,
-// at most once a second, and at least once a minute.
+// socketPath is where a running daemon answers "popfetch status".
+func socketPath(stateDir string) string { return filepath.Join(stateDir, "daemon.sock") }
+
+// statusWriter gives the daemon's status to "popfetch status": over a
+// Unix socket in the state directory while the daemon runs, and in the
+// status file, written at the start, once a minute and when the daemon
+// stops, for when it does not run (or was killed). Encoding the status
+// costs in proportion to the accounts, so it is done when someone asks,
+// not every time a poll ends.
 type statusWriter struct {
 	path    string
+	sock    string
 	config  string
 	sched   *schedule.Scheduler
 	started time.Time
-	last    []byte    // the accounts as last written
-	written time.Time // when
+	log     *slog.Logger
 }
 
-func newStatusWriter(stateDir, configPath string, sched *schedule.Scheduler) *statusWriter {
-	return &statusWriter{path: statusPath(stateDir), config: configPath, sched: sched, started: time.Now()}
+// statusEvery is how often the status file is rewritten while the daemon
+// runs.
+const statusEvery = time.Minute
+
+func newStatusWriter(stateDir, configPath string, sched *schedule.Scheduler, log *slog.Logger) *statusWriter {
+	return &statusWriter{path: statusPath(stateDir), sock: socketPath(stateDir), config: configPath, sched: sched,
+		started: time.Now(), log: log}
 }
 
+// run writes the status file once a minute and answers on the socket
+// until ctx ends.
 func (w *statusWriter) run(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	if ln, err := w.listen(); err != nil {
+		w.log.Warn("popfetch status will show the status file, written once a minute: " + err.Error())
+	} else {
+		defer ln.Close()
+		go w.serve(ln)
+	}
+	t := time.NewTicker(statusEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-			w.update()
+			if err := w.write(time.Time{}); err != nil {
+				w.log.Warn("could not write the status file: " + err.Error())
+			}
 		case <-ctx.Done():
 			return
 		}
 	}
 }
 
-// update writes the file if the accounts changed or a minute passed.
-func (w *statusWriter) update() {
-	accounts, _ := json.Marshal(w.sched.Status())
-	if bytes.Equal(accounts, w.last) && time.Since(w.written) < time.Minute {
-		return
+// listen opens the status socket, readable and writable by this user
+// alone. A socket left by a daemon that died is replaced: the caller
+// holds the daemon lock, so no daemon answers on it.
+func (w *statusWriter) listen() (net.Listener, error) {
+	os.Remove(w.sock)
+	ln, err := net.Listen("unix", w.sock)
+	if err != nil {
+		return nil, err
 	}
-	w.write(time.Time{})
+	if err := os.Chmod(w.sock, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }
 
-// write writes the file now; stopped is set when the daemon ends. The
-// file is replaced by a rename, so a reader never sees half of it.
-func (w *statusWriter) write(stopped time.Time) error {
+// serve answers each connection with the status as JSON, then closes it.
+func (w *statusWriter) serve(ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			json.NewEncoder(conn).Encode(w.snapshot(time.Time{}))
+		}()
+	}
+}
+
+// snapshot returns the status now; stopped is set when the daemon ends.
+func (w *statusWriter) snapshot(stopped time.Time) statusFile {
 	st := statusFile{
 		PID: os.Getpid(), Started: w.started, Updated: time.Now(), Stopped: stopped, Config: w.config,
 		Goroutines: runtime.NumGoroutine(), Memory: goMemory(), Lateness: w.sched.Lateness(), Accounts: w.sched.Status(),
@@ -100,7 +144,13 @@ func (w *statusWriter) write(stopped time.Time) error {
 	if !stopped.IsZero() {
 		st.clearActivity()
 	}
-	data, err := json.MarshalIndent(st, "", "  ")
+	return st
+}
+
+// write writes the file now; stopped is set when the daemon ends. The
+// file is replaced by a rename, so a reader never sees half of it.
+func (w *statusWriter) write(stopped time.Time) error {
+	data, err := json.MarshalIndent(w.snapshot(stopped), "", "  ")
 	if err != nil {
 		return err
 	}
@@ -108,12 +158,18 @@ func (w *statusWriter) write(stopped time.Time) error {
 	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, w.path); err != nil {
-		return err
+	return os.Rename(tmp, w.path)
+}
+
+// askDaemon asks the daemon running with stateDir for its status.
+func askDaemon(stateDir string) ([]byte, error) {
+	conn, err := net.DialTimeout("unix", socketPath(stateDir), 5*time.Second)
+	if err != nil {
+		return nil, err
 	}
-	w.last, _ = json.Marshal(st.Accounts)
-	w.written = time.Now()
-	return nil
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	return io.ReadAll(conn)
 }
 
 // goMemory returns the memory the Go runtime has mapped, less what it has
@@ -149,7 +205,19 @@ func statusAction(c *cli.Context) error {
 		code = exitMail
 	}
 	var st statusFile
-	data, err := os.ReadFile(statusPath(o.stateDir))
+	var data []byte
+	var err error
+	source := socketPath(o.stateDir)
+	if running {
+		// The daemon answers itself; the file, written once a minute,
+		// serves when it cannot (an older daemon, a state directory
+		// whose path is too long for a socket).
+		data, err = askDaemon(o.stateDir)
+	}
+	if !running || err != nil || len(data) == 0 {
+		source = statusPath(o.stateDir)
+		data, err = os.ReadFile(source)
+	}
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		st.PID = pid
@@ -166,7 +234,7 @@ func statusAction(c *cli.Context) error {
 		return err
 	default:
 		if err := json.Unmarshal(data, &st); err != nil {
-			return fmt.Errorf("%s: %w", statusPath(o.stateDir), err)
+			return fmt.Errorf("%s: %w", source, err)
 		}
 	}
 	st.Running = running
