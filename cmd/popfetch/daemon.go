@@ -191,6 +191,10 @@ func (d *daemon) load() (*config.Config, []schedule.Job, error) {
 	}
 	jobs := make([]schedule.Job, 0, len(accounts))
 	memos := make(map[string]*fetch.Memo, len(accounts))
+	// Accounts on one server with the same TLS options share a TLS
+	// configuration: its CA pool, and TLS sessions to resume. A reload
+	// starts afresh, reading CA files again.
+	tlsc := &fetch.TLSConfigs{}
 	for _, a := range accounts {
 		key := a.Name + "\x00" + fingerprint(a)
 		memo := d.memos[key]
@@ -198,7 +202,7 @@ func (d *daemon) load() (*config.Config, []schedule.Job, error) {
 			memo = &fetch.Memo{}
 		}
 		memos[key] = memo
-		j, err := d.job(a, memo)
+		j, err := d.job(a, memo, tlsc)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -208,9 +212,10 @@ func (d *daemon) load() (*config.Config, []schedule.Job, error) {
 	return cfg, jobs, nil
 }
 
-// job turns an account into the scheduler's job, whose polls share memo.
-func (d *daemon) job(a config.Account, memo *fetch.Memo) (schedule.Job, error) {
-	acct, err := fetchAccount(a, d.opts)
+// job turns an account into the scheduler's job, whose polls share memo,
+// and the TLS configuration with other accounts through tlsc.
+func (d *daemon) job(a config.Account, memo *fetch.Memo, tlsc *fetch.TLSConfigs) (schedule.Job, error) {
+	acct, err := fetchAccountTLS(a, d.opts, tlsc)
 	if err != nil {
 		return schedule.Job{}, err
 	}

@@ -414,6 +414,12 @@ func storePath(stateDir string) string { return filepath.Join(stateDir, "uids.db
 
 // fetchAccount turns a config account into what fetch needs.
 func fetchAccount(a config.Account, o options) (*fetch.Account, error) {
+	return fetchAccountTLS(a, o, nil)
+}
+
+// fetchAccountTLS is fetchAccount with the TLS configuration from tlsc,
+// shared with other accounts of the server; nil makes one of its own.
+func fetchAccountTLS(a config.Account, o options, tlsc *fetch.TLSConfigs) (*fetch.Account, error) {
 	acct := &fetch.Account{
 		Name: a.Name, Server: a.Server, Port: a.Port, TLS: a.TLS, User: a.User,
 		Password: a.Password.Resolve, Auth: a.Auth, AllowInsecureAuth: a.AllowInsecureAuth,
@@ -432,10 +438,15 @@ func fetchAccount(a config.Account, o options) (*fetch.Account, error) {
 		acct.Token, acct.TokenRefused = src.Token, src.Invalidate
 	}
 	if a.TLS != config.TLSNone {
-		t, err := fetch.NewTLSConfig(a.Server, fetch.TLSOptions{
+		to := fetch.TLSOptions{
 			CAFile: a.CAFile, Fingerprint: a.TLSFingerprint, MinVersion: a.TLSMinVersion,
 			ServerName: a.TLSServerName, ClientCert: a.ClientCert, ClientKey: a.ClientKey,
-		})
+		}
+		get := fetch.NewTLSConfig
+		if tlsc != nil {
+			get = tlsc.Get
+		}
+		t, err := get(a.Server, to)
 		if err != nil {
 			return nil, &fetch.Error{Account: a.Name, Kind: fetch.KindConfig, Err: err}
 		}
