@@ -3,6 +3,8 @@ package schedule
 import (
 	"errors"
 	"log/slog"
+	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -21,7 +23,14 @@ type plan struct {
 	jitter       func(max time.Duration) time.Duration
 	log          *slog.Logger
 
-	entries   []*entry // in the order of the configuration
+	entries []*entry // in the order of the configuration
+	// due[i] is when entries[i] is due, as the time since epoch, or
+	// notDue while it polls. The loop asks what is due several times a
+	// poll; scanning this array answers without touching thousands of
+	// entries spread over memory.
+	due       []time.Duration
+	epoch     time.Time
+	active    []*entry // the entries polling now
 	byName    map[string]*entry
 	running   int
 	perServer map[string]int
@@ -32,6 +41,7 @@ type plan struct {
 // entry is a job and its schedule.
 type entry struct {
 	job      Job
+	idx      int // in plan.entries
 	next     time.Time
 	running  bool
 	removed  bool // dropped by update while its poll ran
@@ -56,6 +66,15 @@ const (
 	firstJitter = 2 * time.Second
 )
 
+// notDue marks a running entry in plan.due.
+const notDue = time.Duration(math.MaxInt64)
+
+// setNext makes e due at t.
+func (p *plan) setNext(e *entry, t time.Time) {
+	e.next = t
+	p.due[e.idx] = t.Sub(p.epoch)
+}
+
 func newPlan(maxPolls, maxPerServer int, maxBackoff time.Duration, jitter func(time.Duration) time.Duration, log *slog.Logger) *plan {
 	return &plan{
 		maxPolls: maxPolls, maxPerServer: maxPerServer, maxBackoff: maxBackoff, jitter: jitter, log: log,
@@ -78,6 +97,9 @@ func (p *plan) jitterFor(d, limit time.Duration) time.Duration {
 // forgotten and it is due at once (the user may have fixed what failed).
 // A job removed while it polls is dropped when the poll ends.
 func (p *plan) update(jobs []Job, now time.Time) {
+	if p.epoch.IsZero() {
+		p.epoch = now
+	}
 	keep := make(map[string]bool, len(jobs))
 	entries := make([]*entry, 0, len(jobs))
 	for _, j := range jobs {
@@ -115,6 +137,14 @@ func (p *plan) update(jobs []Job, now time.Time) {
 		delete(p.byName, name)
 	}
 	p.entries = entries
+	p.due = make([]time.Duration, len(entries))
+	for i, e := range entries {
+		e.idx = i
+		p.due[i] = notDue
+		if !e.running {
+			p.setNext(e, e.next)
+		}
+	}
 }
 
 // pollNow makes every job due at once, or as soon as the server's
@@ -125,7 +155,7 @@ func (p *plan) pollNow(now time.Time) {
 		if e.running {
 			e.again = true
 		} else {
-			e.next = e.earliest(now)
+			p.setNext(e, e.earliest(now))
 		}
 	}
 }
@@ -146,15 +176,17 @@ func (e *entry) earliest(now time.Time) time.Time {
 // being polled, while its server has maxPerServer polls, or while
 // maxPolls polls run.
 func (p *plan) start(now time.Time) []*entry {
-	var due []*entry
-	for _, e := range p.entries {
-		if !e.running && !e.next.After(now) {
-			due = append(due, e)
+	t := now.Sub(p.epoch)
+	var due []int
+	for i, d := range p.due {
+		if d <= t {
+			due = append(due, i)
 		}
 	}
-	sort.SliceStable(due, func(i, j int) bool { return due[i].next.Before(due[j].next) })
+	sort.SliceStable(due, func(i, j int) bool { return p.due[due[i]] < p.due[due[j]] })
 	var started []*entry
-	for _, e := range due {
+	for _, i := range due {
+		e := p.entries[i]
 		if p.running >= p.maxPolls {
 			break
 		}
@@ -163,6 +195,8 @@ func (p *plan) start(now time.Time) []*entry {
 		}
 		p.late.add(now.Sub(e.next))
 		e.running = true
+		p.due[i] = notDue
+		p.active = append(p.active, e)
 		e.slotServer, e.slotMailbox = e.job.Server, e.job.Mailbox
 		p.running++
 		p.perServer[e.slotServer]++
@@ -177,8 +211,9 @@ func (p *plan) start(now time.Time) []*entry {
 // hasDue reports whether a job is due but not running: waiting for a
 // limit, or for the UID store.
 func (p *plan) hasDue(now time.Time) bool {
-	for _, e := range p.entries {
-		if !e.running && !e.next.After(now) {
+	t := now.Sub(p.epoch)
+	for _, d := range p.due {
+		if d <= t {
 			return true
 		}
 	}
@@ -189,8 +224,8 @@ func (p *plan) hasDue(now time.Time) bool {
 // none runs.
 func (p *plan) oldestStart() time.Time {
 	var t time.Time
-	for _, e := range p.entries {
-		if e.running && (t.IsZero() || e.status.LastStart.Before(t)) {
+	for _, e := range p.active {
+		if t.IsZero() || e.status.LastStart.Before(t) {
 			t = e.status.LastStart
 		}
 	}
@@ -201,15 +236,17 @@ func (p *plan) oldestStart() time.Time {
 // there is none. Jobs already due start when a poll ends (freeing a
 // limit) or the store opens, not by the clock.
 func (p *plan) wake(now time.Time) (t time.Time, ok bool) {
-	for _, e := range p.entries {
-		if e.running || !e.next.After(now) {
-			continue
-		}
-		if !ok || e.next.Before(t) {
-			t, ok = e.next, true
+	nowT := now.Sub(p.epoch)
+	first, at := -1, notDue
+	for i, d := range p.due {
+		if d > nowT && d < at {
+			first, at = i, d
 		}
 	}
-	return t, ok
+	if first < 0 {
+		return time.Time{}, false
+	}
+	return p.entries[first].next, true
 }
 
 // maxWait bounds any wait the plan computes, so that no sum of waits can
@@ -219,6 +256,9 @@ const maxWait = 7 * 24 * time.Hour
 // finish records the end of e's poll and schedules its next one.
 func (p *plan) finish(e *entry, st fetch.Stats, err error, now time.Time) {
 	e.running = false
+	if i := slices.Index(p.active, e); i >= 0 {
+		p.active = slices.Delete(p.active, i, i+1)
+	}
 	p.running--
 	if p.perServer[e.slotServer]--; p.perServer[e.slotServer] <= 0 {
 		delete(p.perServer, e.slotServer)
@@ -287,7 +327,7 @@ func (p *plan) finish(e *entry, st fetch.Stats, err error, now time.Time) {
 	// against the account.
 	delay = min(max(delay, e.loginDelay), maxWait)
 	s.LoginDelay = e.loginDelay
-	e.next = now.Add(delay + p.jitterFor(delay, maxJitter))
+	p.setNext(e, now.Add(delay+p.jitterFor(delay, maxJitter)))
 	s.Failures = e.failures
 	s.Backoff = 0
 	if e.failures > 0 {
