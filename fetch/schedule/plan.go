@@ -66,6 +66,21 @@ const (
 	firstJitter = 2 * time.Second
 )
 
+// startRate is how many first polls a second the accounts added at once
+// (at the start, or by a reload) fall due at, at most: more accounts than
+// firstJitter holds at that rate are spread over up to their interval.
+// 10,000 accounts at 5 minutes then start as they go on, about 33 a
+// second, instead of 10,000 logins in two seconds that no server answers
+// on time.
+const startRate = 20
+
+// firstSpread returns the bound of the first poll's random delay for a
+// job with interval d, one of n added at once.
+func firstSpread(d time.Duration, n int) time.Duration {
+	spread := time.Duration(n) * time.Second / startRate
+	return max(min(d/10, firstJitter), min(d, spread))
+}
+
 // notDue marks a running entry in plan.due.
 const notDue = time.Duration(math.MaxInt64)
 
@@ -92,6 +107,17 @@ func (p *plan) jitterFor(d, limit time.Duration) time.Duration {
 	return max(0, min(j, bound))
 }
 
+// firstJitter returns the random delay of the first poll of a job with
+// interval d, one of n added at once: up to a tenth of the interval, at
+// most firstJitter; spread further when many are added (firstSpread).
+func (p *plan) firstJitter(d time.Duration, n int) time.Duration {
+	bound := firstSpread(d, n)
+	if bound <= 0 {
+		return 0
+	}
+	return max(0, min(p.jitter(bound), bound))
+}
+
 // update replaces the set of jobs. A job that keeps its name keeps its
 // schedule, unless its configuration changed: then its failures are
 // forgotten and it is due at once (the user may have fixed what failed).
@@ -102,12 +128,18 @@ func (p *plan) update(jobs []Job, now time.Time) {
 	}
 	keep := make(map[string]bool, len(jobs))
 	entries := make([]*entry, 0, len(jobs))
+	added := 0
+	for _, j := range jobs {
+		if p.byName[j.Name] == nil {
+			added++
+		}
+	}
 	for _, j := range jobs {
 		keep[j.Name] = true
 		e := p.byName[j.Name]
 		switch {
 		case e == nil:
-			e = &entry{job: j, next: now.Add(p.jitterFor(j.Interval, firstJitter))}
+			e = &entry{job: j, next: now.Add(p.firstJitter(j.Interval, added))}
 			e.status = JobStatus{Name: j.Name, Server: j.Server}
 			p.byName[j.Name] = e
 		case e.job.Config != j.Config:
