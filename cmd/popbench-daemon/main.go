@@ -44,6 +44,7 @@ type params struct {
 	maxPerServer int
 	perf         string
 	dir          string
+	auth         string
 }
 
 func main() {
@@ -56,6 +57,9 @@ func main() {
 	flag.IntVar(&p.maxPolls, "max-polls", 0, "max_concurrent_polls for the daemon (0: its default)")
 	flag.IntVar(&p.maxPerServer, "max-per-server", 0, "max_sessions_per_server for the daemon (0: its default)")
 	flag.StringVar(&p.perf, "perf", "", "record a perf profile (perf record -g) of the daemon over the window into this file")
+	flag.StringVar(&p.auth, "auth", "scram", "how the accounts log in: scram (auth = \"auto\" takes SCRAM-SHA-256; the server stores SCRAM credentials), "+
+		"scram-fresh-salt (the same, but Dovecot keeps plain passwords and salts every login anew, so the client runs PBKDF2 every poll), "+
+		"or user (USER/PASS)")
 	flag.StringVar(&p.dir, "dir", "", "working directory (default: a temporary one on /dev/shm, removed)")
 	flag.Parse()
 	if *quick {
@@ -104,7 +108,10 @@ func run(p params) error {
 	for i := range names {
 		names[i] = fmt.Sprintf("u%05d", i)
 	}
-	if err := srv.AddManyUsers(names, "pw"); err != nil {
+	if p.auth != "scram" && p.auth != "scram-fresh-salt" && p.auth != "user" {
+		return fmt.Errorf("-auth %q: want scram, scram-fresh-salt or user", p.auth)
+	}
+	if err := srv.AddManyUsers(names, "pw", p.auth == "scram"); err != nil {
 		return err
 	}
 
@@ -223,7 +230,7 @@ sampling:
 	rssMean := rssSum / max(samples, 1)
 	failed := after.failing()
 
-	fmt.Printf("\n%d accounts, interval %v, STLS, empty mailboxes, Dovecot (high-performance) on loopback\n", p.accounts, p.interval)
+	fmt.Printf("\n%d accounts, interval %v, STLS, login %s, empty mailboxes, Dovecot (high-performance) on loopback\n", p.accounts, p.interval, p.auth)
 	fmt.Printf("warm-up %v (every account polled once); window %v; SIGTERM to exit %v\n",
 		warm.Round(time.Second), elapsed.Round(time.Second), stopTook.Round(time.Millisecond))
 	fmt.Printf("polls %d (%.1f/s), daemon CPU %v = %.2f ms/poll (%.1f%% of a core); Dovecot %.2f ms/poll\n",
@@ -258,6 +265,9 @@ func configText(p params, srv *dovecot.Server, names []string) string {
 	}
 	fmt.Fprintf(&b, "\n[defaults]\nserver = \"127.0.0.1\"\nport = %d\ntls = \"starttls\"\nca_file = %q\n"+
 		"password = \"pw\"\ninterval = %q\ntimeout = \"30s\"\n", srv.PlainPort, srv.CertFile, p.interval.String())
+	if p.auth == "user" {
+		b.WriteString("auth = \"user\"\n")
+	}
 	for _, n := range names {
 		fmt.Fprintf(&b, "\n[[account]]\nname = %q\nuser = %q\nmaildir = %q\n", n, n, filepath.Join(p.dir, "Mail", n))
 	}

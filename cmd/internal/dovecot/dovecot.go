@@ -13,6 +13,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -414,7 +419,11 @@ func (s *Server) AddUser(name, password string) error {
 // address (its auth penalty), so AddUsers waits into the next second
 // instead of retrying, then checks each with one login.
 func (s *Server) AddUsers(users map[string]string) error {
-	if err := s.appendUsers(users); err != nil {
+	stored := make(map[string]string, len(users))
+	for name, password := range users {
+		stored[name] = "{PLAIN}" + password
+	}
+	if err := s.appendUsers(stored); err != nil {
 		return err
 	}
 	for name, password := range users {
@@ -427,11 +436,19 @@ func (s *Server) AddUsers(users map[string]string) error {
 
 // AddManyUsers adds the users names, all with one password, as AddUsers
 // does, but checks only the first with a login: thousands of logins
-// would take minutes.
-func (s *Server) AddManyUsers(names []string, password string) error {
+// would take minutes. With scram the passwd-file holds SCRAM-SHA-256
+// credentials (one salt for all), as a server that offers SCRAM stores
+// them: otherwise Dovecot, which keeps the password in the clear, makes
+// up a new salt for every SCRAM login, and the client must run PBKDF2
+// every time.
+func (s *Server) AddManyUsers(names []string, password string, scram bool) error {
+	stored := "{PLAIN}" + password
+	if scram {
+		stored = scramSHA256(password)
+	}
 	users := make(map[string]string, len(names))
 	for _, n := range names {
-		users[n] = password
+		users[n] = stored
 	}
 	if err := s.appendUsers(users); err != nil || len(names) == 0 {
 		return err
@@ -439,15 +456,33 @@ func (s *Server) AddManyUsers(names []string, password string) error {
 	return s.checkUser(names[0], password)
 }
 
-// appendUsers adds users to the passwd-file and waits until Dovecot may
-// have read it again.
+// scramSHA256 returns Dovecot's SCRAM-SHA-256 password scheme for
+// password: the iteration count, salt, StoredKey and ServerKey of RFC
+// 5802, comma-separated, in base64.
+func scramSHA256(password string) string {
+	const iter = 4096
+	salt := make([]byte, 16)
+	rand.Read(salt)
+	salted, _ := pbkdf2.Key(sha256.New, password, salt, iter, sha256.Size)
+	mac := func(key []byte, msg string) []byte {
+		h := hmac.New(sha256.New, key)
+		h.Write([]byte(msg))
+		return h.Sum(nil)
+	}
+	stored := sha256.Sum256(mac(salted, "Client Key"))
+	b64 := base64.StdEncoding.EncodeToString
+	return fmt.Sprintf("{SCRAM-SHA-256}%d,%s,%s,%s", iter, b64(salt), b64(stored[:]), b64(mac(salted, "Server Key")))
+}
+
+// appendUsers adds users (name to stored password, with its scheme) to
+// the passwd-file and waits until Dovecot may have read it again.
 func (s *Server) appendUsers(users map[string]string) error {
 	var lines strings.Builder
-	for name, password := range users {
-		if strings.ContainsAny(name+password, ":\n") {
+	for name, stored := range users {
+		if strings.ContainsAny(name+stored, ":\n") {
 			return errors.New("dovecot: user name and password may not contain ':' or newlines")
 		}
-		fmt.Fprintf(&lines, "%s:{PLAIN}%s::::::\n", name, password)
+		fmt.Fprintf(&lines, "%s:%s::::::\n", name, stored)
 	}
 	f, err := os.OpenFile(filepath.Join(s.Dir, "passwd"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
