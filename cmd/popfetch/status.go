@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -130,7 +132,10 @@ func (w *statusWriter) serve(ln net.Listener) {
 		go func() {
 			defer conn.Close()
 			conn.SetDeadline(time.Now().Add(10 * time.Second))
-			json.NewEncoder(conn).Encode(w.snapshot(time.Time{}))
+			bw := bufio.NewWriter(conn)
+			if encodeStatus(bw, w.snapshot(time.Time{})) == nil {
+				bw.Flush()
+			}
 		}()
 	}
 }
@@ -150,15 +155,68 @@ func (w *statusWriter) snapshot(stopped time.Time) statusFile {
 // write writes the file now; stopped is set when the daemon ends. The
 // file is replaced by a rename, so a reader never sees half of it.
 func (w *statusWriter) write(stopped time.Time) error {
-	data, err := json.MarshalIndent(w.snapshot(stopped), "", "  ")
+	tmp := w.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
-	tmp := w.path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+	bw := bufio.NewWriter(f)
+	err = encodeStatus(bw, w.snapshot(stopped))
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, w.path)
+}
+
+// encodeStatus writes st as JSON, one account a line, one account at a
+// time: at 10,000 accounts the whole document is megabytes, which
+// encoding/json would build in memory first.
+func encodeStatus(w io.Writer, st statusFile) error {
+	accounts := st.Accounts
+	st.Accounts = nil
+	head, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	// head ends in "accounts":null} (Accounts comes last); the accounts
+	// go in place of the null.
+	head, ok := bytes.CutSuffix(head, []byte("null}"))
+	if !ok {
+		return errors.New("status: accounts are not the last field")
+	}
+	var b bytes.Buffer
+	b.Write(head)
+	b.WriteByte('[')
+	enc := json.NewEncoder(&b)
+	for i, a := range accounts {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('\n')
+		if err := enc.Encode(a); err != nil {
+			return err
+		}
+		b.Truncate(b.Len() - 1) // Encode's newline
+		if b.Len() > 32<<10 {
+			if _, err := w.Write(b.Bytes()); err != nil {
+				return err
+			}
+			b.Reset()
+		}
+	}
+	if len(accounts) > 0 {
+		b.WriteByte('\n')
+	}
+	b.WriteString("]}\n")
+	_, err = w.Write(b.Bytes())
+	return err
 }
 
 // askDaemon asks the daemon running with stateDir for its status.
