@@ -156,7 +156,9 @@ func runDaemon(c *cli.Context, p *proc, interval time.Duration) error {
 		}()
 	}
 
-	log.Info("daemon started", "accounts", len(jobs), "pid", os.Getpid(), "state_dir", o.stateDir)
+	polls, perServer := d.sched.Limits()
+	log.Info("daemon started", "accounts", len(jobs), "pid", os.Getpid(), "state_dir", o.stateDir,
+		"max_concurrent_polls", polls, "max_sessions_per_server", perServer)
 	d.notify(sdnotify.Ready, sdnotify.Status(fmt.Sprintf("polling %d accounts", len(jobs))))
 	runErr := d.sched.Run(c.Context, p.stop)
 	d.notify(sdnotify.Stopping, sdnotify.Status("stopping"))

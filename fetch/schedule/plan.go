@@ -17,8 +17,13 @@ import (
 // Every method takes the current time, so tests drive it with a fake
 // clock. The Scheduler calls it with its mutex held.
 type plan struct {
+	// maxPolls and maxPerServer are the limits configured; 0 sets them
+	// from the jobs' poll rate (see autoLimits), in pollLimit and
+	// serverLimit.
 	maxPolls     int
 	maxPerServer int
+	pollLimit    int
+	serverLimit  map[string]int // by Job.Server, when maxPerServer is 0
 	maxBackoff   time.Duration
 	jitter       func(max time.Duration) time.Duration
 	log          *slog.Logger
@@ -79,6 +84,50 @@ const startRate = 20
 func firstSpread(d time.Duration, n int) time.Duration {
 	spread := time.Duration(n) * time.Second / startRate
 	return max(min(d/10, firstJitter), min(d, spread))
+}
+
+// The limits the daemon sets itself when the configuration sets none:
+// enough polls at once that every account is polled on time even when a
+// poll takes autoPollTime (a distant server: a dozen round trips of
+// 80 ms), and at least minAutoPolls and minAutoPerServer. Polls that are
+// faster never run that many at once: the limits are ceilings. 10,000
+// accounts on one server every 5 minutes, 33 polls a second, get 34
+// sessions; a few accounts keep 4 polls at once and 2 to one server.
+const (
+	autoPollTime     = time.Second
+	minAutoPolls     = 4
+	minAutoPerServer = 2
+)
+
+// setLimits sets pollLimit and serverLimit from the configured limits
+// and the jobs' poll rate.
+func (p *plan) setLimits() {
+	var total float64
+	rates := map[string]float64{}
+	for _, e := range p.entries {
+		r := float64(autoPollTime) / float64(max(e.job.Interval, time.Second))
+		total += r
+		rates[e.job.Server] += r
+	}
+	p.pollLimit = p.maxPolls
+	if p.pollLimit <= 0 {
+		p.pollLimit = max(minAutoPolls, int(math.Ceil(total)))
+	}
+	p.serverLimit = nil
+	if p.maxPerServer <= 0 {
+		p.serverLimit = make(map[string]int, len(rates))
+		for srv, r := range rates {
+			p.serverLimit[srv] = max(minAutoPerServer, int(math.Ceil(r)))
+		}
+	}
+}
+
+// serverMax returns the limit of polls at once on server.
+func (p *plan) serverMax(server string) int {
+	if p.maxPerServer > 0 {
+		return p.maxPerServer
+	}
+	return max(p.serverLimit[server], minAutoPerServer)
 }
 
 // notDue marks a running entry in plan.due.
@@ -169,6 +218,7 @@ func (p *plan) update(jobs []Job, now time.Time) {
 		delete(p.byName, name)
 	}
 	p.entries = entries
+	p.setLimits()
 	p.due = make([]time.Duration, len(entries))
 	for i, e := range entries {
 		e.idx = i
@@ -219,10 +269,10 @@ func (p *plan) start(now time.Time) []*entry {
 	var started []*entry
 	for _, i := range due {
 		e := p.entries[i]
-		if p.running >= p.maxPolls {
+		if p.running >= p.pollLimit {
 			break
 		}
-		if p.perServer[e.job.Server] >= p.maxPerServer || p.busy[e.job.Mailbox] {
+		if p.perServer[e.job.Server] >= p.serverMax(e.job.Server) || p.busy[e.job.Mailbox] {
 			continue
 		}
 		p.late.add(now.Sub(e.next))

@@ -379,3 +379,31 @@ func TestPlanFirstPollsSpread(t *testing.T) {
 		t.Errorf("one added later: first due at %v, want %v", e.next.Sub(t0), firstJitter)
 	}
 }
+
+// Without configured limits the plan allows enough polls at once for the
+// jobs' rate, at a second a poll, and at least 4 in all and 2 a server.
+func TestPlanAutoLimits(t *testing.T) {
+	p := newPlan(0, 0, time.Hour, noJitter, slog.New(slog.DiscardHandler))
+	jobs := []Job{job("few", "small:110", 5*time.Minute)}
+	for i := range 10000 {
+		jobs = append(jobs, job(fmt.Sprint(i), "big:110", 5*time.Minute))
+	}
+	p.update(jobs, t0)
+	if p.pollLimit != 34 || p.serverMax("big:110") != 34 || p.serverMax("small:110") != 2 {
+		t.Errorf("limits %d in all, %d on big, %d on small; want 34, 34, 2", p.pollLimit, p.serverMax("big:110"), p.serverMax("small:110"))
+	}
+	started := p.start(t0)
+	if len(started) != 34 {
+		t.Errorf("%d started at once, want 34", len(started))
+	}
+	p.update(jobs[:3], t0)
+	if p.pollLimit != 4 || p.serverMax("big:110") != 2 {
+		t.Errorf("3 jobs: limits %d, %d; want 4, 2", p.pollLimit, p.serverMax("big:110"))
+	}
+	// Configured limits win.
+	p2 := newPlan(3, 1, time.Hour, noJitter, slog.New(slog.DiscardHandler))
+	p2.update(jobs, t0)
+	if p2.pollLimit != 3 || p2.serverMax("big:110") != 1 {
+		t.Errorf("configured: %d, %d; want 3, 1", p2.pollLimit, p2.serverMax("big:110"))
+	}
+}

@@ -60,8 +60,12 @@ type JobStatus struct {
 
 // Config sets up a Scheduler. Zero values take the defaults.
 type Config struct {
-	MaxPolls     int           // polls at once (default 4)
-	MaxPerServer int           // polls of one server at once (default 2)
+	// MaxPolls and MaxPerServer limit the polls at once, in all and on
+	// one server. Zero sets them from the jobs' poll rate: enough that
+	// every job is polled on time even if each poll takes a second, and
+	// at least 4 in all and 2 on a server.
+	MaxPolls     int
+	MaxPerServer int
 	MaxBackoff   time.Duration // the longest wait after failures (default 1h)
 	// OpenStore opens the UID store. It should give up after a short
 	// wait when another process holds it (uidstore.ErrLocked); the
@@ -97,12 +101,6 @@ type Scheduler struct {
 
 // NewScheduler returns a Scheduler for jobs; Run runs it.
 func New(cfg Config, jobs []Job) *Scheduler {
-	if cfg.MaxPolls <= 0 {
-		cfg.MaxPolls = 4
-	}
-	if cfg.MaxPerServer <= 0 {
-		cfg.MaxPerServer = 2
-	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = time.Hour
 	}
@@ -138,17 +136,15 @@ func (s *Scheduler) Update(jobs []Job) {
 	s.nudge()
 }
 
-// SetLimits changes the limits (after the configuration was reloaded);
-// zero values keep the current ones. Polls already running are not
+// SetLimits changes the limits (after the configuration was reloaded):
+// zero polls limits are set from the poll rate (see Config), a zero
+// maxBackoff keeps the current one. Polls already running are not
 // stopped.
 func (s *Scheduler) SetLimits(maxPolls, maxPerServer int, maxBackoff time.Duration) {
 	s.mu.Lock()
-	if maxPolls > 0 {
-		s.plan.maxPolls = maxPolls
-	}
-	if maxPerServer > 0 {
-		s.plan.maxPerServer = maxPerServer
-	}
+	s.plan.maxPolls = max(maxPolls, 0)
+	s.plan.maxPerServer = max(maxPerServer, 0)
+	s.plan.setLimits()
 	if maxBackoff > 0 {
 		s.plan.maxBackoff = maxBackoff
 	}
@@ -184,6 +180,18 @@ func (s *Scheduler) Status() []JobStatus {
 		}
 	}
 	return out
+}
+
+// Limits returns the limits in effect: polls at once in all, and on the
+// server that allows the most.
+func (s *Scheduler) Limits() (polls, perServer int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	perServer = s.plan.maxPerServer
+	for _, n := range s.plan.serverLimit {
+		perServer = max(perServer, n)
+	}
+	return s.plan.pollLimit, max(perServer, minAutoPerServer)
 }
 
 // Lateness returns how late the polls since New started.
