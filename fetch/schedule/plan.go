@@ -302,6 +302,17 @@ func (p *plan) hasDue(now time.Time) bool {
 	return false
 }
 
+// dueWithin reports whether a job not running falls due within d of now.
+func (p *plan) dueWithin(now time.Time, d time.Duration) bool {
+	t := now.Add(d).Sub(p.epoch)
+	for _, at := range p.due {
+		if at <= t {
+			return true
+		}
+	}
+	return false
+}
+
 // oldestStart returns when the longest-running poll started; zero if
 // none runs.
 func (p *plan) oldestStart() time.Time {

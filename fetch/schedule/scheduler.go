@@ -322,9 +322,14 @@ func (l *runLoop) startDue(now time.Time) {
 	oldest := s.plan.oldestStart()
 	held := l.store != nil && now.Sub(l.storeSince) >= s.cfg.StoreHold &&
 		(oldest.IsZero() || now.Sub(oldest) < s.cfg.StoreHold)
-	if l.store != nil && l.running == 0 && (!due || held) {
+	if l.store != nil && l.running == 0 && (held || !due && !s.plan.dueWithin(now, s.cfg.StoreGap)) {
 		// Between poll cycles the store is closed, so that a
-		// one-shot popfetch can get in.
+		// one-shot popfetch can get in; but not for a gap shorter
+		// than StoreGap, after which it could not be opened again
+		// in time: polls would start late, and a daemon of
+		// thousands of accounts, a poll every few milliseconds,
+		// would open and close it for every poll. StoreHold ends
+		// such a cycle.
 		l.closeStore(now)
 	}
 	switch {
