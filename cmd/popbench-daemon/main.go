@@ -16,12 +16,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,7 +63,21 @@ func main() {
 		"scram-fresh-salt (the same, but Dovecot keeps plain passwords and salts every login anew, so the client runs PBKDF2 every poll), "+
 		"or user (USER/PASS)")
 	flag.StringVar(&p.dir, "dir", "", "working directory (default: a temporary one on /dev/shm, removed)")
+	echo := flag.Bool("echo-server", false, "internal: serve the round-trip measurement (see roundTripCost)")
+	rtOnly := flag.Bool("round-trip", false, "only measure what a bare round trip costs a Go client in CPU here, and exit")
 	flag.Parse()
+	if *echo {
+		echoServer()
+		return
+	}
+	if *rtOnly {
+		rt, err := roundTripCost()
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("a bare round trip (write, the answer after 1 ms, read) costs a Go client %.0f us of CPU here\n", float64(rt)/1e3)
+		return
+	}
 	if *quick {
 		set := map[string]bool{}
 		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -96,6 +112,10 @@ func run(p params) error {
 		}
 		defer os.RemoveAll(d)
 		p.dir = d
+	}
+	rt, err := roundTripCost()
+	if err != nil {
+		return fmt.Errorf("measuring a round trip: %w", err)
 	}
 	ctx := context.Background()
 	log.Printf("starting Dovecot (high-performance mode) with %d users", p.accounts)
@@ -239,6 +259,7 @@ sampling:
 		polls, float64(polls)/elapsed.Seconds(), cpu.Round(time.Millisecond), ms(perPoll),
 		100*cpu.Seconds()/elapsed.Seconds(), ms((srvCPU1-srvCPU0)/time.Duration(polls)))
 	fmt.Printf("context switches of the daemon's threads: %.1f a poll\n", float64(switches)/float64(polls))
+	fmt.Printf("for scale: a bare round trip (write, wait 1 ms for the answer, read) costs a Go client %.0f us of CPU here\n", float64(rt)/1e3)
 	fmt.Printf("RSS mean %.1f MiB, max %.1f MiB, at the end %.1f MiB (%.1f KiB/account); peak (VmHWM, start included) %.1f MiB\n",
 		mib(rssMean), mib(rssMax), mib(rssEnd), float64(rssEnd)/1024/float64(p.accounts), mib(peak))
 	fmt.Printf("lateness (due to start) of %d polls: p50 %v, p99 %v, max %v (bucket bounds, within 9%%)\n",
@@ -380,6 +401,76 @@ func contextSwitches(pid int) int64 {
 		}
 	}
 	return n
+}
+
+// roundTripCost measures what one round trip costs a Go client in CPU on
+// this machine, whatever it sends: it writes a line to a server (a child
+// process) that answers after 1 ms, as a server does, and reads the
+// answer. Waiting idle and waking for the answer is most of it. A poll
+// makes a dozen round trips; this is the floor under them.
+func roundTripCost() (time.Duration, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	srv := exec.Command(self, "-echo-server")
+	out, err := srv.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	if err := srv.Start(); err != nil {
+		return 0, err
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		return 0, err
+	}
+	c, err := net.Dial("tcp", strings.TrimSpace(addr))
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	const n = 2000
+	buf := make([]byte, 64)
+	var before, after syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	for range n {
+		if _, err := c.Write([]byte("NOOP\r\n")); err != nil {
+			return 0, err
+		}
+		if _, err := c.Read(buf); err != nil {
+			return 0, err
+		}
+	}
+	syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+	used := after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano()
+	return time.Duration(used / n), nil
+}
+
+// echoServer answers each read with "+OK" after 1 ms, on a loopback port
+// it prints, until its client goes.
+func echoServer() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(ln.Addr())
+	c, err := ln.Accept()
+	if err != nil {
+		log.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			return
+		}
+		time.Sleep(time.Millisecond)
+		if _, err := c.Write([]byte("+OK\r\n")); err != nil {
+			return
+		}
+	}
 }
 
 // serverCPU returns the CPU time of Dovecot's master and its children,
