@@ -221,7 +221,6 @@ func (d *daemon) job(a config.Account, memo *fetch.Memo, tlsc *fetch.TLSConfigs)
 	if err != nil {
 		return schedule.Job{}, err
 	}
-	alog := d.log.With("account", a.Name)
 	// What one poll learned (the login method auto settled on, the
 	// warnings given, sizes found) serves the next.
 	opts := fetch.Options{Log: d.log, Trace: d.trace, Memo: memo}
@@ -235,8 +234,11 @@ func (d *daemon) job(a config.Account, memo *fetch.Memo, tlsc *fetch.TLSConfigs)
 		Interval: cmp.Or(a.Interval, d.interval, config.DefaultInterval),
 		Config:   fingerprint(a),
 	}
+	// The closure keeps what it needs of the account, not all of it: a
+	// daemon holds one for every account.
+	target, name := targetOf(a), a.Name
 	j.Poll = func(ctx context.Context, store *uidstore.Store, stop <-chan struct{}) (fetch.Stats, error) {
-		dl, err := deliverer(a)
+		dl, err := target.open()
 		if err != nil {
 			return fetch.Stats{}, err
 		}
@@ -249,11 +251,11 @@ func (d *daemon) job(a config.Account, memo *fetch.Memo, tlsc *fetch.TLSConfigs)
 		// polling many accounts often stays quiet.
 		switch {
 		case err != nil && st.Delivered > 0:
-			alog.Info(summarize(st) + " before the failure")
+			d.log.Info(summarize(st)+" before the failure", "account", name)
 		case err == nil && (st.Delivered > 0 || st.Deleted > 0 || st.Skipped > 0 || st.Failed > 0 || st.Stopped || st.Recovered > 0):
-			alog.Info(summarize(st))
+			d.log.Info(summarize(st), "account", name)
 		case err == nil:
-			alog.Debug(summarize(st))
+			d.log.Debug(summarize(st), "account", name)
 		}
 		return st, err
 	}
