@@ -92,8 +92,9 @@ bench: build
 soak: build
 	$(GO) run ./cmd/popsoak -popfetch bin/popfetch -accounts 200 -polls 1000
 
-## bench-daemon: the daemon polling 10,000 accounts every 5 minutes on a private Dovecot (about 13
-## minutes): CPU per poll, RSS per account, polls/s, lateness; see docs/daemon.md
+## bench-daemon: the daemon polling 10,000 accounts every 5 minutes on a private Dovecot (about 16
+## minutes: a warm-up interval, then two measured): CPU per poll, RSS per account, polls/s, lateness;
+## see docs/daemon.md
 bench-daemon: build
 	bash .ci/install-deps
 	$(GO) run ./cmd/popbench-daemon -popfetch bin/popfetch $(BENCHFLAGS)
