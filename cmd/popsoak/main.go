@@ -97,6 +97,15 @@ func soak(bin string, accounts, polls int, dir string) error {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	defer cmd.Process.Kill()
+	// SIGUSR1 before the daemon has set up its handlers would kill it.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if data, _ := os.ReadFile(logFile.Name()); strings.Contains(string(data), "daemon started") {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the daemon did not start within 30 s (see %s)", logFile.Name())
+		}
+	}
 
 	total := func() int {
 		n := 0
