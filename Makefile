@@ -9,7 +9,7 @@ FUZZTIME ?= 30s
 FUZZMINIMIZE ?= 2s
 SHELL    := /bin/bash
 
-.PHONY: all build docs test test-unit test-faults test-short vet fuzz demo measure bench bench-tmpfs gobench soak clean
+.PHONY: all build docs test test-unit test-faults test-short vet fuzz demo measure bench bench-tmpfs bench-daemon bench-daemon-quick gobench soak clean
 
 all: build
 
@@ -98,6 +98,18 @@ bench-tmpfs: build
 ## soak: the daemon polling 200 accounts 1000 times each; its RSS and goroutines as the polls add up
 soak: build
 	$(GO) run ./cmd/popsoak -popfetch bin/popfetch -accounts 200 -polls 1000
+
+## bench-daemon: the daemon polling 10,000 accounts every 5 minutes on a private Dovecot (about 16
+## minutes: a warm-up interval, then two measured): CPU per poll, RSS per account, polls/s, lateness;
+## see docs/daemon.md
+bench-daemon: build
+	bash .ci/install-deps
+	$(GO) run ./cmd/popbench-daemon -popfetch bin/popfetch $(BENCHFLAGS)
+
+## bench-daemon-quick: the same poll rate in about 3 minutes: 2,000 accounts every 60 seconds
+bench-daemon-quick: build
+	bash .ci/install-deps
+	$(GO) run ./cmd/popbench-daemon -popfetch bin/popfetch -quick $(BENCHFLAGS)
 
 ## gobench: the Go benchmarks of the hot parsing paths, with allocations
 gobench:

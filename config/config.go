@@ -101,11 +101,11 @@ const (
 	DefaultInterval = 5 * time.Minute
 )
 
-// Defaults of the [daemon] table.
+// Defaults of the [daemon] table. max_concurrent_polls and
+// max_sessions_per_server have none: unset (0), the daemon sets them from
+// the accounts' poll rate (see schedule.Config).
 const (
-	DefaultMaxConcurrentPolls   = 4
-	DefaultMaxSessionsPerServer = 2
-	DefaultMaxBackoff           = time.Hour
+	DefaultMaxBackoff = time.Hour
 )
 
 // Account is one mailbox to poll, validated, with defaults applied.
@@ -163,8 +163,8 @@ type Account struct {
 
 // Daemon is the [daemon] table: limits of "popfetch daemon".
 type Daemon struct {
-	MaxConcurrentPolls   int           // polls at once
-	MaxSessionsPerServer int           // polls of one server (host and port) at once
+	MaxConcurrentPolls   int           // polls at once; 0: from the poll rate
+	MaxSessionsPerServer int           // polls of one server (host and port) at once; 0: from the poll rate
 	MaxBackoff           time.Duration // the longest wait after failures
 }
 
@@ -404,11 +404,7 @@ func Parse(path, text string) (*Config, error) {
 }
 
 func buildDaemon(r rawDaemon) (Daemon, []string) {
-	d := Daemon{
-		MaxConcurrentPolls:   DefaultMaxConcurrentPolls,
-		MaxSessionsPerServer: DefaultMaxSessionsPerServer,
-		MaxBackoff:           DefaultMaxBackoff,
-	}
+	d := Daemon{MaxBackoff: DefaultMaxBackoff}
 	var problems []string
 	if r.MaxConcurrentPolls != nil {
 		d.MaxConcurrentPolls = *r.MaxConcurrentPolls

@@ -40,7 +40,7 @@ func TestParseDefaults(t *testing.T) {
 		a.SizeLimit != 0 || a.FetchLimit != 0 || a.Recipient == "" {
 		t.Fatalf("defaults wrong: %+v", a)
 	}
-	if cfg.Daemon != (Daemon{MaxConcurrentPolls: 4, MaxSessionsPerServer: 2, MaxBackoff: time.Hour}) {
+	if cfg.Daemon != (Daemon{MaxBackoff: time.Hour}) {
 		t.Errorf("daemon defaults: %+v", cfg.Daemon)
 	}
 	if got, _ := a.Password.Resolve(context.Background()); got != "secret" {

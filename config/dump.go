@@ -24,8 +24,8 @@ func Dump(w io.Writer, c *Config) error {
 	p.comment("popfetch configuration from %s: effective values, defaults filled in, secrets masked", c.Path)
 	p.line("")
 	p.line("[daemon]")
-	p.int("max_concurrent_polls", c.Daemon.MaxConcurrentPolls)
-	p.int("max_sessions_per_server", c.Daemon.MaxSessionsPerServer)
+	p.limit("max_concurrent_polls", c.Daemon.MaxConcurrentPolls, 4)
+	p.limit("max_sessions_per_server", c.Daemon.MaxSessionsPerServer, 2)
 	p.duration("max_backoff", c.Daemon.MaxBackoff)
 	for _, a := range c.Accounts {
 		p.line("")
@@ -45,6 +45,15 @@ func (p *dumper) comment(format string, args ...any) {
 func (p *dumper) str(key, v string) { p.line(key + " = " + Quote(v)) }
 
 func (p *dumper) int(key string, v int) { p.line(key + " = " + strconv.Itoa(v)) }
+
+// limit writes a daemon limit, or says how the daemon sets it.
+func (p *dumper) limit(key string, n, least int) {
+	if n == 0 {
+		p.comment("%s: not set; enough for the accounts' poll rate at a second a poll, at least %d", key, least)
+		return
+	}
+	p.int(key, n)
+}
 
 func (p *dumper) bool(key string, v bool) { p.line(key + " = " + strconv.FormatBool(v)) }
 

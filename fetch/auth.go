@@ -222,7 +222,7 @@ func (s *session) mechanism(mode AuthMode, secret string) (sasl.Client, error) {
 	case AuthCRAMMD5:
 		return saslmech.NewCRAMMD5Client(a.User, secret), nil
 	case AuthSCRAMSHA1, AuthSCRAMSHA256:
-		return saslmech.NewSCRAMClient(mode.sasl(), a.User, secret)
+		return saslmech.NewSCRAMClientCached(mode.sasl(), a.User, secret, s.memo.saltedPasswords())
 	case AuthXOAuth2:
 		return saslmech.NewXOAuth2Client(a.User, secret), nil
 	case AuthOAuthBearer:

@@ -1,6 +1,10 @@
 package fetch
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/popfetch/popfetch/fetch/saslmech"
+)
 
 // Memo is what the polls of one account learn about its server and pass
 // on to the next poll: the login method auth = "auto" settled on after
@@ -14,6 +18,17 @@ type Memo struct {
 	warned   map[string]bool
 	tooLarge map[string]int64 // UID -> octets, of messages found larger than size_limit
 	capa     bool             // the server has answered CAPA
+	// scram is the last SCRAM login's salted password: the next login
+	// with the same password and the server's same salt skips PBKDF2.
+	scram saslmech.SaltedPasswords
+}
+
+// saltedPasswords returns the SCRAM cache; nil (no cache) without a Memo.
+func (m *Memo) saltedPasswords() *saslmech.SaltedPasswords {
+	if m == nil {
+		return nil
+	}
+	return &m.scram
 }
 
 // setCapaWorks notes that the server answered CAPA.

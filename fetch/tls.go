@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -96,6 +97,12 @@ func (e *CertificateError) Unwrap() error { return e.Err }
 // o.Fingerprint. A refused certificate is a *CertificateError that says
 // what was expected and what was presented.
 func NewTLSConfig(server string, o TLSOptions) (*tls.Config, error) {
+	return newTLSConfig(server, o, false)
+}
+
+// newTLSConfig is NewTLSConfig; with resume, the configuration keeps TLS
+// sessions to resume (see TLSConfigs).
+func newTLSConfig(server string, o TLSOptions, resume bool) (*tls.Config, error) {
 	name := o.ServerName
 	if name == "" {
 		name = server
@@ -134,11 +141,26 @@ func NewTLSConfig(server string, o TLSOptions) (*tls.Config, error) {
 	// a refusal can say what the server presented; or, with a pin, the
 	// fingerprint alone.
 	cfg.InsecureSkipVerify = true
+	if resume {
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(sessionsPerConfig)
+	}
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 {
 			return errors.New("the server presented no certificate")
 		}
 		leaf := cs.PeerCertificates[0]
+		if cs.DidResume && resume {
+			// The session was made by a handshake that this function
+			// verified: only this configuration (the server and
+			// options of TLSConfigs' key) has its cache. What can
+			// have changed since is the time, as crypto/tls checks
+			// itself when it verifies.
+			if now := time.Now(); now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
+				return &CertificateError{Expected: "a certificate valid now (this one was, when the resumed TLS session began)",
+					Presented: leaf, Err: x509.CertificateInvalidError{Cert: leaf, Reason: x509.Expired}}
+			}
+			return nil
+		}
 		if pin != nil {
 			sum := sha256.Sum256(leaf.Raw)
 			if subtle.ConstantTimeCompare(sum[:], pin) != 1 {
@@ -164,5 +186,49 @@ func NewTLSConfig(server string, o TLSOptions) (*tls.Config, error) {
 		}
 		return nil
 	}
+	return cfg, nil
+}
+
+// sessionsPerConfig is how many TLS sessions a shared configuration keeps:
+// they are filed under the server's name, which is one per configuration.
+const sessionsPerConfig = 4
+
+// TLSConfigs hands out TLS configurations shared by the accounts that
+// have the same server and TLS options: one CA pool parsed once, and one
+// cache of TLS sessions, so that a poll resumes the session an earlier
+// poll of any of them made (RFC 8446 session tickets) instead of a full
+// handshake with its certificate checks. A daemon keeps one for the
+// accounts of one configuration; the zero value is ready to use.
+//
+// A session is resumed only by a configuration that verified it: the
+// cache belongs to one server and one set of options, so an account
+// with another CA, pin or client certificate has its own.
+type TLSConfigs struct {
+	mu sync.Mutex
+	m  map[tlsKey]*tls.Config
+}
+
+type tlsKey struct {
+	server string
+	o      TLSOptions
+}
+
+// Get returns the shared configuration for server and o, made by
+// NewTLSConfig the first time. Callers must not change it (Clone it).
+func (c *TLSConfigs) Get(server string, o TLSOptions) (*tls.Config, error) {
+	k := tlsKey{strings.ToLower(server), o}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cfg, ok := c.m[k]; ok {
+		return cfg, nil
+	}
+	cfg, err := newTLSConfig(server, o, true)
+	if err != nil {
+		return nil, err
+	}
+	if c.m == nil {
+		c.m = map[tlsKey]*tls.Config{}
+	}
+	c.m[k] = cfg
 	return cfg, nil
 }

@@ -157,3 +157,63 @@ func TestNewTLSConfigErrors(t *testing.T) {
 		t.Errorf("defaults: %+v, %v", cfg, err)
 	}
 }
+
+// Accounts of one server with the same options share a configuration
+// whose TLS sessions later polls resume; other options get their own.
+func TestTLSConfigsShareAndResume(t *testing.T) {
+	cert, err := pop3test.NewCert(time.Hour, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := writeFile(t, "ca.pem", cert.CertPEM)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cert.ServerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.Write([]byte("+OK hello\r\n")) // the ticket goes out with it (TLS 1.3)
+				c.Read(make([]byte, 1))
+			}()
+		}
+	}()
+	var configs TLSConfigs
+	cfg, err := configs.Get("127.0.0.1", TLSOptions{CAFile: ca})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := configs.Get("127.0.0.1", TLSOptions{CAFile: ca}); again != cfg {
+		t.Error("the same server and options got another configuration")
+	}
+	if other, _ := configs.Get("127.0.0.1", TLSOptions{CAFile: ca, MinVersion: tls.VersionTLS13}); other == cfg {
+		t.Error("other options got the same configuration")
+	}
+	dial := func() bool {
+		t.Helper()
+		c, err := tls.Dial("tcp", ln.Addr().String(), cfg.Clone())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Read(make([]byte, 64)) // reads the session ticket too
+		return c.ConnectionState().DidResume
+	}
+	if dial() {
+		t.Error("the first connection resumed a session")
+	}
+	if !dial() {
+		t.Error("the second connection did not resume the first one's session")
+	}
+	// A configuration of its own (a one-shot run) keeps no sessions.
+	own, _ := NewTLSConfig("127.0.0.1", TLSOptions{CAFile: ca})
+	if own.ClientSessionCache != nil {
+		t.Error("NewTLSConfig keeps sessions")
+	}
+}

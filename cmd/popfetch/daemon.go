@@ -141,7 +141,7 @@ func runDaemon(c *cli.Context, p *proc, interval time.Duration) error {
 		},
 		Log: log,
 	}, jobs)
-	d.status = newStatusWriter(o.stateDir, o.configPath, d.sched)
+	d.status = newStatusWriter(o.stateDir, o.configPath, d.sched, log)
 	if err := d.status.write(time.Time{}); err != nil {
 		log.Warn("could not write the status file: " + err.Error())
 	}
@@ -156,7 +156,9 @@ func runDaemon(c *cli.Context, p *proc, interval time.Duration) error {
 		}()
 	}
 
-	log.Info("daemon started", "accounts", len(jobs), "pid", os.Getpid(), "state_dir", o.stateDir)
+	polls, perServer := d.sched.Limits()
+	log.Info("daemon started", "accounts", len(jobs), "pid", os.Getpid(), "state_dir", o.stateDir,
+		"max_concurrent_polls", polls, "max_sessions_per_server", perServer)
 	d.notify(sdnotify.Ready, sdnotify.Status(fmt.Sprintf("polling %d accounts", len(jobs))))
 	runErr := d.sched.Run(c.Context, p.stop)
 	d.notify(sdnotify.Stopping, sdnotify.Status("stopping"))
@@ -191,6 +193,10 @@ func (d *daemon) load() (*config.Config, []schedule.Job, error) {
 	}
 	jobs := make([]schedule.Job, 0, len(accounts))
 	memos := make(map[string]*fetch.Memo, len(accounts))
+	// Accounts on one server with the same TLS options share a TLS
+	// configuration: its CA pool, and TLS sessions to resume. A reload
+	// starts afresh, reading CA files again.
+	tlsc := &fetch.TLSConfigs{}
 	for _, a := range accounts {
 		key := a.Name + "\x00" + fingerprint(a)
 		memo := d.memos[key]
@@ -198,7 +204,7 @@ func (d *daemon) load() (*config.Config, []schedule.Job, error) {
 			memo = &fetch.Memo{}
 		}
 		memos[key] = memo
-		j, err := d.job(a, memo)
+		j, err := d.job(a, memo, tlsc)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -208,13 +214,13 @@ func (d *daemon) load() (*config.Config, []schedule.Job, error) {
 	return cfg, jobs, nil
 }
 
-// job turns an account into the scheduler's job, whose polls share memo.
-func (d *daemon) job(a config.Account, memo *fetch.Memo) (schedule.Job, error) {
-	acct, err := fetchAccount(a, d.opts)
+// job turns an account into the scheduler's job, whose polls share memo,
+// and the TLS configuration with other accounts through tlsc.
+func (d *daemon) job(a config.Account, memo *fetch.Memo, tlsc *fetch.TLSConfigs) (schedule.Job, error) {
+	acct, err := fetchAccountTLS(a, d.opts, tlsc)
 	if err != nil {
 		return schedule.Job{}, err
 	}
-	alog := d.log.With("account", a.Name)
 	// What one poll learned (the login method auto settled on, the
 	// warnings given, sizes found) serves the next.
 	opts := fetch.Options{Log: d.log, Trace: d.trace, Memo: memo}
@@ -228,8 +234,11 @@ func (d *daemon) job(a config.Account, memo *fetch.Memo) (schedule.Job, error) {
 		Interval: cmp.Or(a.Interval, d.interval, config.DefaultInterval),
 		Config:   fingerprint(a),
 	}
+	// The closure keeps what it needs of the account, not all of it: a
+	// daemon holds one for every account.
+	target, name := targetOf(a), a.Name
 	j.Poll = func(ctx context.Context, store *uidstore.Store, stop <-chan struct{}) (fetch.Stats, error) {
-		dl, err := deliverer(a)
+		dl, err := target.open()
 		if err != nil {
 			return fetch.Stats{}, err
 		}
@@ -242,11 +251,11 @@ func (d *daemon) job(a config.Account, memo *fetch.Memo) (schedule.Job, error) {
 		// polling many accounts often stays quiet.
 		switch {
 		case err != nil && st.Delivered > 0:
-			alog.Info(summarize(st) + " before the failure")
+			d.log.Info(summarize(st)+" before the failure", "account", name)
 		case err == nil && (st.Delivered > 0 || st.Deleted > 0 || st.Skipped > 0 || st.Failed > 0 || st.Stopped || st.Recovered > 0):
-			alog.Info(summarize(st))
+			d.log.Info(summarize(st), "account", name)
 		case err == nil:
-			alog.Debug(summarize(st))
+			d.log.Debug(summarize(st), "account", name)
 		}
 		return st, err
 	}

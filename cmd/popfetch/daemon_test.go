@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -144,13 +145,25 @@ func TestDaemonPollsPicksUpNewMailAndStops(t *testing.T) {
 	if _, out, _ := f.run("status"); !strings.Contains(out, "running, pid") || !strings.Contains(out, "test ") {
 		t.Errorf("status:\n%s", out)
 	}
+	// The daemon answered on its socket, for this user alone; the file,
+	// written at the start and once a minute, still tells of no poll.
+	if fi, err := os.Stat(socketPath(f.stateDir)); err != nil || fi.Mode().Perm() != 0o600 || fi.Mode().Type() != os.ModeSocket {
+		t.Errorf("status socket: %v, %v", fi, err)
+	}
+	var file statusFile
+	if err := json.Unmarshal([]byte(readFile(t, statusPath(f.stateDir))), &file); err != nil || len(file.Accounts) != 1 || file.Accounts[0].Polls != 0 {
+		t.Errorf("status file before the stop: %v, %+v", err, file)
+	}
 
 	if code, took := d.shutdown(); code != exitMail || took > 10*time.Second {
 		t.Errorf("stop: exit %d after %v", code, took)
 	}
 	code, st = f.status()
-	if code != exitNoMail || st.Running || st.Stopped.IsZero() {
+	if code != exitNoMail || st.Running || st.Stopped.IsZero() || st.Accounts[0].Fetched != 5 {
 		t.Errorf("after the stop: exit %d, %+v", code, st)
+	}
+	if _, err := os.Stat(socketPath(f.stateDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the status socket outlived the daemon: %v", err)
 	}
 	if len(f.srv.Messages()) != 0 {
 		t.Errorf("server still holds %d", len(f.srv.Messages()))

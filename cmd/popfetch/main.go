@@ -416,6 +416,12 @@ func storePath(stateDir string) string { return filepath.Join(stateDir, "uids.db
 
 // fetchAccount turns a config account into what fetch needs.
 func fetchAccount(a config.Account, o options) (*fetch.Account, error) {
+	return fetchAccountTLS(a, o, nil)
+}
+
+// fetchAccountTLS is fetchAccount with the TLS configuration from tlsc,
+// shared with other accounts of the server; nil makes one of its own.
+func fetchAccountTLS(a config.Account, o options, tlsc *fetch.TLSConfigs) (*fetch.Account, error) {
 	acct := &fetch.Account{
 		Name: a.Name, Server: a.Server, Port: a.Port, TLS: a.TLS, User: a.User,
 		Password: a.Password.Resolve, Auth: a.Auth, AllowInsecureAuth: a.AllowInsecureAuth,
@@ -434,10 +440,15 @@ func fetchAccount(a config.Account, o options) (*fetch.Account, error) {
 		acct.Token, acct.TokenRefused = src.Token, src.Invalidate
 	}
 	if a.TLS != config.TLSNone {
-		t, err := fetch.NewTLSConfig(a.Server, fetch.TLSOptions{
+		to := fetch.TLSOptions{
 			CAFile: a.CAFile, Fingerprint: a.TLSFingerprint, MinVersion: a.TLSMinVersion,
 			ServerName: a.TLSServerName, ClientCert: a.ClientCert, ClientKey: a.ClientKey,
-		})
+		}
+		get := fetch.NewTLSConfig
+		if tlsc != nil {
+			get = tlsc.Get
+		}
+		t, err := get(a.Server, to)
 		if err != nil {
 			return nil, &fetch.Error{Account: a.Name, Kind: fetch.KindConfig, Err: err}
 		}
@@ -446,21 +457,37 @@ func fetchAccount(a config.Account, o options) (*fetch.Account, error) {
 	return acct, nil
 }
 
-func deliverer(a config.Account) (deliver.Deliverer, error) {
-	if a.Maildir != "" {
-		md, err := deliver.NewMaildir(a.Maildir)
+func deliverer(a config.Account) (deliver.Deliverer, error) { return targetOf(a).open() }
+
+// target is what an account delivers to: the fields of config.Account
+// that deliverer needs, a small part of it.
+type target struct {
+	account, maildir, mbox, lmtp string
+	lmtpRecipients, mda          []string
+	timeout                      time.Duration
+}
+
+func targetOf(a config.Account) target {
+	return target{account: a.Name, maildir: a.Maildir, mbox: a.Mbox, lmtp: a.LMTP,
+		lmtpRecipients: a.LMTPRecipients, mda: a.MDA, timeout: a.MDATimeout}
+}
+
+// open returns the Deliverer for t.
+func (t target) open() (deliver.Deliverer, error) {
+	if t.maildir != "" {
+		md, err := deliver.NewMaildir(t.maildir)
 		if err != nil {
-			return nil, &fetch.Error{Account: a.Name, Kind: fetch.KindDelivery, Err: err}
+			return nil, &fetch.Error{Account: t.account, Kind: fetch.KindDelivery, Err: err}
 		}
 		return md, nil
 	}
 	switch {
-	case a.Mbox != "":
-		return &deliver.Mbox{Path: a.Mbox, LockTimeout: a.MDATimeout}, nil
-	case a.LMTP != "":
-		return &deliver.LMTP{Addr: a.LMTP, Recipients: a.LMTPRecipients, Timeout: a.MDATimeout}, nil
+	case t.mbox != "":
+		return &deliver.Mbox{Path: t.mbox, LockTimeout: t.timeout}, nil
+	case t.lmtp != "":
+		return &deliver.LMTP{Addr: t.lmtp, Recipients: t.lmtpRecipients, Timeout: t.timeout}, nil
 	}
-	return &deliver.MDA{Argv: a.MDA, Timeout: a.MDATimeout}, nil
+	return &deliver.MDA{Argv: t.mda, Timeout: t.timeout}, nil
 }
 
 func fetchAction(c *cli.Context, p *proc) error {

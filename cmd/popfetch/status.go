@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -33,10 +36,13 @@ type statusFile struct {
 	Config  string    `json:"config"`
 	// Running is filled in by "popfetch status": whether the daemon
 	// holds the state directory now.
-	Running    bool                 `json:"running"`
-	Goroutines int                  `json:"goroutines"`
-	Memory     uint64               `json:"memory_bytes"` // memory the Go runtime holds, released pages excluded
-	Accounts   []schedule.JobStatus `json:"accounts"`
+	Running    bool   `json:"running"`
+	Goroutines int    `json:"goroutines"`
+	Memory     uint64 `json:"memory_bytes"` // memory the Go runtime holds, released pages excluded
+	// Lateness counts how late the daemon's polls started (from when each
+	// was due), as a histogram.
+	Lateness schedule.Lateness    `json:"lateness"`
+	Accounts []schedule.JobStatus `json:"accounts"`
 }
 
 // clearActivity drops what only a running daemon can say: which polls run
@@ -50,67 +56,178 @@ func (st *statusFile) clearActivity() {
 
 func statusPath(stateDir string) string { return filepath.Join(stateDir, "status.json") }
 
-// statusWriter writes the status file when the accounts' state changes,
-// at most once a second, and at least once a minute.
+// socketPath is where a running daemon answers "popfetch status".
+func socketPath(stateDir string) string { return filepath.Join(stateDir, "daemon.sock") }
+
+// statusWriter gives the daemon's status to "popfetch status": over a
+// Unix socket in the state directory while the daemon runs, and in the
+// status file, written at the start, once a minute and when the daemon
+// stops, for when it does not run (or was killed). Encoding the status
+// costs in proportion to the accounts, so it is done when someone asks,
+// not every time a poll ends.
 type statusWriter struct {
 	path    string
+	sock    string
 	config  string
 	sched   *schedule.Scheduler
 	started time.Time
-	last    []byte    // the accounts as last written
-	written time.Time // when
+	log     *slog.Logger
 }
 
-func newStatusWriter(stateDir, configPath string, sched *schedule.Scheduler) *statusWriter {
-	return &statusWriter{path: statusPath(stateDir), config: configPath, sched: sched, started: time.Now()}
+// statusEvery is how often the status file is rewritten while the daemon
+// runs.
+const statusEvery = time.Minute
+
+func newStatusWriter(stateDir, configPath string, sched *schedule.Scheduler, log *slog.Logger) *statusWriter {
+	return &statusWriter{path: statusPath(stateDir), sock: socketPath(stateDir), config: configPath, sched: sched,
+		started: time.Now(), log: log}
 }
 
+// run writes the status file once a minute and answers on the socket
+// until ctx ends.
 func (w *statusWriter) run(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	if ln, err := w.listen(); err != nil {
+		w.log.Warn("popfetch status will show the status file, written once a minute: " + err.Error())
+	} else {
+		defer ln.Close()
+		go w.serve(ln)
+	}
+	t := time.NewTicker(statusEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-			w.update()
+			if err := w.write(time.Time{}); err != nil {
+				w.log.Warn("could not write the status file: " + err.Error())
+			}
 		case <-ctx.Done():
 			return
 		}
 	}
 }
 
-// update writes the file if the accounts changed or a minute passed.
-func (w *statusWriter) update() {
-	accounts, _ := json.Marshal(w.sched.Status())
-	if bytes.Equal(accounts, w.last) && time.Since(w.written) < time.Minute {
-		return
+// listen opens the status socket, readable and writable by this user
+// alone. A socket left by a daemon that died is replaced: the caller
+// holds the daemon lock, so no daemon answers on it.
+func (w *statusWriter) listen() (net.Listener, error) {
+	os.Remove(w.sock)
+	ln, err := net.Listen("unix", w.sock)
+	if err != nil {
+		return nil, err
 	}
-	w.write(time.Time{})
+	if err := os.Chmod(w.sock, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// serve answers each connection with the status as JSON, then closes it.
+func (w *statusWriter) serve(ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			bw := bufio.NewWriter(conn)
+			if encodeStatus(bw, w.snapshot(time.Time{})) == nil {
+				bw.Flush()
+			}
+		}()
+	}
+}
+
+// snapshot returns the status now; stopped is set when the daemon ends.
+func (w *statusWriter) snapshot(stopped time.Time) statusFile {
+	st := statusFile{
+		PID: os.Getpid(), Started: w.started, Updated: time.Now(), Stopped: stopped, Config: w.config,
+		Goroutines: runtime.NumGoroutine(), Memory: goMemory(), Lateness: w.sched.Lateness(), Accounts: w.sched.Status(),
+	}
+	if !stopped.IsZero() {
+		st.clearActivity()
+	}
+	return st
 }
 
 // write writes the file now; stopped is set when the daemon ends. The
 // file is replaced by a rename, so a reader never sees half of it.
 func (w *statusWriter) write(stopped time.Time) error {
-	st := statusFile{
-		PID: os.Getpid(), Started: w.started, Updated: time.Now(), Stopped: stopped, Config: w.config,
-		Goroutines: runtime.NumGoroutine(), Memory: goMemory(), Accounts: w.sched.Status(),
-	}
-	if !stopped.IsZero() {
-		st.clearActivity()
-	}
-	data, err := json.MarshalIndent(st, "", "  ")
+	tmp := w.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
-	tmp := w.path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+	bw := bufio.NewWriter(f)
+	err = encodeStatus(bw, w.snapshot(stopped))
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
 		return err
 	}
-	if err := os.Rename(tmp, w.path); err != nil {
+	return os.Rename(tmp, w.path)
+}
+
+// encodeStatus writes st as JSON, one account a line, one account at a
+// time: at 10,000 accounts the whole document is megabytes, which
+// encoding/json would build in memory first.
+func encodeStatus(w io.Writer, st statusFile) error {
+	accounts := st.Accounts
+	st.Accounts = nil
+	head, err := json.Marshal(st)
+	if err != nil {
 		return err
 	}
-	w.last, _ = json.Marshal(st.Accounts)
-	w.written = time.Now()
-	return nil
+	// head ends in "accounts":null} (Accounts comes last); the accounts
+	// go in place of the null.
+	head, ok := bytes.CutSuffix(head, []byte("null}"))
+	if !ok {
+		return errors.New("status: accounts are not the last field")
+	}
+	var b bytes.Buffer
+	b.Write(head)
+	b.WriteByte('[')
+	enc := json.NewEncoder(&b)
+	for i, a := range accounts {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('\n')
+		if err := enc.Encode(a); err != nil {
+			return err
+		}
+		b.Truncate(b.Len() - 1) // Encode's newline
+		if b.Len() > 32<<10 {
+			if _, err := w.Write(b.Bytes()); err != nil {
+				return err
+			}
+			b.Reset()
+		}
+	}
+	if len(accounts) > 0 {
+		b.WriteByte('\n')
+	}
+	b.WriteString("]}\n")
+	_, err = w.Write(b.Bytes())
+	return err
+}
+
+// askDaemon asks the daemon running with stateDir for its status.
+func askDaemon(stateDir string) ([]byte, error) {
+	conn, err := net.DialTimeout("unix", socketPath(stateDir), 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	return io.ReadAll(conn)
 }
 
 // goMemory returns the memory the Go runtime has mapped, less what it has
@@ -146,7 +263,19 @@ func statusAction(c *cli.Context) error {
 		code = exitMail
 	}
 	var st statusFile
-	data, err := os.ReadFile(statusPath(o.stateDir))
+	var data []byte
+	var err error
+	source := socketPath(o.stateDir)
+	if running {
+		// The daemon answers itself; the file, written once a minute,
+		// serves when it cannot (an older daemon, a state directory
+		// whose path is too long for a socket).
+		data, err = askDaemon(o.stateDir)
+	}
+	if !running || err != nil || len(data) == 0 {
+		source = statusPath(o.stateDir)
+		data, err = os.ReadFile(source)
+	}
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		st.PID = pid
@@ -163,7 +292,7 @@ func statusAction(c *cli.Context) error {
 		return err
 	default:
 		if err := json.Unmarshal(data, &st); err != nil {
-			return fmt.Errorf("%s: %w", statusPath(o.stateDir), err)
+			return fmt.Errorf("%s: %w", source, err)
 		}
 	}
 	st.Running = running

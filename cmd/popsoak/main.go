@@ -97,6 +97,15 @@ func soak(bin string, accounts, polls int, dir string) error {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	defer cmd.Process.Kill()
+	// SIGUSR1 before the daemon has set up its handlers would kill it.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if data, _ := os.ReadFile(logFile.Name()); strings.Contains(string(data), "daemon started") {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the daemon did not start within 30 s (see %s)", logFile.Name())
+		}
+	}
 
 	total := func() int {
 		n := 0
@@ -137,10 +146,9 @@ func soak(bin string, accounts, polls int, dir string) error {
 			return fmt.Errorf("no poll for 30 s at %d polls (see %s)", n, logFile.Name())
 		}
 		if pending != nil {
-			// The goroutines and Go memory come from the first status
-			// the daemon writes after the mark (it writes at most once
-			// a second).
-			if g, m, at := daemonHealth(stateDir); at.After(pendingAt) {
+			// The goroutines and Go memory come from the daemon's
+			// status after the mark.
+			if g, m, at := daemonHealth(bin, config, stateDir); at.After(pendingAt) {
 				pending.goroutines, pending.memory = g, m
 				samples = append(samples, *pending)
 				log.Printf("%d polls, %v: RSS %.1f MiB, %d goroutines", pending.polls, pending.elapsed.Round(time.Second),
@@ -205,16 +213,16 @@ func delivered(dir string) int {
 	return n
 }
 
-// daemonHealth reads the goroutines and Go memory from the status file,
-// and when it was written.
-func daemonHealth(stateDir string) (int, uint64, time.Time) {
+// daemonHealth asks the daemon (popfetch status) for its goroutines and
+// Go memory, and when it answered.
+func daemonHealth(bin, config, stateDir string) (int, uint64, time.Time) {
 	var st struct {
 		Goroutines int       `json:"goroutines"`
 		Memory     uint64    `json:"memory_bytes"`
 		Updated    time.Time `json:"updated"`
 	}
-	data, err := os.ReadFile(filepath.Join(stateDir, "status.json"))
-	if err == nil {
+	data, _ := exec.Command(bin, "--config", config, "--state-dir", stateDir, "status", "--json").Output() // exit 0 or 1
+	if len(data) > 0 {
 		json.Unmarshal(data, &st)
 	}
 	return st.Goroutines, st.Memory, st.Updated

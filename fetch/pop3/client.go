@@ -150,10 +150,18 @@ func newClient(conn net.Conn, opts *Options) *Client {
 	return c
 }
 
+// setConn makes conn the connection the client reads and writes. After
+// STLS, or the handshake of implicit TLS, the buffers (empty then) are
+// kept: one connection allocates them once.
 func (c *Client) setConn(conn net.Conn) {
 	c.conn = conn
-	c.r = bufio.NewReaderSize(&dataReader{r: conn, tc: c.tc}, 32<<10)
-	c.w = bufio.NewWriterSize(conn, 4<<10)
+	if c.r == nil {
+		c.r = bufio.NewReaderSize(&dataReader{r: conn, tc: c.tc}, 32<<10)
+		c.w = bufio.NewWriterSize(conn, 4<<10)
+		return
+	}
+	c.r.Reset(&dataReader{r: conn, tc: c.tc})
+	c.w.Reset(conn)
 }
 
 func (c *Client) readGreeting() error {

@@ -181,3 +181,48 @@ func TestOAuthBearer(t *testing.T) {
 
 // refusal is pop3.Refusal, which the OAuth mechanisms implement.
 type refusal interface{ Refused() error }
+
+// A cached salted password serves the next login with the same password,
+// salt and count, and is kept only after the server proved itself.
+func TestSCRAMSaltedPasswordCache(t *testing.T) {
+	const (
+		nonce       = "rOprNGfwEbeRWgbNEkqO"
+		serverFirst = "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+		clientFinal = "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+		serverFinal = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+	)
+	var cache SaltedPasswords
+	login := func(password, final string) (string, error) {
+		t.Helper()
+		c, err := NewSCRAMClientCached(SCRAMSHA256, "user", password, &cache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.(*scram).nonce = nonce
+		c.Start()
+		resp, err := c.Next([]byte(serverFirst))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Next([]byte(final))
+		return string(resp), err
+	}
+	if _, err := login("pencil", "v=AAAA"); err == nil || cache.salted != nil {
+		t.Fatalf("a forged server signature: %v; cached %x", err, cache.salted)
+	}
+	if resp, err := login("pencil", serverFinal); err != nil || resp != clientFinal || cache.salted == nil {
+		t.Fatalf("first login: %q, %v; cached %x", resp, err, cache.salted)
+	}
+	if resp, err := login("pencil", serverFinal); err != nil || resp != clientFinal {
+		t.Fatalf("login from the cache: %q, %v", resp, err)
+	}
+	saved := cache.salted
+	cache.salted = make([]byte, len(saved)) // proves the next login reads the cache
+	if resp, _ := login("pencil", serverFinal); resp == clientFinal {
+		t.Fatal("the second login did not use the cached salted password")
+	}
+	cache.salted = saved
+	if resp, _ := login("pen", serverFinal); resp == clientFinal {
+		t.Fatal("another password got the cached salted password")
+	}
+}

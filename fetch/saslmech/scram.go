@@ -14,6 +14,7 @@ import (
 	"hash"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-sasl"
 )
@@ -31,11 +32,63 @@ type scram struct {
 	user     string
 	password string
 
+	salted *SaltedPasswords // nil: no cache
+
 	step        int
 	nonce       string // the client's part of the nonce
 	clientFirst string // client-first-message-bare
 	serverSig   []byte // the ServerSignature the server must prove
 	verified    bool
+	pending     func() // caches the salted password, once the server has proved itself
+}
+
+// SaltedPasswords keeps the salted password of a SCRAM login (RFC 5802
+// section 5.1 lets a client cache it) for the next login with the same
+// mechanism, password, salt and iteration count: the server's salt and
+// count stay the same between logins, and PBKDF2 with thousands of
+// iterations is most of the CPU a daemon spends on a poll. It keeps one,
+// under a SHA-256 of what it depends on, not the password itself; the
+// salted password is kept only after the server proved it knows it too.
+// The zero value is ready to use; a nil *SaltedPasswords keeps nothing.
+type SaltedPasswords struct {
+	mu     sync.Mutex
+	forKey [sha256.Size]byte
+	salted []byte
+}
+
+func (c *SaltedPasswords) key(mech, password string, salt []byte, iter int) [sha256.Size]byte {
+	if c == nil {
+		return [sha256.Size]byte{}
+	}
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte(mech), []byte(password), salt, []byte(strconv.Itoa(iter))} {
+		h.Write([]byte(strconv.Itoa(len(part)) + ":"))
+		h.Write(part)
+	}
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k
+}
+
+func (c *SaltedPasswords) get(k [sha256.Size]byte) []byte {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.salted == nil || subtle.ConstantTimeCompare(c.forKey[:], k[:]) != 1 {
+		return nil
+	}
+	return c.salted
+}
+
+func (c *SaltedPasswords) put(k [sha256.Size]byte, salted []byte) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.forKey, c.salted = k, salted
 }
 
 // NewSCRAMClient returns a SCRAM client for mech, SCRAMSHA256 or SCRAMSHA1.
@@ -44,6 +97,13 @@ type scram struct {
 // too. The password is used as given (no SASLprep normalisation), as most
 // servers store it.
 func NewSCRAMClient(mech, user, password string) (sasl.Client, error) {
+	return NewSCRAMClientCached(mech, user, password, nil)
+}
+
+// NewSCRAMClientCached is NewSCRAMClient with a cache of the salted
+// password, which spares a repeated login the PBKDF2 computation; nil
+// caches nothing.
+func NewSCRAMClientCached(mech, user, password string, cache *SaltedPasswords) (sasl.Client, error) {
 	var h func() hash.Hash
 	switch mech {
 	case SCRAMSHA256:
@@ -53,7 +113,7 @@ func NewSCRAMClient(mech, user, password string) (sasl.Client, error) {
 	default:
 		return nil, fmt.Errorf("saslmech: %s is not a SCRAM mechanism", mech)
 	}
-	return &scram{mech: mech, newHash: h, user: user, password: password}, nil
+	return &scram{mech: mech, newHash: h, user: user, password: password, salted: cache}, nil
 }
 
 // gs2Header says: no channel binding, no authorization identity.
@@ -109,10 +169,15 @@ func (s *scram) clientFinal(serverFirst []byte) ([]byte, error) {
 	if iter > MaxSCRAMIterations {
 		return nil, fmt.Errorf("%s: the server asks for %d iterations, more than the %d we allow", s.mech, iter, MaxSCRAMIterations)
 	}
-	salted, err := pbkdf2.Key(s.newHash, s.password, salt, iter, s.newHash().Size())
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.mech, err)
+	key := s.salted.key(s.mech, s.password, salt, iter)
+	salted := s.salted.get(key)
+	if salted == nil {
+		if salted, err = pbkdf2.Key(s.newHash, s.password, salt, iter, s.newHash().Size()); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.mech, err)
+		}
 	}
+	// Kept only once the server proves it knows the same (see Verify).
+	s.pending = func() { s.salted.put(key, salted) }
 	clientKey := s.hmac(salted, []byte("Client Key"))
 	storedKey := s.sum(clientKey)
 	withoutProof := "c=" + base64.StdEncoding.EncodeToString([]byte(gs2Header)) + ",r=" + nonce
@@ -138,6 +203,9 @@ func (s *scram) checkServerFinal(serverFinal []byte) error {
 		return fmt.Errorf("%s: the server's signature is wrong: it does not know the password (a man in the middle?)", s.mech)
 	}
 	s.verified = true
+	if s.pending != nil {
+		s.pending()
+	}
 	return nil
 }
 

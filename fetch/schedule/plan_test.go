@@ -345,3 +345,65 @@ func TestPlanUpdate(t *testing.T) {
 		t.Errorf("a kept its schedule? next in %v", got)
 	}
 }
+
+// Many accounts added at once have their first polls spread at startRate
+// a second, over up to their interval; a few keep the short first jitter.
+func TestPlanFirstPollsSpread(t *testing.T) {
+	for _, tc := range []struct {
+		n        int
+		interval time.Duration
+		want     time.Duration
+	}{
+		{1, 5 * time.Minute, firstJitter},
+		{8, 5 * time.Minute, firstJitter},
+		{8, 10 * time.Second, time.Second},
+		{1000, 5 * time.Minute, 50 * time.Second},
+		{10000, 5 * time.Minute, 5 * time.Minute},
+	} {
+		if got := firstSpread(tc.interval, tc.n); got != tc.want {
+			t.Errorf("%d accounts at %v: first polls within %v, want %v", tc.n, tc.interval, got, tc.want)
+		}
+	}
+	p, _ := newTestPlan(fullJitter)
+	var jobs []Job
+	for i := range 1000 {
+		jobs = append(jobs, job(fmt.Sprint(i), "s", 5*time.Minute))
+	}
+	p.update(jobs, t0)
+	if w, ok := p.wake(t0); !ok || !w.Equal(t0.Add(50*time.Second)) {
+		t.Errorf("1000 accounts: first due at %v, want 50s (the full jitter)", w.Sub(t0))
+	}
+	// One added to them later polls within the short jitter.
+	p.update(append(jobs, job("late", "s", 5*time.Minute)), t0)
+	if e := p.byName["late"]; !e.next.Equal(t0.Add(firstJitter)) {
+		t.Errorf("one added later: first due at %v, want %v", e.next.Sub(t0), firstJitter)
+	}
+}
+
+// Without configured limits the plan allows enough polls at once for the
+// jobs' rate, at a second a poll, and at least 4 in all and 2 a server.
+func TestPlanAutoLimits(t *testing.T) {
+	p := newPlan(0, 0, time.Hour, noJitter, slog.New(slog.DiscardHandler))
+	jobs := []Job{job("few", "small:110", 5*time.Minute)}
+	for i := range 10000 {
+		jobs = append(jobs, job(fmt.Sprint(i), "big:110", 5*time.Minute))
+	}
+	p.update(jobs, t0)
+	if p.pollLimit != 34 || p.serverMax("big:110") != 34 || p.serverMax("small:110") != 2 {
+		t.Errorf("limits %d in all, %d on big, %d on small; want 34, 34, 2", p.pollLimit, p.serverMax("big:110"), p.serverMax("small:110"))
+	}
+	started := p.start(t0)
+	if len(started) != 34 {
+		t.Errorf("%d started at once, want 34", len(started))
+	}
+	p.update(jobs[:3], t0)
+	if p.pollLimit != 4 || p.serverMax("big:110") != 2 {
+		t.Errorf("3 jobs: limits %d, %d; want 4, 2", p.pollLimit, p.serverMax("big:110"))
+	}
+	// Configured limits win.
+	p2 := newPlan(3, 1, time.Hour, noJitter, slog.New(slog.DiscardHandler))
+	p2.update(jobs, t0)
+	if p2.pollLimit != 3 || p2.serverMax("big:110") != 1 {
+		t.Errorf("configured: %d, %d; want 3, 1", p2.pollLimit, p2.serverMax("big:110"))
+	}
+}

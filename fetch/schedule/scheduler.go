@@ -60,8 +60,12 @@ type JobStatus struct {
 
 // Config sets up a Scheduler. Zero values take the defaults.
 type Config struct {
-	MaxPolls     int           // polls at once (default 4)
-	MaxPerServer int           // polls of one server at once (default 2)
+	// MaxPolls and MaxPerServer limit the polls at once, in all and on
+	// one server. Zero sets them from the jobs' poll rate: enough that
+	// every job is polled on time even if each poll takes a second, and
+	// at least 4 in all and 2 on a server.
+	MaxPolls     int
+	MaxPerServer int
 	MaxBackoff   time.Duration // the longest wait after failures (default 1h)
 	// OpenStore opens the UID store. It should give up after a short
 	// wait when another process holds it (uidstore.ErrLocked); the
@@ -77,6 +81,14 @@ type Config struct {
 	// them has itself run for StoreHold), and it stays closed for
 	// StoreGap (defaults 5s and 150ms).
 	StoreHold, StoreGap time.Duration
+	// Tick gathers the polls that fall due while the daemon is idle: the
+	// loop wakes for them at the next multiple of Tick (default 100 ms),
+	// not at each one's due time. Every wake from idle costs the process
+	// more than the poll's own work in the Go runtime and the kernel
+	// (threads woken, the runtime's monitor spinning up); with a poll
+	// every 30 ms, a few polls a wake halve that. Polls start up to Tick
+	// late. A negative Tick wakes at each due time.
+	Tick time.Duration
 }
 
 // Scheduler polls many accounts, each at its own interval, several at
@@ -97,12 +109,6 @@ type Scheduler struct {
 
 // NewScheduler returns a Scheduler for jobs; Run runs it.
 func New(cfg Config, jobs []Job) *Scheduler {
-	if cfg.MaxPolls <= 0 {
-		cfg.MaxPolls = 4
-	}
-	if cfg.MaxPerServer <= 0 {
-		cfg.MaxPerServer = 2
-	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = time.Hour
 	}
@@ -114,6 +120,9 @@ func New(cfg Config, jobs []Job) *Scheduler {
 	}
 	if cfg.StoreGap <= 0 {
 		cfg.StoreGap = 150 * time.Millisecond
+	}
+	if cfg.Tick == 0 {
+		cfg.Tick = 100 * time.Millisecond
 	}
 	log := cfg.Log
 	if log == nil {
@@ -138,17 +147,15 @@ func (s *Scheduler) Update(jobs []Job) {
 	s.nudge()
 }
 
-// SetLimits changes the limits (after the configuration was reloaded);
-// zero values keep the current ones. Polls already running are not
+// SetLimits changes the limits (after the configuration was reloaded):
+// zero polls limits are set from the poll rate (see Config), a zero
+// maxBackoff keeps the current one. Polls already running are not
 // stopped.
 func (s *Scheduler) SetLimits(maxPolls, maxPerServer int, maxBackoff time.Duration) {
 	s.mu.Lock()
-	if maxPolls > 0 {
-		s.plan.maxPolls = maxPolls
-	}
-	if maxPerServer > 0 {
-		s.plan.maxPerServer = maxPerServer
-	}
+	s.plan.maxPolls = max(maxPolls, 0)
+	s.plan.maxPerServer = max(maxPerServer, 0)
+	s.plan.setLimits()
 	if maxBackoff > 0 {
 		s.plan.maxBackoff = maxBackoff
 	}
@@ -184,6 +191,27 @@ func (s *Scheduler) Status() []JobStatus {
 		}
 	}
 	return out
+}
+
+// Limits returns the limits in effect: polls at once in all, and on the
+// server that allows the most.
+func (s *Scheduler) Limits() (polls, perServer int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	perServer = s.plan.maxPerServer
+	for _, n := range s.plan.serverLimit {
+		perServer = max(perServer, n)
+	}
+	return s.plan.pollLimit, max(perServer, minAutoPerServer)
+}
+
+// Lateness returns how late the polls since New started.
+func (s *Scheduler) Lateness() Lateness {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.plan.late
+	l.Buckets = append([]uint64(nil), l.Buckets...)
+	return l
 }
 
 // Ping returns once Run's loop has answered, proving that it is not stuck
@@ -305,9 +333,14 @@ func (l *runLoop) startDue(now time.Time) {
 	oldest := s.plan.oldestStart()
 	held := l.store != nil && now.Sub(l.storeSince) >= s.cfg.StoreHold &&
 		(oldest.IsZero() || now.Sub(oldest) < s.cfg.StoreHold)
-	if l.store != nil && l.running == 0 && (!due || held) {
+	if l.store != nil && l.running == 0 && (held || !due && !s.plan.dueWithin(now, s.cfg.StoreGap)) {
 		// Between poll cycles the store is closed, so that a
-		// one-shot popfetch can get in.
+		// one-shot popfetch can get in; but not for a gap shorter
+		// than StoreGap, after which it could not be opened again
+		// in time: polls would start late, and a daemon of
+		// thousands of accounts, a poll every few milliseconds,
+		// would open and close it for every poll. StoreHold ends
+		// such a cycle.
 		l.closeStore(now)
 	}
 	switch {
@@ -334,6 +367,11 @@ func (l *runLoop) wait(now time.Time) time.Duration {
 	l.s.mu.Unlock()
 	if ok {
 		wakeAt = next
+		if tick := l.s.cfg.Tick; tick > 0 {
+			if t := next.Truncate(tick); t.Before(next) {
+				wakeAt = t.Add(tick)
+			}
+		}
 	}
 	if l.store == nil && !l.opening && l.reopenAt.After(now) && (wakeAt.IsZero() || l.reopenAt.Before(wakeAt)) {
 		wakeAt = l.reopenAt

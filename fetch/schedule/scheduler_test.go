@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -243,6 +244,29 @@ func TestSchedulerSharesTheStore(t *testing.T) {
 	eventually(t, "polls to resume", func() bool { return tr.count("a") > n })
 	if err := stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSchedulerKeepsTheStoreForShortGaps: when the next poll is due
+// sooner than the store could be opened again, the store stays open
+// (until StoreHold), instead of an open and a close for every poll.
+func TestSchedulerKeepsTheStoreForShortGaps(t *testing.T) {
+	tr := newTracker()
+	_, open := storeOpener(t)
+	var opens atomic.Int32
+	counted := func(ctx context.Context) (*uidstore.Store, error) {
+		opens.Add(1)
+		return open(ctx)
+	}
+	s := New(Config{OpenStore: counted, Jitter: noJitter, StoreHold: time.Hour},
+		[]Job{tr.job("a", "a:1", 30*time.Millisecond, time.Millisecond)})
+	stop := runScheduler(t, s)
+	eventually(t, "10 polls", func() bool { return tr.count("a") >= 10 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := opens.Load(); n > 2 {
+		t.Errorf("the store was opened %d times for %d polls 30 ms apart", n, tr.count("a"))
 	}
 }
 
