@@ -14,7 +14,7 @@ import (
 )
 
 // flakyMaildir fails the Publish of every message after the first
-// `after`, with a temporary delivery error, from the publisher goroutines.
+// `after`, with a temporary delivery error, from the sequencer.
 type flakyMaildir struct {
 	*deliver.Maildir
 	after int64
@@ -52,11 +52,11 @@ func (s *flakyStaged) Name() string {
 
 // TestTransferStopAndFailInterleaved runs the transfer's stop and failure
 // paths against each other, with its goroutines interleaved (a small
-// window, several publishers, tiny batches): a stop asked at a random
+// window, several syncers, tiny batches): a stop asked at a random
 // moment, the connection cut in a random message, deliveries failing
 // from a random message on, the context cancelled at a random moment, in
 // random combinations. Under -race (make test) it checks the state the
-// reader, writer, publishers and committer share; after each run clean
+// reader, writer, sequencer and syncers share; after each run clean
 // polls must leave every message delivered exactly once.
 func TestTransferStopAndFailInterleaved(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())

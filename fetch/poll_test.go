@@ -308,7 +308,7 @@ func TestPollGivesUpAfterRepeatedDeliveryFailures(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	// Publishing runs behind reading: besides the failed ones, at most what
-	// the queue, the publisher and the window hold is downloaded.
+	// the queue, the sequencer's batch and the window hold is downloaded.
 	limit := maxConsecutiveFailures + max(tune.queue, tune.batch) + tune.batch + tune.window + 1
 	if n := f.srv.Count("RETR"); n > limit {
 		t.Errorf("downloaded %d messages for a broken target, want at most %d", n, limit)
