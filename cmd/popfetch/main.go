@@ -266,7 +266,7 @@ func newApp(stdout, stderr io.Writer, p *proc) *cli.App {
 			authCommand(),
 			uidlCommand(),
 			configCommand(),
-			serverinfoCommand(),
+			serverinfoCommand(p),
 			listCommand(p),
 			importCommand(),
 			completionCommand(),

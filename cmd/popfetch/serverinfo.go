@@ -17,7 +17,7 @@ import (
 
 // serverinfoCommand is "popfetch serverinfo ACCOUNT": what the server
 // says about itself (mpop --serverinfo).
-func serverinfoCommand() *cli.Command {
+func serverinfoCommand(p *proc) *cli.Command {
 	return &cli.Command{
 		Name:            "serverinfo",
 		OnUsageError:    onUsageError,
@@ -36,11 +36,11 @@ func serverinfoCommand() *cli.Command {
 		Flags: append(globalFlags(),
 			&cli.BoolFlag{Name: "login", Usage: "also log in: the capabilities after login and the message count"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON for scripts (see docs/serverinfo.md)"}),
-		Action: func(c *cli.Context) error { return serverinfoAction(c) },
+		Action: func(c *cli.Context) error { return serverinfoAction(c, p) },
 	}
 }
 
-func serverinfoAction(c *cli.Context) error {
+func serverinfoAction(c *cli.Context, p *proc) error {
 	if c.NArg() != 1 {
 		return usageError{"usage: popfetch serverinfo [--login] [--json] ACCOUNT"}
 	}
@@ -58,7 +58,7 @@ func serverinfoAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	acct.Password = withPrompt(a, acct.Password, ttyPath, nil)
+	acct.Password = withPrompt(a, acct.Password, ttyPath, p.stop)
 	opts := fetch.ServerInfoOptions{Login: c.Bool("login")}
 	if o.verbosity >= 2 {
 		opts.Trace = termsafe.Writer(c.App.ErrWriter)
