@@ -170,7 +170,11 @@ type Daemon struct {
 
 // Config is a loaded configuration file.
 type Config struct {
-	Path     string
+	Path string
+	// Dir is the absolute directory relative paths in the file were
+	// resolved against: the one the file's name is in (a symbolic link
+	// is not followed).
+	Dir      string
 	Daemon   Daemon
 	Accounts []Account
 }
@@ -355,7 +359,12 @@ func holdsPassword(cfg *Config) bool {
 	return false
 }
 
-// Parse validates configuration text; path is used in messages only.
+// Parse validates configuration text read from the file at path.
+// Relative paths in it (maildir, mbox, ca_file, client_cert, client_key,
+// password_file, refresh_token_file, and a program given as "dir/prog" in
+// mda or password_command) are resolved against the directory path is
+// in, made absolute: not the working directory, which is another one
+// under cron or systemd.
 func Parse(path, text string) (*Config, error) {
 	var generic map[string]any
 	if _, err := toml.Decode(text, &generic); err != nil {
@@ -372,7 +381,7 @@ func Parse(path, text string) (*Config, error) {
 		}
 		return nil, &Error{Path: path, Problems: []string{err.Error()}}
 	}
-	cfg := &Config{Path: path}
+	cfg := &Config{Path: path, Dir: configDir(path)}
 	var problems []string
 	cfg.Daemon, problems = buildDaemon(raw.Daemon)
 	if raw.Defaults.Name != nil {
@@ -387,7 +396,7 @@ func Parse(path, text string) (*Config, error) {
 		if ra.Name != nil {
 			where += fmt.Sprintf(" (%q)", *ra.Name)
 		}
-		a, errs := build(merge(ra, raw.Defaults))
+		a, errs := build(merge(ra, raw.Defaults), cfg.Dir)
 		for _, e := range errs {
 			problems = append(problems, where+": "+e)
 		}
@@ -553,8 +562,8 @@ func isLoopbackURL(u string) bool {
 // build turns a raw account into an Account, with a problem for each
 // mistake in it; each part of the account is checked by a method of its
 // own.
-func build(r rawAccount) (Account, []string) {
-	b := &builder{r: r}
+func build(r rawAccount, dir string) (Account, []string) {
+	b := &builder{r: r, dir: dir}
 	b.a = Account{
 		Name:              str(b.r.Name),
 		Server:            str(b.r.Server),
@@ -587,8 +596,46 @@ func build(r rawAccount) (Account, []string) {
 // problems found in it.
 type builder struct {
 	r        rawAccount
+	dir      string // relative paths are resolved against it
 	a        Account
 	problems []string
+}
+
+// configDir is the absolute directory of the configuration file at path,
+// its name's directory (symbolic links are not followed: the file is
+// where the user named it). "" if the working directory is unknown.
+func configDir(path string) string {
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return ""
+	}
+	return dir
+}
+
+// path expands a path-valued key (see ExpandPath) and resolves it against
+// the configuration file's directory if it is relative.
+func (b *builder) path(p string) string { return b.abs(ExpandPath(p)) }
+
+// abs resolves an expanded path against the configuration file's
+// directory if it is relative; "" stays "".
+func (b *builder) abs(p string) string {
+	if p == "" || filepath.IsAbs(p) || b.dir == "" {
+		return p
+	}
+	return filepath.Join(b.dir, p)
+}
+
+// command expands a command's "~" words and resolves a relative program
+// with a slash in it ("./script", "bin/filter") against the configuration
+// file's directory. A bare name is looked up in $PATH when run, as a
+// shell does; the arguments are left alone (which of them are paths is
+// the program's business).
+func (b *builder) command(c Command) []string {
+	argv := expandCommand(c)
+	if len(argv) > 0 && strings.Contains(argv[0], "/") {
+		argv[0] = b.abs(argv[0])
+	}
+	return argv
 }
 
 func (b *builder) bad(format string, args ...any) {
@@ -664,7 +711,7 @@ func (b *builder) auth() {
 // certificate, none of which goes with tls = "none".
 func (b *builder) tlsOptions() {
 	if b.r.CAFile != nil {
-		b.a.CAFile = ExpandPath(*b.r.CAFile)
+		b.a.CAFile = b.path(*b.r.CAFile)
 		if _, err := os.Stat(b.a.CAFile); err != nil {
 			b.bad("ca_file: %v", err)
 		}
@@ -681,7 +728,7 @@ func (b *builder) tlsOptions() {
 		b.bad("tls_min_version = %q: want \"1.2\" or \"1.3\"", v)
 	}
 	b.a.TLSFingerprint, b.a.TLSServerName = str(b.r.TLSFingerprint), str(b.r.TLSServerName)
-	b.a.ClientCert, b.a.ClientKey = ExpandPath(str(b.r.ClientCert)), ExpandPath(str(b.r.ClientKey))
+	b.a.ClientCert, b.a.ClientKey = b.path(str(b.r.ClientCert)), b.path(str(b.r.ClientKey))
 	if (b.a.ClientCert == "") != (b.a.ClientKey == "") {
 		b.bad("set client_cert and client_key together")
 	}
@@ -712,11 +759,11 @@ func (b *builder) secrets() {
 	}
 	if b.r.PasswordCommand != nil {
 		sources++
-		b.a.Password = Secret{command: expandCommand(*b.r.PasswordCommand)}
+		b.a.Password = Secret{command: b.command(*b.r.PasswordCommand)}
 	}
 	if b.r.PasswordFile != nil {
 		sources++
-		b.a.Password = Secret{file: ExpandPath(*b.r.PasswordFile)}
+		b.a.Password = Secret{file: b.path(*b.r.PasswordFile)}
 	}
 	if b.r.PasswordEnv != nil {
 		sources++
@@ -737,6 +784,7 @@ func (b *builder) secrets() {
 		for _, p := range problems {
 			b.bad("oauth2: %s", p)
 		}
+		o.RefreshTokenFile = b.abs(o.RefreshTokenFile)
 		b.a.OAuth2 = o
 		if b.a.Auth != AuthAuto && !b.a.Auth.IsOAuth() {
 			b.bad("an [account.oauth2] table needs auth = \"auto\", \"xoauth2\" or \"oauthbearer\", not %q", b.a.Auth)
@@ -797,14 +845,14 @@ func (b *builder) target() {
 	case len(targets) > 1:
 		b.bad("set one delivery target, not %s", strings.Join(targets, " and "))
 	case b.r.Maildir != nil:
-		b.a.Maildir = ExpandPath(*b.r.Maildir)
+		b.a.Maildir = b.path(*b.r.Maildir)
 		if b.a.Maildir == "" {
 			b.bad("maildir is empty")
 		}
 	case b.r.MDA != nil:
-		b.a.MDA = expandCommand(*b.r.MDA)
+		b.a.MDA = b.command(*b.r.MDA)
 	case b.r.Mbox != nil:
-		b.a.Mbox = ExpandPath(*b.r.Mbox)
+		b.a.Mbox = b.path(*b.r.Mbox)
 		if b.a.Mbox == "" {
 			b.bad("mbox is empty")
 		}

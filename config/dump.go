@@ -22,6 +22,9 @@ func Dump(w io.Writer, c *Config) error {
 	bw := bufio.NewWriter(w)
 	p := &dumper{w: bw}
 	p.comment("popfetch configuration from %s: effective values, defaults filled in, secrets masked", c.Path)
+	if c.Dir != "" {
+		p.comment("relative paths in it are resolved against %s; the paths below are absolute", Quote(c.Dir))
+	}
 	p.line("")
 	p.line("[daemon]")
 	p.limit("max_concurrent_polls", c.Daemon.MaxConcurrentPolls, 4)

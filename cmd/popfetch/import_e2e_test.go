@@ -32,6 +32,7 @@ func requireTool(t *testing.T, name, pkg string) string {
 // keep mode against the private Dovecot, and where it delivers.
 type peer struct {
 	tool, pkg string
+	variant   string   // the subtest's name after the tool's, if the tool has several setups
 	rcFile    string   // relative to the home directory
 	rc        string   // %[1]d: the POP3 port, %[2]s: the user, %[3]s: the home directory
 	argv      []string // %s: the home directory
@@ -65,6 +66,14 @@ var peers = []peer{
 		delivered: func(home string) int { return maildirCount(filepath.Join(home, "Mail")) },
 	},
 	{
+		// mpop's idiom for the account a bare "mpop" polls: one mailbox,
+		// two names. It must import as one account, its UIDs once.
+		tool: "mpop", pkg: "mpop", rcFile: ".mpoprc", variant: "default-alias",
+		rc:        "account box\nhost 127.0.0.1\nport %[1]d\ntls off\nauth user\nuser %[2]s\npassword pw-%[2]s\nkeep on\ndelivery maildir %[3]s/Mail\n\naccount default : box\n",
+		argv:      []string{"mpop", "-q", "-C", "%s/.mpoprc"},
+		delivered: func(home string) int { return maildirCount(filepath.Join(home, "Mail")) },
+	},
+	{
 		tool: "getmail", pkg: "getmail6", rcFile: ".getmail/getmailrc",
 		rc: "[retriever]\ntype = SimplePOP3Retriever\nserver = 127.0.0.1\nport = %[1]d\nusername = %[2]s\npassword = pw-%[2]s\n" +
 			"[destination]\ntype = Maildir\npath = %[3]s/Mail/\n[options]\ndelete = false\nread_all = false\n",
@@ -81,9 +90,13 @@ var peers = []peer{
 func TestImportFromPeers(t *testing.T) {
 	dc := startDovecot(t)
 	for _, p := range peers {
-		t.Run(p.tool, func(t *testing.T) {
+		name := p.tool
+		if p.variant != "" {
+			name += "-" + p.variant
+		}
+		t.Run(name, func(t *testing.T) {
 			requireTool(t, p.tool, p.pkg)
-			e := newE2E(t, dc, "imp-"+p.tool, "none", "")
+			e := newE2E(t, dc, "imp-"+name, "none", "")
 			e.fill(6, 2000)
 			home := filepath.Join(e.dir, "home")
 			for _, d := range []string{"Mail/new", "Mail/cur", "Mail/tmp", ".getmail"} {
@@ -137,9 +150,9 @@ func TestImportFromPeers(t *testing.T) {
 			if err != nil {
 				t.Fatalf("import: %v\n%s", err, out)
 			}
-			m := regexp.MustCompile(`recorded (\d+) UIDs`).FindSubmatch(out)
-			if m == nil || string(m[1]) != strconv.Itoa(n) {
-				t.Fatalf("import recorded %q UIDs, want %d:\n%s", m, n, out)
+			ms := regexp.MustCompile(`recorded (\d+) UIDs`).FindAllSubmatch(out, -1)
+			if len(ms) != 1 || string(ms[0][1]) != strconv.Itoa(n) {
+				t.Fatalf("import recorded %q UIDs, want %d for one account:\n%s", ms, n, out)
 			}
 			if fi, err := os.Stat(e.config); err != nil || fi.Mode().Perm() != 0o600 {
 				t.Fatalf("the converted config: %v, mode %v", err, fi.Mode())

@@ -266,6 +266,7 @@ func newApp(stdout, stderr io.Writer, p *proc) *cli.App {
 			authCommand(),
 			uidlCommand(),
 			configCommand(),
+			serverinfoCommand(p),
 			listCommand(p),
 			importCommand(),
 			completionCommand(),

@@ -99,6 +99,7 @@ func Fetchmail(path, text, home string) (*Result, error) {
 	if len(res.Accounts) == 0 {
 		return nil, fmt.Errorf("%s: no POP3 poll entries", path)
 	}
+	noteRelativePaths(res)
 	return res, nil
 }
 

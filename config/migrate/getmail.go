@@ -35,6 +35,7 @@ func Getmail(paths []string, texts []string, home string) (*Result, error) {
 	if len(res.Accounts) == 0 {
 		return nil, fmt.Errorf("%s: no POP3 retrievers", strings.Join(paths, ", "))
 	}
+	noteRelativePaths(res)
 	return res, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/user"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -305,4 +306,22 @@ func seconds(n int) string {
 		return strconv.Itoa(n/60) + "m"
 	}
 	return strconv.Itoa(n) + "s"
+}
+
+// pathKeys are the keys whose value is a file's path.
+var pathKeys = []string{"maildir", "mbox", "ca_file", "client_cert", "client_key", "password_file"}
+
+// noteRelativePaths notes every relative path in the converted accounts:
+// the old tool took it from the directory it ran in, popfetch takes it
+// from the directory its configuration file is in.
+func noteRelativePaths(r *Result) {
+	for _, a := range r.Accounts {
+		for _, k := range a.Keys {
+			p, ok := k.Value.(string)
+			if !ok || p == "" || !slices.Contains(pathKeys, k.Name) || strings.HasPrefix(p, "/") || strings.HasPrefix(p, "~") || strings.HasPrefix(p, "$") {
+				continue
+			}
+			a.note("%s %q is a relative path: %s took it from the directory it ran in, popfetch takes it from the directory of its configuration file; write it out in full if that is not the place.", k.Name, p, r.Tool)
+		}
+	}
 }

@@ -12,8 +12,10 @@ import (
 // OTHER" inheritance are applied first.
 func Mpop(path, text, home string) (*Result, error) {
 	type mpopAccount struct {
-		name string
-		cmds [][2]string
+		name    string
+		cmds    [][2]string
+		parents []string
+		own     [][2]string // the commands written under it, not inherited
 	}
 	var (
 		defaults []([2]string)
@@ -52,6 +54,7 @@ func Mpop(path, text, home string) (*Result, error) {
 					return nil, fmt.Errorf("%s:%d: account %s: no account %q to inherit from", path, n+1, name, p)
 				}
 				cur.cmds = append(cur.cmds, parent.cmds[len(defaults):]...)
+				cur.parents = append(cur.parents, p)
 			}
 			accounts = append(accounts, cur)
 			byName[name] = cur
@@ -61,6 +64,7 @@ func Mpop(path, text, home string) (*Result, error) {
 				defaults = append(defaults, [2]string{cmd, arg})
 			case cur != nil:
 				cur.cmds = append(cur.cmds, [2]string{cmd, arg})
+				cur.own = append(cur.own, [2]string{cmd, arg})
 			default:
 				return nil, fmt.Errorf("%s:%d: %s before the first account or defaults", path, n+1, cmd)
 			}
@@ -68,16 +72,48 @@ func Mpop(path, text, home string) (*Result, error) {
 	}
 	res := &Result{Tool: "mpop", Sources: []string{path}}
 	taken := map[string]bool{}
+	converted := map[string]*Account{}
 	for _, ma := range accounts {
 		a := convertMpopAccount(ma.cmds, home)
+		if target := mpopAliasOf(ma.name, ma.parents, a, converted); target != nil {
+			// "account default : NAME": the account a bare "mpop"
+			// polls, NAME's mailbox under a second name. popfetch
+			// polls every account when none is named; two would poll
+			// one mailbox (and import its UIDs twice).
+			target.note("mpop: account %s : %s made this mpop's default account (the one \"mpop\" polls without arguments); it is the same mailbox, so it is not a second account here: \"popfetch\" without arguments polls every account, \"popfetch fetch %s\" this one.",
+				ma.name, strings.Join(ma.parents, ", "), target.Name)
+			for _, c := range ma.own {
+				target.note("mpop: account %s: %s %s: not converted: it was set for the default alias only.", ma.name, c[0], c[1])
+			}
+			continue
+		}
 		a.Name = accountName(ma.name, taken)
 		a.Keys = append([]Key{{"name", a.Name}}, a.Keys...)
+		converted[ma.name] = a
 		res.Accounts = append(res.Accounts, a)
 	}
 	if len(res.Accounts) == 0 {
 		return nil, fmt.Errorf("%s: no accounts", path)
 	}
+	noteRelativePaths(res)
 	return res, nil
+}
+
+// mpopAliasOf returns the converted account that the mpop account name
+// only aliases: an account named "default" that inherits from accounts
+// above it and reaches the same mailbox (server, port and user) as one of
+// them. nil if name is not such an alias.
+func mpopAliasOf(name string, parents []string, a *Account, converted map[string]*Account) *Account {
+	if name != "default" {
+		return nil
+	}
+	for i := len(parents) - 1; i >= 0; i-- {
+		p := converted[parents[i]]
+		if p != nil && p.Server == a.Server && p.Port == a.Port && p.User == a.User {
+			return p
+		}
+	}
+	return nil
 }
 
 // mpopUnquote removes the double quotes around an mpop argument, with its

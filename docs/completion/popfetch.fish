@@ -4,7 +4,7 @@
 
 function __fish_popfetch_no_subcommand --description 'Test if there has been any subcommand yet'
     for i in (commandline -opc)
-        if contains -- $i fetch check daemon status auth uidl config list import completion
+        if contains -- $i fetch check daemon status auth uidl config serverinfo list import completion
             return 1
         end
     end
@@ -96,6 +96,18 @@ complete -c popfetch -n '__fish_seen_subcommand_from config' -f -l fetch-all -s 
 complete -c popfetch -n '__fish_seen_subcommand_from config' -f -l verbose -s v -d '-v: a line per message; -vv: also the protocol trace (passwords redacted)'
 complete -c popfetch -n '__fish_seen_subcommand_from config' -f -l quiet -s q -d 'print nothing unless something failed'
 complete -c popfetch -n '__fish_seen_subcommand_from config' -f -l log-format -r -d '`FORMAT` of log lines: auto, human, text (key=value) or json'
+complete -c popfetch -n '__fish_seen_subcommand_from serverinfo' -f -l help -s h -d 'show help'
+complete -r -c popfetch -n '__fish_popfetch_no_subcommand' -a 'serverinfo' -d 'show what the account\'s server says about itself: greeting, capabilities, TLS and its certificates'
+complete -c popfetch -n '__fish_seen_subcommand_from serverinfo' -f -l config -s f -r -d 'read the configuration from `FILE`'
+complete -c popfetch -n '__fish_seen_subcommand_from serverinfo' -f -l state-dir -r -d 'keep the UID store in `DIR`'
+complete -c popfetch -n '__fish_seen_subcommand_from serverinfo' -f -l lock-timeout -r -d 'wait this long for another popfetch to release the state before giving up (exit 8)'
+complete -c popfetch -n '__fish_seen_subcommand_from serverinfo' -f -l keep -s k -d 'leave all mail on the server (overrides keep = false, delete_after and delete_larger_than)'
+complete -c popfetch -n '__fish_seen_subcommand_from serverinfo' -f -l fetch-all -s a -d 'fetch every message, also those delivered before (as fetch_all = true; fetchmail\'s -a)'
+complete -c popfetch -n '__fish_seen_subcommand_from serverinfo' -f -l verbose -s v -d '-v: a line per message; -vv: also the protocol trace (passwords redacted)'
+complete -c popfetch -n '__fish_seen_subcommand_from serverinfo' -f -l quiet -s q -d 'print nothing unless something failed'
+complete -c popfetch -n '__fish_seen_subcommand_from serverinfo' -f -l log-format -r -d '`FORMAT` of log lines: auto, human, text (key=value) or json'
+complete -c popfetch -n '__fish_seen_subcommand_from serverinfo' -f -l login -d 'also log in: the capabilities after login and the message count'
+complete -c popfetch -n '__fish_seen_subcommand_from serverinfo' -f -l json -d 'print JSON for scripts (see docs/serverinfo.md)'
 complete -c popfetch -n '__fish_seen_subcommand_from list' -f -l help -s h -d 'show help'
 complete -r -c popfetch -n '__fish_popfetch_no_subcommand' -a 'list' -d 'show the messages on the server: number, UID, size, new or delivered before (when)'
 complete -c popfetch -n '__fish_seen_subcommand_from list' -f -l config -s f -r -d 'read the configuration from `FILE`'

@@ -118,3 +118,28 @@ func (w *writer) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// JSON takes encoded JSON and writes each character String would escape
+// and encoding/json leaves as it is (DEL, the C1 controls, the
+// bidirectional controls) as a \uNNNN escape: the JSON means the same,
+// and shown on a terminal it does nothing but show. encoding/json already
+// escapes the C0 controls and replaces bytes that are not UTF-8.
+func JSON(b []byte) []byte {
+	if clean(string(b), true) {
+		return b
+	}
+	out := make([]byte, 0, len(b)+16)
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r != '\n' && r != '\t' && r != '\r' && bad(r, size) {
+			if r == utf8.RuneError && size <= 1 {
+				r = rune(b[i]) // not UTF-8: cannot happen after encoding/json
+			}
+			out = fmt.Appendf(out, `\u%04x`, r)
+		} else {
+			out = append(out, b[i:i+size]...)
+		}
+		i += size
+	}
+	return out
+}

@@ -2,6 +2,7 @@ package termsafe
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -71,4 +72,23 @@ func FuzzString(f *testing.F) {
 			t.Fatalf("String(%q) changed a clean string, or kept a dirty one: %q", s, out)
 		}
 	})
+}
+
+// TestJSON: what a hostile server put in a string reaches a terminal
+// escaped, and the JSON still decodes to the same value.
+func TestJSON(t *testing.T) {
+	for _, s := range []string{"plain", "\x1b[2J\a\r", "\u009b31m", "a\u202etxt", "del\x7f", "ünïcödé ✓", "\u2066x\u2069"} {
+		enc, err := json.Marshal(map[string]string{"greeting": s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		safe := JSON(enc)
+		if !clean(string(safe), false) {
+			t.Errorf("%q: %q still holds a control", s, safe)
+		}
+		var back map[string]string
+		if err := json.Unmarshal(safe, &back); err != nil || back["greeting"] != s {
+			t.Errorf("%q: decodes to %q, %v", s, back["greeting"], err)
+		}
+	}
 }
