@@ -192,10 +192,70 @@ func (c *Config) Select(names []string) ([]Account, error) {
 			}
 		}
 		if !found {
-			return nil, &Error{Path: c.Path, Problems: []string{fmt.Sprintf("no account named %q", n)}}
+			return nil, &UnknownAccountError{Path: c.Path, Name: n, Accounts: c.Names()}
 		}
 	}
 	return out, nil
+}
+
+// Names returns the names of the accounts, in the file's order.
+func (c *Config) Names() []string {
+	names := make([]string, len(c.Accounts))
+	for i, a := range c.Accounts {
+		names[i] = a.Name
+	}
+	return names
+}
+
+// UnknownAccountError is a name, asked for on the command line, that no
+// account of the file has.
+type UnknownAccountError struct {
+	Path     string
+	Name     string   // the name asked for
+	Accounts []string // the names the file has
+}
+
+func (e *UnknownAccountError) Error() string {
+	msg := fmt.Sprintf("%s: no account named %q", e.Path, e.Name)
+	if s := Nearest(e.Name, e.Accounts); s != "" {
+		return msg + fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	if len(e.Accounts) > 0 && len(e.Accounts) <= maxListed {
+		return msg + "; the accounts are " + QuoteList(e.Accounts)
+	}
+	return msg
+}
+
+// maxListed is the most names an error lists.
+const maxListed = 10
+
+// QuoteList returns the names quoted and joined by commas and "and".
+func QuoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	if len(q) < 2 {
+		return strings.Join(q, "")
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " and " + q[len(q)-1]
+}
+
+// Nearest returns the candidate closest to s if it is close enough to be
+// what was meant: at most two edits away (a swap of two neighbouring
+// letters counts as one), and fewer than half of s; "" if none is.
+func Nearest(s string, candidates []string) string {
+	best, bestDist := "", min(2, len(s)/2)+1
+	for _, c := range candidates {
+		if len(s) > 100 || len(c) > len(s)+2 || len(s) > len(c)+2 {
+			continue // too far apart to be a typo; and bounded work
+		}
+		d := editDistance(strings.ToLower(s), strings.ToLower(c))
+		if d < bestDist || (d == bestDist && best != "" && c < best) {
+			best, bestDist = c, d
+		}
+	}
+	return best
 }
 
 // Error lists what is wrong with a configuration file.
@@ -951,31 +1011,36 @@ func unknownKeys(table map[string]any, t reflect.Type, path string) []string {
 
 // suggest returns the known key closest to k, if it is close.
 func suggest(k string, fields map[string]reflect.Type) string {
-	best, bestDist := "", 3
+	names := make([]string, 0, len(fields))
 	for name := range fields {
-		if d := editDistance(k, name); d < bestDist || (d == bestDist && name < best) {
-			best, bestDist = name, d
-		}
+		names = append(names, name)
 	}
-	return best
+	return Nearest(k, names)
 }
 
+// editDistance is the optimal string alignment distance of a and b: the
+// fewest insertions, deletions, substitutions and swaps of neighbouring
+// bytes that turn one into the other.
 func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }

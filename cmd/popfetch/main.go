@@ -236,7 +236,7 @@ func newApp(stdout, stderr io.Writer, p *proc) *cli.App {
 			if c.IsSet("daemon") {
 				return daemonFlagAction(c, p)
 			}
-			return fetchAction(c, p)
+			return notCommandOrAccount(c.App, fetchAction(c, p))
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() reports errors
 		OnUsageError:   onUsageError,
@@ -269,6 +269,7 @@ func newApp(stdout, stderr io.Writer, p *proc) *cli.App {
 			listCommand(p),
 			importCommand(),
 			completionCommand(),
+			helpCommand(),
 			manCommand(),
 		},
 	}
