@@ -556,17 +556,14 @@ func (s *session) dial(ctx context.Context, capa bool) error {
 		s.c, err = pop3.Dial(dctx, addr, opts)
 	}
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return fmt.Errorf("no whole greeting from %s within timeout (%v): %w", addr, a.Timeout, err)
-		}
-		return err
+		return dialErr(ctx, a, err)
 	}
 	if a.TLS == TLSStartTLS {
 		if err := s.c.StartTLS(dctx, tcfg); err != nil {
 			if errors.Is(err, pop3.ErrNoSTLS) {
 				return fmt.Errorf("%w; refusing to continue without TLS (tls = \"starttls\")", err)
 			}
-			return err
+			return dialErr(ctx, a, err)
 		}
 	}
 	// CAPA (again, after STLS). A server without CAPA answers -ERR: it is
@@ -582,6 +579,32 @@ func (s *session) dial(ctx context.Context, capa bool) error {
 	s.caps = caps
 	s.learnCaps()
 	return nil
+}
+
+// dialErr explains an error of connecting, the greeting or the TLS
+// handshake. Connecting, the greeting and the handshake share one
+// timeout, a deadline of the context: a timeout is said to be that one
+// when the poll's own context is not done. A server that answers a TLS
+// handshake in plain text is a port or tls setting to change.
+func dialErr(ctx context.Context, a *Account, err error) error {
+	var te *pop3.TimeoutError
+	if errors.As(err, &te) && te.After == 0 && ctx.Err() == nil {
+		te.After = a.Timeout
+	}
+	var rec tls.RecordHeaderError
+	if errors.As(err, &rec) {
+		hint := fmt.Sprintf("the server does not speak TLS on port %d", a.Port)
+		if h := rec.RecordHeader[0]; h == '+' || h == '-' {
+			hint = fmt.Sprintf("the server answered in plain text: it does not speak TLS on port %d", a.Port)
+		}
+		if a.TLS == TLSImplicit {
+			hint += ": use tls = \"starttls\" (or the server's POP3S port, usually 995)"
+		} else {
+			hint += " after STLS: check port and tls"
+		}
+		return fmt.Errorf("%w; %s", err, hint)
+	}
+	return err
 }
 
 // maxLoginDelay is the longest LOGIN-DELAY popfetch honours; RFC 2449's

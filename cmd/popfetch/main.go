@@ -554,7 +554,7 @@ func pollOne(ctx context.Context, a config.Account, e *env) int {
 		msg := err.Error()
 		var fe *fetch.Error
 		if errors.As(err, &fe) {
-			msg = fe.Kind.String() + ": " + fe.Err.Error()
+			msg = fe.Summary()
 		}
 		if st.Messages > 0 {
 			alog.Error(msg, "after", summary)

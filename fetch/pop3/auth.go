@@ -144,7 +144,7 @@ func (c *Client) Auth(ctx context.Context, mech sasl.Client) error {
 			if werr := c.send("*"); werr != nil {
 				return c.netErr("AUTH", werr)
 			}
-			if _, rerr := c.readStatus("AUTH"); rerr != nil && !isReply(rerr) {
+			if _, rerr := c.readStatus("AUTH", ""); rerr != nil && !isReply(rerr) {
 				return rerr
 			}
 			return &SASLError{Mechanism: name, Err: err}
