@@ -20,7 +20,6 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -421,24 +420,21 @@ func Parse(path, text string) (*Config, error) {
 	if _, err := toml.Decode(text, &generic); err != nil {
 		return nil, syntaxError(path, text, err)
 	}
-	if unknown := unknownKeys(generic, reflect.TypeOf(rawConfig{}), ""); len(unknown) > 0 {
-		return nil, &Error{Path: path, Problems: unknown}
-	}
+	// Every key's type is checked here, and every unknown key found,
+	// before the values are: one run reports all of a file's problems.
+	// A key of the wrong type is left unset; the checks below that it
+	// would only confuse (name is missing) are not made for it.
 	var raw rawConfig
-	if _, err := toml.Decode(text, &raw); err != nil {
-		var perr toml.ParseError
-		if errors.As(err, &perr) {
-			return nil, syntaxError(path, text, err)
-		}
-		return nil, &Error{Path: path, Problems: []string{err.Error()}}
-	}
+	dec := &decoder{}
+	dec.table(reflect.ValueOf(&raw).Elem(), generic, "")
 	cfg := &Config{Path: path}
-	var problems []string
-	cfg.Daemon, problems = buildDaemon(raw.Daemon)
+	problems := dec.problems
+	daemon, daemonProblems := buildDaemon(raw.Daemon)
+	cfg.Daemon, problems = daemon, append(problems, daemonProblems...)
 	if raw.Defaults.Name != nil {
 		problems = append(problems, "defaults.name: an account's name cannot have a default")
 	}
-	if len(raw.Account) == 0 {
+	if len(raw.Account) == 0 && !dec.bad["account"] {
 		problems = append(problems, "no [[account]] tables")
 	}
 	seen := map[string]bool{}
@@ -447,7 +443,10 @@ func Parse(path, text string) (*Config, error) {
 		if ra.Name != nil {
 			where += fmt.Sprintf(" (%q)", *ra.Name)
 		}
-		a, errs := build(merge(ra, raw.Defaults))
+		invalid := func(key string) bool {
+			return dec.bad[fmt.Sprintf("account[%d].%s", i+1, key)] || dec.bad["defaults."+key]
+		}
+		a, errs := build(merge(ra, raw.Defaults), invalid)
 		for _, e := range errs {
 			problems = append(problems, where+": "+e)
 		}
@@ -613,8 +612,8 @@ func isLoopbackURL(u string) bool {
 // build turns a raw account into an Account, with a problem for each
 // mistake in it; each part of the account is checked by a method of its
 // own.
-func build(r rawAccount) (Account, []string) {
-	b := &builder{r: r}
+func build(r rawAccount, invalid func(key string) bool) (Account, []string) {
+	b := &builder{r: r, invalid: invalid}
 	b.a = Account{
 		Name:              str(b.r.Name),
 		Server:            str(b.r.Server),
@@ -649,6 +648,7 @@ type builder struct {
 	r        rawAccount
 	a        Account
 	problems []string
+	invalid  func(key string) bool // reports a key set to a value of the wrong type
 }
 
 func (b *builder) bad(format string, args ...any) {
@@ -667,16 +667,20 @@ func str(p *string) string {
 func (b *builder) identity() {
 	switch {
 	case b.a.Name == "":
-		b.bad("name is missing")
+		if !b.invalid("name") {
+			b.bad("name is missing")
+		}
 	case !nameRE.MatchString(b.a.Name):
 		b.bad("name %q: use letters, digits and . _ @ + - only", b.a.Name)
 	}
 	if b.a.Server == "" {
-		b.bad("server is missing")
+		if !b.invalid("server") {
+			b.bad("server is missing")
+		}
 	} else if strings.ContainsAny(b.a.Server, " \t/") {
 		b.bad("server %q is not a host name or address", b.a.Server)
 	}
-	if b.a.User == "" {
+	if b.a.User == "" && !b.invalid("user") {
 		b.bad("user is missing")
 	}
 }
@@ -805,7 +809,7 @@ func (b *builder) secrets() {
 	if b.a.Auth == AuthExternal && b.a.ClientCert == "" {
 		b.bad("auth = \"external\" needs client_cert and client_key")
 	}
-	if b.a.TLS == TLSNone && !b.a.AllowInsecureAuth {
+	if b.a.TLS == TLSNone && !b.a.AllowInsecureAuth && !b.invalid("allow_insecure_auth") {
 		b.bad("tls = \"none\" would send the password unencrypted: use tls = \"implicit\" or \"starttls\", or set allow_insecure_auth = true")
 	}
 
@@ -849,7 +853,7 @@ func (b *builder) target() {
 		key string
 		set bool
 	}{{"maildir", b.r.Maildir != nil}, {"mda", b.r.MDA != nil}, {"mbox", b.r.Mbox != nil}, {"lmtp", b.r.LMTP != nil}} {
-		if t.set {
+		if t.set || b.invalid(t.key) { // a value of the wrong type is a target set, all the same
 			targets = append(targets, t.key)
 		}
 	}
@@ -873,6 +877,7 @@ func (b *builder) target() {
 		if err := checkLMTPAddr(b.a.LMTP); err != nil {
 			b.bad("lmtp %q: %v", *b.r.LMTP, err)
 		}
+	case b.invalid("maildir") || b.invalid("mda") || b.invalid("mbox") || b.invalid("lmtp"):
 	default:
 		b.bad("no delivery target: set maildir, mbox, mda or lmtp")
 	}
@@ -960,50 +965,6 @@ func expandCommand(c Command) []string {
 	for i, w := range out {
 		if w == "~" || strings.HasPrefix(w, "~/") {
 			out[i] = ExpandPath(w)
-		}
-	}
-	return out
-}
-
-// unknownKeys walks a decoded TOML table alongside the struct type t that
-// should receive it and returns a message for every key t has no field for.
-func unknownKeys(table map[string]any, t reflect.Type, path string) []string {
-	fields := map[string]reflect.Type{}
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
-		fields[name] = f.Type
-	}
-	keys := make([]string, 0, len(table))
-	for k := range table {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var out []string
-	for _, k := range keys {
-		ft, ok := fields[k]
-		if !ok {
-			msg := fmt.Sprintf("%s%s: unknown key", path, k)
-			if s := suggest(k, fields); s != "" {
-				msg += fmt.Sprintf(" (did you mean %q?)", s)
-			}
-			out = append(out, msg)
-			continue
-		}
-		for ft.Kind() == reflect.Pointer {
-			ft = ft.Elem()
-		}
-		switch v := table[k].(type) {
-		case map[string]any:
-			if ft.Kind() == reflect.Struct {
-				out = append(out, unknownKeys(v, ft, path+k+".")...)
-			}
-		case []map[string]any:
-			if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
-				for i, sub := range v {
-					out = append(out, unknownKeys(sub, ft.Elem(), fmt.Sprintf("%s%s[%d].", path, k, i+1))...)
-				}
-			}
 		}
 	}
 	return out

@@ -192,3 +192,48 @@ func TestRefusedCertificateSaysHowToTrustIt(t *testing.T) {
 		t.Errorf("a pin the server does not match: exit %d, want %d and how to re-pin:\n%s", code, exitSocket, stderr)
 	}
 }
+
+// TestConfigProblemsAllAtOnce: the built binary reports every problem of
+// a file in one run, types and unknown keys and failed checks alike, and
+// control characters the file holds reach the terminal escaped.
+func TestConfigProblemsAllAtOnce(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 0, "")
+	f.writeConfig(pop3testAccount("test", f.srv.Addr(), f.maildir, `keep = "yes"
+add_received = "no"
+fetch_limit = -1
+timeout = "soon"
+"kep\u001b[2J" = true
+mda = ["procmail", 3]
+`)+`
+[[account]]
+name = 2
+server = "127.0.0.1"
+user = "alice"
+password = "wonderland"
+maildir = "/tmp/Mail"
+fetch_all = "\u001b]52;c;x\u0007"
+`, 0o600)
+	for _, args := range [][]string{nil, {"config", "check"}} {
+		code, _, stderr := f.runBin(args...)
+		if code != exitConfig {
+			t.Errorf("popfetch %v: exit %d, want %d:\n%s", args, code, exitConfig, stderr)
+		}
+		for _, want := range []string{
+			`account[1].keep: expected true or false, found "yes"`,
+			`account[1].add_received: expected true or false, found "no"`,
+			`account[1].timeout: bad duration "soon"`,
+			`account[1].kep\x1b[2J: unknown key`,
+			`account[1] ("test"): set one delivery target, not maildir and mda`,
+			`account[1].mda: command element 2: expected a string, found 3`,
+			`fetch_limit -1 is negative`,
+			`account[2].fetch_all: expected true or false, found "\x1b]52;c;x\a"`,
+		} {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("popfetch %v does not say %q:\n%s", args, want, stderr)
+			}
+		}
+		if found := controlsIn(stderr); len(found) > 0 {
+			t.Errorf("raw %s reached the terminal:\n%s", strings.Join(found, " "), stderr)
+		}
+	}
+}
