@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/fetch/plural"
 	"github.com/popfetch/popfetch/fetch/pop3"
 	"github.com/popfetch/popfetch/uidstore"
 )
@@ -781,7 +782,7 @@ func (s *session) list(ctx context.Context) ([]message, bool, error) {
 func (s *session) listerDone() error {
 	s.warnEscaped()
 	if n := s.lister.deferred; n > 0 {
-		s.log.Warn(fmt.Sprintf("the listing's UIDs run past %d MiB: %d messages wait for the next poll", maxKeptUIDBytes>>20, n))
+		s.log.Warn(fmt.Sprintf("the listing's UIDs run past %d MiB: %s for the next poll", maxKeptUIDBytes>>20, plural.Count(n, "message waits", "messages wait")))
 	}
 	return s.store.Rename(s.acct.Key(), s.lister.rekey)
 }
@@ -791,7 +792,7 @@ func (s *session) listerDone() error {
 func (s *session) warnEscaped() {
 	n, example := s.lister.escaped, s.lister.example
 	if n > 0 && s.memo.firstTime("escaped-uids") {
-		s.log.Warn(fmt.Sprintf("the server's UIDs of %d messages hold characters RFC 1939 does not allow (spaces, controls, non-ASCII); popfetch keeps them escaped, as in %q", n, example))
+		s.log.Warn(fmt.Sprintf("the server's UIDs of %s hold characters RFC 1939 does not allow (spaces, controls, non-ASCII); popfetch keeps them escaped, as in %q", plural.Count(n, "message", "messages"), example))
 	}
 }
 

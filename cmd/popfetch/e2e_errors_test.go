@@ -237,3 +237,44 @@ fetch_all = "\u001b]52;c;x\u0007"
 		}
 	}
 }
+
+// TestHelpAndUnknownNames: help [COMMAND] works; a word that is neither
+// a command nor an account says so and suggests the nearest of both; a
+// mistyped account under a command suggests the nearest account; list
+// needs no name when there is one account. All through the binary.
+func TestHelpAndUnknownNames(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 1, "")
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stdout string // must appear in standard output
+		stderr string // must appear in standard error
+	}{
+		{[]string{"help"}, exitMail, "COMMANDS:", ""},
+		{[]string{"help", "fetch"}, exitMail, "popfetch fetch - poll the named accounts", ""},
+		{[]string{"help", "list"}, exitMail, "popfetch list [command options] [ACCOUNT]", ""},
+		{[]string{"help", "fecth"}, exitConfig, "", `no command named "fecth" (did you mean "fetch"?)`},
+		{[]string{"help", "fetch", "check"}, exitConfig, "", "usage: popfetch help [COMMAND]"},
+		{[]string{"fecth"}, exitConfig, "", `"fecth" is neither a command nor an account of ` + f.config + `; did you mean the command "fetch"?`},
+		{[]string{"tset"}, exitConfig, "", `"tset" is neither a command nor an account of ` + f.config + `; did you mean the account "test"?`},
+		{[]string{"xyzzy"}, exitConfig, "", `the commands are fetch, check,`},
+		{[]string{"check", "tset"}, exitConfig, "", `no account named "tset" (did you mean "test"?)`},
+		{[]string{"check"}, exitMail, "test: 1 message, 1 new", ""},
+		{[]string{"list"}, exitMail, "u1", "1 message, 1 new"},
+		{[]string{"fetch"}, exitMail, "", "test: 1 message on the server, 1 new, 1 delivered"},
+		{[]string{"uidl", "forget", "test", "u1"}, exitMail, "", "forgot 1 UID; its message is fetched again"},
+		{[]string{"uidl", "import", "test", "u1"}, exitMail, "", "recorded 1 UID (0 of them recorded already)"},
+	} {
+		code, stdout, stderr := f.runBin(tc.args...)
+		if code != tc.code || !strings.Contains(stdout, tc.stdout) || !strings.Contains(stderr, tc.stderr) {
+			t.Errorf("popfetch %s: exit %d, want %d; stdout should hold %q, stderr %q:\n%s%s",
+				strings.Join(tc.args, " "), code, tc.code, tc.stdout, tc.stderr, stdout, stderr)
+		}
+	}
+
+	f.writeConfig(readFile(t, f.config)+pop3testAccount("other", f.srv.Addr(), f.maildir, ""), 0o600)
+	code, _, stderr := f.runBin("list")
+	if want := `list needs an account's name; the accounts are "test" and "other"`; code != exitConfig || !strings.Contains(stderr, want) {
+		t.Errorf("list with two accounts: exit %d, want %d and %q:\n%s", code, exitConfig, want, stderr)
+	}
+}

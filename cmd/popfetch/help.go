@@ -19,7 +19,7 @@ func helpCommand() *cli.Command {
 		HideHelpCommand: true,
 		Usage:           "show the help of popfetch, or of COMMAND",
 		ArgsUsage:       "[COMMAND]",
-		Flags:           globalFlags(), // accepted, as by every command: popfetch -f FILE help
+		Flags:           hidden(globalFlags()), // accepted, as by every command (popfetch -f FILE help), and not shown
 		BashComplete: func(c *cli.Context) {
 			if c.NArg() == 0 {
 				for _, name := range commandNames(c.App) {
@@ -84,4 +84,19 @@ func notCommandOrAccount(app *cli.App, err error) error {
 		}
 	}
 	return usageError{msg}
+}
+
+// hidden hides flags from the help, the manual page and completion.
+func hidden(flags []cli.Flag) []cli.Flag {
+	for _, f := range flags {
+		switch f := f.(type) {
+		case *cli.StringFlag:
+			f.Hidden = true
+		case *cli.BoolFlag:
+			f.Hidden = true
+		case *cli.DurationFlag:
+			f.Hidden = true
+		}
+	}
+	return flags
 }

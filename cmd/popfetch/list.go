@@ -9,6 +9,7 @@ import (
 
 	"github.com/popfetch/popfetch/config"
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/plural"
 	"github.com/popfetch/popfetch/fetch/termsafe"
 )
 
@@ -82,7 +83,7 @@ func listAction(c *cli.Context, p *proc) error {
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
-	fmt.Fprintf(c.App.ErrWriter, "%d messages, %d new\n", len(msgs), newCount)
+	fmt.Fprintf(c.App.ErrWriter, "%s, %d new\n", plural.Count(len(msgs), "message", "messages"), newCount)
 	if newCount > 0 {
 		return nil
 	}
