@@ -263,7 +263,7 @@ func TestHelpAndUnknownNames(t *testing.T) {
 		{[]string{"list"}, exitMail, "u1", "1 message, 1 new"},
 		{[]string{"fetch"}, exitMail, "", "test: 1 message on the server, 1 new, 1 delivered"},
 		{[]string{"uidl", "forget", "test", "u1"}, exitMail, "", "forgot 1 UID; its message is fetched again"},
-		{[]string{"uidl", "import", "test", "u1"}, exitMail, "", "recorded 1 UID (0 of them recorded already)"},
+		{[]string{"uidl", "import", "test", "u1"}, exitMail, "", "recorded 1 UID (0 of them were recorded already)"},
 	} {
 		code, stdout, stderr := f.runBin(tc.args...)
 		if code != tc.code || !strings.Contains(stdout, tc.stdout) || !strings.Contains(stderr, tc.stderr) {

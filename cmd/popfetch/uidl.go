@@ -127,7 +127,7 @@ func uidlImport(c *cli.Context, store *uidstore.Store, key uidstore.Key, name st
 			had++
 		}
 	}
-	fmt.Fprintf(c.App.ErrWriter, "popfetch: %s: recorded %s (%d of them recorded already)\n", name, plural.Count(len(uids), "UID", "UIDs"), had)
+	fmt.Fprintf(c.App.ErrWriter, "popfetch: %s: recorded %s (%d of them were recorded already)\n", name, plural.Count(len(uids), "UID", "UIDs"), had)
 	return nil
 }
 

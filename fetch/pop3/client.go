@@ -753,10 +753,7 @@ func (c *Client) cmd(ctx context.Context, verb, arg string) (string, error) {
 	}
 	c.tracef("C: %s", redact(verb, arg))
 	if err := c.send(line); err != nil {
-		if isTimeout(err) {
-			err = c.timeoutErr("sending "+verb, err)
-		}
-		return "", c.netErr(verb, err)
+		return "", c.sendErr(verb, err)
 	}
 	return c.readStatus(verb, arg)
 }
@@ -823,6 +820,14 @@ func (c *Client) netErr(op string, err error) error {
 		return fmt.Errorf("pop3: %s: server closed the connection: %w", op, err)
 	}
 	return fmt.Errorf("pop3: %s: %w", op, err)
+}
+
+// sendErr is netErr for a failure to send op: a timeout says so.
+func (c *Client) sendErr(op string, err error) error {
+	if isTimeout(err) {
+		err = c.timeoutErr("sending "+op, err)
+	}
+	return c.netErr(op, err)
 }
 
 // timeoutErr returns err, a timeout, as a *TimeoutError saying what the

@@ -157,7 +157,7 @@ func (p *Pipeline) flushLocked() error {
 		return err
 	}
 	if err := p.c.w.Flush(); err != nil {
-		return p.fail(p.c.netErr("pipeline", err))
+		return p.fail(p.c.sendErr("pipelined commands", err))
 	}
 	return nil
 }
@@ -503,7 +503,7 @@ func (c *Client) batch(ctx context.Context, reqs []request, pipelined bool) ([]e
 	flush := func(verb string) error {
 		if err := c.w.Flush(); err != nil {
 			c.broken = err
-			return c.netErr(verb, err)
+			return c.sendErr(verb, err)
 		}
 		return nil
 	}
