@@ -20,7 +20,6 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -196,10 +195,70 @@ func (c *Config) Select(names []string) ([]Account, error) {
 			}
 		}
 		if !found {
-			return nil, &Error{Path: c.Path, Problems: []string{fmt.Sprintf("no account named %q", n)}}
+			return nil, &UnknownAccountError{Path: c.Path, Name: n, Accounts: c.Names()}
 		}
 	}
 	return out, nil
+}
+
+// Names returns the names of the accounts, in the file's order.
+func (c *Config) Names() []string {
+	names := make([]string, len(c.Accounts))
+	for i, a := range c.Accounts {
+		names[i] = a.Name
+	}
+	return names
+}
+
+// UnknownAccountError is a name, asked for on the command line, that no
+// account of the file has.
+type UnknownAccountError struct {
+	Path     string
+	Name     string   // the name asked for
+	Accounts []string // the names the file has
+}
+
+func (e *UnknownAccountError) Error() string {
+	msg := fmt.Sprintf("%s: no account named %q", e.Path, e.Name)
+	if s := Nearest(e.Name, e.Accounts); s != "" {
+		return msg + fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	if len(e.Accounts) > 0 && len(e.Accounts) <= maxListed {
+		return msg + "; the accounts are " + QuoteList(e.Accounts)
+	}
+	return msg
+}
+
+// maxListed is the most names an error lists.
+const maxListed = 10
+
+// QuoteList returns the names quoted and joined by commas and "and".
+func QuoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	if len(q) < 2 {
+		return strings.Join(q, "")
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " and " + q[len(q)-1]
+}
+
+// Nearest returns the candidate closest to s if it is close enough to be
+// what was meant: at most two edits away (a swap of two neighbouring
+// letters counts as one), and fewer than half of s; "" if none is.
+func Nearest(s string, candidates []string) string {
+	best, bestDist := "", min(2, len(s)/2)+1
+	for _, c := range candidates {
+		if len(s) > 100 || len(c) > len(s)+2 || len(s) > len(c)+2 {
+			continue // too far apart to be a typo; and bounded work
+		}
+		d := editDistance(strings.ToLower(s), strings.ToLower(c))
+		if d < bestDist || (d == bestDist && best != "" && c < best) {
+			best, bestDist = c, d
+		}
+	}
+	return best
 }
 
 // Error lists what is wrong with a configuration file.
@@ -370,24 +429,21 @@ func Parse(path, text string) (*Config, error) {
 	if _, err := toml.Decode(text, &generic); err != nil {
 		return nil, syntaxError(path, text, err)
 	}
-	if unknown := unknownKeys(generic, reflect.TypeOf(rawConfig{}), ""); len(unknown) > 0 {
-		return nil, &Error{Path: path, Problems: unknown}
-	}
+	// Every key's type is checked here, and every unknown key found,
+	// before the values are: one run reports all of a file's problems.
+	// A key of the wrong type is left unset; the checks below that it
+	// would only confuse (name is missing) are not made for it.
 	var raw rawConfig
-	if _, err := toml.Decode(text, &raw); err != nil {
-		var perr toml.ParseError
-		if errors.As(err, &perr) {
-			return nil, syntaxError(path, text, err)
-		}
-		return nil, &Error{Path: path, Problems: []string{err.Error()}}
-	}
+	dec := &decoder{}
+	dec.table(reflect.ValueOf(&raw).Elem(), generic, "")
 	cfg := &Config{Path: path, Dir: configDir(path)}
-	var problems []string
-	cfg.Daemon, problems = buildDaemon(raw.Daemon)
+	problems := dec.problems
+	daemon, daemonProblems := buildDaemon(raw.Daemon)
+	cfg.Daemon, problems = daemon, append(problems, daemonProblems...)
 	if raw.Defaults.Name != nil {
 		problems = append(problems, "defaults.name: an account's name cannot have a default")
 	}
-	if len(raw.Account) == 0 {
+	if len(raw.Account) == 0 && !dec.bad["account"] {
 		problems = append(problems, "no [[account]] tables")
 	}
 	seen := map[string]bool{}
@@ -396,7 +452,10 @@ func Parse(path, text string) (*Config, error) {
 		if ra.Name != nil {
 			where += fmt.Sprintf(" (%q)", *ra.Name)
 		}
-		a, errs := build(merge(ra, raw.Defaults), cfg.Dir)
+		invalid := func(key string) bool {
+			return dec.bad[fmt.Sprintf("account[%d].%s", i+1, key)] || dec.bad["defaults."+key]
+		}
+		a, errs := build(merge(ra, raw.Defaults), cfg.Dir, invalid)
 		for _, e := range errs {
 			problems = append(problems, where+": "+e)
 		}
@@ -562,8 +621,8 @@ func isLoopbackURL(u string) bool {
 // build turns a raw account into an Account, with a problem for each
 // mistake in it; each part of the account is checked by a method of its
 // own.
-func build(r rawAccount, dir string) (Account, []string) {
-	b := &builder{r: r, dir: dir}
+func build(r rawAccount, dir string, invalid func(key string) bool) (Account, []string) {
+	b := &builder{r: r, dir: dir, invalid: invalid}
 	b.a = Account{
 		Name:              str(b.r.Name),
 		Server:            str(b.r.Server),
@@ -599,6 +658,7 @@ type builder struct {
 	dir      string // relative paths are resolved against it
 	a        Account
 	problems []string
+	invalid  func(key string) bool // reports a key set to a value of the wrong type
 }
 
 // configDir is the absolute directory of the configuration file at path,
@@ -654,16 +714,20 @@ func str(p *string) string {
 func (b *builder) identity() {
 	switch {
 	case b.a.Name == "":
-		b.bad("name is missing")
+		if !b.invalid("name") {
+			b.bad("name is missing")
+		}
 	case !nameRE.MatchString(b.a.Name):
 		b.bad("name %q: use letters, digits and . _ @ + - only", b.a.Name)
 	}
 	if b.a.Server == "" {
-		b.bad("server is missing")
+		if !b.invalid("server") {
+			b.bad("server is missing")
+		}
 	} else if strings.ContainsAny(b.a.Server, " \t/") {
 		b.bad("server %q is not a host name or address", b.a.Server)
 	}
-	if b.a.User == "" {
+	if b.a.User == "" && !b.invalid("user") {
 		b.bad("user is missing")
 	}
 }
@@ -793,7 +857,7 @@ func (b *builder) secrets() {
 	if b.a.Auth == AuthExternal && b.a.ClientCert == "" {
 		b.bad("auth = \"external\" needs client_cert and client_key")
 	}
-	if b.a.TLS == TLSNone && !b.a.AllowInsecureAuth {
+	if b.a.TLS == TLSNone && !b.a.AllowInsecureAuth && !b.invalid("allow_insecure_auth") {
 		b.bad("tls = \"none\" would send the password unencrypted: use tls = \"implicit\" or \"starttls\", or set allow_insecure_auth = true")
 	}
 
@@ -837,7 +901,7 @@ func (b *builder) target() {
 		key string
 		set bool
 	}{{"maildir", b.r.Maildir != nil}, {"mda", b.r.MDA != nil}, {"mbox", b.r.Mbox != nil}, {"lmtp", b.r.LMTP != nil}} {
-		if t.set {
+		if t.set || b.invalid(t.key) { // a value of the wrong type is a target set, all the same
 			targets = append(targets, t.key)
 		}
 	}
@@ -861,6 +925,7 @@ func (b *builder) target() {
 		if err := checkLMTPAddr(b.a.LMTP); err != nil {
 			b.bad("lmtp %q: %v", *b.r.LMTP, err)
 		}
+	case b.invalid("maildir") || b.invalid("mda") || b.invalid("mbox") || b.invalid("lmtp"):
 	default:
 		b.bad("no delivery target: set maildir, mbox, mda or lmtp")
 	}
@@ -953,77 +1018,38 @@ func expandCommand(c Command) []string {
 	return out
 }
 
-// unknownKeys walks a decoded TOML table alongside the struct type t that
-// should receive it and returns a message for every key t has no field for.
-func unknownKeys(table map[string]any, t reflect.Type, path string) []string {
-	fields := map[string]reflect.Type{}
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
-		fields[name] = f.Type
-	}
-	keys := make([]string, 0, len(table))
-	for k := range table {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var out []string
-	for _, k := range keys {
-		ft, ok := fields[k]
-		if !ok {
-			msg := fmt.Sprintf("%s%s: unknown key", path, k)
-			if s := suggest(k, fields); s != "" {
-				msg += fmt.Sprintf(" (did you mean %q?)", s)
-			}
-			out = append(out, msg)
-			continue
-		}
-		for ft.Kind() == reflect.Pointer {
-			ft = ft.Elem()
-		}
-		switch v := table[k].(type) {
-		case map[string]any:
-			if ft.Kind() == reflect.Struct {
-				out = append(out, unknownKeys(v, ft, path+k+".")...)
-			}
-		case []map[string]any:
-			if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
-				for i, sub := range v {
-					out = append(out, unknownKeys(sub, ft.Elem(), fmt.Sprintf("%s%s[%d].", path, k, i+1))...)
-				}
-			}
-		}
-	}
-	return out
-}
-
 // suggest returns the known key closest to k, if it is close.
 func suggest(k string, fields map[string]reflect.Type) string {
-	best, bestDist := "", 3
+	names := make([]string, 0, len(fields))
 	for name := range fields {
-		if d := editDistance(k, name); d < bestDist || (d == bestDist && name < best) {
-			best, bestDist = name, d
-		}
+		names = append(names, name)
 	}
-	return best
+	return Nearest(k, names)
 }
 
+// editDistance is the optimal string alignment distance of a and b: the
+// fewest insertions, deletions, substitutions and swaps of neighbouring
+// bytes that turn one into the other.
 func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }

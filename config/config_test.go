@@ -608,3 +608,82 @@ func TestModesAreFetchs(t *testing.T) {
 		t.Error("an unknown auth mode was accepted")
 	}
 }
+
+// TestAllProblemsAtOnce: a file with keys of the wrong type, unknown keys
+// and values that fail the checks is reported in one run, every problem
+// with its key's path (account[N].key, as unknown keys are named) and,
+// for a type, what was wanted and what was found; never a password's
+// value; and a key of the wrong type does not also count as missing.
+func TestAllProblemsAtOnce(t *testing.T) {
+	text := `[defaults]
+interval = true
+
+[[account]]
+name = "work"
+server = "pop.example.com"
+user = "me"
+password = 1234567
+keep = "yes"
+port = "995"
+kep = true
+maildir = "/tmp/x"
+size_limit = [1]
+fetch_limit = -1
+
+[[account]]
+name = 7
+server = "pop2.example.com"
+user = "me"
+password = "x"
+mda = ["procmail", 3]
+tls = "none"
+allow_insecure_auth = "yes"
+lmtp_recipients = "a@b"
+`
+	_, err := Parse("c.toml", text)
+	var cerr *Error
+	if !errors.As(err, &cerr) {
+		t.Fatalf("got %v, want an *Error", err)
+	}
+	want := []string{
+		`account[1].keep: expected true or false, found "yes"`,
+		`account[1].kep: unknown key (did you mean "keep"?)`,
+		`account[1].password: expected a string, found a number`,
+		`account[1].port: expected an integer, found "995"`,
+		`account[1].size_limit: expected a size, an integer or a string like "50MiB"; found a list`,
+		`account[2].allow_insecure_auth: expected true or false, found "yes"`,
+		`account[2].lmtp_recipients: expected a list of strings, found "a@b"`,
+		`account[2].mda: command element 2: expected a string, found 3`,
+		`account[2].name: expected a string, found 7`,
+		`defaults.interval: expected a duration, a string like "5m" or a number of seconds; found true`,
+		`account[1] ("work"): fetch_limit -1 is negative`,
+	}
+	if !reflect.DeepEqual(cerr.Problems, want) {
+		t.Errorf("problems:\n  %s\nwant:\n  %s", strings.Join(cerr.Problems, "\n  "), strings.Join(want, "\n  "))
+	}
+	if strings.Contains(err.Error(), "1234567") {
+		t.Errorf("the error shows the password: %v", err)
+	}
+}
+
+// TestNearest: a typo is at most two edits away, a swap of neighbouring
+// letters is one, and a short word is not matched to anything at all.
+func TestNearest(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		in   []string
+		want string
+	}{
+		{"fecth", []string{"fetch", "check"}, "fetch"},
+		{"chek", []string{"fetch", "check"}, "check"},
+		{"wrok", []string{"work", "home"}, "work"},
+		{"Work", []string{"work"}, "work"},
+		{"xyzzy", []string{"fetch", "check"}, ""},
+		{"ab", []string{"cd"}, ""},
+		{strings.Repeat("a", 1000), []string{strings.Repeat("a", 999)}, ""},
+	} {
+		if got := Nearest(tc.s, tc.in); got != tc.want {
+			t.Errorf("Nearest(%.10q, %q) = %q, want %q", tc.s, tc.in, got, tc.want)
+		}
+	}
+}

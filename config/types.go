@@ -29,7 +29,7 @@ func (s *Size) UnmarshalTOML(v any) error {
 		*s = Size(n)
 		return err
 	}
-	return fmt.Errorf("size must be an integer or a string like \"50MiB\", not %T", v)
+	return fmt.Errorf("expected a size, an integer or a string like \"50MiB\"; found %s", describe(v, ""))
 }
 
 // ParseSize parses a size such as "50MiB" (see Size).
@@ -96,7 +96,7 @@ func (d *Duration) UnmarshalTOML(v any) error {
 		*d = Duration(x)
 		return err
 	}
-	return fmt.Errorf("duration must be a string like \"5m\" or a number of seconds, not %T", v)
+	return fmt.Errorf("expected a duration, a string like \"5m\" or a number of seconds; found %s", describe(v, ""))
 }
 
 // Command is a program and its arguments. In TOML it is an array of
@@ -120,13 +120,13 @@ func (c *Command) UnmarshalTOML(v any) error {
 		for i, w := range v {
 			s, ok := w.(string)
 			if !ok {
-				return fmt.Errorf("command element %d is %T, want a string", i+1, w)
+				return fmt.Errorf("command element %d: expected a string, found %s", i+1, describe(w, ""))
 			}
 			out[i] = s
 		}
 		*c = out
 	default:
-		return fmt.Errorf("command must be a string or an array of strings, not %T", v)
+		return fmt.Errorf("expected a command, a string or a list of strings; found %s", describe(v, ""))
 	}
 	if len(*c) == 0 || (*c)[0] == "" {
 		return errors.New("command is empty")

@@ -53,6 +53,17 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Summary says what went wrong without the account's name: the kind and
+// the error, or only the error when it says itself what happened (a
+// timeout names the server, what was being done and the timeout).
+func (e *Error) Summary() string {
+	var te *pop3.TimeoutError
+	if errors.As(e.Err, &te) {
+		return e.Err.Error()
+	}
+	return e.Kind.String() + ": " + e.Err.Error()
+}
+
 // Temporary reports whether polling again later may succeed without the
 // user changing anything.
 func (e *Error) Temporary() bool {

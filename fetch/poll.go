@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/popfetch/popfetch/deliver"
+	"github.com/popfetch/popfetch/fetch/plural"
 	"github.com/popfetch/popfetch/fetch/pop3"
 	"github.com/popfetch/popfetch/uidstore"
 )
@@ -556,17 +557,14 @@ func (s *session) dial(ctx context.Context, capa bool) error {
 		s.c, err = pop3.Dial(dctx, addr, opts)
 	}
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return fmt.Errorf("no whole greeting from %s within timeout (%v): %w", addr, a.Timeout, err)
-		}
-		return err
+		return dialErr(ctx, a, err)
 	}
 	if a.TLS == TLSStartTLS {
 		if err := s.c.StartTLS(dctx, tcfg); err != nil {
 			if errors.Is(err, pop3.ErrNoSTLS) {
 				return fmt.Errorf("%w; refusing to continue without TLS (tls = \"starttls\")", err)
 			}
-			return err
+			return dialErr(ctx, a, err)
 		}
 	}
 	// CAPA (again, after STLS). A server without CAPA answers -ERR: it is
@@ -582,6 +580,32 @@ func (s *session) dial(ctx context.Context, capa bool) error {
 	s.caps = caps
 	s.learnCaps()
 	return nil
+}
+
+// dialErr explains an error of connecting, the greeting or the TLS
+// handshake. Connecting, the greeting and the handshake share one
+// timeout, a deadline of the context: a timeout is said to be that one
+// when the poll's own context is not done. A server that answers a TLS
+// handshake in plain text is a port or tls setting to change.
+func dialErr(ctx context.Context, a *Account, err error) error {
+	var te *pop3.TimeoutError
+	if errors.As(err, &te) && te.After == 0 && ctx.Err() == nil {
+		te.After = a.Timeout
+	}
+	var rec tls.RecordHeaderError
+	if errors.As(err, &rec) {
+		hint := fmt.Sprintf("the server does not speak TLS on port %d", a.Port)
+		if h := rec.RecordHeader[0]; h == '+' || h == '-' {
+			hint = fmt.Sprintf("the server answered in plain text: it does not speak TLS on port %d", a.Port)
+		}
+		if a.TLS == TLSImplicit {
+			hint += ": use tls = \"starttls\" (or the server's POP3S port, usually 995)"
+		} else {
+			hint += " after STLS: check port and tls"
+		}
+		return fmt.Errorf("%w; %s", err, hint)
+	}
+	return err
 }
 
 // maxLoginDelay is the longest LOGIN-DELAY popfetch honours; RFC 2449's
@@ -758,7 +782,7 @@ func (s *session) list(ctx context.Context) ([]message, bool, error) {
 func (s *session) listerDone() error {
 	s.warnEscaped()
 	if n := s.lister.deferred; n > 0 {
-		s.log.Warn(fmt.Sprintf("the listing's UIDs run past %d MiB: %d messages wait for the next poll", maxKeptUIDBytes>>20, n))
+		s.log.Warn(fmt.Sprintf("the listing's UIDs run past %d MiB: %s for the next poll", maxKeptUIDBytes>>20, plural.Count(n, "message waits", "messages wait")))
 	}
 	return s.store.Rename(s.acct.Key(), s.lister.rekey)
 }
@@ -768,7 +792,7 @@ func (s *session) listerDone() error {
 func (s *session) warnEscaped() {
 	n, example := s.lister.escaped, s.lister.example
 	if n > 0 && s.memo.firstTime("escaped-uids") {
-		s.log.Warn(fmt.Sprintf("the server's UIDs of %d messages hold characters RFC 1939 does not allow (spaces, controls, non-ASCII); popfetch keeps them escaped, as in %q", n, example))
+		s.log.Warn(fmt.Sprintf("the server's UIDs of %s hold characters RFC 1939 does not allow (spaces, controls, non-ASCII); popfetch keeps them escaped, as in %q", plural.Count(n, "message", "messages"), example))
 	}
 }
 

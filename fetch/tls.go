@@ -65,6 +65,7 @@ type CertificateError struct {
 	Expected  string            // e.g. `a certificate for "pop.example.com" from a trusted CA`
 	Presented *x509.Certificate // the server's certificate
 	Err       error             // the verification error, if any
+	Pinned    bool              // the certificate was refused for not being the one tls_fingerprint names
 }
 
 func (e *CertificateError) Error() string {
@@ -85,8 +86,34 @@ func (e *CertificateError) Error() string {
 		fmt.Fprintf(&b, "; the server presented one for %s, issued by %q, valid %s to %s, SHA-256 %s",
 			strings.Join(names, ", "), c.Issuer.String(), c.NotBefore.UTC().Format(time.DateOnly),
 			c.NotAfter.UTC().Format(time.DateOnly), Fingerprint(c))
+		b.WriteString(e.hint(names))
 	}
 	return b.String()
+}
+
+// hint says how to trust the presented certificate, if it is the
+// server's: by its CA (ca_file), its name (tls_server_name) or its
+// fingerprint (tls_fingerprint, in the form that key takes); and to
+// check that fingerprint by other means first, since a certificate an
+// attacker presents is shown the same way.
+func (e *CertificateError) hint(names []string) string {
+	pin := fmt.Sprintf("tls_fingerprint = %q", Fingerprint(e.Presented))
+	const check = ". Check that SHA-256 out of band first (ask the provider, or look on a network you trust): an attacker's certificate would be shown here the same way"
+	var (
+		hostErr x509.HostnameError
+		caErr   x509.UnknownAuthorityError
+	)
+	switch {
+	case e.Pinned:
+		return ". If the server's certificate was changed (renewed), pin the new one with " + pin + check
+	case errors.As(e.Err, &hostErr) && len(names) > 0 && names[0] != "":
+		return fmt.Sprintf(". If this is the server's certificate under another name, set tls_server_name = %q, or pin it with %s", names[0], pin) + check
+	case errors.As(e.Err, &caErr):
+		return ". If this is the server's certificate, trust the CA that issued it with ca_file = \"<its PEM file>\", or pin the certificate with " + pin + check
+	case e.Err != nil:
+		return ". If this is the server's certificate, pin it with " + pin + check
+	}
+	return ""
 }
 
 func (e *CertificateError) Unwrap() error { return e.Err }
@@ -165,7 +192,7 @@ func newTLSConfig(server string, o TLSOptions, resume bool) (*tls.Config, error)
 			sum := sha256.Sum256(leaf.Raw)
 			if subtle.ConstantTimeCompare(sum[:], pin) != 1 {
 				return &CertificateError{Expected: "the certificate with SHA-256 " + hex.EncodeToString(pin) + " (tls_fingerprint)",
-					Presented: leaf}
+					Presented: leaf, Pinned: true}
 			}
 			return nil
 		}

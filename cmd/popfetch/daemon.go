@@ -21,6 +21,7 @@ import (
 	"github.com/popfetch/popfetch/cmd/internal/sdnotify"
 	"github.com/popfetch/popfetch/config"
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/plural"
 	"github.com/popfetch/popfetch/fetch/schedule"
 	"github.com/popfetch/popfetch/fetch/termsafe"
 	"github.com/popfetch/popfetch/uidstore"
@@ -159,7 +160,7 @@ func runDaemon(c *cli.Context, p *proc, interval time.Duration) error {
 	polls, perServer := d.sched.Limits()
 	log.Info("daemon started", "accounts", len(jobs), "pid", os.Getpid(), "state_dir", o.stateDir,
 		"max_concurrent_polls", polls, "max_sessions_per_server", perServer)
-	d.notify(sdnotify.Ready, sdnotify.Status(fmt.Sprintf("polling %d accounts", len(jobs))))
+	d.notify(sdnotify.Ready, sdnotify.Status("polling "+plural.Count(len(jobs), "account", "accounts")))
 	runErr := d.sched.Run(c.Context, p.stop)
 	d.notify(sdnotify.Stopping, sdnotify.Status("stopping"))
 	stopHelpers()
@@ -318,7 +319,7 @@ func (d *daemon) reload() {
 	d.sched.Update(jobs)
 	d.log.Info("SIGHUP: configuration reloaded", "accounts", len(jobs),
 		"added", strings.Join(added, ","), "removed", strings.Join(removed, ","))
-	d.notify(sdnotify.Ready, sdnotify.Status(fmt.Sprintf("polling %d accounts", len(jobs))))
+	d.notify(sdnotify.Ready, sdnotify.Status("polling "+plural.Count(len(jobs), "account", "accounts")))
 }
 
 // watchdog keeps systemd's watchdog fed while the scheduler's loop

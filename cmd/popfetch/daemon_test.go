@@ -342,7 +342,7 @@ func TestDaemonSystemd(t *testing.T) {
 			}
 		}
 	}
-	want("READY=1\nSTATUS=polling 1 accounts")
+	want("READY=1\nSTATUS=polling 1 account")
 	want("WATCHDOG=1")
 	want("WATCHDOG=1")
 	d.signal(syscall.SIGHUP)

@@ -53,6 +53,7 @@ func exitCodeOf(err error) int {
 		fe      *fetch.Error
 		perm    *config.PermissionError
 		cerr    *config.Error
+		unknown *config.UnknownAccountError
 		serr    *config.SyntaxError
 		uerr    usageError
 		imp     configProblem
@@ -67,7 +68,7 @@ func exitCodeOf(err error) int {
 		return int(status)
 	case errors.As(err, &perm):
 		return exitPermissions
-	case errors.As(err, &cerr), errors.As(err, &serr), errors.As(err, &uerr), errors.As(err, &imp):
+	case errors.As(err, &cerr), errors.As(err, &unknown), errors.As(err, &serr), errors.As(err, &uerr), errors.As(err, &imp):
 		return exitConfig
 	case errors.Is(err, uidstore.ErrLocked), errors.As(err, &running):
 		return exitStateLocked

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/popfetch/popfetch/config/migrate"
+	"github.com/popfetch/popfetch/fetch/plural"
 	"github.com/popfetch/popfetch/fetch/pop3"
 	"github.com/popfetch/popfetch/uidstore"
 )
@@ -97,7 +98,7 @@ func importAction(c *cli.Context) error {
 		if err := f.Close(); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.App.ErrWriter, "popfetch: wrote %s (%d accounts); check it with: popfetch --config %s config check\n", out, len(res.Accounts), out)
+		fmt.Fprintf(c.App.ErrWriter, "popfetch: wrote %s (%s); check it with: popfetch --config %s config check\n", out, plural.Count(len(res.Accounts), "account", "accounts"), out)
 	} else if err := migrate.Write(c.App.Writer, res); err != nil {
 		return err
 	}
@@ -163,7 +164,7 @@ func importUIDs(c *cli.Context, res *migrate.Result) error {
 				return err
 			}
 		}
-		fmt.Fprintf(errOut, "popfetch: %s: recorded %d UIDs from %s in %s\n", a.Name, len(a.UIDs), a.UIDFile, store.Path())
+		fmt.Fprintf(errOut, "popfetch: %s: recorded %s from %s in %s\n", a.Name, plural.Count(len(a.UIDs), "UID", "UIDs"), a.UIDFile, store.Path())
 	}
 	return nil
 }

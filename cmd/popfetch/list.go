@@ -7,20 +7,23 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/popfetch/popfetch/config"
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/plural"
 	"github.com/popfetch/popfetch/fetch/termsafe"
 )
 
-// listCommand is "popfetch list ACCOUNT": the messages on the server.
+// listCommand is "popfetch list [ACCOUNT]": the messages on the server.
 func listCommand(p *proc) *cli.Command {
 	return &cli.Command{
 		Name:            "list",
 		OnUsageError:    onUsageError,
 		HideHelpCommand: true,
 		Usage:           "show the messages on the server: number, UID, size, new or delivered before (when)",
-		ArgsUsage:       "ACCOUNT",
+		ArgsUsage:       "[ACCOUNT]",
 		BashComplete:    completeAccounts,
 		Description: "list logs in, lists the mailbox and logs out; it fetches, deletes and records nothing.\n" +
+			"ACCOUNT may be left out when the configuration has one account.\n" +
 			"With --headers it shows each message's Subject and From too, read with TOP n 0.",
 		Flags: append(globalFlags(),
 			&cli.BoolFlag{Name: "headers", Aliases: []string{"H"}, Usage: "show Subject and From (one TOP command per message)"}),
@@ -29,14 +32,22 @@ func listCommand(p *proc) *cli.Command {
 }
 
 func listAction(c *cli.Context, p *proc) error {
-	if c.NArg() != 1 {
-		return usageError{"usage: popfetch list [--headers] ACCOUNT"}
+	if c.NArg() > 1 {
+		return usageError{"usage: popfetch list [--headers] [ACCOUNT]"}
 	}
 	e, err := prepare(c)
 	if err != nil {
 		return err
 	}
 	defer e.close()
+	if len(e.accounts) != 1 {
+		// No name given, and the file has several accounts.
+		names := make([]string, len(e.accounts))
+		for i, a := range e.accounts {
+			names[i] = a.Name
+		}
+		return usageError{"list needs an account's name; the accounts are " + config.QuoteList(names)}
+	}
 	e.poll.Stop = p.stop
 	acct, err := oneShotAccount(e.accounts[0], e)
 	if err != nil {
@@ -72,7 +83,7 @@ func listAction(c *cli.Context, p *proc) error {
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
-	fmt.Fprintf(c.App.ErrWriter, "%d messages, %d new\n", len(msgs), newCount)
+	fmt.Fprintf(c.App.ErrWriter, "%s, %d new\n", plural.Count(len(msgs), "message", "messages"), newCount)
 	if newCount > 0 {
 		return nil
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/fetch/oauth2token"
+	"github.com/popfetch/popfetch/fetch/plural"
 	"github.com/popfetch/popfetch/fetch/termsafe"
 	"github.com/popfetch/popfetch/uidstore"
 )
@@ -231,12 +232,15 @@ func newApp(stdout, stderr io.Writer, p *proc) *cli.App {
 		BashComplete:           completeAccounts,
 		Flags: append(globalFlags(),
 			&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Usage: "print the version and exit"},
-			&cli.StringFlag{Name: "daemon", Aliases: []string{"d"}, Usage: "run as a daemon polling every `INTERVAL` (\"300\" seconds or \"5m\"), as fetchmail -d does; same as: popfetch daemon --interval INTERVAL"}),
+			&cli.StringFlag{Name: "daemon", Aliases: []string{"d"}, Usage: "run as a daemon polling every `INTERVAL` (\"300\" seconds or \"5m\"), as fetchmail -d does; same as: popfetch daemon --interval INTERVAL"},
+			// urfave/cli adds --help itself only when there is no help
+			// command of the app's own (help.go).
+			cli.HelpFlag),
 		Action: func(c *cli.Context) error {
 			if c.IsSet("daemon") {
 				return daemonFlagAction(c, p)
 			}
-			return fetchAction(c, p)
+			return notCommandOrAccount(c.App, fetchAction(c, p))
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() reports errors
 		OnUsageError:   onUsageError,
@@ -270,6 +274,7 @@ func newApp(stdout, stderr io.Writer, p *proc) *cli.App {
 			listCommand(p),
 			importCommand(),
 			completionCommand(),
+			helpCommand(),
 			manCommand(),
 		},
 	}
@@ -554,7 +559,7 @@ func pollOne(ctx context.Context, a config.Account, e *env) int {
 		msg := err.Error()
 		var fe *fetch.Error
 		if errors.As(err, &fe) {
-			msg = fe.Kind.String() + ": " + fe.Err.Error()
+			msg = fe.Summary()
 		}
 		if st.Messages > 0 {
 			alog.Error(msg, "after", summary)
@@ -578,8 +583,8 @@ func pollOne(ctx context.Context, a config.Account, e *env) int {
 
 // summarize describes what a poll did, in one line.
 func summarize(st fetch.Stats) string {
-	summary := fmt.Sprintf("%d messages on the server, %d new, %d delivered (%s), %d deleted",
-		st.Messages, st.New, st.Delivered, humanBytes(st.Bytes), st.Deleted)
+	summary := fmt.Sprintf("%s on the server, %d new, %d delivered (%s), %d deleted",
+		plural.Count(st.Messages, "message", "messages"), st.New, st.Delivered, humanBytes(st.Bytes), st.Deleted)
 	if st.Skipped > 0 {
 		summary += fmt.Sprintf(", %d too large left on the server", st.Skipped)
 	}
@@ -615,7 +620,7 @@ func checkAction(c *cli.Context, p *proc) error {
 			var st fetch.Stats
 			st, err = fetch.Check(c.Context, acct, e.store, e.poll)
 			if err == nil {
-				fmt.Fprintf(c.App.Writer, "%s: %d messages, %d new\n", a.Name, st.Messages, st.New)
+				fmt.Fprintf(c.App.Writer, "%s: %s, %d new\n", a.Name, plural.Count(st.Messages, "message", "messages"), st.New)
 				if st.New > 0 {
 					codes = append(codes, exitMail)
 				} else {

@@ -238,7 +238,7 @@ func TestCheck(t *testing.T) {
 	f.srv.Add(pop3test.Message{UID: "x", Data: []byte("x\n")})
 	f.run("-k")
 	code, stdout, _ = f.run("check")
-	if code != exitNoMail || stdout != "test: 1 messages, 0 new\n" {
+	if code != exitNoMail || stdout != "test: 1 message, 0 new\n" {
 		t.Fatalf("exit %d, %q", code, stdout)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/plural"
 	"github.com/popfetch/popfetch/fetch/termsafe"
 )
 
@@ -172,7 +173,7 @@ func (d *progressDisplay) draw(now time.Time) {
 // progressLine describes one poll: "work: 120/2000 messages, 4.5 of 80.0
 // MiB, 1.2 MiB/s, 1m3s left".
 func progressLine(p fetch.Progress, elapsed time.Duration) string {
-	line := fmt.Sprintf("popfetch: %s: %d/%d messages, %s of %s", termsafe.String(p.Account), p.Done, p.Messages,
+	line := fmt.Sprintf("popfetch: %s: %d/%s, %s of %s", termsafe.String(p.Account), p.Done, plural.Count(p.Messages, "message", "messages"),
 		humanBytes(p.DoneBytes), humanBytes(p.Bytes))
 	if secs := elapsed.Seconds(); secs > 0 && p.DoneBytes > 0 {
 		rate := float64(p.DoneBytes) / secs

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/plural"
 	"github.com/popfetch/popfetch/fetch/pop3"
 	"github.com/popfetch/popfetch/uidstore"
 )
@@ -98,7 +99,8 @@ func uidlExport(c *cli.Context, store *uidstore.Store, key uidstore.Key, name st
 		return err
 	}
 	if ps, err := store.Pending(key); err == nil && len(ps) > 0 {
-		fmt.Fprintf(c.App.ErrWriter, "popfetch: %s: %d deliveries an interrupted run left pending are not listed; the next poll settles them\n", name, len(ps))
+		fmt.Fprintf(c.App.ErrWriter, "popfetch: %s: %s not listed; the next poll settles them\n", name,
+			plural.Count(len(ps), "delivery an interrupted run left pending is", "deliveries an interrupted run left pending are"))
 	}
 	return nil
 }
@@ -125,7 +127,7 @@ func uidlImport(c *cli.Context, store *uidstore.Store, key uidstore.Key, name st
 			had++
 		}
 	}
-	fmt.Fprintf(c.App.ErrWriter, "popfetch: %s: recorded %d UIDs (%d of them were recorded already)\n", name, len(uids), had)
+	fmt.Fprintf(c.App.ErrWriter, "popfetch: %s: recorded %s (%d of them were recorded already)\n", name, plural.Count(len(uids), "UID", "UIDs"), had)
 	return nil
 }
 
@@ -141,7 +143,7 @@ func uidlForget(c *cli.Context, store *uidstore.Store, key uidstore.Key, name st
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.ErrWriter, "popfetch: %s: forgot %d UIDs; their messages are fetched again if still on the server\n", name, n)
+	fmt.Fprintf(c.App.ErrWriter, "popfetch: %s: forgot %s fetched again if still on the server\n", name, plural.Count(n, "UID; its message is", "UIDs; their messages are"))
 	return nil
 }
 

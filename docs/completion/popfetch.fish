@@ -4,7 +4,7 @@
 
 function __fish_popfetch_no_subcommand --description 'Test if there has been any subcommand yet'
     for i in (commandline -opc)
-        if contains -- $i fetch check daemon status auth uidl config serverinfo list import completion
+        if contains -- $i fetch check daemon status auth uidl config serverinfo list import completion help
             return 1
         end
     end
@@ -134,4 +134,6 @@ complete -c popfetch -n '__fish_seen_subcommand_from import' -f -l output -s o -
 complete -c popfetch -n '__fish_seen_subcommand_from completion' -f -l help -s h -d 'show help'
 complete -r -c popfetch -n '__fish_popfetch_no_subcommand' -a 'completion' -d 'print the shell completion script for bash, zsh or fish'
 complete -c popfetch -n '__fish_seen_subcommand_from completion' -f -l help -s h -d 'show help'
+complete -c popfetch -n '__fish_seen_subcommand_from help' -f -l help -s h -d 'show help'
+complete -r -c popfetch -n '__fish_popfetch_no_subcommand' -a 'help' -d 'show the help of popfetch, or of COMMAND'
 complete -c popfetch -f -a '(popfetch (commandline -opc)[2..-1] --generate-bash-completion 2>/dev/null)'

@@ -102,13 +102,13 @@ func (c *Client) Auth(ctx context.Context, mech sasl.Client) error {
 		c.tracef("C: AUTH %s", name)
 	}
 	if err := c.send(line); err != nil {
-		return c.netErr("AUTH", err)
+		return c.sendErr("AUTH "+name, err)
 	}
 	for round := 0; ; round++ {
 		resp, err := c.readLine(maxChallengeLine, "AUTH")
 		if err != nil {
 			c.broken = err
-			return c.netErr("AUTH", err)
+			return c.netErr("AUTH "+name, err)
 		}
 		c.tracef("S: %s", resp)
 		if !strings.HasPrefix(resp, "+") || (len(resp) >= 3 && strings.EqualFold(resp[:3], "+OK")) {
@@ -142,16 +142,16 @@ func (c *Client) Auth(ctx context.Context, mech sasl.Client) error {
 			// Cancel; the server answers -ERR.
 			c.tracef("C: *")
 			if werr := c.send("*"); werr != nil {
-				return c.netErr("AUTH", werr)
+				return c.sendErr("AUTH "+name, werr)
 			}
-			if _, rerr := c.readStatus("AUTH"); rerr != nil && !isReply(rerr) {
+			if _, rerr := c.readStatus("AUTH", ""); rerr != nil && !isReply(rerr) {
 				return rerr
 			}
 			return &SASLError{Mechanism: name, Err: err}
 		}
 		c.tracef("C: <SASL response redacted>")
 		if err := c.send(base64.StdEncoding.EncodeToString(out)); err != nil {
-			return c.netErr("AUTH", err)
+			return c.sendErr("AUTH "+name, err)
 		}
 	}
 }

@@ -42,6 +42,7 @@ type Options struct {
 
 // Client is a connection to a POP3 server.
 type Client struct {
+	addr  string // the server's host:port, for messages
 	tc    *timeoutConn
 	conn  net.Conn // tc, or a TLS connection over it
 	r     *bufio.Reader
@@ -89,10 +90,12 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("pop3: %w", err)
+		return nil, dialErr(addr, err)
 	}
-	c, err := NewClient(ctx, conn, opts)
-	if err != nil {
+	c := newClient(conn, opts, addr)
+	stop := c.tc.watch(ctx)
+	defer stop()
+	if err := c.readGreeting(); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -105,14 +108,17 @@ func DialTLS(ctx context.Context, addr string, cfg *tls.Config, opts *Options) (
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("pop3: %w", err)
+		return nil, dialErr(addr, err)
 	}
-	c := newClient(raw, opts)
+	c := newClient(raw, opts, addr)
 	stop := c.tc.watch(ctx)
 	defer stop()
 	tconn := tls.Client(c.tc, cfg)
 	if err := tconn.HandshakeContext(ctx); err != nil {
 		raw.Close()
+		if isTimeout(err) {
+			return nil, c.timeoutErr("the TLS handshake", err)
+		}
 		return nil, &TLSError{Err: err}
 	}
 	c.setConn(tconn)
@@ -127,7 +133,7 @@ func DialTLS(ctx context.Context, addr string, cfg *tls.Config, opts *Options) (
 // NewClient reads the greeting from an established connection. The client
 // owns conn from then on, even when an error is returned.
 func NewClient(ctx context.Context, conn net.Conn, opts *Options) (*Client, error) {
-	c := newClient(conn, opts)
+	c := newClient(conn, opts, conn.RemoteAddr().String())
 	_, c.tls = conn.(*tls.Conn)
 	stop := c.tc.watch(ctx)
 	defer stop()
@@ -137,7 +143,15 @@ func NewClient(ctx context.Context, conn net.Conn, opts *Options) (*Client, erro
 	return c, nil
 }
 
-func newClient(conn net.Conn, opts *Options) *Client {
+// dialErr is the error of a connection that could not be made to addr.
+func dialErr(addr string, err error) error {
+	if isTimeout(err) {
+		return &TimeoutError{Addr: addr, Doing: "connecting", Err: err}
+	}
+	return fmt.Errorf("pop3: %w", err)
+}
+
+func newClient(conn net.Conn, opts *Options, addr string) *Client {
 	if opts == nil {
 		opts = &Options{}
 	}
@@ -145,7 +159,7 @@ func newClient(conn net.Conn, opts *Options) *Client {
 	if timeout == 0 {
 		timeout = DefaultTimeout
 	}
-	c := &Client{tc: &timeoutConn{Conn: conn, timeout: timeout}, debug: opts.Debug}
+	c := &Client{addr: addr, tc: &timeoutConn{Conn: conn, timeout: timeout}, debug: opts.Debug}
 	c.setConn(c.tc)
 	return c
 }
@@ -165,7 +179,7 @@ func (c *Client) setConn(conn net.Conn) {
 }
 
 func (c *Client) readGreeting() error {
-	line, err := c.readStatus("greeting")
+	line, err := c.readStatus("greeting", "")
 	if err != nil {
 		return err
 	}
@@ -292,6 +306,9 @@ func (c *Client) StartTLS(ctx context.Context, cfg *tls.Config) error {
 	tconn := tls.Client(c.tc, cfg)
 	if err := tconn.HandshakeContext(ctx); err != nil {
 		c.Close()
+		if isTimeout(err) {
+			return c.timeoutErr("the TLS handshake after STLS", err)
+		}
 		return &TLSError{Err: err}
 	}
 	c.setConn(tconn)
@@ -593,11 +610,12 @@ func (c *Client) Quit(ctx context.Context) error {
 
 // MessageReader streams one message of a RETR or TOP reply.
 type MessageReader struct {
-	dr   *dotReader
-	done func(err error) // called once, with io.EOF or the failure
-	c    *Client
-	end  bool
-	err  error
+	doing string // what reading it is, for a timeout's message
+	dr    *dotReader
+	done  func(err error) // called once, with io.EOF or the failure
+	c     *Client
+	end   bool
+	err   error
 }
 
 // Read implements io.Reader. At the end of the message it returns io.EOF;
@@ -636,6 +654,9 @@ func (m *MessageReader) Close() error {
 }
 
 func (m *MessageReader) finish(err error) {
+	if isTimeout(err) {
+		err = m.c.timeoutErr(m.doing, err)
+	}
 	m.end = true
 	m.err = err
 	m.c.tc.readingBody(false)
@@ -653,7 +674,7 @@ func (c *Client) message(ctx context.Context, verb, arg string) (*MessageReader,
 	}
 	stop := c.tc.watch(ctx)
 	c.tc.readingBody(true)
-	m := &MessageReader{c: c, dr: newDotReader(c.r)}
+	m := &MessageReader{c: c, dr: newDotReader(c.r), doing: readingMessage(verb, arg)}
 	m.done = func(err error) {
 		stop()
 		c.open = nil
@@ -732,16 +753,20 @@ func (c *Client) cmd(ctx context.Context, verb, arg string) (string, error) {
 	}
 	c.tracef("C: %s", redact(verb, arg))
 	if err := c.send(line); err != nil {
-		return "", c.netErr(verb, err)
+		return "", c.sendErr(verb, err)
 	}
-	return c.readStatus(verb)
+	return c.readStatus(verb, arg)
 }
 
-// readStatus reads and interprets one status line.
-func (c *Client) readStatus(op string) (string, error) {
+// readStatus reads and interprets one status line, the reply to op (a
+// command verb, or "greeting") sent with arg.
+func (c *Client) readStatus(op, arg string) (string, error) {
 	line, err := c.readLine(MaxLineLength, op)
 	if err != nil {
 		c.broken = err
+		if isTimeout(err) {
+			err = c.timeoutErr(doing(op, arg), err)
+		}
 		return "", c.netErr(op, err)
 	}
 	c.tracef("S: %s", line)
@@ -781,14 +806,52 @@ func (c *Client) status(op, line string) (string, error) {
 }
 
 func (c *Client) netErr(op string, err error) error {
-	var perr *ProtocolError
-	if errors.As(err, &perr) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	var (
+		perr *ProtocolError
+		te   *TimeoutError
+	)
+	if isTimeout(err) && !errors.As(err, &te) {
+		err = c.timeoutErr(doing(op, ""), err)
+	}
+	if errors.As(err, &perr) || errors.As(err, &te) || errors.Is(err, context.Canceled) {
 		return err
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("pop3: %s: server closed the connection: %w", op, err)
 	}
 	return fmt.Errorf("pop3: %s: %w", op, err)
+}
+
+// sendErr is netErr for a failure to send op: a timeout says so.
+func (c *Client) sendErr(op string, err error) error {
+	if isTimeout(err) {
+		err = c.timeoutErr("sending "+op, err)
+	}
+	return c.netErr(op, err)
+}
+
+// timeoutErr returns err, a timeout, as a *TimeoutError saying what the
+// client was doing; one already is is returned as it is.
+func (c *Client) timeoutErr(doing string, err error) error {
+	var te *TimeoutError
+	if errors.As(err, &te) {
+		return err
+	}
+	te = &TimeoutError{Addr: c.addr, Doing: doing, Err: err}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		te.After = c.tc.timeout
+	}
+	return te
+}
+
+// readingMessage describes reading the message that RETR or TOP arg
+// brings, for a timeout's message.
+func readingMessage(verb, arg string) string {
+	n, _, _ := strings.Cut(arg, " ")
+	if verb == "TOP" {
+		return fmt.Sprintf("reading the header of message %s (TOP %s)", n, arg)
+	}
+	return fmt.Sprintf("reading message %s (%s %s)", n, verb, arg)
 }
 
 // parseStatus splits "+OK text" or "-ERR text".

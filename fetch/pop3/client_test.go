@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -865,4 +866,30 @@ func FuzzCanonicalUID(f *testing.F) {
 			t.Fatalf("a raw UID with the prefix was kept as is: %q", raw)
 		}
 	})
+}
+
+// TestTimeoutErrorSaysWhat: a timeout names the server, what the client
+// waited for and the timeout; a command's argument only when it is a
+// message number or a mechanism, never a password.
+func TestTimeoutErrorSaysWhat(t *testing.T) {
+	for _, tc := range []struct{ verb, arg, want string }{
+		{"greeting", "", "reading the greeting"},
+		{"UIDL", "", "reading the reply to UIDL"},
+		{"RETR", "7", "reading the reply to RETR 7"},
+		{"PASS", "s3cret", "reading the reply to PASS"},
+		{"APOP", "me 0123abcd", "reading the reply to APOP"},
+		{"AUTH", "PLAIN AGFsaWNlAHMzY3JldA==", "reading the reply to AUTH PLAIN"},
+	} {
+		if got := doing(tc.verb, tc.arg); got != tc.want {
+			t.Errorf("doing(%q, %q) = %q, want %q", tc.verb, tc.arg, got, tc.want)
+		}
+	}
+	e := &TimeoutError{Addr: "pop.example.com:995", Doing: doing("UIDL", ""), After: 5 * time.Second, Err: os.ErrDeadlineExceeded}
+	if got, want := e.Error(), "timed out after 5s waiting for pop.example.com:995 (reading the reply to UIDL)"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	var ne net.Error
+	if !errors.As(error(e), &ne) || !ne.Timeout() || !errors.Is(e, os.ErrDeadlineExceeded) {
+		t.Error("a TimeoutError is not a net.Error that times out, or hides its cause")
+	}
 }

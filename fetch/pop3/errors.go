@@ -1,9 +1,12 @@
 package pop3
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"time"
 )
 
 // Response codes defined by RFC 2449 and RFC 3206. A server sends them in
@@ -86,3 +89,61 @@ var ErrNoSTLS = errors.New("pop3: server does not offer STLS")
 // ErrClosed is returned for a command on a client whose connection has been
 // closed or broken by an earlier network or protocol error.
 var ErrClosed = errors.New("pop3: connection closed")
+
+// TimeoutError is a wait for the server that ran out of time: the server,
+// what the client was doing and the timeout that applied. It is a
+// net.Error whose Timeout is true.
+type TimeoutError struct {
+	Addr  string        // the server's host:port, as dialled
+	Doing string        // e.g. "reading the reply to UIDL", "the TLS handshake"
+	After time.Duration // the timeout that ran out; 0 if it was a deadline of the caller's context
+	Err   error         // the error of the read, write or handshake
+}
+
+func (e *TimeoutError) Error() string {
+	var b strings.Builder
+	b.WriteString("timed out")
+	if e.After > 0 {
+		fmt.Fprintf(&b, " after %v", e.After)
+	}
+	fmt.Fprintf(&b, " waiting for %s (%s)", e.Addr, e.Doing)
+	var slow *SlowError
+	if errors.As(e.Err, &slow) && slow.What == "a message" {
+		fmt.Fprintf(&b, ": only %d octets came in %v, under the minimum of %d for each timeout", slow.Got, slow.In.Round(time.Millisecond), MinBodyRate)
+	}
+	return b.String()
+}
+
+func (e *TimeoutError) Unwrap() error { return e.Err }
+
+// Timeout implements net.Error.
+func (e *TimeoutError) Timeout() bool { return true }
+
+// Temporary implements net.Error.
+func (e *TimeoutError) Temporary() bool { return true }
+
+// isTimeout reports whether err is a read, write or dial that timed out,
+// or a context whose deadline passed.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// doing describes, for a timeout's message, the wait for the reply to the
+// command verb arg. Only arguments that are message numbers, and a SASL
+// mechanism's name, are shown: others may be secret (PASS, APOP).
+func doing(verb, arg string) string {
+	switch verb {
+	case "greeting":
+		return "reading the greeting"
+	case "RETR", "TOP", "DELE", "LIST", "UIDL":
+		if arg != "" {
+			verb += " " + arg
+		}
+	case "AUTH":
+		if mech, _, _ := strings.Cut(arg, " "); mech != "" {
+			verb += " " + mech
+		}
+	}
+	return "reading the reply to " + verb
+}

@@ -157,7 +157,7 @@ func (p *Pipeline) flushLocked() error {
 		return err
 	}
 	if err := p.c.w.Flush(); err != nil {
-		return p.fail(p.c.netErr("pipeline", err))
+		return p.fail(p.c.sendErr("pipelined commands", err))
 	}
 	return nil
 }
@@ -194,7 +194,11 @@ func (p *Pipeline) Next() (Reply, error) {
 		return Reply{}, p.failed()
 	}
 	c := p.c
-	if _, err := c.readStatus(cmd.Verb); err != nil {
+	arg := ""
+	if cmd.Msg > 0 {
+		arg = strconv.Itoa(cmd.Msg)
+	}
+	if _, err := c.readStatus(cmd.Verb, arg); err != nil {
 		var perr *Error
 		if errors.As(err, &perr) {
 			<-p.slots
@@ -207,7 +211,10 @@ func (p *Pipeline) Next() (Reply, error) {
 		return Reply{Command: cmd}, nil
 	}
 	c.tc.readingBody(true)
-	m := &MessageReader{c: c, dr: newDotReader(c.r)}
+	if cmd.Verb == "TOP" {
+		arg += " 0"
+	}
+	m := &MessageReader{c: c, dr: newDotReader(c.r), doing: readingMessage(cmd.Verb, arg)}
 	m.done = func(err error) {
 		<-p.slots
 		if err != io.EOF {
@@ -496,7 +503,7 @@ func (c *Client) batch(ctx context.Context, reqs []request, pipelined bool) ([]e
 	flush := func(verb string) error {
 		if err := c.w.Flush(); err != nil {
 			c.broken = err
-			return c.netErr(verb, err)
+			return c.sendErr(verb, err)
 		}
 		return nil
 	}
@@ -516,7 +523,7 @@ func (c *Client) batch(ctx context.Context, reqs []request, pipelined bool) ([]e
 				return nil, err
 			}
 		}
-		text, err := c.readStatus(r.verb)
+		text, err := c.readStatus(r.verb, r.arg)
 		if err == nil && r.status != nil {
 			err = r.status(text)
 		}

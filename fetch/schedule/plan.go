@@ -394,7 +394,7 @@ func (p *plan) finish(e *entry, st fetch.Stats, err error, now time.Time) {
 		e.failures++
 		delay = p.backoff(e, fe)
 		s.LastResult, s.LastError = fe.Kind.String(), fe.Err.Error()
-		msg := fe.Kind.String() + ": " + fe.Err.Error()
+		msg := fe.Summary()
 		switch {
 		case e.failures == 1 || fe.Kind != e.lastKind:
 			if hard(fe) {
