@@ -217,10 +217,7 @@ func newApp(stdout, stderr io.Writer, p *proc) *cli.App {
 			return nil
 		},
 		Description: "Without a command, popfetch fetches: it polls the named accounts, or all of them, once.\n\n" +
-			"Exit codes (as fetchmail's): 0 mail delivered, 1 no new mail, 2 network or TLS error,\n" +
-			"3 authentication failed, 4 protocol error, 5 usage or configuration error,\n" +
-			"6 config file readable by others (or state file not accessible), 7 server error, 8 another popfetch holds the state,\n" +
-			"9 mailbox locked by the server, 10 delivery failed, 13 fetch_limit reached, 23 internal error or damaged state file.",
+			exitCodesHelp(),
 		ArgsUsage:              "[ACCOUNT...]",
 		Reader:                 p.stdin,
 		Writer:                 stdout,
