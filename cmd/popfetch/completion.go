@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/popfetch/popfetch/config"
+	"github.com/popfetch/popfetch/docs"
 )
 
 // The shell completion scripts ask popfetch itself what fits, with the
@@ -105,12 +106,7 @@ func manCommand() *cli.Command {
 		Hidden: true,
 		Usage:  "print the manual page (roff)",
 		Action: func(c *cli.Context) error {
-			page, err := c.App.ToManWithSection(1)
-			if err != nil {
-				return err
-			}
-			fmt.Fprint(c.App.Writer, page)
-			return nil
+			return writeManPage(c.App.Writer, c.App, docs.ConfigReference)
 		},
 	}
 }
