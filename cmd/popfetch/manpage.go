@@ -125,8 +125,23 @@ func writeManPage(w io.Writer, app *cli.App, configRef string) error {
 	}
 
 	b.WriteString(manEnd())
-	_, err := io.WriteString(w, b.String())
+	_, err := io.WriteString(w, dropParagraphAfterHeading(b.String()))
 	return err
+}
+
+// dropParagraphAfterHeading removes the .PP lines that follow a heading
+// directly: a heading starts a paragraph of its own, and linters warn of
+// the empty one.
+func dropParagraphAfterHeading(page string) string {
+	lines := strings.Split(page, "\n")
+	out := lines[:0]
+	for i, l := range lines {
+		if l == ".PP" && i > 0 && (strings.HasPrefix(lines[i-1], ".SH ") || strings.HasPrefix(lines[i-1], ".SS ")) {
+			continue
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "\n")
 }
 
 // globalFlagNames are the names of the options the application itself

@@ -263,9 +263,17 @@ func TestManPageLint(t *testing.T) {
 	groff := requireTool(t, "groff", "groff-base")
 	lintRoff(t, groff, file)
 	if mandoc, err := exec.LookPath("mandoc"); err == nil {
-		out, err := exec.Command(mandoc, "-T", "lint", "-W", "warning", file).CombinedOutput()
-		if err != nil || len(out) > 0 {
-			t.Errorf("mandoc -T lint: %v\n%s", err, out)
+		out, _ := exec.Command(mandoc, "-T", "lint", "-W", "warning", file).CombinedOutput()
+		// The page has no date, so that make docs writes the same page
+		// from the same source whenever it runs.
+		var warnings []string
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if l != "" && !strings.Contains(l, "missing date") {
+				warnings = append(warnings, l)
+			}
+		}
+		if len(warnings) > 0 {
+			t.Errorf("mandoc -T lint:\n%s", strings.Join(warnings, "\n"))
 		}
 	}
 	man := requireTool(t, "man", "man-db")
