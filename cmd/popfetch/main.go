@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -102,6 +103,11 @@ func complete(ctx context.Context, app *cli.App, args []string) (code int) {
 			code = exitMail
 		}
 	}()
+	// After "--" urfave/cli would take the completion flag for an
+	// argument and run the command: a completion runs nothing.
+	if slices.Contains(args, "--") || completeFlagValue(app, args, app.Writer) {
+		return exitMail
+	}
 	app.RunContext(ctx, args)
 	return exitMail
 }
