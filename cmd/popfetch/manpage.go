@@ -80,7 +80,9 @@ func writeManPage(w io.Writer, app *cli.App, configRef string) error {
 		if len(c.Aliases) > 0 {
 			b.WriteString(".br\n" + roff.Text("(also: ") + roff.Bold(strings.Join(c.Aliases, ", ")) + ")\n")
 		}
-		b.WriteString(".PP\n" + prose(sentence(c.Usage)) + "\n")
+		if c.Usage != "" {
+			b.WriteString(".PP\n" + prose(sentence(c.Usage)) + "\n")
+		}
 		if c.Description != "" {
 			b.WriteString(description(c.Description))
 		}
@@ -238,7 +240,9 @@ func writeFlag(b *strings.Builder, f cli.Flag, note string) {
 			text += " " + roff.Text("Default: ") + prose(d.GetDefaultText()) + "."
 		}
 	}
-	b.WriteString(text + "\n")
+	if text != "" {
+		b.WriteString(text + "\n")
+	}
 }
 
 // argsUsage sets a command's arguments for a synopsis: words in capitals

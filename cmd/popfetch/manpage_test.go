@@ -324,8 +324,8 @@ func TestManPageHostile(t *testing.T) {
 		Commands: []*cli.Command{{
 			Name: "evil", Usage: evil, Description: evil + "\n\n.ig\nbash: x\n.de",
 			ArgsUsage: "'ACCOUNT",
-			Flags:     []cli.Flag{&cli.BoolFlag{Name: "z", Usage: evil}},
-		}},
+			Flags:     []cli.Flag{&cli.BoolFlag{Name: "z", Usage: evil}, &cli.BoolFlag{Name: "no-usage"}},
+		}, {Name: "bare"}},
 	}
 	ref := "# T\n\n" + evil + "\n\n## .SH X\n\n- .bp\n\n```\n.so x\n'x\n\\\n```\n\n| k | d | m |\n|---|---|---|\n" +
 		"| `.a` | `'b` | .c \\| `x|y` [l](.q) **.r** |\n| [.x](y) |\n`open\n"
@@ -336,7 +336,10 @@ func TestManPageHostile(t *testing.T) {
 	page := buf.String()
 	known := map[string]bool{".TH": true, ".SH": true, ".SS": true, ".PP": true, ".TP": true, ".IP": true,
 		".RS": true, ".RE": true, ".nf": true, ".fi": true, ".br": true, ".B": true, ".BR": true, `.\"`: true}
-	for _, line := range strings.Split(page, "\n") {
+	for i, line := range strings.Split(page, "\n") {
+		if line == "" && i < strings.Count(page, "\n") {
+			t.Errorf("line %d is blank (a blank line in the output)", i+1)
+		}
 		if strings.HasPrefix(line, "'") {
 			t.Errorf("a line starts with an apostrophe: %q", line)
 		}

@@ -250,6 +250,10 @@ func Example(explain string, commands ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, ".PP\n%s\n.PP\n.RS 4\n.nf\n", Protect(Text(explain)))
 	for _, c := range commands {
+		if c == "" {
+			b.WriteString("\\&\n") // a blank line, said so
+			continue
+		}
 		b.WriteString(Protect(Literal(c)) + "\n")
 	}
 	b.WriteString(".fi\n.RE\n")
