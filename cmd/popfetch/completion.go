@@ -184,6 +184,17 @@ func printAccounts(c *cli.Context) {
 	}
 }
 
+// completeOneAccount completes the one ACCOUNT a command takes (auth,
+// list): nothing once it is typed.
+func completeOneAccount(c *cli.Context) {
+	if completeFlags(c) {
+		return
+	}
+	if c.NArg() == 0 {
+		printAccounts(c)
+	}
+}
+
 // completeByPosition returns a completion for a command whose first
 // argument is one of first and whose next ones are account names: none,
 // one ("uidl export ACCOUNT") or, with accounts < 0, any number ("config

@@ -87,6 +87,8 @@ func TestCompletion(t *testing.T) {
 		{"popfetch completion ", []string{"bash", "zsh", "fish"}, nil},
 		{"popfetch completion bash ", nil, []string{"bash", "zsh", "work"}},
 		{"popfetch work ", []string{"home"}, []string{"work"}},
+		{"popfetch auth ", []string{"work", "home"}, []string{"fetch"}},
+		{"popfetch list work ", nil, []string{"home", "work"}},
 		{"popfetch uidl ", []string{"export", "import", "forget"}, []string{"work", "fetch"}},
 		{"popfetch uidl ex", []string{"export"}, []string{"import"}},
 		{"popfetch uidl export ", []string{"work", "home"}, []string{"export"}},
