@@ -104,7 +104,8 @@ func complete(ctx context.Context, app *cli.App, args []string) (code int) {
 		}
 	}()
 	// After "--" urfave/cli would take the completion flag for an
-	// argument and run the command: a completion runs nothing.
+	// argument and run the command: a completion runs nothing. After a
+	// flag that takes a value, it offers the flag's values.
 	if slices.Contains(args, "--") || completeFlagValue(app, args, app.Writer) {
 		return exitMail
 	}
