@@ -9,7 +9,27 @@ FUZZTIME ?= 30s
 FUZZMINIMIZE ?= 2s
 SHELL    := /bin/bash
 
-.PHONY: all build docs test test-unit test-faults test-short vet fuzz demo measure bench bench-tmpfs bench-daemon bench-daemon-quick gobench soak clean
+# Where make install puts things: PREFIX for the paths the files are used
+# at, DESTDIR in front of them for staging (packaging).
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BINDIR   ?= $(PREFIX)/bin
+MANDIR   ?= $(PREFIX)/share/man
+# bash-completion loads completions/NAME on demand; zsh's site-functions
+# (Debian packages use /usr/share/zsh/vendor-completions); fish's vendor
+# directory (read where XDG_DATA_DIRS names $(PREFIX)/share).
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+# The units are user units (systemctl --user): the daemon runs as you.
+SYSTEMDUSERUNITDIR ?= $(PREFIX)/lib/systemd/user
+# BIN is the binary make install installs.
+BIN      ?= bin/popfetch
+UNITS    = popfetch.service popfetch-oneshot.service popfetch.timer
+INSTALLED = $(BINDIR)/popfetch $(MANDIR)/man1/popfetch.1 $(BASHCOMPDIR)/popfetch $(ZSHCOMPDIR)/_popfetch \
+	$(FISHCOMPDIR)/popfetch.fish $(addprefix $(SYSTEMDUSERUNITDIR)/,$(UNITS))
+
+.PHONY: all build docs install uninstall test test-unit test-faults test-short vet fuzz demo measure bench bench-tmpfs bench-daemon bench-daemon-quick gobench soak clean
 
 all: build
 
@@ -25,6 +45,25 @@ docs: build
 	bin/popfetch completion bash > docs/completion/popfetch.bash
 	bin/popfetch completion zsh > docs/completion/_popfetch
 	bin/popfetch completion fish > docs/completion/popfetch.fish
+
+## install: the binary, the manual page, the bash, zsh and fish completions and the systemd user
+## units, under PREFIX (/usr/local) or DESTDIR/PREFIX; the units' ExecStart names BINDIR/popfetch
+install: build
+	@set -e; for d in $(dir $(INSTALLED)); do install -d "$(DESTDIR)$$d"; done
+	install -m 755 "$(BIN)" "$(DESTDIR)$(BINDIR)/popfetch"
+	install -m 644 docs/popfetch.1 "$(DESTDIR)$(MANDIR)/man1/popfetch.1"
+	install -m 644 docs/completion/popfetch.bash "$(DESTDIR)$(BASHCOMPDIR)/popfetch"
+	install -m 644 docs/completion/_popfetch "$(DESTDIR)$(ZSHCOMPDIR)/_popfetch"
+	install -m 644 docs/completion/popfetch.fish "$(DESTDIR)$(FISHCOMPDIR)/popfetch.fish"
+	@set -e; for u in $(UNITS); do \
+	  f="$(DESTDIR)$(SYSTEMDUSERUNITDIR)/$$u"; \
+	  sed 's|/usr/local/bin/popfetch|$(BINDIR)/popfetch|g' "docs/systemd/$$u" > "$$f.tmp"; \
+	  chmod 644 "$$f.tmp"; mv "$$f.tmp" "$$f"; echo "install $$f"; \
+	done
+
+## uninstall: remove what make install put (the same PREFIX and DESTDIR), and nothing else
+uninstall:
+	@set -e; for f in $(INSTALLED); do rm -f "$(DESTDIR)$$f"; echo "rm -f $(DESTDIR)$$f"; done
 
 ## test: vet, then every test (the Dovecot end-to-end tests too), with the race detector: the
 ## unit and end-to-end tests, then the fault-injection suite

@@ -20,7 +20,7 @@ func authCommand() *cli.Command {
 		HideHelpCommand: true,
 		Usage:           "authorize popfetch for an account with an [account.oauth2] table: open the URL shown, enter the code, and popfetch saves the refresh token",
 		ArgsUsage:       "ACCOUNT",
-		BashComplete:    completeAccounts,
+		BashComplete:    completeOneAccount,
 		Flags:           globalFlags(),
 		Action:          func(c *cli.Context) error { return authAction(c) },
 	}

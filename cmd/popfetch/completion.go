@@ -2,12 +2,15 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/popfetch/popfetch/config"
+	"github.com/popfetch/popfetch/docs"
 )
 
 // The shell completion scripts ask popfetch itself what fits, with the
@@ -66,9 +69,7 @@ func completionCommand() *cli.Command {
 			"zsh:  popfetch completion zsh > \"${fpath[1]}/_popfetch\"\n" +
 			"fish: popfetch completion fish > ~/.config/fish/completions/popfetch.fish\n" +
 			"Commands, flags and the configuration's account names complete.",
-		BashComplete: func(c *cli.Context) {
-			fmt.Fprintln(c.App.Writer, "bash\nzsh\nfish")
-		},
+		BashComplete: completeByPosition([]string{"bash", "zsh", "fish"}, 0),
 		Action: func(c *cli.Context) error {
 			var script string
 			switch c.Args().First() {
@@ -82,7 +83,7 @@ func completionCommand() *cli.Command {
 					return err
 				}
 				script = "# fish completion for popfetch.\n# Install: popfetch completion fish > ~/.config/fish/completions/popfetch.fish\n" +
-					s + fishAccounts
+					fishFlagValues(s) + fishAccounts
 			default:
 				return usageError{"usage: popfetch completion bash|zsh|fish"}
 			}
@@ -93,9 +94,32 @@ func completionCommand() *cli.Command {
 }
 
 // fishAccounts asks popfetch, as the bash script does, for what fits
-// the words typed so far: account names too.
-const fishAccounts = `complete -c popfetch -f -a '(popfetch (commandline -opc)[2..-1] --generate-bash-completion 2>/dev/null)'
+// the words typed so far (account names, a command's arguments, a flag's
+// values); where popfetch offers nothing, file names, as bash's
+// "-o default" and zsh's _files give.
+const fishAccounts = `function __popfetch_complete
+    set -l out (popfetch (commandline -opc)[2..-1] --generate-bash-completion 2>/dev/null)
+    if test (count $out) -gt 0
+        printf '%s\n' $out
+    else
+        __fish_complete_path (commandline -ct)
+    end
+end
+complete -c popfetch -f -a '(__popfetch_complete)'
 `
+
+// fishFlagValues has fish ask popfetch for the value of a flag that
+// takes one (--log-format's choices; a file for --config), where
+// urfave/cli's script offers nothing.
+func fishFlagValues(script string) string {
+	lines := strings.Split(script, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "complete -c popfetch ") && strings.Contains(l, " -l ") && strings.Contains(l, " -r ") {
+			lines[i] = "complete -c popfetch -a '(__popfetch_complete)' " + strings.TrimPrefix(l, "complete -c popfetch ")
+		}
+	}
+	return strings.Join(lines, "\n")
+}
 
 // manCommand is the hidden "popfetch man": the manual page, made from the
 // command-line definition (make docs writes it to docs/popfetch.1).
@@ -105,12 +129,7 @@ func manCommand() *cli.Command {
 		Hidden: true,
 		Usage:  "print the manual page (roff)",
 		Action: func(c *cli.Context) error {
-			page, err := c.App.ToManWithSection(1)
-			if err != nil {
-				return err
-			}
-			fmt.Fprint(c.App.Writer, page)
-			return nil
+			return writeManPage(c.App.Writer, c.App, docs.ConfigReference)
 		},
 	}
 }
@@ -119,24 +138,122 @@ func manCommand() *cli.Command {
 // configuration's account names (and, at the top level, the commands);
 // after a "-" it completes flags, as urfave/cli does by default.
 func completeAccounts(c *cli.Context) {
-	root := c.Command == nil || c.Command.Name == "" || c.Command.Name == c.App.Name
-	if n := len(os.Args); n > 2 && strings.HasPrefix(os.Args[n-2], "-") {
-		if root {
-			cli.DefaultAppComplete(c)
-		} else {
-			cli.DefaultCompleteWithFlags(c.Command)(c)
-		}
+	if completeFlags(c) {
 		return
 	}
-	if root {
-		cli.DefaultAppComplete(c)
+	if isRoot(c) && c.NArg() == 0 {
+		cli.DefaultAppComplete(c) // the commands, before any account
 	}
+	printAccounts(c)
+}
+
+// isRoot reports whether c is the application's context, not a command's.
+func isRoot(c *cli.Context) bool {
+	return c.Command == nil || c.Command.Name == "" || c.Command.Name == c.App.Name
+}
+
+// completeFlags prints the flags that fit when the word being completed
+// is one (the scripts pass "-" or the word typed), and reports whether
+// it was.
+func completeFlags(c *cli.Context) bool {
+	n := len(os.Args)
+	if n <= 2 || !strings.HasPrefix(os.Args[n-2], "-") {
+		return false
+	}
+	if isRoot(c) {
+		cli.DefaultAppComplete(c)
+	} else {
+		cli.DefaultCompleteWithFlags(c.Command)(c)
+	}
+	return true
+}
+
+// printAccounts prints the configuration's account names, one a line,
+// but those already typed; nothing if the configuration does not load.
+func printAccounts(c *cli.Context) {
 	o := readOptions(c)
 	cfg, err := config.Load(o.configPath)
 	if err != nil {
 		return
 	}
+	typed := c.Args().Slice()
 	for _, a := range cfg.Accounts {
-		fmt.Fprintln(c.App.Writer, a.Name)
+		if !slices.Contains(typed, a.Name) {
+			fmt.Fprintln(c.App.Writer, a.Name)
+		}
 	}
+}
+
+// completeOneAccount completes the one ACCOUNT a command takes (auth,
+// list): nothing once it is typed.
+func completeOneAccount(c *cli.Context) {
+	if completeFlags(c) {
+		return
+	}
+	if c.NArg() == 0 {
+		printAccounts(c)
+	}
+}
+
+// completeByPosition returns a completion for a command whose first
+// argument is one of first and whose next ones are account names: none,
+// one ("uidl export ACCOUNT") or, with accounts < 0, any number ("config
+// check ACCOUNT..."). Past those it offers nothing, and the shells
+// complete file names.
+func completeByPosition(first []string, accounts int) cli.BashCompleteFunc {
+	return func(c *cli.Context) {
+		if completeFlags(c) {
+			return
+		}
+		n := c.NArg()
+		switch {
+		case n == 0:
+			for _, w := range first {
+				fmt.Fprintln(c.App.Writer, w)
+			}
+		case slices.Contains(first, c.Args().First()) && (accounts < 0 || n <= accounts):
+			printAccounts(c)
+		}
+	}
+}
+
+// completeFlagValue answers a completion whose word follows a flag that
+// takes a value (args ends with the flag, then --generate-bash-completion):
+// the flag's choices, if it has a fixed set, else nothing, so that the
+// shells complete file names. urfave/cli would take the flag as lacking
+// its value and offer nothing of use. It reports whether it answered.
+func completeFlagValue(app *cli.App, args []string, w io.Writer) bool {
+	if len(args) < 3 {
+		return false
+	}
+	prev := args[len(args)-2]
+	if !strings.HasPrefix(prev, "-") || strings.Contains(prev, "=") || prev == "-" || prev == "--" {
+		return false
+	}
+	name := strings.TrimLeft(prev, "-")
+	flags := slices.Clone(app.Flags)
+	for _, c := range app.Commands {
+		flags = append(flags, c.Flags...)
+	}
+	for _, f := range flags {
+		d, ok := f.(cli.DocGenerationFlag)
+		if !ok || !d.TakesValue() || !slices.Contains(f.Names(), name) {
+			continue
+		}
+		for _, v := range flagChoices(f.Names()[0]) {
+			fmt.Fprintln(w, v)
+		}
+		return true
+	}
+	return false
+}
+
+// flagChoices are the values a flag takes, when it takes one of a fixed
+// set.
+func flagChoices(name string) []string {
+	switch name {
+	case "log-format":
+		return []string{"auto", "human", "text", "json"}
+	}
+	return nil
 }

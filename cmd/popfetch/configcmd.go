@@ -16,6 +16,7 @@ func configCommand() *cli.Command {
 		HideHelpCommand: true,
 		Usage:           "check the configuration and print it with defaults filled in and secrets masked",
 		ArgsUsage:       "check [ACCOUNT...]",
+		BashComplete:    completeByPosition([]string{"check"}, -1),
 		Description: "config check reads the configuration as a run would, checks every account (TLS files\n" +
 			"included), and prints it as TOML: every key with the value popfetch uses, keys that are\n" +
 			"not set as comments saying what applies, passwords, client secrets and password_command's\n" +

@@ -25,7 +25,8 @@ func runBinary(t *testing.T, args ...string) string {
 
 // TestGeneratedDocs: the manual page and the completion scripts in docs/
 // are what the command-line definition makes of them (make docs), so
-// they cannot drift; the manual page names every command.
+// they cannot drift; the manual page names every command (TestManPage
+// reads it closely).
 func TestGeneratedDocs(t *testing.T) {
 	for _, g := range []struct {
 		file string
@@ -44,11 +45,11 @@ func TestGeneratedDocs(t *testing.T) {
 	}
 	man := runBinary(t, "man")
 	for _, cmd := range []string{"fetch", "check", "daemon", "status", "auth", "uidl", "config", "list", "import", "completion"} {
-		if !strings.Contains(man, "\n.SH "+cmd) && !strings.Contains(man, "\n.SS "+cmd) && !strings.Contains(man, "\n"+cmd+"\n") {
+		if !strings.Contains(man, "\n.SS "+strconv.Quote(cmd)+"\n") {
 			t.Errorf("the manual page lacks the command %s", cmd)
 		}
 	}
-	if strings.Contains(man, "\n.SS man") || strings.Contains(man, "\nman\n") {
+	if strings.Contains(man, "\n.SS \"man\"") {
 		t.Error("the manual page lists the hidden man command")
 	}
 }
@@ -84,17 +85,63 @@ func TestCompletion(t *testing.T) {
 		{"popfetch fetch --ke", []string{"--keep"}, nil},
 		{"popfetch list --", []string{"--headers", "--config"}, nil},
 		{"popfetch completion ", []string{"bash", "zsh", "fish"}, nil},
+		{"popfetch completion bash ", nil, []string{"bash", "zsh", "work"}},
+		{"popfetch work ", []string{"home"}, []string{"work"}},
+		{"popfetch auth ", []string{"work", "home"}, []string{"fetch"}},
+		{"popfetch list work ", nil, []string{"home", "work"}},
+		{"popfetch uidl ", []string{"export", "import", "forget"}, []string{"work", "fetch"}},
+		{"popfetch uidl ex", []string{"export"}, []string{"import"}},
+		{"popfetch uidl export ", []string{"work", "home"}, []string{"export"}},
+		{"popfetch uidl forget work ", nil, []string{"work", "home", "forget"}},
+		{"popfetch uidl forget --a", []string{"--all"}, nil},
+		{"popfetch import ", []string{"fetchmail", "mpop", "getmail"}, []string{"work", "fetch"}},
+		{"popfetch import fetchmail ", []string{filesHere}, []string{"work", "fetchmail"}},
+		{"popfetch import --uids mpop ", []string{filesHere}, []string{"work", "mpop"}},
+		{"popfetch config ", []string{"check"}, []string{"work"}},
+		{"popfetch config check ", []string{"work", "home"}, []string{"check"}},
+		{"popfetch config check work ", []string{"home"}, []string{"work"}},
+		{"popfetch --log-format ", []string{"auto", "human", "text", "json"}, []string{"work"}},
+		{"popfetch daemon --log-format j", []string{"json"}, []string{"text"}},
+		{"popfetch --config ", []string{filesHere}, []string{"work", "--keep"}},
+		{"popfetch import -o ", []string{filesHere}, []string{"work"}},
+		{"popfetch fetch -- ", []string{filesHere}, []string{"work"}},
 	}
-	env := completionEnv(t)
+	// A state directory of its own: a completion that ran a command
+	// would write there, not in the user's.
+	env := append(completionEnv(t), "POPFETCH_STATE_DIR="+t.TempDir())
 	// urfave/cli panics on a partial flag with its completion flag: popfetch
 	// must answer nothing, not crash.
 	cmd := exec.Command(popfetchBinary(t), "fetch", "--ke", "--generate-bash-completion")
 	if out, err := cmd.CombinedOutput(); err != nil || strings.Contains(string(out), "panic") {
 		t.Errorf("completion of a partial flag: %v\n%s", err, out)
 	}
+	// After "--" urfave/cli takes the completion flag for an argument and
+	// would run the command; a completion after a flag that wants a
+	// value would be a usage error. Either way: nothing run, nothing
+	// printed, exit 0.
+	for _, args := range [][]string{
+		{"daemon", "--"}, {"--", "work"}, {"fetch", "work", "--"}, {"uidl", "forget", "work", "--"},
+		{"fetch", "--config"}, {"--state-dir"}, {"import", "--output"},
+	} {
+		cmd := exec.Command(popfetchBinary(t), append(args, "--generate-bash-completion")...)
+		cmd.Env = env
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil || len(out) > 0 || stderr.Len() > 0 {
+			t.Errorf("popfetch %s --generate-bash-completion: %v, printed %q, %q", strings.Join(args, " "), err, out, stderr.String())
+		}
+	}
 	check := func(t *testing.T, shell, words string, out string, want, not []string) {
 		got := strings.Fields(out)
 		for _, w := range want {
+			if w == filesHere && shell == "bash" {
+				// Nothing: bash's "complete -o default" completes file names.
+				if len(got) > 0 {
+					t.Errorf("bash: %q completes to %q, want nothing (file names)", words, got)
+				}
+				continue
+			}
 			if !contains(got, w) {
 				t.Errorf("%s: %q completes to %q, want %s among them", shell, words, got, w)
 			}
@@ -143,6 +190,32 @@ func TestCompletion(t *testing.T) {
 	})
 	t.Run("zsh", func(t *testing.T) {
 		zsh := requireShell(t, "zsh")
+		// The completion function, with zsh's _describe and _files
+		// standing in: what it offers for the words typed.
+		for _, c := range cases {
+			words := strings.Fields(c.words)
+			if strings.HasSuffix(c.words, " ") {
+				words = append(words, "")
+			}
+			script := "compdef() { :; }\n_describe() { print -rl -- ${(P)2} }\n_files() { print -r -- " + filesHere + " }\n" +
+				"source ../../docs/completion/_popfetch\nwords=(" + shellQuote(words) + ")\nCURRENT=" + strconv.Itoa(len(words)) +
+				"\n_popfetch\n"
+			cmd := exec.Command(zsh, "-f", "-c", script)
+			cmd.Env = env
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("zsh: %v\n%s", err, out)
+			}
+			// _describe filters by the word typed; the stand-in does not.
+			prefix := words[len(words)-1]
+			var got []string
+			for _, w := range strings.Fields(string(out)) {
+				if strings.HasPrefix(w, prefix) || w == filesHere {
+					got = append(got, w)
+				}
+			}
+			check(t, "zsh", c.words, strings.Join(got, " "), c.want, c.not)
+		}
 		// The script loads into zsh's completion system without error.
 		cmd := exec.Command(zsh, "-f", "-c", "autoload -Uz compinit && compinit -u -D && source ../../docs/completion/_popfetch && echo loaded:${_comps[popfetch]}")
 		cmd.Env = env
@@ -152,6 +225,11 @@ func TestCompletion(t *testing.T) {
 		}
 	})
 }
+
+// filesHere in a completion case's want stands for file names: bash
+// offers nothing (its "-o default" then completes file names), fish and
+// zsh file names (main.go is in the test's directory).
+const filesHere = "main.go"
 
 func contains(list []string, s string) bool {
 	for _, x := range list {

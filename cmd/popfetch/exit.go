@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 
 	"github.com/popfetch/popfetch/config"
 	"github.com/popfetch/popfetch/fetch"
@@ -29,6 +30,44 @@ const (
 	exitInternal      = 23  // a bug, or the UID store failed or is damaged
 	exitInterrupted   = 130 // stopped by SIGINT or SIGTERM (128 + SIGINT)
 )
+
+// exitCodeDoc is one exit code and what it means, for --help and the
+// manual page's EXIT STATUS.
+type exitCodeDoc struct {
+	code    int
+	meaning string
+}
+
+// exitCodeTable is every exit code popfetch uses, in order: the one list
+// that --help and the manual page are written from.
+func exitCodeTable() []exitCodeDoc {
+	return []exitCodeDoc{
+		{exitMail, "mail was delivered (by at least one account); for check: new mail is waiting"},
+		{exitNoMail, "no new mail"},
+		{exitSocket, "network or TLS error: could not connect, timed out, connection lost, certificate refused"},
+		{exitAuth, "authentication failed: the server refused the credentials"},
+		{exitProtocol, "protocol error: the server broke the protocol or lacks a feature the account needs"},
+		{exitConfig, "usage or configuration error"},
+		{exitPermissions, "the config file (or a password file) is readable by others, or the state file is not accessible"},
+		{exitServer, "the server reported an error"},
+		{exitStateLocked, "another popfetch holds the state directory"},
+		{exitMailboxLocked, "the server says the mailbox is locked (in use by another client)"},
+		{exitDelivery, "a message could not be delivered; it stays on the server"},
+		{exitFetchLimit, "fetch_limit was reached; more mail is waiting"},
+		{exitInternal, "internal error, or the UID store failed or is damaged"},
+		{exitInterrupted, "stopped by SIGINT or SIGTERM before the run was done (a one-shot run; the daemon exits 0)"},
+	}
+}
+
+// exitCodesHelp is the exit codes for --help, one a line.
+func exitCodesHelp() string {
+	var b strings.Builder
+	b.WriteString("Exit codes (as fetchmail's):")
+	for _, e := range exitCodeTable() {
+		fmt.Fprintf(&b, "\n%4d  %s", e.code, e.meaning)
+	}
+	return b.String()
+}
 
 // exitStatus is how a command that did not fail says its exit code
 // (1: no mail, 13: fetch limit reached...): it travels back as the

@@ -23,6 +23,7 @@ func importCommand() *cli.Command {
 		HideHelpCommand: true,
 		Usage:           "convert a fetchmail, mpop or getmail6 configuration (and with --uids its UID state)",
 		ArgsUsage:       "fetchmail|mpop|getmail [FILE...]",
+		BashComplete:    completeByPosition([]string{"fetchmail", "mpop", "getmail"}, 0),
 		Description: "Prints an equivalent popfetch configuration, with a comment on every option that did not convert.\n" +
 			"FILE defaults to ~/.fetchmailrc, ~/.mpoprc (or ~/.config/mpop/config), or ~/.getmail/getmailrc\n" +
 			"(or ~/.config/getmail/getmailrc); getmail takes several rc files, one account each.\n\n" +

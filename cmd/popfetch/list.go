@@ -21,7 +21,7 @@ func listCommand(p *proc) *cli.Command {
 		HideHelpCommand: true,
 		Usage:           "show the messages on the server: number, UID, size, new or delivered before (when)",
 		ArgsUsage:       "[ACCOUNT]",
-		BashComplete:    completeAccounts,
+		BashComplete:    completeOneAccount,
 		Description: "list logs in, lists the mailbox and logs out; it fetches, deletes and records nothing.\n" +
 			"ACCOUNT may be left out when the configuration has one account.\n" +
 			"With --headers it shows each message's Subject and From too, read with TOP n 0.",

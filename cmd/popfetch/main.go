@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -103,6 +104,12 @@ func complete(ctx context.Context, app *cli.App, args []string) (code int) {
 			code = exitMail
 		}
 	}()
+	// After "--" urfave/cli would take the completion flag for an
+	// argument and run the command: a completion runs nothing. After a
+	// flag that takes a value, it offers the flag's values.
+	if slices.Contains(args, "--") || completeFlagValue(app, args, app.Writer) {
+		return exitMail
+	}
 	app.RunContext(ctx, args)
 	return exitMail
 }
@@ -218,10 +225,7 @@ func newApp(stdout, stderr io.Writer, p *proc) *cli.App {
 			return nil
 		},
 		Description: "Without a command, popfetch fetches: it polls the named accounts, or all of them, once.\n\n" +
-			"Exit codes (as fetchmail's): 0 mail delivered, 1 no new mail, 2 network or TLS error,\n" +
-			"3 authentication failed, 4 protocol error, 5 usage or configuration error,\n" +
-			"6 config file readable by others (or state file not accessible), 7 server error, 8 another popfetch holds the state,\n" +
-			"9 mailbox locked by the server, 10 delivery failed, 13 fetch_limit reached, 23 internal error or damaged state file.",
+			exitCodesHelp(),
 		ArgsUsage:              "[ACCOUNT...]",
 		Reader:                 p.stdin,
 		Writer:                 stdout,

@@ -29,6 +29,7 @@ func uidlCommand() *cli.Command {
 		HideHelpCommand: true,
 		Usage:           "list, add or remove the UIDs recorded as delivered for an account",
 		ArgsUsage:       "export|import|forget ACCOUNT [UID...]",
+		BashComplete:    completeByPosition([]string{"export", "import", "forget"}, 1),
 		Description: "export prints the account's recorded UIDs, one per line.\n" +
 			"import records the UIDs given, or those read from standard input (one per line), as delivered:\n" +
 			"their messages are not fetched again. forget removes the UIDs given (or, with --all, every one):\n" +
