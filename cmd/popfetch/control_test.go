@@ -3,11 +3,13 @@ package main
 import (
 	"errors"
 	"net"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
 )
 
 // TestReadRequest: what a client writes on the control socket, hostile
@@ -116,5 +118,52 @@ func TestOptionsCheck(t *testing.T) {
 	}
 	if err := (options{keep: true, syslog: true}).check(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestDaemonWakeAndQuitInProcess: the wake and --quit, with the daemon in
+// this process, where the race detector sees both sides.
+func TestDaemonWakeAndQuitInProcess(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 1, "interval = 3600\n")
+	d := f.startDaemon("daemon")
+	d.waitFor("the first poll", func() bool { return f.countMaildir() == 1 })
+	f.srv.Add(pop3test.Message{UID: "w", Data: []byte("Subject: w\n\nw\n")})
+	code, _, stderr := f.run("--lock-timeout", "30s")
+	if code != exitMail || f.countMaildir() != 2 || !strings.Contains(stderr, "test: 1 messages on the server, 1 new, 1 delivered") {
+		t.Errorf("wake: exit %d, %d delivered, %s", code, f.countMaildir(), stderr)
+	}
+	// Two wakes at once (two processes: urfave/cli's parsing is not safe
+	// to run twice at once in one) are answered by the same poll or the
+	// next.
+	bin := popfetchBinary(t)
+	results := make(chan int, 2)
+	for range 2 {
+		go func() {
+			cmd := exec.Command(bin, "--config", f.config, "--state-dir", f.stateDir, "--lock-timeout", "30s")
+			cmd.Env = binEnv()
+			cmd.Run()
+			results <- cmd.ProcessState.ExitCode()
+		}()
+	}
+	for range 2 {
+		if code := <-results; code != exitNoMail {
+			t.Errorf("concurrent wake: exit %d", code)
+		}
+	}
+	code, _, stderr = f.run("--quit")
+	if code != exitMail || !strings.Contains(stderr, "has stopped") {
+		t.Errorf("--quit: exit %d, %s", code, stderr)
+	}
+	select {
+	case code := <-d.done:
+		d.done <- code
+		if code != exitMail {
+			t.Errorf("daemon exit %d", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the daemon did not end after --quit returned")
+	}
+	if !strings.Contains(d.stderr.String(), "as popfetch --quit asked") {
+		t.Errorf("daemon log:\n%s", d.stderr.String())
 	}
 }

@@ -377,10 +377,7 @@ func TestHabitsStatusReloadFailed(t *testing.T) {
 // runs only where no syslog daemon does (and as root).
 func TestHabitsSyslog(t *testing.T) {
 	if _, err := os.Stat("/dev/log"); err == nil || os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Skip("SKIPPING --syslog test: /dev/log is taken or the test is not root")
-		}
-		t.Skip("SKIPPING --syslog test: /dev/log is taken or the test is not root")
+		t.Skip("SKIPPING the --syslog test: a syslog daemon holds /dev/log, or the test is not root")
 	}
 	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: "/dev/log", Net: "unixgram"})
 	if err != nil {
@@ -403,5 +400,65 @@ func TestHabitsSyslog(t *testing.T) {
 	// <19>: facility mail (2) × 8 + priority err (3).
 	if !strings.HasPrefix(msg, "<19>") || !strings.Contains(msg, "popfetch") || !strings.Contains(msg, "test: error:") || strings.Contains(msg, "\x1b") {
 		t.Errorf("syslog got %q", msg)
+	}
+}
+
+// TestHabitsWakeDuringPoll: a wake while the daemon polls waits for a
+// poll that starts after it, and reports that one, which sees the mail
+// that came meanwhile.
+func TestHabitsWakeDuringPoll(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 0, "interval = 3600\n")
+	t.Cleanup(f.quitDaemon)
+	if code, _, stderr, _ := f.runBin("-d", "3600"); code != exitMail {
+		t.Fatalf("-d: exit %d, %s", code, stderr)
+	}
+	pid, _ := daemonRunning(f.stateDir)
+	waitUntil(t, "the first poll", func() bool { return f.srv.Sessions() == 1 })
+	// The next poll stalls at its RETR for 2 s.
+	f.srv.SetFaults(pop3test.Fault{Command: "RETR", Nth: 1, Action: pop3test.Stall, Delay: 2 * time.Second})
+	f.srv.Add(pop3test.Message{UID: "first", Data: []byte("Subject: first\n\nfirst\n")})
+	syscall.Kill(pid, syscall.SIGUSR1)
+	waitUntil(t, "the stalled RETR", func() bool { return f.srv.Count("RETR") == 1 })
+	f.srv.Add(pop3test.Message{UID: "second", Data: []byte("Subject: second\n\nsecond\n")})
+	code, _, stderr, _ := f.runBin("--lock-timeout", "30s")
+	if code != exitMail || f.countMaildir() != 2 || f.srv.Sessions() != 3 {
+		t.Errorf("wake during a poll: exit %d, %d delivered, %d sessions\n%s", code, f.countMaildir(), f.srv.Sessions(), stderr)
+	}
+	// The poll reported is the one after the wake: the first message was
+	// deleted by the stalled poll, the second is new.
+	if !strings.Contains(stderr, "test: 1 messages on the server, 1 new, 1 delivered") || strings.Count(stderr, "test: ") != 1 {
+		t.Errorf("reported:\n%s", stderr)
+	}
+}
+
+// TestHabitsNoForkUnderSystemd: under systemd (INVOCATION_ID set) -d
+// stays in the foreground, in the process systemd started.
+func TestHabitsNoForkUnderSystemd(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 0, "interval = 3600\n")
+	cmd := exec.Command(popfetchBinary(t), "--config", f.config, "--state-dir", f.stateDir, "-d", "3600")
+	cmd.Env = append(binEnv(), "INVOCATION_ID=0123456789abcdef")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	waitUntil(t, "the daemon", func() bool { _, running := daemonRunning(f.stateDir); return running })
+	if pid, _ := daemonRunning(f.stateDir); pid != 0 && pid != cmd.Process.Pid {
+		t.Errorf("daemon pid %d, started %d: it forked", pid, cmd.Process.Pid)
+	}
+	waitUntil(t, "the log line", func() bool { return strings.Contains(out.String(), "daemon started") })
+	if code, _, stderr, _ := f.runBin("--quit"); code != exitMail {
+		t.Errorf("--quit: exit %d, %s", code, stderr)
+	}
+	select {
+	case <-done:
+		if code := cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("exit %d\n%s", code, out.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("still running after --quit")
 	}
 }

@@ -397,7 +397,7 @@ func printStatus(w io.Writer, st statusFile, now time.Time) {
 		fmt.Fprintf(w, "popfetch daemon: not running; its last status is of %s (%s)\n",
 			st.Updated.Local().Format("2006-01-02 15:04:05"), ago(now, st.Updated))
 	}
-	if !st.ReloadFailed.IsZero() {
+	if st.Running && !st.ReloadFailed.IsZero() {
 		fmt.Fprintf(w, "reload failed at %s (%s):\n", st.ReloadFailed.Local().Format("2006-01-02 15:04:05"),
 			ago(now, st.ReloadFailed))
 		lines := strings.Split(termsafe.Lines(st.ReloadError), "\n")
