@@ -256,13 +256,14 @@ type wakeResult struct {
 }
 
 // wakeDaemon asks the running daemon, if there is one and the command
-// line leaves the poll to it (no account named, no -k, -K or -a, the
-// daemon's configuration file), to poll every account now, and reports
+// line leaves the poll to it (no account named, no -k, -K or -a, which
+// its polls would not honour, no -v, whose lines they would not show,
+// the daemon's configuration file), to poll every account now, and reports
 // what its polls did. Without a daemon, or one that cannot, it returns an
 // empty result and the caller polls itself.
 func wakeDaemon(c *cli.Context, p *proc) (wakeResult, error) {
 	o := readOptions(c)
-	if c.Args().Len() > 0 || o.keep || o.nokeep || o.fetchAll {
+	if c.Args().Len() > 0 || o.keep || o.nokeep || o.fetchAll || o.verbosity > 0 {
 		return wakeResult{}, nil
 	}
 	if _, running := daemonRunning(o.stateDir); !running {

@@ -290,6 +290,15 @@ func TestHabitsWakeDaemon(t *testing.T) {
 	if len(f.srv.Messages()) != 1 || f.srv.Messages()[0].UID != "k1" {
 		t.Errorf("-k beside the daemon deleted: %+v", f.srv.Messages())
 	}
+	// -v shows what the daemon's polls would not: this run polls itself.
+	wakes := func() int {
+		return strings.Count(readFile(t, filepath.Join(f.stateDir, "daemon.log")), "as a popfetch run asked")
+	}
+	before := wakes()
+	if code, _, stderr, _ := f.runBin("-v", "--lock-timeout", "30s"); code != exitNoMail || wakes() != before ||
+		!strings.Contains(stderr, "test: ") {
+		t.Errorf("-v beside the daemon: exit %d, %d wakes (was %d), %s", code, wakes(), before, stderr)
+	}
 	// A named account is this run's own poll too.
 	if code, _, stderr, _ := f.runBin("test", "--lock-timeout", "30s"); code != exitNoMail {
 		t.Errorf("named account beside the daemon: exit %d, %s", code, stderr)
