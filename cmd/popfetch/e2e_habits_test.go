@@ -471,3 +471,47 @@ func TestHabitsNoForkUnderSystemd(t *testing.T) {
 		t.Fatal("still running after --quit")
 	}
 }
+
+// TestHabitsQuitOtherUser: another user cannot stop the daemon or wake
+// it, even where the socket's mode would let them connect.
+func TestHabitsQuitOtherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPING the other-user test: it needs root to run a process as nobody")
+	}
+	f := newCLIFixture(t, pop3test.Config{}, 0, "interval = 3600\n")
+	t.Cleanup(f.quitDaemon)
+	if code, _, stderr, _ := f.runBin("-d", "3600"); code != exitMail {
+		t.Fatalf("-d: exit %d, %s", code, stderr)
+	}
+	pid, _ := daemonRunning(f.stateDir)
+	// As if the socket had been reached before its chmod.
+	os.Chmod(filepath.Dir(f.dir), 0o755)
+	os.Chmod(f.dir, 0o755)
+	os.Chmod(f.stateDir, 0o777)
+	os.Chmod(socketPath(f.stateDir), 0o666)
+	// A copy of the binary nobody may run.
+	bin := filepath.Join(f.dir, "popfetch")
+	data, err := os.ReadFile(popfetchBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const nobody = 65534
+	cmd := exec.Command(bin, "--state-dir", f.stateDir, "--quit")
+	cmd.Env = binEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	out, _ := cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() == exitMail {
+		t.Errorf("--quit as nobody: exit 0\n%s", out)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if p, running := daemonRunning(f.stateDir); !running || p != pid {
+		t.Fatalf("the daemon stopped at another user's --quit (%s)", out)
+	}
+	t.Logf("exit %d: %s", cmd.ProcessState.ExitCode(), out)
+	if !strings.Contains(string(out), "not permitted") {
+		t.Errorf("--quit as nobody said: %s", out)
+	}
+}

@@ -177,6 +177,9 @@ func (w *statusWriter) serve(ctx context.Context, ln net.Listener) {
 
 // answer answers one request on conn.
 func (w *statusWriter) answer(ctx context.Context, conn net.Conn) {
+	if !peerAllowed(conn) {
+		return
+	}
 	req, err := readRequest(conn)
 	var reply controlReply
 	switch {
