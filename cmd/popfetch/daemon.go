@@ -68,6 +68,9 @@ func daemonFlagAction(c *cli.Context, p *proc) error {
 	if interval == 0 {
 		return fetchAction(c, p)
 	}
+	if !c.Bool("nodetach") && !p.detachedChild() && !underSystemd() {
+		return detach(c, p)
+	}
 	return runDaemon(c, p, interval)
 }
 
@@ -101,6 +104,9 @@ type daemon struct {
 	notifier *sdnotify.Notifier
 	sched    *schedule.Scheduler
 	status   *statusWriter
+	wakes    *wakeBoard
+	quitting chan struct{} // closed by quit
+	quitOnce sync.Once
 	// memos keeps each account's fetch.Memo across reloads, by name and
 	// configuration: what the server taught stays until the account's
 	// configuration changes (or the daemon restarts).
@@ -115,11 +121,16 @@ func runDaemon(c *cli.Context, p *proc, interval time.Duration) error {
 		logW = disp
 		defer disp.Close()
 	}
-	log, err := o.logger(logW, true)
+	if err := o.check(); err != nil {
+		return err
+	}
+	log, closeLog, err := o.logger(logW, true)
 	if err != nil {
 		return err
 	}
-	d := &daemon{opts: o, names: c.Args().Slice(), interval: interval, log: log, notifier: sdnotify.New(), display: disp}
+	defer closeLog()
+	d := &daemon{opts: o, names: c.Args().Slice(), interval: interval, log: log, notifier: sdnotify.New(), display: disp,
+		wakes: &wakeBoard{}, quitting: make(chan struct{})}
 	if o.verbosity >= 2 {
 		d.trace = termsafe.Writer(c.App.ErrWriter)
 	}
@@ -143,6 +154,7 @@ func runDaemon(c *cli.Context, p *proc, interval time.Duration) error {
 		Log: log,
 	}, jobs)
 	d.status = newStatusWriter(o.stateDir, o.configPath, d.sched, log)
+	d.status.wake, d.status.quit = d.wake, d.quit
 	if err := d.status.write(time.Time{}); err != nil {
 		log.Warn("could not write the status file: " + err.Error())
 	}
@@ -161,7 +173,26 @@ func runDaemon(c *cli.Context, p *proc, interval time.Duration) error {
 	log.Info("daemon started", "accounts", len(jobs), "pid", os.Getpid(), "state_dir", o.stateDir,
 		"max_concurrent_polls", polls, "max_sessions_per_server", perServer)
 	d.notify(sdnotify.Ready, sdnotify.Status("polling "+plural.Count(len(jobs), "account", "accounts")))
-	runErr := d.sched.Run(c.Context, p.stop)
+	p.reportStarted()
+
+	// The daemon stops at the first SIGTERM or SIGINT (p.stop) or when
+	// popfetch --quit asks; after a quit, polls still running after
+	// graceTimeout are aborted, as after a signal.
+	ctx, abort := context.WithCancel(c.Context)
+	defer abort()
+	stop, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		select {
+		case <-p.stop:
+		case <-d.quitting:
+			time.AfterFunc(graceTimeout, abort)
+		case <-ended:
+			return
+		}
+		close(stop)
+	}()
+	runErr := d.sched.Run(ctx, stop)
+	close(ended)
 	d.notify(sdnotify.Stopping, sdnotify.Status("stopping"))
 	stopHelpers()
 	wg.Wait()
@@ -238,14 +269,16 @@ func (d *daemon) job(a config.Account, memo *fetch.Memo, tlsc *fetch.TLSConfigs)
 	// The closure keeps what it needs of the account, not all of it: a
 	// daemon holds one for every account.
 	target, name := targetOf(a), a.Name
-	j.Poll = func(ctx context.Context, store *uidstore.Store, stop <-chan struct{}) (fetch.Stats, error) {
+	j.Poll = func(ctx context.Context, store *uidstore.Store, stop <-chan struct{}) (st fetch.Stats, err error) {
+		started := time.Now()
+		defer func() { d.wakes.finished(name, started, st, err) }()
 		dl, err := target.open()
 		if err != nil {
 			return fetch.Stats{}, err
 		}
 		o := opts
 		o.Stop = stop
-		st, err := fetch.Poll(ctx, acct, store, dl, &o)
+		st, err = fetch.Poll(ctx, acct, store, dl, &o)
 		dl.Close()
 		// Failures are the scheduler's to log (once per streak); a poll
 		// that found nothing logs at debug level, so that a daemon
@@ -297,6 +330,7 @@ func (d *daemon) reload() {
 	cfg, jobs, err := d.load()
 	if err != nil {
 		d.log.Error("SIGHUP: the new configuration has errors; keeping the old one: " + err.Error())
+		d.status.reloaded(err)
 		d.notify(sdnotify.Ready, sdnotify.Status("reload failed; running the old configuration"))
 		return
 	}
@@ -317,6 +351,7 @@ func (d *daemon) reload() {
 	}
 	d.sched.SetLimits(cfg.Daemon.MaxConcurrentPolls, cfg.Daemon.MaxSessionsPerServer, cfg.Daemon.MaxBackoff)
 	d.sched.Update(jobs)
+	d.status.reloaded(nil)
 	d.log.Info("SIGHUP: configuration reloaded", "accounts", len(jobs),
 		"added", strings.Join(added, ","), "removed", strings.Join(removed, ","))
 	d.notify(sdnotify.Ready, sdnotify.Status("polling "+plural.Count(len(jobs), "account", "accounts")))

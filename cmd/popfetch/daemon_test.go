@@ -291,7 +291,7 @@ func TestDaemonFlag(t *testing.T) {
 		t.Fatalf("-d 0: exit %d %s", code, stderr)
 	}
 	f.srv.Add(pop3test.Message{UID: "x", Data: []byte("Subject: x\n\nx\n")})
-	d := f.startDaemon("-d", "1", "test")
+	d := f.startDaemon("-d", "1", "-N", "test") // -N: in this process, not detached
 	d.waitFor("the daemon's poll", func() bool { return f.countMaildir() == 2 })
 	_, st := f.status()
 	if len(st.Accounts) != 1 || st.Accounts[0].Name != "test" {

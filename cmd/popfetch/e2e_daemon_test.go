@@ -340,7 +340,9 @@ func TestDovecotDaemonSIGTERMDuringFetch(t *testing.T) {
 	d := startDaemonProc(t, bin, m.args("daemon")...)
 	d.waitFor("the fetch to be under way", func() bool { n, _ := m.fetched("long"); return n >= 30 })
 
-	code, out := m.run(bin, "--lock-timeout", "1s")
+	// The account is named: a plain run would wake the daemon instead
+	// (TestHabitsWakeDaemon) and wait for its poll.
+	code, out := m.run(bin, "long", "--lock-timeout", "1s")
 	if code != exitStateLocked || !strings.Contains(out, "popfetch") {
 		t.Errorf("one-shot while the daemon fetches: exit %d\n%s", code, out)
 	}

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -15,28 +12,6 @@ import (
 	"github.com/popfetch/popfetch/fetch"
 	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
 )
-
-// runBin runs the built popfetch binary with the fixture's config and
-// state directory and returns its exit code, stdout and stderr.
-func (f *cliFixture) runBin(args ...string) (int, string, string) {
-	f.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	full := append([]string{"--config", f.config, "--state-dir", f.stateDir}, args...)
-	cmd := exec.CommandContext(ctx, popfetchBinary(f.t), full...)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		f.t.Fatalf("popfetch %s: %v", strings.Join(args, " "), err)
-	}
-	return code, stdout.String(), stderr.String()
-}
 
 // TestTimeoutNamesServerAndStep: a server that stops answering at one
 // step of the session makes the built binary say, in one line, how long
@@ -75,7 +50,7 @@ func TestTimeoutNamesServerAndStep(t *testing.T) {
 			}
 			f.writeConfig(account, 0o600)
 			f.srv.SetFaults(tc.fault)
-			code, _, stderr := f.runBin()
+			code, _, stderr, _ := f.runBin()
 			want := fmt.Sprintf("timed out after 1s waiting for %s (%s", f.srv.Addr(), tc.doing)
 			if !strings.Contains(stderr, want) {
 				t.Errorf("the error does not say %q:\n%s", want, stderr)
@@ -129,7 +104,7 @@ func TestTLSOnPlainPort(t *testing.T) {
 	addr := silentListener(t, "+OK POP3 server ready\r\n")
 	_, port, _ := net.SplitHostPort(addr)
 	f.writeConfig(strings.Replace(pop3testAccount("test", addr, f.maildir, "timeout = \"2s\"\n"), "tls = \"none\"\n", "", 1), 0o600)
-	code, _, stderr := f.runBin()
+	code, _, stderr, _ := f.runBin()
 	want := fmt.Sprintf(`the server answered in plain text: it does not speak TLS on port %s: use tls = "starttls"`, port)
 	if code != exitSocket || !strings.Contains(stderr, want) {
 		t.Errorf("exit %d, want %d and the error saying %q:\n%s", code, exitSocket, want, stderr)
@@ -137,7 +112,7 @@ func TestTLSOnPlainPort(t *testing.T) {
 
 	silent := silentListener(t, "")
 	f.writeConfig(strings.Replace(pop3testAccount("test", silent, f.maildir, "timeout = \"1s\"\n"), "tls = \"none\"\n", "", 1), 0o600)
-	code, _, stderr = f.runBin()
+	code, _, stderr, _ = f.runBin()
 	want = fmt.Sprintf("timed out after 1s waiting for %s (the TLS handshake)", silent)
 	if code != exitSocket || !strings.Contains(stderr, want) {
 		t.Errorf("exit %d, want %d and the error saying %q:\n%s", code, exitSocket, want, stderr)
@@ -161,7 +136,7 @@ func TestRefusedCertificateSaysHowToTrustIt(t *testing.T) {
 	f := newCLIFixture(t, pop3test.Config{TLS: cert.ServerConfig()}, 1, "")
 	base := strings.Replace(pop3testAccount("test", f.srv.Addr(), f.maildir, "timeout = \"5s\"\n"), "tls = \"none\"\n", "", 1)
 	f.writeConfig(base, 0o600)
-	code, _, stderr := f.runBin()
+	code, _, stderr, _ := f.runBin()
 	if code != exitSocket {
 		t.Fatalf("exit %d, want %d:\n%s", code, exitSocket, stderr)
 	}
@@ -178,7 +153,7 @@ func TestRefusedCertificateSaysHowToTrustIt(t *testing.T) {
 		t.Fatalf("suggested fingerprint %s, the leaf's SHA-256 is %s", m[1], want)
 	}
 	f.writeConfig(base+m[0]+"\n", 0o600)
-	if code, _, stderr := f.runBin(); code != exitMail {
+	if code, _, stderr, _ := f.runBin(); code != exitMail {
 		t.Fatalf("with the suggested %s: exit %d, want 0:\n%s", m[0], code, stderr)
 	}
 
@@ -187,7 +162,7 @@ func TestRefusedCertificateSaysHowToTrustIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.writeConfig(base+fmt.Sprintf("tls_fingerprint = %q\n", fetch.Fingerprint(other.Leaf())), 0o600)
-	code, _, stderr = f.runBin()
+	code, _, stderr, _ = f.runBin()
 	if code != exitSocket || !strings.Contains(stderr, "pin the new one with "+m[0]) || !strings.Contains(stderr, "out of band") {
 		t.Errorf("a pin the server does not match: exit %d, want %d and how to re-pin:\n%s", code, exitSocket, stderr)
 	}
@@ -214,7 +189,7 @@ maildir = "/tmp/Mail"
 fetch_all = "\u001b]52;c;x\u0007"
 `, 0o600)
 	for _, args := range [][]string{nil, {"config", "check"}} {
-		code, _, stderr := f.runBin(args...)
+		code, _, stderr, _ := f.runBin(args...)
 		if code != exitConfig {
 			t.Errorf("popfetch %v: exit %d, want %d:\n%s", args, code, exitConfig, stderr)
 		}
@@ -265,7 +240,7 @@ func TestHelpAndUnknownNames(t *testing.T) {
 		{[]string{"uidl", "forget", "test", "u1"}, exitMail, "", "forgot 1 UID; its message is fetched again"},
 		{[]string{"uidl", "import", "test", "u1"}, exitMail, "", "recorded 1 UID (0 of them were recorded already)"},
 	} {
-		code, stdout, stderr := f.runBin(tc.args...)
+		code, stdout, stderr, _ := f.runBin(tc.args...)
 		if code != tc.code || !strings.Contains(stdout, tc.stdout) || !strings.Contains(stderr, tc.stderr) {
 			t.Errorf("popfetch %s: exit %d, want %d; stdout should hold %q, stderr %q:\n%s%s",
 				strings.Join(tc.args, " "), code, tc.code, tc.stdout, tc.stderr, stdout, stderr)
@@ -273,7 +248,7 @@ func TestHelpAndUnknownNames(t *testing.T) {
 	}
 
 	f.writeConfig(readFile(t, f.config)+pop3testAccount("other", f.srv.Addr(), f.maildir, ""), 0o600)
-	code, _, stderr := f.runBin("list")
+	code, _, stderr, _ := f.runBin("list")
 	if want := `list needs an account's name; the accounts are "test" and "other"`; code != exitConfig || !strings.Contains(stderr, want) {
 		t.Errorf("list with two accounts: exit %d, want %d and %q:\n%s", code, exitConfig, want, stderr)
 	}

@@ -144,7 +144,7 @@ func newLogger(w io.Writer, format string, level slog.Level, daemon bool) (*slog
 	switch format {
 	case logAuto, "":
 		hh := newHumanHandler(w, level)
-		if underJournal(w) {
+		if _, ok := w.(*syslogWriter); ok || underJournal(w) {
 			hh.journal = true
 		} else {
 			hh.stamp = daemon

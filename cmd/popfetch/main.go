@@ -62,7 +62,9 @@ func main() {
 		cancel()
 	}()
 	stopProfile := startProfile()
-	code := run(ctx, &proc{stop: stop, notify: notifySignals}, os.Args, os.Stdout, os.Stderr)
+	p := &proc{stop: stop, notify: notifySignals, ready: detachedChild()}
+	p.child = p.ready != nil
+	code := run(ctx, p, os.Args, os.Stdout, os.Stderr)
 	stopProfile()
 	cancel()
 	os.Exit(code)
@@ -75,6 +77,11 @@ type proc struct {
 	stop   <-chan struct{}
 	notify func(sigs ...os.Signal) (<-chan os.Signal, func())
 	stdin  io.Reader // nil: os.Stdin
+	args   []string  // the command line, set by run
+	// ready, in a daemon "popfetch -d" started in the background (child),
+	// reports its start to the process that waits for it (detach.go).
+	ready *os.File
+	child bool
 }
 
 // notifySignals delivers sigs on the returned channel until the returned
@@ -119,6 +126,7 @@ func run(ctx context.Context, p *proc, args []string, stdout, stderr io.Writer) 
 	if p == nil {
 		p = &proc{notify: notifySignals}
 	}
+	p.args = args
 	app := newApp(stdout, stderr, p)
 	if n := len(args); n > 1 && args[n-1] == "--generate-bash-completion" {
 		return complete(ctx, app, args)
@@ -130,6 +138,13 @@ func run(ctx context.Context, p *proc, args []string, stdout, stderr io.Writer) 
 	var status exitStatus
 	if err != nil && !errors.As(err, &status) {
 		fmt.Fprintf(stderr, "popfetch: %s\n", termsafe.Lines(err.Error()))
+	}
+	if p.ready != nil { // a detached daemon that did not start
+		msg := "the daemon ended at once"
+		if err != nil {
+			msg = err.Error()
+		}
+		p.reportFailed(exitCodeOf(err), msg)
 	}
 	return exitCodeOf(err)
 }
@@ -203,7 +218,10 @@ func globalFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "fetch-all", Aliases: []string{"a"}, Usage: "fetch every message, also those delivered before (as fetch_all = true; fetchmail's -a)"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Count: new(int),
 			Usage: "-v: a line per message; -vv: also the protocol trace (passwords redacted)"},
-		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing unless something failed"},
+		&cli.BoolFlag{Name: "nokeep", Aliases: []string{"K"}, Usage: "delete what was fetched this time, also from accounts with keep = true (fetchmail's -K; the opposite of -k)"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q", "silent", "s"}, Usage: "print nothing unless something failed (-s, --silent: fetchmail's spelling)"},
+		&cli.StringFlag{Name: "logfile", Aliases: []string{"L"}, Usage: "append log lines to `FILE` instead of standard error (mostly for the daemon)"},
+		&cli.BoolFlag{Name: "syslog", Usage: "send log lines to syslog (facility mail) instead of standard error (mostly for the daemon)"},
 		&cli.StringFlag{Name: "log-format", Usage: "`FORMAT` of log lines: auto, human, text (key=value) or json",
 			DefaultText: "auto: human lines; under systemd with journal priorities"},
 	}
@@ -236,16 +254,14 @@ func newApp(stdout, stderr io.Writer, p *proc) *cli.App {
 		BashComplete:           completeAccounts,
 		Flags: append(globalFlags(),
 			&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, Usage: "print the version and exit"},
-			&cli.StringFlag{Name: "daemon", Aliases: []string{"d"}, Usage: "run as a daemon polling every `INTERVAL` (\"300\" seconds or \"5m\"), as fetchmail -d does; same as: popfetch daemon --interval INTERVAL"},
+			&cli.StringFlag{Name: "daemon", Aliases: []string{"d"}, Usage: "run as a daemon polling every `INTERVAL` (\"300\" seconds or \"5m\"), as fetchmail -d does: it detaches and returns once the daemon runs (see --nodetach); otherwise as popfetch daemon --interval INTERVAL"},
+			&cli.BoolFlag{Name: "nodetach", Aliases: []string{"N"}, Usage: "with -d, stay in the foreground (as popfetch daemon does)"},
+			&cli.BoolFlag{Name: "quit", Usage: "stop the running daemon and wait for it to end: exit 0, or 1 if none runs; with -d, then start a new one"},
+			&cli.BoolFlag{Name: "check", Aliases: []string{"c"}, Usage: "count new mail without fetching it, as the check command (fetchmail's -c)"},
 			// urfave/cli adds --help itself only when there is no help
 			// command of the app's own (help.go).
 			cli.HelpFlag),
-		Action: func(c *cli.Context) error {
-			if c.IsSet("daemon") {
-				return daemonFlagAction(c, p)
-			}
-			return notCommandOrAccount(c.App, fetchAction(c, p))
-		},
+		Action:         func(c *cli.Context) error { return rootAction(c, p) },
 		ExitErrHandler: func(*cli.Context, error) {}, // run() reports errors
 		OnUsageError:   onUsageError,
 		Commands: []*cli.Command{
@@ -296,10 +312,13 @@ type options struct {
 	stateDir    string
 	lockTimeout time.Duration
 	keep        bool
+	nokeep      bool
 	fetchAll    bool
 	verbosity   int
 	quiet       bool
 	logFormat   string
+	logFile     string
+	syslog      bool
 }
 
 func readOptions(c *cli.Context) options {
@@ -317,6 +336,11 @@ func readOptions(c *cli.Context) options {
 		if v := x.String("log-format"); v != "" && o.logFormat == "" {
 			o.logFormat = v
 		}
+		if v := x.String("logfile"); v != "" && o.logFile == "" {
+			o.logFile = v
+		}
+		o.syslog = o.syslog || x.Bool("syslog")
+		o.nokeep = o.nokeep || x.Bool("nokeep")
 		o.keep = o.keep || x.Bool("keep")
 		o.fetchAll = o.fetchAll || x.Bool("fetch-all")
 		o.quiet = o.quiet || x.Bool("quiet")
@@ -330,7 +354,21 @@ func readOptions(c *cli.Context) options {
 	}
 	o.configPath = config.ExpandPath(o.configPath)
 	o.stateDir = config.ExpandPath(o.stateDir)
+	if o.logFile != "" {
+		o.logFile = config.ExpandPath(o.logFile)
+	}
 	return o
+}
+
+// check refuses options that contradict each other.
+func (o options) check() error {
+	switch {
+	case o.keep && o.nokeep:
+		return usageError{"-k (--keep) and -K (--nokeep) contradict each other; give one"}
+	case o.logFile != "" && o.syslog:
+		return usageError{"--logfile and --syslog contradict each other; give one"}
+	}
+	return nil
 }
 
 // xdgDir returns $env, or ~/fallback when it is unset or not absolute.
@@ -346,8 +384,9 @@ func xdgDir(env, fallback string) string {
 }
 
 // logger returns the logger the options ask for; daemon puts times on
-// human lines.
-func (o options) logger(w io.Writer, daemon bool) (*slog.Logger, error) {
+// human lines. With --logfile or --syslog the lines go there, not to w;
+// the caller calls close when done.
+func (o options) logger(w io.Writer, daemon bool) (log *slog.Logger, close func(), err error) {
 	level := slog.LevelInfo
 	switch {
 	case o.quiet:
@@ -355,7 +394,38 @@ func (o options) logger(w io.Writer, daemon bool) (*slog.Logger, error) {
 	case o.verbosity > 0:
 		level = slog.LevelDebug
 	}
-	return newLogger(w, o.logFormat, level, daemon)
+	close = func() {}
+	format := o.logFormat
+	switch {
+	case o.logFile != "":
+		f, err := openLogFile(o.logFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		w, close = f, func() { f.Close() }
+	case o.syslog:
+		sw, err := newSyslogWriter()
+		if err != nil {
+			return nil, nil, err
+		}
+		w, close = sw, func() { sw.Close() } // auto: priorities, no times (syslog adds them)
+	}
+	log, err = newLogger(w, format, level, daemon)
+	if err != nil {
+		close()
+		return nil, nil, err
+	}
+	return log, close, nil
+}
+
+// openLogFile opens path for --logfile: appended to, created for this
+// user alone.
+func openLogFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, usageError{fmt.Sprintf("--logfile: %v", err)}
+	}
+	return f, nil
 }
 
 // env is what every command that talks to servers needs.
@@ -366,6 +436,7 @@ type env struct {
 	log      *slog.Logger
 	poll     *fetch.Options
 	display  *progressDisplay // nil unless on a terminal
+	closeLog func()
 }
 
 // close releases what prepare opened.
@@ -374,34 +445,55 @@ func (e *env) close() {
 		e.display.Close()
 	}
 	e.store.Close()
+	e.closeLog()
 }
 
 // prepare loads the config, selects the accounts, opens the UID store and
 // sets up logging. The caller closes env.store.
 func prepare(c *cli.Context) (*env, error) {
+	return prepareExcept(c, nil)
+}
+
+// prepareExcept is prepare leaving out the accounts in skip (which the
+// daemon has polled).
+func prepareExcept(c *cli.Context, skip map[string]bool) (*env, error) {
 	o := readOptions(c)
+	if err := o.check(); err != nil {
+		return nil, err
+	}
 	disp := o.progress(c.App.ErrWriter)
 	var logW io.Writer = c.App.ErrWriter
 	if disp != nil {
 		logW = disp
 	}
-	log, err := o.logger(logW, false)
+	log, closeLog, err := o.logger(logW, false)
 	if err != nil {
+		if disp != nil {
+			disp.Close()
+		}
+		return nil, err
+	}
+	fail := func(err error) (*env, error) {
+		if disp != nil {
+			disp.Close()
+		}
+		closeLog()
 		return nil, err
 	}
 	cfg, err := loadConfig(o.configPath)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	accounts, err := cfg.Select(c.Args().Slice())
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
+	accounts = slices.DeleteFunc(accounts, func(a config.Account) bool { return skip[a.Name] })
 	store, err := uidstore.Open(storePath(o.stateDir), o.lockTimeout)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	e := &env{opts: o, accounts: accounts, store: store, log: log, display: disp}
+	e := &env{opts: o, accounts: accounts, store: store, log: log, display: disp, closeLog: closeLog}
 	e.poll = &fetch.Options{Log: e.log}
 	if disp != nil {
 		e.poll.Progress = disp.Update
@@ -444,6 +536,12 @@ func fetchAccountTLS(a config.Account, o options, tlsc *fetch.TLSConfigs) (*fetc
 	if o.keep {
 		// --keep: nothing leaves the server this time.
 		acct.DeleteAfter, acct.DeleteLargerThan = 0, 0
+	}
+	if o.nokeep {
+		// --nokeep: what is safe here leaves the server this time, also
+		// what a keep = true account kept before (delete_after has
+		// nothing left to count).
+		acct.Keep, acct.DeleteAfter = false, 0
 	}
 	if a.OAuth2 != nil {
 		src := oauth2token.New(oauth2Config(a, o.stateDir))
@@ -500,14 +598,52 @@ func (t target) open() (deliver.Deliverer, error) {
 	return &deliver.MDA{Argv: t.mda, Timeout: t.timeout}, nil
 }
 
+// rootAction runs "popfetch" without a command: fetchmail's flags -d,
+// --quit and -c choose what it does; a fetch is the default.
+func rootAction(c *cli.Context, p *proc) error {
+	if err := readOptions(c).check(); err != nil {
+		return err
+	}
+	daemon := c.IsSet("daemon")
+	if c.Bool("check") && (daemon || c.Bool("quit")) {
+		return usageError{"-c (--check) goes with neither -d nor --quit"}
+	}
+	if c.Bool("quit") && !p.detachedChild() {
+		if c.Args().Len() > 0 && !daemon {
+			return usageError{"--quit stops the daemon; it takes no account names (without -d)"}
+		}
+		err := quitAction(c)
+		if !daemon || err != nil && !errors.Is(err, errNoDaemon) {
+			return err
+		}
+	}
+	switch {
+	case daemon:
+		return daemonFlagAction(c, p)
+	case c.Bool("check"):
+		return notCommandOrAccount(c.App, checkAction(c, p))
+	}
+	return notCommandOrAccount(c.App, fetchAction(c, p))
+}
+
 func fetchAction(c *cli.Context, p *proc) error {
-	e, err := prepare(c)
+	// As with fetchmail, a plain "popfetch" while the daemon runs wakes it
+	// for a poll now and reports that poll, instead of waiting for it to
+	// let go of the UID store.
+	woke, err := wakeDaemon(c, p)
+	if err != nil {
+		return err
+	}
+	if woke.all {
+		return statusErr(combine(woke.codes))
+	}
+	e, err := prepareExcept(c, woke.polled)
 	if err != nil {
 		return err
 	}
 	defer e.close()
 	e.poll.Stop = p.stop
-	var codes []int
+	codes := woke.codes
 	for _, a := range e.accounts {
 		if c.Context.Err() != nil || p.stopped() {
 			break

@@ -404,6 +404,8 @@ func manEnvironment() string {
 			"lines with journal priorities, without times.",
 		"NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID", "Set by systemd for a Type=notify service: the daemon tells "+
 			"systemd when it is ready, reloading and stopping, and feeds its watchdog while its scheduler answers.",
+		"INVOCATION_ID", "Set by systemd for every service: with it (or NOTIFY_SOCKET), -d stays in the "+
+			"foreground, as -N asks, since systemd is the one that runs popfetch in the background.",
 		"password_env", "An account with password_env = \"NAME\" reads its password from the variable NAME.",
 	)
 }

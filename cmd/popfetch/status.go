@@ -16,6 +16,7 @@ import (
 	"runtime/metrics"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -34,6 +35,14 @@ type statusFile struct {
 	Updated time.Time `json:"updated"`
 	Stopped time.Time `json:"stopped,omitzero"` // set when the daemon ended
 	Config  string    `json:"config"`
+	// ConfigLoaded is when the configuration in force was read: at the
+	// start, or by the last reload that worked.
+	ConfigLoaded time.Time `json:"config_loaded,omitzero"`
+	// ReloadFailed and ReloadError tell of the last reload (SIGHUP) if
+	// it failed: the daemon kept the configuration read at ConfigLoaded.
+	// A reload that works clears them.
+	ReloadFailed time.Time `json:"reload_failed,omitzero"`
+	ReloadError  string    `json:"reload_error,omitempty"`
 	// Running is filled in by "popfetch status": whether the daemon
 	// holds the state directory now.
 	Running    bool   `json:"running"`
@@ -72,6 +81,26 @@ type statusWriter struct {
 	sched   *schedule.Scheduler
 	started time.Time
 	log     *slog.Logger
+	// wake and quit answer the control requests (control.go); nil
+	// answers them with an error.
+	wake func(ctx context.Context, config string) controlReply
+	quit func() int
+
+	mu           sync.Mutex
+	configLoaded time.Time
+	reloadFailed time.Time
+	reloadError  string
+}
+
+// reloaded records a reload of the configuration, and err if it failed.
+func (w *statusWriter) reloaded(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil {
+		w.reloadFailed, w.reloadError = time.Now(), err.Error()
+		return
+	}
+	w.configLoaded, w.reloadFailed, w.reloadError = time.Now(), time.Time{}, ""
 }
 
 // statusEvery is how often the status file is rewritten while the daemon
@@ -79,8 +108,9 @@ type statusWriter struct {
 const statusEvery = time.Minute
 
 func newStatusWriter(stateDir, configPath string, sched *schedule.Scheduler, log *slog.Logger) *statusWriter {
+	now := time.Now()
 	return &statusWriter{path: statusPath(stateDir), sock: socketPath(stateDir), config: configPath, sched: sched,
-		started: time.Now(), log: log}
+		started: now, configLoaded: now, log: log}
 }
 
 // run writes the status file once a minute and answers on the socket
@@ -90,7 +120,7 @@ func (w *statusWriter) run(ctx context.Context) {
 		w.log.Warn("popfetch status will show the status file, written once a minute: " + err.Error())
 	} else {
 		defer ln.Close()
-		go w.serve(ln)
+		go w.serve(ctx, ln)
 	}
 	t := time.NewTicker(statusEvery)
 	defer t.Stop()
@@ -122,22 +152,59 @@ func (w *statusWriter) listen() (net.Listener, error) {
 	return ln, nil
 }
 
-// serve answers each connection with the status as JSON, then closes it.
-func (w *statusWriter) serve(ln net.Listener) {
+// serve answers each connection's request (see control.go), then closes
+// it; at most maxControlConns at once, the others are closed at once.
+func (w *statusWriter) serve(ctx context.Context, ln net.Listener) {
+	slots := make(chan struct{}, maxControlConns)
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			return
 		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			conn.Close()
+			continue
+		}
 		go func() {
+			defer func() { <-slots }()
 			defer conn.Close()
-			conn.SetDeadline(time.Now().Add(10 * time.Second))
-			bw := bufio.NewWriter(conn)
-			if encodeStatus(bw, w.snapshot(time.Time{})) == nil {
-				bw.Flush()
-			}
+			w.answer(ctx, conn)
 		}()
 	}
+}
+
+// answer answers one request on conn.
+func (w *statusWriter) answer(ctx context.Context, conn net.Conn) {
+	if !peerAllowed(conn) {
+		return
+	}
+	req, err := readRequest(conn)
+	var reply controlReply
+	switch {
+	case err != nil:
+		reply = controlReply{Reply: "error", Error: err.Error()}
+	case req.Op == opStatus:
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		bw := bufio.NewWriter(conn)
+		if encodeStatus(bw, w.snapshot(time.Time{})) == nil {
+			bw.Flush()
+		}
+		return
+	case req.Op == opQuit && w.quit != nil:
+		reply = controlReply{Reply: opQuit, PID: w.quit()}
+	case req.Op == opPoll && w.wake != nil:
+		reply = w.wake(ctx, req.Config)
+	default:
+		reply = controlReply{Reply: "error", Error: "this daemon does not take " + req.Op + " requests"}
+	}
+	data, err := json.Marshal(reply)
+	if err != nil {
+		return
+	}
+	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	conn.Write(append(data, '\n'))
 }
 
 // snapshot returns the status now; stopped is set when the daemon ends.
@@ -146,6 +213,9 @@ func (w *statusWriter) snapshot(stopped time.Time) statusFile {
 		PID: os.Getpid(), Started: w.started, Updated: time.Now(), Stopped: stopped, Config: w.config,
 		Goroutines: runtime.NumGoroutine(), Memory: goMemory(), Lateness: w.sched.Lateness(), Accounts: w.sched.Status(),
 	}
+	w.mu.Lock()
+	st.ConfigLoaded, st.ReloadFailed, st.ReloadError = w.configLoaded, w.reloadFailed, w.reloadError
+	w.mu.Unlock()
 	if !stopped.IsZero() {
 		st.clearActivity()
 	}
@@ -221,13 +291,7 @@ func encodeStatus(w io.Writer, st statusFile) error {
 
 // askDaemon asks the daemon running with stateDir for its status.
 func askDaemon(stateDir string) ([]byte, error) {
-	conn, err := net.DialTimeout("unix", socketPath(stateDir), 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	return io.ReadAll(conn)
+	return askControl(stateDir, controlRequest{Op: opStatus}, 30*time.Second, nil)
 }
 
 // goMemory returns the memory the Go runtime has mapped, less what it has
@@ -335,6 +399,24 @@ func printStatus(w io.Writer, st statusFile, now time.Time) {
 	default:
 		fmt.Fprintf(w, "popfetch daemon: not running; its last status is of %s (%s)\n",
 			st.Updated.Local().Format("2006-01-02 15:04:05"), ago(now, st.Updated))
+	}
+	if st.Running && !st.ReloadFailed.IsZero() {
+		fmt.Fprintf(w, "reload failed at %s (%s):\n", st.ReloadFailed.Local().Format("2006-01-02 15:04:05"),
+			ago(now, st.ReloadFailed))
+		lines := strings.Split(termsafe.Lines(st.ReloadError), "\n")
+		if len(lines) > 20 {
+			lines = append(lines[:20], fmt.Sprintf("(%d more lines)", len(lines)-20))
+		}
+		for _, l := range lines {
+			if l = strings.TrimSpace(l); l != "" {
+				fmt.Fprintf(w, "  %s\n", termsafe.Short(l, 300))
+			}
+		}
+		loaded := "the configuration it read at start"
+		if !st.ConfigLoaded.IsZero() {
+			loaded = "the configuration it read at " + st.ConfigLoaded.Local().Format("2006-01-02 15:04:05")
+		}
+		fmt.Fprintf(w, "  still in force: %s from %s; fix the file and send SIGHUP again\n", loaded, termsafe.String(st.Config))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ACCOUNT\tLAST POLL\tRESULT\tFETCHED\tIN ALL\tNEXT POLL\tLAST ERROR")
