@@ -92,7 +92,8 @@ func (e *CertificateError) Error() string {
 }
 
 // hint says how to trust the presented certificate, if it is the
-// server's: by its CA (ca_file), its name (tls_server_name) or its
+// server's: by its CA (ca_file), the name its provider documents (server
+// or tls_server_name, never suggested from the certificate) or its
 // fingerprint (tls_fingerprint, in the form that key takes); and to
 // check that fingerprint by other means first, since a certificate an
 // attacker presents is shown the same way.
@@ -107,7 +108,10 @@ func (e *CertificateError) hint(names []string) string {
 	case e.Pinned:
 		return ". If the server's certificate was changed (renewed), pin the new one with " + pin + check
 	case errors.As(e.Err, &hostErr) && len(names) > 0 && names[0] != "":
-		return fmt.Sprintf(". If this is the server's certificate under another name, set tls_server_name = %q, or pin it with %s", names[0], pin) + check
+		// No ready-made tls_server_name line: a certificate a public CA
+		// issued for another name is what an attacker who owns that name
+		// presents, so the name to trust comes from the provider.
+		return ". A certificate for another name is also what an attacker's looks like: if the provider's own documentation gives one of those names for this server, set server (or tls_server_name) to it; or pin the certificate with " + pin + check
 	case errors.As(e.Err, &caErr):
 		return ". If this is the server's certificate, trust the CA that issued it with ca_file = \"<its PEM file>\", or pin the certificate with " + pin + check
 	case e.Err != nil:

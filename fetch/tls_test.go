@@ -80,7 +80,7 @@ func TestTLSOptions(t *testing.T) {
 		{"another CA", good, nil, TLSOptions{CAFile: otherCA}, []string{"from a CA in " + otherCA}},
 		{"wrong host name", wrongName, nil, TLSOptions{CAFile: writeFile(t, "w.pem", wrongName.CertPEM)},
 			[]string{`expected a certificate for "127.0.0.1"`, "presented one for mail.elsewhere.test",
-				`set tls_server_name = "mail.elsewhere.test", or pin it with tls_fingerprint = "` + Fingerprint(wrongName.Leaf()) + `"`, "out of band"}},
+				"if the provider's own documentation gives one of those names", `pin the certificate with tls_fingerprint = "` + Fingerprint(wrongName.Leaf()) + `"`, "out of band"}},
 		{"expired", expired, nil, TLSOptions{CAFile: writeFile(t, "e.pem", expired.CertPEM)},
 			[]string{"expired", "valid " + expired.Leaf().NotBefore.UTC().Format(time.DateOnly), `pin it with tls_fingerprint = "` + Fingerprint(expired.Leaf()) + `"`}},
 		{"pinned, no CA", good, nil, TLSOptions{Fingerprint: Fingerprint(good.Leaf())}, nil},
