@@ -610,12 +610,13 @@ func (c *Client) Quit(ctx context.Context) error {
 
 // MessageReader streams one message of a RETR or TOP reply.
 type MessageReader struct {
-	doing string // what reading it is, for a timeout's message
-	dr    *dotReader
-	done  func(err error) // called once, with io.EOF or the failure
-	c     *Client
-	end   bool
-	err   error
+	verb string // RETR or TOP, and its argument: a timeout's message
+	arg  string // says what was being read
+	dr   *dotReader
+	done func(err error) // called once, with io.EOF or the failure
+	c    *Client
+	end  bool
+	err  error
 }
 
 // Read implements io.Reader. At the end of the message it returns io.EOF;
@@ -655,7 +656,7 @@ func (m *MessageReader) Close() error {
 
 func (m *MessageReader) finish(err error) {
 	if isTimeout(err) {
-		err = m.c.timeoutErr(m.doing, err)
+		err = m.c.timeoutErr(readingMessage(m.verb, m.arg), err)
 	}
 	m.end = true
 	m.err = err
@@ -674,7 +675,7 @@ func (c *Client) message(ctx context.Context, verb, arg string) (*MessageReader,
 	}
 	stop := c.tc.watch(ctx)
 	c.tc.readingBody(true)
-	m := &MessageReader{c: c, dr: newDotReader(c.r), doing: readingMessage(verb, arg)}
+	m := &MessageReader{c: c, dr: newDotReader(c.r), verb: verb, arg: arg}
 	m.done = func(err error) {
 		stop()
 		c.open = nil

@@ -214,7 +214,7 @@ func (p *Pipeline) Next() (Reply, error) {
 	if cmd.Verb == "TOP" {
 		arg += " 0"
 	}
-	m := &MessageReader{c: c, dr: newDotReader(c.r), doing: readingMessage(cmd.Verb, arg)}
+	m := &MessageReader{c: c, dr: newDotReader(c.r), verb: cmd.Verb, arg: arg}
 	m.done = func(err error) {
 		<-p.slots
 		if err != io.EOF {
