@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -75,11 +76,38 @@ func daemonRunning(stateDir string) (pid int, running bool) {
 		return 0, false
 	}
 	defer f.Close()
+	if !ownFile(f) {
+		// Planted by another user in a state directory open to
+		// others: its lock and its PID are not a daemon of ours, and
+		// --quit would signal whatever process it names.
+		return 0, false
+	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err == nil {
 		return 0, false // nobody holds it
 	}
-	pid, _ = readPID(stateDir)
+	pid, _ = readFilePID(f)
 	return pid, true
+}
+
+// ownFile reports whether the open file f belongs to this user or to
+// root, as a daemon of this user (or one root ran) leaves it.
+func ownFile(f *os.File) bool {
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && (int(st.Uid) == os.Geteuid() || st.Uid == 0)
+}
+
+// readFilePID reads the PID in the open lock file f, not in whatever
+// the path names by now.
+func readFilePID(f *os.File) (int, error) {
+	data, err := io.ReadAll(io.LimitReader(f, 64))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(data)))
 }
 
 func readPID(stateDir string) (int, error) {
