@@ -569,13 +569,13 @@ func TestImpostorHelper(t *testing.T) {
 // TestHabitsImpostorDaemon: in a state directory open to others, another
 // user plants a daemon.pid it holds locked and a daemon.sock it answers
 // on. A plain run does not take its word that every account was polled
-// (it polls, and the mail arrives), and --quit does not signal the
-// process the planted PID file names.
+// (it goes on to refuse the state directory), and --quit does not signal
+// the process the planted PID file names.
 func TestHabitsImpostorDaemon(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("SKIPPING the impostor test: it needs root to run a process as nobody")
 	}
-	f := newCLIFixture(t, pop3test.Config{}, 0, "")
+	f := newCLIFixture(t, pop3test.Config{}, 1, "")
 	os.MkdirAll(f.stateDir, 0o700)
 	os.Chmod(filepath.Dir(f.dir), 0o755)
 	os.Chmod(f.dir, 0o755)
@@ -622,7 +622,7 @@ func TestHabitsImpostorDaemon(t *testing.T) {
 		return cmd
 	}
 
-	for i, planted := range []bool{true, false} {
+	for _, planted := range []bool{true, false} {
 		if !planted {
 			// A PID file of ours (mode 0644, as a daemon leaves it),
 			// naming a PID since reused; the impostor locks it.
@@ -630,11 +630,11 @@ func TestHabitsImpostorDaemon(t *testing.T) {
 			os.WriteFile(lockPath(f.stateDir), []byte(strconv.Itoa(victim.Process.Pid)+"\n"), 0o644)
 		}
 		start()
-		f.srv.Add(pop3test.Message{UID: fmt.Sprintf("m%d", i), Data: []byte("Subject: x\n\nbody\n")})
+		// Not "the daemon polled every account" (exit 1): the state
+		// directory is refused (exit 6), as another user can write in it.
 		code, _, stderr := f.run()
-		if code != exitMail || f.countMaildir() != i+1 {
-			t.Errorf("planted PID file %v: a run beside the impostor: exit %d, %d messages delivered\n%s",
-				planted, code, f.countMaildir(), stderr)
+		if code != exitPermissions || !strings.Contains(stderr, "can be written by group or others") {
+			t.Errorf("planted PID file %v: a run beside the impostor: exit %d\n%s", planted, code, stderr)
 		}
 		code, _, stderr = f.run("--quit")
 		select {
@@ -645,5 +645,32 @@ func TestHabitsImpostorDaemon(t *testing.T) {
 		if code == exitMail {
 			t.Errorf("planted PID file %v: --quit: exit 0 for a daemon that is not ours\n%s", planted, stderr)
 		}
+	}
+}
+
+// TestHabitsStateDirOthersCanWrite: in a state directory another user
+// can write in, a daemon.pid planted as a link to one of the user's files
+// is not opened and truncated by the daemon, nor daemon.log appended to
+// by popfetch -d: both refuse the directory first (exit 6).
+func TestHabitsStateDirOthersCanWrite(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 1, "interval = 3600\n")
+	t.Cleanup(f.quitDaemon)
+	os.MkdirAll(f.stateDir, 0o700)
+	os.Chmod(f.stateDir, 0o777)
+	precious := filepath.Join(f.dir, "precious")
+	os.WriteFile(precious, []byte("the user's own file\n"), 0o600)
+	os.Symlink(precious, lockPath(f.stateDir))
+	os.Symlink(precious, filepath.Join(f.stateDir, "daemon.log"))
+	for _, args := range [][]string{{"daemon"}, {"-d", "3600"}} {
+		code, _, stderr, _ := f.runBin(args...)
+		if code != exitPermissions || !strings.Contains(stderr, "can be written by group or others") {
+			t.Errorf("popfetch %s: exit %d\n%s", strings.Join(args, " "), code, stderr)
+		}
+		if data, _ := os.ReadFile(precious); string(data) != "the user's own file\n" {
+			t.Fatalf("popfetch %s wrote through a link in the state directory: %q", strings.Join(args, " "), data)
+		}
+	}
+	if f.countMaildir() != 0 {
+		t.Errorf("a daemon in a state directory others can write in delivered mail")
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/popfetch/popfetch/uidstore"
 )
 
 // daemonLock keeps a second daemon off a state directory: an exclusive
@@ -39,6 +41,11 @@ func lockPath(stateDir string) string { return filepath.Join(stateDir, "daemon.p
 // lockDaemon takes the state directory for this daemon, creating the
 // directory if need be.
 func lockDaemon(stateDir string) (*daemonLock, error) {
+	// Before daemon.pid is opened (and truncated) through whatever
+	// another user may have put in its place.
+	if err := uidstore.CheckDir(storePath(stateDir)); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
