@@ -26,6 +26,13 @@ SYSTEMDUSERUNITDIR ?= $(PREFIX)/lib/systemd/user
 # BIN is the binary make install installs.
 BIN      ?= bin/popfetch
 UNITS    = popfetch.service popfetch-oneshot.service popfetch.timer
+# make splits its lists at whitespace: with a space in one of these
+# directories, install would create and uninstall remove other paths than
+# the ones meant ("/opt/my apps" is "/opt/my" and "apps/..."). DESTDIR may
+# hold spaces: it is only ever quoted.
+INSTALLDIRS = BINDIR MANDIR BASHCOMPDIR ZSHCOMPDIR FISHCOMPDIR SYSTEMDUSERUNITDIR
+check-install-dirs = $(foreach v,$(INSTALLDIRS),$(if $(word 2,$($(v))),$(error $(v) "$($(v))" holds whitespace, \
+	which make install and uninstall cannot handle: choose a PREFIX without (DESTDIR may hold spaces))))
 INSTALLED = $(BINDIR)/popfetch $(MANDIR)/man1/popfetch.1 $(BASHCOMPDIR)/popfetch $(ZSHCOMPDIR)/_popfetch \
 	$(FISHCOMPDIR)/popfetch.fish $(addprefix $(SYSTEMDUSERUNITDIR)/,$(UNITS))
 
@@ -49,6 +56,7 @@ docs: build
 ## install: the binary, the manual page, the bash, zsh and fish completions and the systemd user
 ## units, under PREFIX (/usr/local) or DESTDIR/PREFIX; the units' ExecStart names BINDIR/popfetch
 install: build
+	$(check-install-dirs)
 	@set -e; for d in $(dir $(INSTALLED)); do install -d "$(DESTDIR)$$d"; done
 	install -m 755 "$(BIN)" "$(DESTDIR)$(BINDIR)/popfetch"
 	install -m 644 docs/popfetch.1 "$(DESTDIR)$(MANDIR)/man1/popfetch.1"
@@ -63,6 +71,7 @@ install: build
 
 ## uninstall: remove what make install put (the same PREFIX and DESTDIR), and nothing else
 uninstall:
+	$(check-install-dirs)
 	@set -e; for f in $(INSTALLED); do rm -f "$(DESTDIR)$$f"; echo "rm -f $(DESTDIR)$$f"; done
 
 ## test: vet, then every test (the Dovecot end-to-end tests too), with the race detector: the

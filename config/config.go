@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -656,6 +657,7 @@ func build(r rawAccount, dir string, invalid func(key string) bool) (Account, []
 type builder struct {
 	r        rawAccount
 	dir      string // relative paths are resolved against it
+	dirOpen  *bool  // whether other users can write in dir; nil until asked
 	a        Account
 	problems []string
 	invalid  func(key string) bool // reports a key set to a value of the wrong type
@@ -682,7 +684,30 @@ func (b *builder) abs(p string) string {
 	if p == "" || filepath.IsAbs(p) || b.dir == "" {
 		return p
 	}
+	if b.dirOpen == nil {
+		open := writableByOthers(b.dir)
+		b.dirOpen = &open
+	}
+	if *b.dirOpen {
+		// Another user could put a CA file, a password file or a
+		// program of theirs there before popfetch reads or runs it.
+		b.bad("the relative path %q would be taken from %s, a directory other users can write in: write it as an absolute path (or with ~/)", p, b.dir)
+	}
 	return filepath.Join(b.dir, p)
+}
+
+// writableByOthers reports whether users other than this one (and root)
+// can create files in dir: group or others may write in it (sticky or
+// not: they still add names of their own), or another user owns it.
+func writableByOthers(dir string) bool {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return false
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() && st.Uid != 0 {
+		return true
+	}
+	return fi.Mode().Perm()&0o022 != 0
 }
 
 // command expands a command's "~" words and resolves a relative program

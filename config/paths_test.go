@@ -154,3 +154,37 @@ func TestDumpShowsAbsolutePaths(t *testing.T) {
 		t.Errorf("dump parsed elsewhere: maildir %q", again.Accounts[0].Maildir)
 	}
 }
+
+// TestRelativePathsRefusedInDirOthersCanWrite: a configuration file in a
+// directory other users can write in (/tmp, a group-writable one) does
+// not take relative paths from it: anyone could put a ca_file, a
+// password_file or an mda program of theirs there first. Absolute and ~/
+// paths are taken as written.
+func TestRelativePathsRefusedInDirOthersCanWrite(t *testing.T) {
+	for _, mode := range []os.FileMode{0o1777, 0o775} {
+		dir := filepath.Join(t.TempDir(), "shared")
+		os.Mkdir(dir, 0o700)
+		if err := os.Chmod(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "config.toml")
+		for _, keys := range []string{"ca_file = 'ca.pem'\nmbox = '/m'", "mda = ['./deliver.sh']", "password_file = 'pw'\nmbox = '/m'\n"} {
+			text := "[[account]]\nname = 'a'\nserver = 'pop.example.com'\nuser = 'u'\npassword_command = 'pass x'\n" + keys + "\n"
+			if strings.Contains(keys, "password_file") {
+				text = strings.Replace(text, "password_command = 'pass x'\n", "", 1)
+			}
+			os.WriteFile(path, []byte(text), 0o600)
+			_, err := Load(path)
+			if err == nil || !strings.Contains(err.Error(), "other users can write in") {
+				t.Errorf("mode %04o, %q: %v", mode, keys, err)
+			}
+		}
+		ca := filepath.Join(t.TempDir(), "ca.pem")
+		os.WriteFile(ca, []byte("x"), 0o600)
+		os.WriteFile(path, []byte("[[account]]\nname = 'a'\nserver = 'pop.example.com'\nuser = 'u'\npassword_command = 'pass x'\n"+
+			"ca_file = '"+ca+"'\nmaildir = '~/Mail'\n"), 0o600)
+		if _, err := Load(path); err != nil {
+			t.Errorf("mode %04o, absolute paths: %v", mode, err)
+		}
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/popfetch/popfetch/fetch/termsafe"
 )
 
 // TLSOptions are an account's TLS settings beyond its mode.
@@ -72,7 +74,9 @@ func (e *CertificateError) Error() string {
 	var b strings.Builder
 	b.WriteString("certificate refused: ")
 	if e.Err != nil {
-		b.WriteString(e.Err.Error() + "; ")
+		// x509's errors quote the certificate's names, which are the
+		// presenter's to choose (an IA5String may hold a line feed).
+		b.WriteString(termsafe.String(e.Err.Error()) + "; ")
 	}
 	b.WriteString("expected " + e.Expected)
 	if c := e.Presented; c != nil {
@@ -84,7 +88,7 @@ func (e *CertificateError) Error() string {
 			names = []string{c.Subject.CommonName}
 		}
 		fmt.Fprintf(&b, "; the server presented one for %s, issued by %q, valid %s to %s, SHA-256 %s",
-			strings.Join(names, ", "), c.Issuer.String(), c.NotBefore.UTC().Format(time.DateOnly),
+			termsafe.String(strings.Join(names, ", ")), c.Issuer.String(), c.NotBefore.UTC().Format(time.DateOnly),
 			c.NotAfter.UTC().Format(time.DateOnly), Fingerprint(c))
 		b.WriteString(e.hint(names))
 	}

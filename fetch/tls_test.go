@@ -221,3 +221,29 @@ func TestTLSConfigsShareAndResume(t *testing.T) {
 		t.Error("NewTLSConfig keeps sessions")
 	}
 }
+
+// TestCertificateErrorEscapesNames: the names of a refused certificate
+// are the presenter's to choose, and a DNS name may hold a line feed or
+// ESC (x509 takes any IA5String). The error shows them escaped, on one
+// line: the final error of a run keeps line feeds, and a name must not
+// start a line of its own that looks like popfetch's.
+func TestCertificateErrorEscapesNames(t *testing.T) {
+	cert, err := pop3test.NewCert(time.Hour, "a\npopfetch: forged line", "b\x1b[31m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := cert.Leaf()
+	verr := leaf.VerifyHostname("pop.example.com")
+	for _, ce := range []*CertificateError{
+		{Expected: `a certificate for "pop.example.com" from a trusted CA`, Presented: leaf, Err: verr},
+		{Expected: "the certificate with SHA-256 00 (tls_fingerprint)", Presented: leaf, Pinned: true},
+	} {
+		msg := ce.Error()
+		if strings.ContainsAny(msg, "\n\x1b") {
+			t.Errorf("raw controls in %q", msg)
+		}
+		if !strings.Contains(msg, `a\x0apopfetch: forged line`) {
+			t.Errorf("the name is not shown escaped: %q", msg)
+		}
+	}
+}

@@ -8,7 +8,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime/debug"
+	"syscall"
 )
 
 // OpenError is a state file that cannot be used: it is damaged, is not a
@@ -239,4 +241,35 @@ func guard(path string, fn func() error) (err error) {
 		}
 	}()
 	return fn()
+}
+
+// CheckDir refuses the directory of the store file at path (the state
+// directory) if another user could write in it: it belongs to another
+// user (root aside), or its mode lets group or others write. Such a user
+// could put a store of theirs in place of ours, saying that messages
+// never delivered were, and popfetch would delete them from the server;
+// or plant the files popfetch writes there (its lock, status and log)
+// as links to the user's own files. A missing directory is no problem:
+// it is made with mode 0700. The error is an *OpenError wrapping
+// fs.ErrPermission.
+func CheckDir(path string) error {
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return &OpenError{Path: path, Err: err}
+	}
+	why := ""
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() && st.Uid != 0 {
+		why = fmt.Sprintf("belongs to another user (uid %d)", st.Uid)
+	} else if fi.Mode().Perm()&0o022 != 0 {
+		why = fmt.Sprintf("can be written by group or others (mode %04o): chmod go-w %s", fi.Mode().Perm(), dir)
+	}
+	if why == "" {
+		return nil
+	}
+	return &OpenError{Path: path, Err: &fs.PathError{Op: "the state directory", Path: dir,
+		Err: fmt.Errorf("%s; another user could replace the UID state file in it: %w", why, fs.ErrPermission)}}
 }

@@ -74,10 +74,14 @@ var pendingBucket = []byte("pending")
 const initialMmapSize = 4 << 20
 
 // Open opens or creates the database at path, creating its directory (mode
-// 0700) if needed. If another process holds it, Open waits up to timeout
+// 0700) if needed, and refusing one another user could write in (see
+// CheckDir). If another process holds it, Open waits up to timeout
 // (zero: not at all) and then returns a *LockedError. A file that cannot
 // be used gives an *OpenError.
 func Open(path string, timeout time.Duration) (*Store, error) {
+	if err := CheckDir(path); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, &OpenError{Path: path, Err: err}
 	}

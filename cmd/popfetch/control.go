@@ -150,6 +150,12 @@ func askControl(stateDir string, req controlRequest, wait time.Duration, stop <-
 		return nil, err
 	}
 	defer conn.Close()
+	if !peerAllowed(conn) {
+		// Another user's process listens there (a state directory open
+		// to others): its answers would decide whether this run polls,
+		// and what it reports.
+		return nil, fmt.Errorf("%s: %w", socketPath(stateDir), errNotOurs)
+	}
 	conn.SetDeadline(time.Now().Add(wait))
 	if stop != nil {
 		done := make(chan struct{})
@@ -200,6 +206,9 @@ func askReply(stateDir string, req controlRequest, wait time.Duration, stop <-ch
 // errNotUnderstood: the daemon answered, but not to the request.
 var errNotUnderstood = errors.New("the daemon does not know this request")
 
+// errNotOurs: another user listens on the daemon's socket.
+var errNotOurs = errors.New("not the daemon's: another user listens on it")
+
 // errNoDaemon is --quit's exit status when no daemon runs.
 var errNoDaemon = exitStatus(exitNoMail)
 
@@ -222,10 +231,11 @@ func quitAction(c *cli.Context) error {
 		if r.PID > 0 {
 			pid = r.PID
 		}
-	case pid > 0:
+	case pid > 0 && !errors.Is(err, errNotOurs):
 		// No answer on the socket (a daemon of an older popfetch, or a
 		// state directory whose path is too long for a socket): the
-		// PID in the file the daemon holds locked is the daemon's.
+		// PID in the file the daemon holds locked is the daemon's. (Not
+		// when another user listens there: the lock may be theirs too.)
 		if kerr := syscall.Kill(pid, syscall.SIGTERM); kerr != nil {
 			return fmt.Errorf("stopping the daemon (pid %d): %w", pid, kerr)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/popfetch/popfetch/fetch/termsafe"
+	"github.com/popfetch/popfetch/uidstore"
 )
 
 // detachEnv marks the daemon process "popfetch -d" starts: it runs in the
@@ -93,6 +94,10 @@ func detach(c *cli.Context, p *proc) error {
 		sw.Close()
 		logTo = os.DevNull
 	case logTo == "":
+		// Not daemon.log through a link another user put there.
+		if err := uidstore.CheckDir(storePath(o.stateDir)); err != nil {
+			return err
+		}
 		if err := os.MkdirAll(o.stateDir, 0o700); err != nil {
 			return fmt.Errorf("state directory: %w", err)
 		}

@@ -515,3 +515,162 @@ func TestHabitsQuitOtherUser(t *testing.T) {
 		t.Errorf("--quit as nobody said: %s", out)
 	}
 }
+
+// impostorEnv makes the test binary, run again, a fake daemon
+// (impostorDaemon) for TestHabitsImpostorDaemon.
+const impostorEnv = "POPFETCH_TEST_IMPOSTOR"
+
+// TestImpostorHelper is not a test: run as another user with
+// impostorEnv=STATEDIR:PID, it is that user planting a daemon in a state
+// directory open to others. It holds the lock on daemon.pid, which names
+// PID, listens on daemon.sock, answers a poll as if it had polled every
+// account, and ends without an answer at a quit.
+func TestImpostorHelper(t *testing.T) {
+	arg := os.Getenv(impostorEnv)
+	if arg == "" {
+		t.Skip("a helper for TestHabitsImpostorDaemon")
+	}
+	stateDir, victim, _ := strings.Cut(arg, ":")
+	// Our own daemon.pid, left by a daemon of ours, can be locked
+	// read-only; else one of its own is planted.
+	f, err := os.Open(lockPath(stateDir))
+	if err != nil {
+		f, err = os.OpenFile(lockPath(stateDir), os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			fmt.Println("fail", err)
+			os.Exit(1)
+		}
+		f.WriteString(victim + "\n")
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+	os.Remove(socketPath(stateDir))
+	ln, err := net.Listen("unix", socketPath(stateDir))
+	if err != nil {
+		fmt.Println("fail", err)
+		os.Exit(1)
+	}
+	os.Chmod(socketPath(stateDir), 0o666)
+	fmt.Println("ready")
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			os.Exit(1)
+		}
+		req, _ := readRequest(conn)
+		if req.Op == opQuit {
+			os.Exit(0) // no answer: the client falls back to the PID file
+		}
+		data, _ := json.Marshal(controlReply{Reply: req.Op, Accounts: []string{"test"}})
+		conn.Write(append(data, '\n'))
+		conn.Close()
+	}
+}
+
+// TestHabitsImpostorDaemon: in a state directory open to others, another
+// user plants a daemon.pid it holds locked and a daemon.sock it answers
+// on. A plain run does not take its word that every account was polled
+// (it goes on to refuse the state directory), and --quit does not signal
+// the process the planted PID file names.
+func TestHabitsImpostorDaemon(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPING the impostor test: it needs root to run a process as nobody")
+	}
+	f := newCLIFixture(t, pop3test.Config{}, 1, "")
+	os.MkdirAll(f.stateDir, 0o700)
+	os.Chmod(filepath.Dir(f.dir), 0o755)
+	os.Chmod(f.dir, 0o755)
+	os.Chmod(f.stateDir, 0o777)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(f.dir, "impostor.test")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The process a planted PID file names: one of ours.
+	victim := exec.Command("sleep", "60")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	victimDone := make(chan error, 1)
+	go func() { victimDone <- victim.Wait() }()
+	t.Cleanup(func() { victim.Process.Kill() })
+
+	start := func() *exec.Cmd {
+		const nobody = 65534
+		cmd := exec.Command(bin, "-test.run=^TestImpostorHelper$")
+		cmd.Env = append(binEnv(), impostorEnv+"="+f.stateDir+":"+strconv.Itoa(victim.Process.Pid))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		line := make([]byte, 64)
+		n, _ := out.Read(line)
+		if !strings.HasPrefix(string(line[:n]), "ready") {
+			t.Fatalf("the impostor did not start: %q", line[:n])
+		}
+		return cmd
+	}
+
+	for _, planted := range []bool{true, false} {
+		if !planted {
+			// A PID file of ours (mode 0644, as a daemon leaves it),
+			// naming a PID since reused; the impostor locks it.
+			os.Remove(lockPath(f.stateDir))
+			os.WriteFile(lockPath(f.stateDir), []byte(strconv.Itoa(victim.Process.Pid)+"\n"), 0o644)
+		}
+		start()
+		// Not "the daemon polled every account" (exit 1): the state
+		// directory is refused (exit 6), as another user can write in it.
+		code, _, stderr := f.run()
+		if code != exitPermissions || !strings.Contains(stderr, "can be written by group or others") {
+			t.Errorf("planted PID file %v: a run beside the impostor: exit %d\n%s", planted, code, stderr)
+		}
+		code, _, stderr = f.run("--quit")
+		select {
+		case <-victimDone:
+			t.Fatalf("planted PID file %v: --quit signalled the process the PID file names (exit %d)\n%s", planted, code, stderr)
+		case <-time.After(300 * time.Millisecond):
+		}
+		if code == exitMail {
+			t.Errorf("planted PID file %v: --quit: exit 0 for a daemon that is not ours\n%s", planted, stderr)
+		}
+	}
+}
+
+// TestHabitsStateDirOthersCanWrite: in a state directory another user
+// can write in, a daemon.pid planted as a link to one of the user's files
+// is not opened and truncated by the daemon, nor daemon.log appended to
+// by popfetch -d: both refuse the directory first (exit 6).
+func TestHabitsStateDirOthersCanWrite(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 1, "interval = 3600\n")
+	t.Cleanup(f.quitDaemon)
+	os.MkdirAll(f.stateDir, 0o700)
+	os.Chmod(f.stateDir, 0o777)
+	precious := filepath.Join(f.dir, "precious")
+	os.WriteFile(precious, []byte("the user's own file\n"), 0o600)
+	os.Symlink(precious, lockPath(f.stateDir))
+	os.Symlink(precious, filepath.Join(f.stateDir, "daemon.log"))
+	for _, args := range [][]string{{"daemon"}, {"-d", "3600"}} {
+		code, _, stderr, _ := f.runBin(args...)
+		if code != exitPermissions || !strings.Contains(stderr, "can be written by group or others") {
+			t.Errorf("popfetch %s: exit %d\n%s", strings.Join(args, " "), code, stderr)
+		}
+		if data, _ := os.ReadFile(precious); string(data) != "the user's own file\n" {
+			t.Fatalf("popfetch %s wrote through a link in the state directory: %q", strings.Join(args, " "), data)
+		}
+	}
+	if f.countMaildir() != 0 {
+		t.Errorf("a daemon in a state directory others can write in delivered mail")
+	}
+}

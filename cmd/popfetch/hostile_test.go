@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -96,6 +97,37 @@ func TestStatusAndProgressEscape(t *testing.T) {
 	line := progressLine(fetch.Progress{Account: hostile, Messages: 2, Done: 1}, time.Second)
 	if found := controlsIn(line); len(found) > 0 {
 		t.Errorf("progress line shows raw %s: %q", strings.Join(found, " "), line)
+	}
+}
+
+// TestStatusJSONEscapes: popfetch status --json shows a daemon's last
+// error (server text) with the controls encoding/json leaves raw (U+009B,
+// a one-character CSI, and the bidi overrides) written as \u escapes, as
+// serverinfo --json does.
+func TestStatusJSONEscapes(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 0, "")
+	st := statusFile{PID: 1, Accounts: []schedule.JobStatus{
+		{Name: "test", LastResult: "server error", LastError: "pop3: PASS: -ERR " + hostile},
+	}}
+	var b bytes.Buffer
+	if err := encodeStatus(&b, st); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(f.stateDir, 0o700)
+	if err := os.WriteFile(statusPath(f.stateDir), b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := f.run("status", "--json")
+	if code != exitNoMail {
+		t.Fatalf("status --json: exit %d\n%s", code, stderr)
+	}
+	if found := controlsIn(stdout); len(found) > 0 {
+		t.Errorf("status --json shows raw %s:\n%q", strings.Join(found, " "), stdout)
+	}
+	var back statusFile
+	if err := json.Unmarshal([]byte(stdout), &back); err != nil || len(back.Accounts) != 1 ||
+		back.Accounts[0].LastError != st.Accounts[0].LastError {
+		t.Errorf("status --json does not read back as the status (%v):\n%s", err, stdout)
 	}
 }
 

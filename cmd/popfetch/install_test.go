@@ -145,6 +145,39 @@ func TestMakeInstall(t *testing.T) {
 	}
 }
 
+// TestMakeInstallPrefixWithSpace: make splits its lists at whitespace, so
+// make install and uninstall refuse a PREFIX with a space rather than
+// create or remove other paths: uninstall with PREFIX "DIR/my apps" used
+// to remove the file DIR/my, which it had not installed.
+func TestMakeInstallPrefixWithSpace(t *testing.T) {
+	mk := requireTool(t, "make", "make")
+	dir := t.TempDir()
+	other := filepath.Join(dir, "my")
+	if err := os.WriteFile(other, []byte("not popfetch's\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{"uninstall", "install"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		args := []string{"-C", "../..", "-o", "build", "BIN=" + popfetchBinary(t), target,
+			"DESTDIR=" + dir, "PREFIX=/my apps"}
+		out, err := exec.CommandContext(ctx, mk, args...).CombinedOutput()
+		cancel()
+		if err == nil || !strings.Contains(string(out), "whitespace") {
+			t.Errorf("make %s PREFIX=\"/my apps\": %v\n%s", target, err, out)
+		}
+		if _, err := os.Stat(other); err != nil {
+			t.Fatalf("make %s PREFIX=\"/my apps\" removed %s, which it did not install\n%s", target, other, out)
+		}
+	}
+	if got := filesUnder(t, dir); !slices.Equal(got, []string{"my"}) {
+		t.Errorf("make install PREFIX=\"/my apps\" made %v", got)
+	}
+	if _, err := os.Stat(dir + "apps"); err == nil {
+		t.Errorf("make install PREFIX=\"/my apps\" made %s", dir+"apps")
+		os.RemoveAll(dir + "apps")
+	}
+}
+
 // TestMakeInstallUnits: installed with PREFIX alone, the systemd units
 // name a binary that exists, and systemd-analyze (where installed)
 // verifies them as user units.

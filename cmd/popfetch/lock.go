@@ -3,11 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/popfetch/popfetch/uidstore"
 )
 
 // daemonLock keeps a second daemon off a state directory: an exclusive
@@ -38,6 +41,11 @@ func lockPath(stateDir string) string { return filepath.Join(stateDir, "daemon.p
 // lockDaemon takes the state directory for this daemon, creating the
 // directory if need be.
 func lockDaemon(stateDir string) (*daemonLock, error) {
+	// Before daemon.pid is opened (and truncated) through whatever
+	// another user may have put in its place.
+	if err := uidstore.CheckDir(storePath(stateDir)); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
@@ -75,11 +83,38 @@ func daemonRunning(stateDir string) (pid int, running bool) {
 		return 0, false
 	}
 	defer f.Close()
+	if !ownFile(f) {
+		// Planted by another user in a state directory open to
+		// others: its lock and its PID are not a daemon of ours, and
+		// --quit would signal whatever process it names.
+		return 0, false
+	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err == nil {
 		return 0, false // nobody holds it
 	}
-	pid, _ = readPID(stateDir)
+	pid, _ = readFilePID(f)
 	return pid, true
+}
+
+// ownFile reports whether the open file f belongs to this user or to
+// root, as a daemon of this user (or one root ran) leaves it.
+func ownFile(f *os.File) bool {
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && (int(st.Uid) == os.Geteuid() || st.Uid == 0)
+}
+
+// readFilePID reads the PID in the open lock file f, not in whatever
+// the path names by now.
+func readFilePID(f *os.File) (int, error) {
+	data, err := io.ReadAll(io.LimitReader(f, 64))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(data)))
 }
 
 func readPID(stateDir string) (int, error) {

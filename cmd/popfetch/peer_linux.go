@@ -8,9 +8,12 @@ import (
 )
 
 // peerAllowed reports whether the process at the other end of conn, a
-// Unix socket, runs as this user or as root. The socket's mode (0600)
-// already keeps others out; this also covers the moment between its
-// creation and the chmod.
+// Unix socket, runs as this user or as root. The daemon asks it of its
+// clients: the socket's mode (0600) already keeps others out; this also
+// covers the moment between its creation and the chmod. A client asks it
+// of the daemon (the kernel keeps the credentials of who listened): a
+// socket another user planted in a state directory open to others is
+// not answered to.
 func peerAllowed(conn net.Conn) bool {
 	uc, ok := conn.(*net.UnixConn)
 	if !ok {

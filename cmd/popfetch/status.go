@@ -379,7 +379,9 @@ func statusAction(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.App.Writer, "%s\n", out)
+		// Errors are server text: encoding/json leaves U+009B (a CSI)
+		// and the bidi controls raw.
+		fmt.Fprintf(c.App.Writer, "%s\n", termsafe.JSON(out))
 		return statusErr(code)
 	}
 	printStatus(c.App.Writer, st, time.Now())

@@ -258,11 +258,21 @@ func (caps Capabilities) add(line string) {
 	}
 }
 
+// MaxCapabilities bounds the lines of a CAPA answer: RFC 2449 servers
+// list about a dozen; each line is kept, so a listing of MaxListingLines
+// would hold half a gigabyte.
+const MaxCapabilities = 1000
+
 // Capa asks the server for its capabilities (RFC 2449). A server that does
 // not know CAPA answers -ERR; that is returned as an *Error.
 func (c *Client) Capa(ctx context.Context) (Capabilities, error) {
 	caps := Capabilities{}
+	lines := 0
 	err := c.listing(ctx, "CAPA", "", func(line string) error {
+		if lines++; lines > MaxCapabilities {
+			// Read to its end (the connection stays usable), not kept.
+			return &ProtocolError{Op: "CAPA", Msg: fmt.Sprintf("more than %d capabilities", MaxCapabilities)}
+		}
 		caps.add(line)
 		return nil
 	})

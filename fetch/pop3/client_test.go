@@ -208,6 +208,30 @@ func TestCapa(t *testing.T) {
 	}
 }
 
+// TestCapaBounded: a CAPA listing of more capabilities than any server
+// has is refused once read to its end, rather than kept: a million
+// distinct 500-octet lines would have made a map of half a gigabyte.
+func TestCapaBounded(t *testing.T) {
+	tr := transcript{"S: +OK hi", "C: CAPA", "S: +OK list follows"}
+	for i := 0; i <= MaxCapabilities; i++ {
+		tr = append(tr, fmt.Sprintf("S: X-CAP-%d %s", i, strings.Repeat("a", 400)))
+	}
+	tr = append(tr, "S: .", "C: NOOP", "S: +OK")
+	c, err, wait := runTranscript(t, tr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wait()
+	caps, err := c.Capa(ctx(t))
+	var perr *ProtocolError
+	if !errors.As(err, &perr) || caps != nil {
+		t.Fatalf("Capa of %d lines: %d capabilities, error %v; want a protocol error", MaxCapabilities+1, len(caps), err)
+	}
+	if err := c.Noop(ctx(t)); err != nil {
+		t.Errorf("NOOP after the refused listing: %v", err)
+	}
+}
+
 func TestUserPass(t *testing.T) {
 	var trace bytes.Buffer
 	c, err, wait := runTranscript(t, transcript{

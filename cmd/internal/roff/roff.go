@@ -37,6 +37,11 @@ func escape(s string, literal, lineStart bool) string {
 	var b strings.Builder
 	atLineStart := lineStart
 	for _, r := range s {
+		if r < 0x20 && r != '\n' && r != '\t' || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError {
+			// Control characters and broken UTF-8 print nothing, and
+			// leave a line's start where it was: "\x01.so" is ".so".
+			continue
+		}
 		if atLineStart && (r == '.' || r == '\'') {
 			b.WriteString(`\&`)
 		}
@@ -51,8 +56,6 @@ func escape(s string, literal, lineStart bool) string {
 			b.WriteString(`\-`)
 		case r == '\t':
 			b.WriteByte(' ')
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError:
-			// control characters and broken UTF-8 print nothing
 		case r >= 0x80:
 			fmt.Fprintf(&b, `\[u%04X]`, r)
 		default:

@@ -15,6 +15,7 @@ func TestEscape(t *testing.T) {
 		{"dot at start", ".so /etc/passwd", `\&.so /etc/passwd`, `\&.so /etc/passwd`},
 		{"apostrophe at start", "'bp", `\&'bp`, `\&'bp`},
 		{"dot after newline", "a\n.ig", "a\n\\&.ig", "a\n\\&.ig"},
+		{"dot behind a dropped control", "\x01.so x\n\u0085'bp", "\\&.so x\n\\&'bp", "\\&.so x\n\\&'bp"},
 		{"dot inside", "a.b 'c'", "a.b 'c'", "a.b 'c'"},
 		{"control characters", "a\x1b[31mb\x00c\x7fd\u0085e", "a[31mbcde", "a[31mbcde"},
 		{"tab", "a\tb", "a b", "a b"},
@@ -87,6 +88,8 @@ func TestMarkdownHostile(t *testing.T) {
 		"```\nnever closed\n.so /etc/passwd",
 		"#\n##\n## .TH",
 		"\\fB\\*(Lq\\n[x]\\$1",
+		"```\n\x01.so /etc/passwd\n\u0085'bp\n```",
+		"\x1b.so x",
 	} {
 		out := Markdown(md)
 		for _, line := range strings.Split(out, "\n") {
