@@ -185,3 +185,30 @@ func TestImportFromPeers(t *testing.T) {
 		})
 	}
 }
+
+// TestImportMpopQuotedDelivery: mpop reads a quoted rest of a delivery
+// line without its quotes (mpop -P shows delivery = mda /usr/bin/procmail
+// -d joe), so the conversion must split the command into its words and
+// take the quoted directory as it is, not as a relative path with quotes
+// in its name.
+func TestImportMpopQuotedDelivery(t *testing.T) {
+	dir := t.TempDir()
+	rc := filepath.Join(dir, "mpoprc")
+	text := "account one\nhost pop.example.com\nuser me\ndelivery mda \"/usr/bin/procmail -f %F -d joe\"\n\n" +
+		"account two\nhost pop.example.org\nuser me\ndelivery maildir \"/var/mail/My Mail\"\n"
+	if err := os.WriteFile(rc, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runBinaryIn(t, dir, "import", "mpop", rc)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{
+		`mda = ["/usr/bin/procmail", "-f", "%F", "-d", "joe"]`,
+		`maildir = "/var/mail/My Mail"`,
+	} {
+		if !bytes.Contains([]byte(stdout), []byte(want)) {
+			t.Errorf("output lacks %s:\n%s", want, stdout)
+		}
+	}
+}
