@@ -212,3 +212,26 @@ func TestImportMpopQuotedDelivery(t *testing.T) {
 		}
 	}
 }
+
+// TestImportFetchmailLogNotes: fetchmail's "set logfile" and "set syslog"
+// have popfetch's -L and --syslog as their counterparts; the comments on
+// them must name those flags, not say that popfetch only logs to standard
+// error.
+func TestImportFetchmailLogNotes(t *testing.T) {
+	dir := t.TempDir()
+	rc := filepath.Join(dir, "fetchmailrc")
+	text := "set logfile /var/log/fm.log\nset syslog\npoll pop.example.com proto pop3 user me password pw is me here ssl\n"
+	if err := os.WriteFile(rc, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runBinaryIn(t, dir, "import", "fetchmail", rc)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	flat := regexp.MustCompile(`\n#\s+`).ReplaceAllString(stdout, " ")
+	for _, want := range []string{"popfetch -L /var/log/fm.log", "popfetch --syslog"} {
+		if !bytes.Contains([]byte(flat), []byte(want)) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
