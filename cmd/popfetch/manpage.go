@@ -342,7 +342,8 @@ func manDescription() string {
 		"popfetch never loses mail. A message is deleted from the server only after it is safe on this machine: "+
 			"written and fsync'd into the Maildir or mbox, accepted by the MDA with exit status 0, or by every LMTP "+
 			"recipient; and after its UID is committed to the UID store. Whenever popfetch or the machine stops, "+
-			"at worst one message is delivered twice.",
+			"nothing is lost and a Maildir gets no message twice; an mbox, an MDA or an LMTP server may get the "+
+			"messages it took since the last commit again (at most one batch, 64 messages).",
 		"It runs three ways: once, from a shell or from cron (popfetch, the same as popfetch fetch); as a daemon "+
 			"that polls many accounts, each at its own interval (popfetch daemon, or fetchmail's popfetch -d 300); and "+
 			"under systemd, as a service or a timer (see EXAMPLES).",
