@@ -515,3 +515,26 @@ func TestHabitsQuitOtherUser(t *testing.T) {
 		t.Errorf("--quit as nobody said: %s", out)
 	}
 }
+
+// TestHabitsStateFilesInManPage: every file a detached daemon leaves in
+// the state directory is one the manual page's FILES describes, so that
+// "where is the log?" has its answer there.
+func TestHabitsStateFilesInManPage(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 1, "interval = 3600\n")
+	t.Cleanup(f.quitDaemon)
+	if code, stdout, stderr, _ := f.runBin("-d", "3600"); code != exitMail {
+		t.Fatalf("-d: exit %d\n%s%s", code, stdout, stderr)
+	}
+	waitUntil(t, "the detached daemon's first poll", func() bool { return f.countMaildir() == 1 })
+	f.runBin("--quit")
+	files := manSections(runBinary(t, "man"))["FILES"]
+	entries, err := os.ReadDir(f.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !strings.Contains(files, "STATE/"+e.Name()) {
+			t.Errorf("the state directory holds %s; FILES does not name it:\n%s", e.Name(), files)
+		}
+	}
+}

@@ -379,6 +379,8 @@ func manMiddle() string {
 		"STATE/daemon.pid", "The running daemon's process ID, locked (flock) while it runs: a second daemon on the same "+
 			"state directory exits 8.",
 		"STATE/daemon.sock", "Where a running daemon answers popfetch status (mode 600).",
+		"STATE/daemon.log", "The log of a daemon that popfetch -d put in the background, unless -L or --syslog "+
+			"sends it elsewhere (appended to; mode 600).",
 		"STATE/status.json", "The daemon's last status, rewritten once a minute and when it stops: popfetch status "+
 			"shows it when no daemon runs.",
 		"STATE/oauth2/ACCOUNT.json", "An account's OAuth2 refresh token (mode 600), written by popfetch auth, unless "+
