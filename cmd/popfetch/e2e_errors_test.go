@@ -253,3 +253,30 @@ func TestHelpAndUnknownNames(t *testing.T) {
 		t.Errorf("list with two accounts: exit %d, want %d and %q:\n%s", code, exitConfig, want, stderr)
 	}
 }
+
+// TestSTLSOnPOP3SPort: tls = "starttls" against a port that waits for a
+// TLS handshake (POP3S) times out on the greeting and says what to set;
+// serverinfo, the tool for finding out, says the same, and gives the
+// plain-text hint a poll gives for tls = "implicit" on a plain port.
+func TestSTLSOnPOP3SPort(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 0, "")
+	silent := silentListener(t, "")
+	_, port, _ := net.SplitHostPort(silent)
+	f.writeConfig(strings.Replace(pop3testAccount("test", silent, f.maildir, "timeout = \"1s\"\n"), "tls = \"none\"\n", "tls = \"starttls\"\n", 1), 0o600)
+	want := fmt.Sprintf(`(reading the greeting); a POP3S port (usually 995) sends no greeting before a TLS handshake: if port %s is one, use tls = "implicit"`, port)
+	for _, args := range [][]string{nil, {"serverinfo", "test"}} {
+		code, _, stderr, _ := f.runBin(args...)
+		if code != exitSocket || !strings.Contains(stderr, want) {
+			t.Errorf("popfetch %v: exit %d, want %d and the error saying %q:\n%s", args, code, exitSocket, want, stderr)
+		}
+	}
+
+	plain := silentListener(t, "+OK POP3 server ready\r\n")
+	_, port, _ = net.SplitHostPort(plain)
+	f.writeConfig(strings.Replace(pop3testAccount("test", plain, f.maildir, "timeout = \"2s\"\n"), "tls = \"none\"\n", "", 1), 0o600)
+	code, _, stderr, _ := f.runBin("serverinfo", "test")
+	want = fmt.Sprintf(`the server answered in plain text: it does not speak TLS on port %s: use tls = "starttls"`, port)
+	if code != exitSocket || !strings.Contains(stderr, want) {
+		t.Errorf("serverinfo: exit %d, want %d and the error saying %q:\n%s", code, exitSocket, want, stderr)
+	}
+}
