@@ -538,3 +538,22 @@ func TestHabitsStateFilesInManPage(t *testing.T) {
 		}
 	}
 }
+
+// TestHabitsSyslogMissing: --syslog where no syslog daemon listens fails
+// at once (exit 5), also with -d before detaching, and says why and what
+// else to do, not only Go's "Unix syslog delivery error".
+func TestHabitsSyslogMissing(t *testing.T) {
+	for _, p := range []string{"/dev/log", "/var/run/syslog", "/var/run/log"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			t.Skipf("SKIPPING: %s is a socket, so a syslog daemon may listen", p)
+		}
+	}
+	f := newCLIFixture(t, pop3test.Config{}, 1, "")
+	t.Cleanup(f.quitDaemon)
+	for _, args := range [][]string{{"--syslog"}, {"-d", "3600", "--syslog"}} {
+		code, _, stderr, _ := f.runBin(args...)
+		if code != exitConfig || !strings.Contains(stderr, "no syslog daemon listens on /dev/log") || !strings.Contains(stderr, "-L FILE") {
+			t.Errorf("popfetch %v: exit %d, want %d and why:\n%s", args, code, exitConfig, stderr)
+		}
+	}
+}
