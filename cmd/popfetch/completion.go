@@ -85,7 +85,7 @@ func completionCommand() *cli.Command {
 				script = "# fish completion for popfetch.\n# Install: popfetch completion fish > ~/.config/fish/completions/popfetch.fish\n" +
 					fishFlagValues(s) + fishAccounts
 			default:
-				return usageError{"usage: popfetch completion bash|zsh|fish"}
+				return usageError{"usage: popfetch completion bash|zsh|fish" + didYouMean(c.Args().First(), "bash", "zsh", "fish")}
 			}
 			fmt.Fprint(c.App.Writer, script)
 			return nil

@@ -234,6 +234,9 @@ func TestHelpAndUnknownNames(t *testing.T) {
 		{[]string{"tset"}, exitConfig, "", `"tset" is neither a command nor an account of ` + f.config + `; did you mean the account "test"?`},
 		{[]string{"xyzzy"}, exitConfig, "", `the commands are fetch, check,`},
 		{[]string{"check", "tset"}, exitConfig, "", `no account named "tset" (did you mean "test"?)`},
+		{[]string{"uidl", "exprot", "test"}, exitConfig, "", `unknown operation "exprot" (did you mean "export"?)`},
+		{[]string{"import", "fetchmal"}, exitConfig, "", `unknown tool "fetchmal" (did you mean "fetchmail"?)`},
+		{[]string{"config", "chek"}, exitConfig, "", `unknown operation "chek" (did you mean "check"?)`},
 		{[]string{"check"}, exitMail, "test: 1 message, 1 new", ""},
 		{[]string{"list"}, exitMail, "u1", "1 message, 1 new"},
 		{[]string{"fetch"}, exitMail, "", "test: 1 message on the server, 1 new, 1 delivered"},
@@ -246,6 +249,20 @@ func TestHelpAndUnknownNames(t *testing.T) {
 				strings.Join(tc.args, " "), code, tc.code, tc.stdout, tc.stderr, stdout, stderr)
 		}
 	}
+
+	// completion takes no --config: run it bare.
+	if code, _, stderr := runBinaryIn(t, f.dir, "completion", "bsh"); code != exitConfig || !strings.Contains(stderr, `usage: popfetch completion bash|zsh|fish (did you mean "bash"?)`) {
+		t.Errorf("completion bsh: exit %d, want %d and a suggestion:\n%s", code, exitConfig, stderr)
+	}
+	// The daemon's status, too, suggests the account meant.
+	t.Cleanup(f.quitDaemon)
+	if code, _, stderr, _ := f.runBin("-d", "3600"); code != exitMail {
+		t.Fatalf("-d: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr, _ := f.runBin("status", "tset"); code != exitConfig || !strings.Contains(stderr, `no account named "tset" (did you mean "test"?)`) {
+		t.Errorf("status tset: exit %d, want %d and a suggestion:\n%s", code, exitConfig, stderr)
+	}
+	f.quitDaemon()
 
 	f.writeConfig(readFile(t, f.config)+pop3testAccount("other", f.srv.Addr(), f.maildir, ""), 0o600)
 	code, _, stderr, _ := f.runBin("list")
