@@ -301,9 +301,38 @@ func newApp(stdout, stderr io.Writer, p *proc) *cli.App {
 }
 
 // onUsageError reports a command-line mistake in one line, not with the
-// whole help text.
-func onUsageError(_ *cli.Context, err error, _ bool) error {
-	return usageError{err.Error() + " (see popfetch --help)"}
+// whole help text. An unknown option is named as it was typed (the flag
+// package drops one dash: "--fetchall" would read "-fetchall"), with the
+// nearest option there is.
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok || name == "" {
+		return usageError{err.Error() + " (see popfetch --help)"}
+	}
+	var flags []cli.Flag
+	if c.Command != nil {
+		flags = c.Command.Flags
+	}
+	if len(flags) == 0 {
+		flags = c.App.Flags
+	}
+	var names []string
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if len(n) > 1 {
+				names = append(names, n)
+			}
+		}
+	}
+	typed := "-" + name
+	if len(name) > 1 {
+		typed = "--" + name
+	}
+	msg := "unknown option " + typed
+	if s := config.Nearest(name, names); s != "" && len(name) > 1 {
+		msg += fmt.Sprintf(" (did you mean --%s?)", s)
+	}
+	return usageError{msg + " (see popfetch --help)"}
 }
 
 // options are the global flags, resolved across the command levels.
