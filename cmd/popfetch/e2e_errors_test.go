@@ -300,3 +300,20 @@ func TestSTLSOnPOP3SPort(t *testing.T) {
 		t.Errorf("serverinfo: exit %d, want %d and the error saying %q:\n%s", code, exitSocket, want, stderr)
 	}
 }
+
+// TestConfigKeyTwice: a key set twice names the key (a name, never a
+// value), so that the line and column are not all there is to go on;
+// a quoted key, which could be anything, stays masked.
+func TestConfigKeyTwice(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 0, "")
+	f.writeConfig(pop3testAccount("test", f.srv.Addr(), f.maildir, "keep = true\nkeep = false\n"), 0o600)
+	code, _, stderr, _ := f.runBin()
+	if code != exitConfig || !strings.Contains(stderr, "account.keep is defined twice") {
+		t.Errorf("exit %d, want %d and the key named:\n%s", code, exitConfig, stderr)
+	}
+	f.writeConfig(pop3testAccount("test", f.srv.Addr(), f.maildir, "\"s3cret\" = 1\n\"s3cret\" = 2\n"), 0o600)
+	code, _, stderr, _ = f.runBin()
+	if code != exitConfig || strings.Contains(stderr, "s3cret") {
+		t.Errorf("exit %d, want %d and the quoted key masked:\n%s", code, exitConfig, stderr)
+	}
+}
