@@ -170,10 +170,16 @@ func TestHabitsDetachFailures(t *testing.T) {
 	if code != exitConfig || !strings.Contains(stderr, "--logfile") || !strings.Contains(stderr, "/nonexistent/dir/popfetch.log") || took > 10*time.Second {
 		t.Errorf("-L to a missing directory: exit %d after %v: %s", code, took, stderr)
 	}
-	f.writeConfig(readFile(t, f.config)+"\nbogus_key = 1\n", 0o600)
+	f.writeConfig(readFile(t, f.config)+"\nbogus_key = 1\nkeep = \"yes\"\n", 0o600)
 	code, _, stderr, took = f.runBin("-d", "300")
 	if code != exitConfig || !strings.Contains(stderr, "bogus_key") || took > 10*time.Second {
 		t.Errorf("-d with a broken config: exit %d after %v: %s", code, took, stderr)
+	}
+	// Each problem on a line of its own, as a run in the foreground
+	// shows them, not run together on one.
+	_, _, fgStderr, _ := f.runBin()
+	if stderr != fgStderr || strings.Count(stderr, "\n") < 3 {
+		t.Errorf("-d with a broken config says\n%s\nwhere a run in the foreground says\n%s", stderr, fgStderr)
 	}
 	if _, running := daemonRunning(f.stateDir); running {
 		t.Error("a daemon runs after a failed start")
