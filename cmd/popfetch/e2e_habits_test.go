@@ -103,7 +103,8 @@ func TestHabitsDetachAndQuit(t *testing.T) {
 	if !strings.Contains(log, "daemon started") {
 		t.Errorf("daemon.log:\n%s", log)
 	}
-	if code, _, stderr, _ := f.runBin("-d", "3600"); code != exitStateLocked || !strings.Contains(stderr, fmt.Sprintf("pid %d", pid)) {
+	if code, _, stderr, _ := f.runBin("-d", "3600"); code != exitStateLocked || !strings.Contains(stderr, fmt.Sprintf("pid %d", pid)) ||
+		!strings.Contains(stderr, "popfetch --quit -d INTERVAL replaces it") {
 		t.Errorf("a second -d: exit %d, %s", code, stderr)
 	}
 	if code, out, _, _ := f.runBin("status"); code != exitMail || !strings.Contains(out, "running, pid "+strconv.Itoa(pid)) {
