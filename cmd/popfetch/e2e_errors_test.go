@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -315,5 +317,32 @@ func TestConfigKeyTwice(t *testing.T) {
 	code, _, stderr, _ = f.runBin()
 	if code != exitConfig || strings.Contains(stderr, "s3cret") {
 		t.Errorf("exit %d, want %d and the quoted key masked:\n%s", code, exitConfig, stderr)
+	}
+}
+
+// TestErrorNamesAccountOnce: an account's error line names the account
+// once, whether the poll failed (a Maildir that cannot be made) or the
+// check command did (nothing listens on the port).
+func TestErrorNamesAccountOnce(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 1, "")
+	blocker := filepath.Join(f.dir, "file")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.writeConfig(pop3testAccount("test", f.srv.Addr(), filepath.Join(blocker, "Mail"), ""), 0o600)
+	code, _, stderr, _ := f.runBin()
+	if code != exitDelivery || !strings.Contains(stderr, "test: error: delivery failed: ") || strings.Contains(stderr, "test: error: test:") {
+		t.Errorf("a Maildir that cannot be made: exit %d, want %d and the account named once:\n%s", code, exitDelivery, stderr)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	f.writeConfig(pop3testAccount("test", closed, f.maildir, ""), 0o600)
+	code, _, stderr, _ = f.runBin("check")
+	if code != exitSocket || !strings.Contains(stderr, "test: error: network error: ") || strings.Contains(stderr, "test: error: test:") {
+		t.Errorf("check with nothing listening: exit %d, want %d and the account named once:\n%s", code, exitSocket, stderr)
 	}
 }

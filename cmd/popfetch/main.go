@@ -708,28 +708,35 @@ func oauth2Config(a config.Account, stateDir string) oauth2token.Config {
 		ClientSecret: o.ClientSecret, Scopes: o.Scopes, File: file}
 }
 
+// withoutAccount is the text of an account's error for its log line,
+// which names the account already: a fetch.Error's Summary ("work: error:
+// delivery failed: ...", not "work: error: work: delivery failed: ...").
+func withoutAccount(err error) string {
+	var fe *fetch.Error
+	if errors.As(err, &fe) {
+		return fe.Summary()
+	}
+	return err.Error()
+}
+
 // pollOne polls one account, logs its outcome and returns its exit code.
 func pollOne(ctx context.Context, a config.Account, e *env) int {
 	alog := e.log.With("account", a.Name)
 	acct, err := oneShotAccount(a, e)
 	if err != nil {
-		alog.Error(err.Error())
+		alog.Error(withoutAccount(err))
 		return exitCodeOf(err)
 	}
 	d, err := deliverer(a)
 	if err != nil {
-		alog.Error(err.Error())
+		alog.Error(withoutAccount(err))
 		return exitCodeOf(err)
 	}
 	st, err := fetch.Poll(ctx, acct, e.store, d, e.poll)
 	d.Close()
 	summary := summarize(st)
 	if err != nil {
-		msg := err.Error()
-		var fe *fetch.Error
-		if errors.As(err, &fe) {
-			msg = fe.Summary()
-		}
+		msg := withoutAccount(err)
 		if st.Messages > 0 {
 			alog.Error(msg, "after", summary)
 		} else {
@@ -798,7 +805,7 @@ func checkAction(c *cli.Context, p *proc) error {
 				continue
 			}
 		}
-		e.log.With("account", a.Name).Error(err.Error())
+		e.log.With("account", a.Name).Error(withoutAccount(err))
 		codes = append(codes, exitCodeOf(err))
 	}
 	return statusErr(combine(codes))
