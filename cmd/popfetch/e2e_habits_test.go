@@ -564,3 +564,22 @@ func TestHabitsSyslogMissing(t *testing.T) {
 		}
 	}
 }
+
+// TestHabitsWakeWithBrokenConfig: a plain run beside the daemon after the
+// file was broken still wakes it (its polls use what it read before), but
+// says that the file has errors, which a run of its own would have
+// refused with exit 5.
+func TestHabitsWakeWithBrokenConfig(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 1, "interval = 3600\n")
+	t.Cleanup(f.quitDaemon)
+	if code, stdout, stderr, _ := f.runBin("-d", "3600"); code != exitMail {
+		t.Fatalf("-d: exit %d\n%s%s", code, stdout, stderr)
+	}
+	waitUntil(t, "the detached daemon's first poll", func() bool { return f.countMaildir() == 1 })
+	f.writeConfig(readFile(t, f.config)+"kep = true\n", 0o600)
+	code, _, stderr, _ := f.runBin()
+	if code != exitNoMail || !strings.Contains(stderr, "test: 0 messages on the server") ||
+		!strings.Contains(stderr, f.config+" has errors (popfetch config check shows them)") {
+		t.Errorf("a wake with a broken file: exit %d, want %d, the daemon's poll and a warning:\n%s", code, exitNoMail, stderr)
+	}
+}
