@@ -239,6 +239,7 @@ func TestHelpAndUnknownNames(t *testing.T) {
 		{[]string{"--fetchall"}, exitConfig, "", `unknown option --fetchall (did you mean --fetch-all?)`},
 		{[]string{"list", "--hedaers"}, exitConfig, "", `unknown option --hedaers (did you mean --headers?)`},
 		{[]string{"-F"}, exitConfig, "", `unknown option -F (see popfetch --help)`},
+		{[]string{"check", "-d", "300"}, exitConfig, "", `-d is an option of popfetch without a command (popfetch -d ...), not of popfetch check`},
 		{[]string{"uidl", "exprot", "test"}, exitConfig, "", `unknown operation "exprot" (did you mean "export"?)`},
 		{[]string{"import", "fetchmal"}, exitConfig, "", `unknown tool "fetchmal" (did you mean "fetchmail"?)`},
 		{[]string{"config", "chek"}, exitConfig, "", `unknown operation "chek" (did you mean "check"?)`},

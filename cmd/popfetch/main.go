@@ -328,6 +328,10 @@ func onUsageError(c *cli.Context, err error, _ bool) error {
 	if len(name) > 1 {
 		typed = "--" + name
 	}
+	if c.Command != nil && c.Command.Name != "" && slices.ContainsFunc(c.App.Flags, func(f cli.Flag) bool { return slices.Contains(f.Names(), name) }) {
+		// -d, --quit, -c, -N, -V: options of popfetch without a command.
+		return usageError{fmt.Sprintf("%s is an option of popfetch without a command (popfetch %s ...), not of popfetch %s (see popfetch --help)", typed, typed, c.Command.Name)}
+	}
 	msg := "unknown option " + typed
 	if s := config.Nearest(name, names); s != "" && len(name) > 1 {
 		msg += fmt.Sprintf(" (did you mean --%s?)", s)
