@@ -42,6 +42,11 @@ func writeManPage(w io.Writer, app *cli.App, configRef string) error {
 		b.WriteString(line + "\n")
 	}
 	synopsis("", app.ArgsUsage)
+	// fetchmail's ways to run the daemon and stop it, which a reader
+	// coming from fetchmail looks for here.
+	b.WriteString(".PP\n.B popfetch\n[\\fIoptions\\fR] " + roff.Bold("-d") + " " + roff.Italic("INTERVAL") +
+		" [" + roff.Bold("-N") + "] [" + roff.Italic("ACCOUNT") + roff.Text("...]") + "\n")
+	b.WriteString(".PP\n.B popfetch\n[\\fIoptions\\fR] " + roff.Bold("--quit") + " [" + roff.Bold("-d") + " " + roff.Italic("INTERVAL") + "]\n")
 	for _, c := range commands {
 		synopsis(c.Name, c.ArgsUsage)
 	}
