@@ -504,6 +504,9 @@ func syntaxError(path, text string, err error) error {
 		// out of range") is masked too: the value of the line at fault.
 		lines := strings.Split(text, "\n")
 		if l := perr.Position.Line; l >= 1 && l <= len(lines) {
+			if m, ok := duplicateKey(perr.Message, lines[l-1]); ok {
+				return &SyntaxError{Path: path, Line: l, Column: perr.Position.Col, Msg: m}
+			}
 			if _, v, ok := strings.Cut(lines[l-1], "="); ok {
 				if v = strings.TrimSpace(v); len(v) >= 3 {
 					msg = strings.ReplaceAll(msg, v, "…")
@@ -518,11 +521,33 @@ func syntaxError(path, text string, err error) error {
 // quotedRE matches what a TOML parser's message quotes from the file.
 var quotedRE = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'[^']*'`)
 
+// duplicateKeyRE matches the parser's message for a key set twice, when
+// the key is made of bare-key characters: a key's name, not a value.
+var duplicateKeyRE = regexp.MustCompile(`^Key '([A-Za-z0-9_.-]+)' has already been defined\.$`)
+
 // withoutQuotes masks what a parser's message quotes from the file: it
 // may be a password (`expected value but found "s3cret"`). The line and
-// column say where to look.
+// column say where to look. Only the name of a key set twice is kept:
+// names are not secrets, and the line alone does not say which of two
+// settings to remove.
 func withoutQuotes(msg string) string {
 	return quotedRE.ReplaceAllString(msg, `"…"`)
+}
+
+// duplicateKey returns the parser's message for a key set twice with the
+// key's name, if the line at fault writes that key bare (a quoted key
+// could be anything, and stays masked).
+func duplicateKey(msg, line string) (string, bool) {
+	m := duplicateKeyRE.FindStringSubmatch(msg)
+	if m == nil {
+		return "", false
+	}
+	last := m[1][strings.LastIndex(m[1], ".")+1:]
+	rest, ok := strings.CutPrefix(strings.TrimLeft(line, " \t[]"), last)
+	if !ok || (rest != "" && !strings.ContainsAny(rest[:1], " \t=]")) {
+		return "", false
+	}
+	return fmt.Sprintf("%s is defined twice", m[1]), true
 }
 
 // merge fills the fields a leaves unset from d. Keys that are

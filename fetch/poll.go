@@ -592,6 +592,11 @@ func dialErr(ctx context.Context, a *Account, err error) error {
 	if errors.As(err, &te) && te.After == 0 && ctx.Err() == nil {
 		te.After = a.Timeout
 	}
+	if te != nil && a.TLS != TLSImplicit && te.Doing == "reading the greeting" {
+		// A POP3S port says nothing until it has had a TLS handshake:
+		// the most common cause of a greeting that never comes.
+		return fmt.Errorf("%w; a POP3S port (usually 995) sends no greeting before a TLS handshake: if port %d is one, use tls = \"implicit\"", err, a.Port)
+	}
 	var rec tls.RecordHeaderError
 	if errors.As(err, &rec) {
 		hint := fmt.Sprintf("the server does not speak TLS on port %d", a.Port)

@@ -175,7 +175,7 @@ func GetServerInfo(ctx context.Context, acct *Account, o ServerInfoOptions) (*Se
 		c, err = pop3.Dial(ctx, addr, popts)
 	}
 	if err != nil {
-		return nil, classify(acct.Name, err)
+		return nil, classify(acct.Name, dialErr(ctx, acct, err))
 	}
 	defer func() { c.Close() }()
 	info.Address = c.RemoteAddr().String()
@@ -191,6 +191,8 @@ func GetServerInfo(ctx context.Context, acct *Account, o ServerInfoOptions) (*Se
 		if err := c.StartTLS(ctx, tcfg); err != nil {
 			if errors.Is(err, pop3.ErrNoSTLS) {
 				err = &Error{Account: acct.Name, Kind: KindProtocol, Err: err}
+			} else {
+				err = dialErr(ctx, acct, err)
 			}
 			return fail(err)
 		}

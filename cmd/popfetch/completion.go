@@ -85,7 +85,7 @@ func completionCommand() *cli.Command {
 				script = "# fish completion for popfetch.\n# Install: popfetch completion fish > ~/.config/fish/completions/popfetch.fish\n" +
 					fishFlagValues(s) + fishAccounts
 			default:
-				return usageError{"usage: popfetch completion bash|zsh|fish"}
+				return usageError{"usage: popfetch completion bash|zsh|fish" + didYouMean(c.Args().First(), "bash", "zsh", "fish")}
 			}
 			fmt.Fprint(c.App.Writer, script)
 			return nil
@@ -142,9 +142,28 @@ func completeAccounts(c *cli.Context) {
 		return
 	}
 	if isRoot(c) && c.NArg() == 0 {
-		cli.DefaultAppComplete(c) // the commands, before any account
+		printCommands(c) // the commands, before any account
 	}
 	printAccounts(c)
+}
+
+// printCommands prints the commands, as cli.DefaultAppComplete does
+// (with their usage for zsh), but also after a flag typed in full
+// ("popfetch -k <TAB>"), where DefaultAppComplete offers the flags that
+// start like it instead.
+func printCommands(c *cli.Context) {
+	for _, cmd := range c.App.Commands {
+		if cmd.Hidden {
+			continue
+		}
+		for _, name := range cmd.Names() {
+			if strings.HasSuffix(os.Getenv("0"), "zsh") {
+				fmt.Fprintf(c.App.Writer, "%s:%s\n", name, cmd.Usage)
+			} else {
+				fmt.Fprintln(c.App.Writer, name)
+			}
+		}
+	}
 }
 
 // isRoot reports whether c is the application's context, not a command's.
@@ -153,11 +172,13 @@ func isRoot(c *cli.Context) bool {
 }
 
 // completeFlags prints the flags that fit when the word being completed
-// is one (the scripts pass "-" or the word typed), and reports whether
-// it was.
+// is one (the bash and zsh scripts then pass "-" as the last word before
+// --generate-bash-completion), and reports whether it was. A flag typed
+// in full before the word ("popfetch -k <TAB>") is not one: the word
+// after it is an account or a command.
 func completeFlags(c *cli.Context) bool {
 	n := len(os.Args)
-	if n <= 2 || !strings.HasPrefix(os.Args[n-2], "-") {
+	if n <= 2 || os.Args[n-2] != "-" {
 		return false
 	}
 	if isRoot(c) {

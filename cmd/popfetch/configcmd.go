@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/popfetch/popfetch/config"
@@ -29,8 +31,11 @@ func configCommand() *cli.Command {
 
 func configAction(c *cli.Context) error {
 	args := c.Args().Slice()
-	if len(args) == 0 || args[0] != "check" {
+	if len(args) == 0 {
 		return usageError{"usage: popfetch config check [ACCOUNT...]"}
+	}
+	if args[0] != "check" {
+		return usageError{fmt.Sprintf("popfetch config: unknown operation %q%s: usage: popfetch config check [ACCOUNT...]", args[0], didYouMean(args[0], "check"))}
 	}
 	o := readOptions(c)
 	cfg, err := loadConfig(o.configPath)

@@ -320,6 +320,10 @@ func wakeDaemon(c *cli.Context, p *proc) (wakeResult, error) {
 	}
 	cfg, err := loadConfig(o.configPath)
 	if err != nil {
+		// The daemon polled with the configuration it read before; a
+		// run in the foreground would have exited 5. Say so, or the
+		// mistake goes unnoticed until the daemon is restarted.
+		log.Warn(cfgPath + " has errors (popfetch config check shows them): the daemon polled with the configuration it read before")
 		res.all = true // the daemon read it; what it polled is all there is to report
 		return res, nil
 	}

@@ -65,7 +65,9 @@ func (p *proc) reportFailed(code int, msg string) {
 	if p.ready == nil {
 		return
 	}
-	fmt.Fprintf(p.ready, "fail %d %s\n", code, strings.ReplaceAll(msg, "\n", " "))
+	// Quoted: the message may have several lines (every problem of a
+	// configuration file), and the report is one.
+	fmt.Fprintf(p.ready, "fail %d %s\n", code, strconv.Quote(msg))
 	p.ready.Close()
 	p.ready = nil
 }
@@ -155,6 +157,9 @@ func detach(c *cli.Context, p *proc) error {
 		code, err := strconv.Atoi(codeText)
 		if err != nil || code <= 0 || code > 255 {
 			code = exitInternal
+		}
+		if m, err := strconv.Unquote(msg); err == nil {
+			msg = m
 		}
 		<-exited
 		fmt.Fprintf(c.App.ErrWriter, "popfetch: %s\n", termsafe.Lines(msg))

@@ -83,6 +83,13 @@ func TestCompletion(t *testing.T) {
 		{"popfetch list ", []string{"work", "home"}, []string{"fetch"}},
 		{"popfetch daemon w", []string{"work"}, []string{"home"}},
 		{"popfetch fetch --ke", []string{"--keep"}, nil},
+		// After a flag typed in full, the next word is a command or an
+		// account, not more flags that start like it.
+		{"popfetch -k ", []string{"fetch", "daemon", "work", "home"}, []string{"--keep"}},
+		{"popfetch -v w", []string{"work"}, []string{"--verbose", "--version"}},
+		{"popfetch --syslog ", []string{"fetch", "work"}, []string{"--syslog"}},
+		{"popfetch list --headers ", []string{"work", "home"}, []string{"--headers"}},
+		{"popfetch check -q ", []string{"work", "home"}, []string{"--quiet"}},
 		{"popfetch list --", []string{"--headers", "--config"}, nil},
 		{"popfetch completion ", []string{"bash", "zsh", "fish"}, nil},
 		{"popfetch completion bash ", nil, []string{"bash", "zsh", "work"}},

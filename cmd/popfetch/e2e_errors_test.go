@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -234,6 +236,13 @@ func TestHelpAndUnknownNames(t *testing.T) {
 		{[]string{"tset"}, exitConfig, "", `"tset" is neither a command nor an account of ` + f.config + `; did you mean the account "test"?`},
 		{[]string{"xyzzy"}, exitConfig, "", `the commands are fetch, check,`},
 		{[]string{"check", "tset"}, exitConfig, "", `no account named "tset" (did you mean "test"?)`},
+		{[]string{"--fetchall"}, exitConfig, "", `unknown option --fetchall (did you mean --fetch-all?)`},
+		{[]string{"list", "--hedaers"}, exitConfig, "", `unknown option --hedaers (did you mean --headers?)`},
+		{[]string{"-F"}, exitConfig, "", `unknown option -F (see popfetch --help)`},
+		{[]string{"check", "-d", "300"}, exitConfig, "", `-d is an option of popfetch without a command (popfetch -d ...), not of popfetch check`},
+		{[]string{"uidl", "exprot", "test"}, exitConfig, "", `unknown operation "exprot" (did you mean "export"?)`},
+		{[]string{"import", "fetchmal"}, exitConfig, "", `unknown tool "fetchmal" (did you mean "fetchmail"?)`},
+		{[]string{"config", "chek"}, exitConfig, "", `unknown operation "chek" (did you mean "check"?)`},
 		{[]string{"check"}, exitMail, "test: 1 message, 1 new", ""},
 		{[]string{"list"}, exitMail, "u1", "1 message, 1 new"},
 		{[]string{"fetch"}, exitMail, "", "test: 1 message on the server, 1 new, 1 delivered"},
@@ -247,9 +256,94 @@ func TestHelpAndUnknownNames(t *testing.T) {
 		}
 	}
 
+	// completion takes no --config: run it bare.
+	if code, _, stderr := runBinaryIn(t, f.dir, "completion", "bsh"); code != exitConfig || !strings.Contains(stderr, `usage: popfetch completion bash|zsh|fish (did you mean "bash"?)`) {
+		t.Errorf("completion bsh: exit %d, want %d and a suggestion:\n%s", code, exitConfig, stderr)
+	}
+	// The daemon's status, too, suggests the account meant.
+	t.Cleanup(f.quitDaemon)
+	if code, _, stderr, _ := f.runBin("-d", "3600"); code != exitMail {
+		t.Fatalf("-d: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr, _ := f.runBin("status", "tset"); code != exitConfig || !strings.Contains(stderr, `no account named "tset" (did you mean "test"?)`) {
+		t.Errorf("status tset: exit %d, want %d and a suggestion:\n%s", code, exitConfig, stderr)
+	}
+	f.quitDaemon()
+
 	f.writeConfig(readFile(t, f.config)+pop3testAccount("other", f.srv.Addr(), f.maildir, ""), 0o600)
 	code, _, stderr, _ := f.runBin("list")
 	if want := `list needs an account's name; the accounts are "test" and "other"`; code != exitConfig || !strings.Contains(stderr, want) {
 		t.Errorf("list with two accounts: exit %d, want %d and %q:\n%s", code, exitConfig, want, stderr)
+	}
+}
+
+// TestSTLSOnPOP3SPort: tls = "starttls" against a port that waits for a
+// TLS handshake (POP3S) times out on the greeting and says what to set;
+// serverinfo, the tool for finding out, says the same, and gives the
+// plain-text hint a poll gives for tls = "implicit" on a plain port.
+func TestSTLSOnPOP3SPort(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 0, "")
+	silent := silentListener(t, "")
+	_, port, _ := net.SplitHostPort(silent)
+	f.writeConfig(strings.Replace(pop3testAccount("test", silent, f.maildir, "timeout = \"1s\"\n"), "tls = \"none\"\n", "tls = \"starttls\"\n", 1), 0o600)
+	want := fmt.Sprintf(`(reading the greeting); a POP3S port (usually 995) sends no greeting before a TLS handshake: if port %s is one, use tls = "implicit"`, port)
+	for _, args := range [][]string{nil, {"serverinfo", "test"}} {
+		code, _, stderr, _ := f.runBin(args...)
+		if code != exitSocket || !strings.Contains(stderr, want) {
+			t.Errorf("popfetch %v: exit %d, want %d and the error saying %q:\n%s", args, code, exitSocket, want, stderr)
+		}
+	}
+
+	plain := silentListener(t, "+OK POP3 server ready\r\n")
+	_, port, _ = net.SplitHostPort(plain)
+	f.writeConfig(strings.Replace(pop3testAccount("test", plain, f.maildir, "timeout = \"2s\"\n"), "tls = \"none\"\n", "", 1), 0o600)
+	code, _, stderr, _ := f.runBin("serverinfo", "test")
+	want = fmt.Sprintf(`the server answered in plain text: it does not speak TLS on port %s: use tls = "starttls"`, port)
+	if code != exitSocket || !strings.Contains(stderr, want) {
+		t.Errorf("serverinfo: exit %d, want %d and the error saying %q:\n%s", code, exitSocket, want, stderr)
+	}
+}
+
+// TestConfigKeyTwice: a key set twice names the key (a name, never a
+// value), so that the line and column are not all there is to go on;
+// a quoted key, which could be anything, stays masked.
+func TestConfigKeyTwice(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 0, "")
+	f.writeConfig(pop3testAccount("test", f.srv.Addr(), f.maildir, "keep = true\nkeep = false\n"), 0o600)
+	code, _, stderr, _ := f.runBin()
+	if code != exitConfig || !strings.Contains(stderr, "account.keep is defined twice") {
+		t.Errorf("exit %d, want %d and the key named:\n%s", code, exitConfig, stderr)
+	}
+	f.writeConfig(pop3testAccount("test", f.srv.Addr(), f.maildir, "\"s3cret\" = 1\n\"s3cret\" = 2\n"), 0o600)
+	code, _, stderr, _ = f.runBin()
+	if code != exitConfig || strings.Contains(stderr, "s3cret") {
+		t.Errorf("exit %d, want %d and the quoted key masked:\n%s", code, exitConfig, stderr)
+	}
+}
+
+// TestErrorNamesAccountOnce: an account's error line names the account
+// once, whether the poll failed (a Maildir that cannot be made) or the
+// check command did (nothing listens on the port).
+func TestErrorNamesAccountOnce(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 1, "")
+	blocker := filepath.Join(f.dir, "file")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.writeConfig(pop3testAccount("test", f.srv.Addr(), filepath.Join(blocker, "Mail"), ""), 0o600)
+	code, _, stderr, _ := f.runBin()
+	if code != exitDelivery || !strings.Contains(stderr, "test: error: delivery failed: ") || strings.Contains(stderr, "test: error: test:") {
+		t.Errorf("a Maildir that cannot be made: exit %d, want %d and the account named once:\n%s", code, exitDelivery, stderr)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	f.writeConfig(pop3testAccount("test", closed, f.maildir, ""), 0o600)
+	code, _, stderr, _ = f.runBin("check")
+	if code != exitSocket || !strings.Contains(stderr, "test: error: network error: ") || strings.Contains(stderr, "test: error: test:") {
+		t.Errorf("check with nothing listening: exit %d, want %d and the account named once:\n%s", code, exitSocket, stderr)
 	}
 }

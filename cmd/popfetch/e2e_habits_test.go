@@ -103,7 +103,8 @@ func TestHabitsDetachAndQuit(t *testing.T) {
 	if !strings.Contains(log, "daemon started") {
 		t.Errorf("daemon.log:\n%s", log)
 	}
-	if code, _, stderr, _ := f.runBin("-d", "3600"); code != exitStateLocked || !strings.Contains(stderr, fmt.Sprintf("pid %d", pid)) {
+	if code, _, stderr, _ := f.runBin("-d", "3600"); code != exitStateLocked || !strings.Contains(stderr, fmt.Sprintf("pid %d", pid)) ||
+		!strings.Contains(stderr, "popfetch --quit -d INTERVAL replaces it") {
 		t.Errorf("a second -d: exit %d, %s", code, stderr)
 	}
 	if code, out, _, _ := f.runBin("status"); code != exitMail || !strings.Contains(out, "running, pid "+strconv.Itoa(pid)) {
@@ -170,10 +171,16 @@ func TestHabitsDetachFailures(t *testing.T) {
 	if code != exitConfig || !strings.Contains(stderr, "--logfile") || !strings.Contains(stderr, "/nonexistent/dir/popfetch.log") || took > 10*time.Second {
 		t.Errorf("-L to a missing directory: exit %d after %v: %s", code, took, stderr)
 	}
-	f.writeConfig(readFile(t, f.config)+"\nbogus_key = 1\n", 0o600)
+	f.writeConfig(readFile(t, f.config)+"\nbogus_key = 1\nkeep = \"yes\"\n", 0o600)
 	code, _, stderr, took = f.runBin("-d", "300")
 	if code != exitConfig || !strings.Contains(stderr, "bogus_key") || took > 10*time.Second {
 		t.Errorf("-d with a broken config: exit %d after %v: %s", code, took, stderr)
+	}
+	// Each problem on a line of its own, as a run in the foreground
+	// shows them, not run together on one.
+	_, _, fgStderr, _ := f.runBin()
+	if stderr != fgStderr || strings.Count(stderr, "\n") < 3 {
+		t.Errorf("-d with a broken config says\n%s\nwhere a run in the foreground says\n%s", stderr, fgStderr)
 	}
 	if _, running := daemonRunning(f.stateDir); running {
 		t.Error("a daemon runs after a failed start")
@@ -513,6 +520,67 @@ func TestHabitsQuitOtherUser(t *testing.T) {
 	t.Logf("exit %d: %s", cmd.ProcessState.ExitCode(), out)
 	if !strings.Contains(string(out), "not permitted") {
 		t.Errorf("--quit as nobody said: %s", out)
+	}
+}
+
+// TestHabitsStateFilesInManPage: every file a detached daemon leaves in
+// the state directory is one the manual page's FILES describes, so that
+// "where is the log?" has its answer there.
+func TestHabitsStateFilesInManPage(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 1, "interval = 3600\n")
+	t.Cleanup(f.quitDaemon)
+	if code, stdout, stderr, _ := f.runBin("-d", "3600"); code != exitMail {
+		t.Fatalf("-d: exit %d\n%s%s", code, stdout, stderr)
+	}
+	waitUntil(t, "the detached daemon's first poll", func() bool { return f.countMaildir() == 1 })
+	f.runBin("--quit")
+	files := manSections(runBinary(t, "man"))["FILES"]
+	entries, err := os.ReadDir(f.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !strings.Contains(files, "STATE/"+e.Name()) {
+			t.Errorf("the state directory holds %s; FILES does not name it:\n%s", e.Name(), files)
+		}
+	}
+}
+
+// TestHabitsSyslogMissing: --syslog where no syslog daemon listens fails
+// at once (exit 5), also with -d before detaching, and says why and what
+// else to do, not only Go's "Unix syslog delivery error".
+func TestHabitsSyslogMissing(t *testing.T) {
+	for _, p := range []string{"/dev/log", "/var/run/syslog", "/var/run/log"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			t.Skipf("SKIPPING: %s is a socket, so a syslog daemon may listen", p)
+		}
+	}
+	f := newCLIFixture(t, pop3test.Config{}, 1, "")
+	t.Cleanup(f.quitDaemon)
+	for _, args := range [][]string{{"--syslog"}, {"-d", "3600", "--syslog"}} {
+		code, _, stderr, _ := f.runBin(args...)
+		if code != exitConfig || !strings.Contains(stderr, "no syslog daemon listens on /dev/log") || !strings.Contains(stderr, "-L FILE") {
+			t.Errorf("popfetch %v: exit %d, want %d and why:\n%s", args, code, exitConfig, stderr)
+		}
+	}
+}
+
+// TestHabitsWakeWithBrokenConfig: a plain run beside the daemon after the
+// file was broken still wakes it (its polls use what it read before), but
+// says that the file has errors, which a run of its own would have
+// refused with exit 5.
+func TestHabitsWakeWithBrokenConfig(t *testing.T) {
+	f := newCLIFixture(t, pop3test.Config{}, 1, "interval = 3600\n")
+	t.Cleanup(f.quitDaemon)
+	if code, stdout, stderr, _ := f.runBin("-d", "3600"); code != exitMail {
+		t.Fatalf("-d: exit %d\n%s%s", code, stdout, stderr)
+	}
+	waitUntil(t, "the detached daemon's first poll", func() bool { return f.countMaildir() == 1 })
+	f.writeConfig(readFile(t, f.config)+"kep = true\n", 0o600)
+	code, _, stderr, _ := f.runBin()
+	if code != exitNoMail || !strings.Contains(stderr, "test: 0 messages on the server") ||
+		!strings.Contains(stderr, f.config+" has errors (popfetch config check shows them)") {
+		t.Errorf("a wake with a broken file: exit %d, want %d, the daemon's poll and a warning:\n%s", code, exitNoMail, stderr)
 	}
 }
 

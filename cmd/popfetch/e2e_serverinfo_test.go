@@ -324,3 +324,27 @@ func TestDovecotServerinfo(t *testing.T) {
 		})
 	}
 }
+
+// TestServerinfoExpiryPlural: a certificate near its end says how soon in
+// words that fit the number: "within a day", "1 day", "2 days", never
+// "0 days" or "1 days".
+func TestServerinfoExpiryPlural(t *testing.T) {
+	for _, tc := range []struct {
+		life time.Duration
+		want string
+	}{
+		{time.Hour, "(expires within a day)"},
+		{36 * time.Hour, "(expires in 1 day)"},
+		{60 * time.Hour, "(expires in 2 days)"},
+	} {
+		cert, err := pop3test.NewCert(tc.life, "127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := newSIFixture(t, pop3test.Config{TLS: cert.ServerConfig()}, "tls = \"implicit\"\n")
+		_, stdout, stderr := f.run("serverinfo", "si")
+		if !strings.Contains(stdout, tc.want) {
+			t.Errorf("a certificate valid for %v: output lacks %q:\n%s\n%s", tc.life, tc.want, stdout, stderr)
+		}
+	}
+}

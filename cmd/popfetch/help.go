@@ -39,10 +39,7 @@ func helpCommand() *cli.Command {
 			if cmd := c.App.Command(name); cmd != nil {
 				return cli.ShowCommandHelp(c, cmd.Name)
 			}
-			msg := fmt.Sprintf("no command named %q", name)
-			if s := config.Nearest(name, commandNames(c.App)); s != "" {
-				msg += fmt.Sprintf(" (did you mean %q?)", s)
-			}
+			msg := fmt.Sprintf("no command named %q", name) + didYouMean(name, commandNames(c.App)...)
 			return usageError{msg + "; the commands are " + strings.Join(commandNames(c.App), ", ")}
 		},
 	}
@@ -99,4 +96,13 @@ func hidden(flags []cli.Flag) []cli.Flag {
 		}
 	}
 	return flags
+}
+
+// didYouMean is " (did you mean "X"?)" for the candidate nearest to what
+// was typed, or "" if none is near.
+func didYouMean(typed string, candidates ...string) string {
+	if s := config.Nearest(typed, candidates); s != "" {
+		return fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	return ""
 }

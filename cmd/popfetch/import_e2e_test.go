@@ -185,3 +185,53 @@ func TestImportFromPeers(t *testing.T) {
 		})
 	}
 }
+
+// TestImportMpopQuotedDelivery: mpop reads a quoted rest of a delivery
+// line without its quotes (mpop -P shows delivery = mda /usr/bin/procmail
+// -d joe), so the conversion must split the command into its words and
+// take the quoted directory as it is, not as a relative path with quotes
+// in its name.
+func TestImportMpopQuotedDelivery(t *testing.T) {
+	dir := t.TempDir()
+	rc := filepath.Join(dir, "mpoprc")
+	text := "account one\nhost pop.example.com\nuser me\ndelivery mda \"/usr/bin/procmail -f %F -d joe\"\n\n" +
+		"account two\nhost pop.example.org\nuser me\ndelivery maildir \"/var/mail/My Mail\"\n"
+	if err := os.WriteFile(rc, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runBinaryIn(t, dir, "import", "mpop", rc)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{
+		`mda = ["/usr/bin/procmail", "-f", "%F", "-d", "joe"]`,
+		`maildir = "/var/mail/My Mail"`,
+	} {
+		if !bytes.Contains([]byte(stdout), []byte(want)) {
+			t.Errorf("output lacks %s:\n%s", want, stdout)
+		}
+	}
+}
+
+// TestImportFetchmailLogNotes: fetchmail's "set logfile" and "set syslog"
+// have popfetch's -L and --syslog as their counterparts; the comments on
+// them must name those flags, not say that popfetch only logs to standard
+// error.
+func TestImportFetchmailLogNotes(t *testing.T) {
+	dir := t.TempDir()
+	rc := filepath.Join(dir, "fetchmailrc")
+	text := "set logfile /var/log/fm.log\nset syslog\npoll pop.example.com proto pop3 user me password pw is me here ssl\n"
+	if err := os.WriteFile(rc, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runBinaryIn(t, dir, "import", "fetchmail", rc)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	flat := regexp.MustCompile(`\n#\s+`).ReplaceAllString(stdout, " ")
+	for _, want := range []string{"popfetch -L /var/log/fm.log", "popfetch --syslog"} {
+		if !bytes.Contains([]byte(flat), []byte(want)) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+}

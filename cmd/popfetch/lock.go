@@ -32,7 +32,7 @@ func (e *daemonRunningError) Error() string {
 	if e.pid > 0 {
 		who += fmt.Sprintf(" (pid %d)", e.pid)
 	}
-	return fmt.Sprintf("%s is already running with state directory %s; stop it first, or give this one another --state-dir",
+	return fmt.Sprintf("%s is already running with state directory %s; stop it first (popfetch --quit; popfetch --quit -d INTERVAL replaces it), or give this one another --state-dir",
 		who, e.stateDir)
 }
 

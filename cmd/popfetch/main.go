@@ -301,9 +301,42 @@ func newApp(stdout, stderr io.Writer, p *proc) *cli.App {
 }
 
 // onUsageError reports a command-line mistake in one line, not with the
-// whole help text.
-func onUsageError(_ *cli.Context, err error, _ bool) error {
-	return usageError{err.Error() + " (see popfetch --help)"}
+// whole help text. An unknown option is named as it was typed (the flag
+// package drops one dash: "--fetchall" would read "-fetchall"), with the
+// nearest option there is.
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok || name == "" {
+		return usageError{err.Error() + " (see popfetch --help)"}
+	}
+	var flags []cli.Flag
+	if c.Command != nil {
+		flags = c.Command.Flags
+	}
+	if len(flags) == 0 {
+		flags = c.App.Flags
+	}
+	var names []string
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if len(n) > 1 {
+				names = append(names, n)
+			}
+		}
+	}
+	typed := "-" + name
+	if len(name) > 1 {
+		typed = "--" + name
+	}
+	if c.Command != nil && c.Command.Name != "" && slices.ContainsFunc(c.App.Flags, func(f cli.Flag) bool { return slices.Contains(f.Names(), name) }) {
+		// -d, --quit, -c, -N, -V: options of popfetch without a command.
+		return usageError{fmt.Sprintf("%s is an option of popfetch without a command (popfetch %s ...), not of popfetch %s (see popfetch --help)", typed, typed, c.Command.Name)}
+	}
+	msg := "unknown option " + typed
+	if s := config.Nearest(name, names); s != "" && len(name) > 1 {
+		msg += fmt.Sprintf(" (did you mean --%s?)", s)
+	}
+	return usageError{msg + " (see popfetch --help)"}
 }
 
 // options are the global flags, resolved across the command levels.
@@ -679,28 +712,35 @@ func oauth2Config(a config.Account, stateDir string) oauth2token.Config {
 		ClientSecret: o.ClientSecret, Scopes: o.Scopes, File: file}
 }
 
+// withoutAccount is the text of an account's error for its log line,
+// which names the account already: a fetch.Error's Summary ("work: error:
+// delivery failed: ...", not "work: error: work: delivery failed: ...").
+func withoutAccount(err error) string {
+	var fe *fetch.Error
+	if errors.As(err, &fe) {
+		return fe.Summary()
+	}
+	return err.Error()
+}
+
 // pollOne polls one account, logs its outcome and returns its exit code.
 func pollOne(ctx context.Context, a config.Account, e *env) int {
 	alog := e.log.With("account", a.Name)
 	acct, err := oneShotAccount(a, e)
 	if err != nil {
-		alog.Error(err.Error())
+		alog.Error(withoutAccount(err))
 		return exitCodeOf(err)
 	}
 	d, err := deliverer(a)
 	if err != nil {
-		alog.Error(err.Error())
+		alog.Error(withoutAccount(err))
 		return exitCodeOf(err)
 	}
 	st, err := fetch.Poll(ctx, acct, e.store, d, e.poll)
 	d.Close()
 	summary := summarize(st)
 	if err != nil {
-		msg := err.Error()
-		var fe *fetch.Error
-		if errors.As(err, &fe) {
-			msg = fe.Summary()
-		}
+		msg := withoutAccount(err)
 		if st.Messages > 0 {
 			alog.Error(msg, "after", summary)
 		} else {
@@ -769,7 +809,7 @@ func checkAction(c *cli.Context, p *proc) error {
 				continue
 			}
 		}
-		e.log.With("account", a.Name).Error(err.Error())
+		e.log.With("account", a.Name).Error(withoutAccount(err))
 		codes = append(codes, exitCodeOf(err))
 	}
 	return statusErr(combine(codes))

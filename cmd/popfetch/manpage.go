@@ -42,6 +42,11 @@ func writeManPage(w io.Writer, app *cli.App, configRef string) error {
 		b.WriteString(line + "\n")
 	}
 	synopsis("", app.ArgsUsage)
+	// fetchmail's ways to run the daemon and stop it, which a reader
+	// coming from fetchmail looks for here.
+	b.WriteString(".PP\n.B popfetch\n[\\fIoptions\\fR] " + roff.Bold("-d") + " " + roff.Italic("INTERVAL") +
+		" [" + roff.Bold("-N") + "] [" + roff.Italic("ACCOUNT") + roff.Text("...]") + "\n")
+	b.WriteString(".PP\n.B popfetch\n[\\fIoptions\\fR] " + roff.Bold("--quit") + " [" + roff.Bold("-d") + " " + roff.Italic("INTERVAL") + "]\n")
 	for _, c := range commands {
 		synopsis(c.Name, c.ArgsUsage)
 	}
@@ -342,7 +347,8 @@ func manDescription() string {
 		"popfetch never loses mail. A message is deleted from the server only after it is safe on this machine: "+
 			"written and fsync'd into the Maildir or mbox, accepted by the MDA with exit status 0, or by every LMTP "+
 			"recipient; and after its UID is committed to the UID store. Whenever popfetch or the machine stops, "+
-			"at worst one message is delivered twice.",
+			"nothing is lost and a Maildir gets no message twice; an mbox, an MDA or an LMTP server may get the "+
+			"messages it took since the last commit again (at most one batch, 64 messages).",
 		"It runs three ways: once, from a shell or from cron (popfetch, the same as popfetch fetch); as a daemon "+
 			"that polls many accounts, each at its own interval (popfetch daemon, or fetchmail's popfetch -d 300); and "+
 			"under systemd, as a service or a timer (see EXAMPLES).",
@@ -378,6 +384,8 @@ func manMiddle() string {
 		"STATE/daemon.pid", "The running daemon's process ID, locked (flock) while it runs: a second daemon on the same "+
 			"state directory exits 8.",
 		"STATE/daemon.sock", "Where a running daemon answers popfetch status (mode 600).",
+		"STATE/daemon.log", "The log of a daemon that popfetch -d put in the background, unless -L or --syslog "+
+			"sends it elsewhere (appended to; mode 600).",
 		"STATE/status.json", "The daemon's last status, rewritten once a minute and when it stops: popfetch status "+
 			"shows it when no daemon runs.",
 		"STATE/oauth2/ACCOUNT.json", "An account's OAuth2 refresh token (mode 600), written by popfetch auth, unless "+

@@ -364,3 +364,14 @@ func TestManPageHostile(t *testing.T) {
 	os.WriteFile(file, buf.Bytes(), 0o644)
 	lintRoff(t, groff, file)
 }
+
+// TestManPageSynopsisDaemon: fetchmail's ways to start and stop the
+// daemon are in the SYNOPSIS, where a reader coming from fetchmail looks.
+func TestManPageSynopsisDaemon(t *testing.T) {
+	syn := manSections(runBinary(t, "man"))["SYNOPSIS"]
+	for _, want := range []string{bold("-d") + ` \fI\%INTERVAL\fR [` + bold("-N") + "]", bold("--quit")} {
+		if !strings.Contains(syn, want) {
+			t.Errorf("the SYNOPSIS lacks %q:\n%s", want, syn)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/popfetch/popfetch/config"
 	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/plural"
 	"github.com/popfetch/popfetch/fetch/termsafe"
 )
 
@@ -180,8 +181,10 @@ func validity(c fetch.CertInfo, now time.Time) string {
 		return " (NOT YET VALID)"
 	case now.After(c.NotAfter):
 		return " (EXPIRED)"
+	case c.NotAfter.Sub(now) < 24*time.Hour:
+		return " (expires within a day)"
 	case c.NotAfter.Sub(now) < 30*24*time.Hour:
-		return fmt.Sprintf(" (expires in %d days)", int(c.NotAfter.Sub(now).Hours()/24))
+		return " (expires in " + plural.Count(int(c.NotAfter.Sub(now).Hours()/24), "day", "days") + ")"
 	}
 	return ""
 }

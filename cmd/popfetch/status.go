@@ -368,7 +368,7 @@ func statusAction(c *cli.Context) error {
 		for _, n := range names {
 			i := slices.IndexFunc(st.Accounts, func(a schedule.JobStatus) bool { return a.Name == n })
 			if i < 0 {
-				return usageError{fmt.Sprintf("the daemon's status has no account named %q", n)}
+				return usageError{fmt.Sprintf("the daemon's status has no account named %q%s", n, didYouMean(n, statusNames(st.Accounts)...))}
 			}
 			sel = append(sel, st.Accounts[i])
 		}
@@ -470,4 +470,13 @@ func ago(now, t time.Time) string {
 		return "just now"
 	}
 	return d.Round(time.Second).String() + " ago"
+}
+
+// statusNames are the names of the accounts in a status.
+func statusNames(accounts []schedule.JobStatus) []string {
+	names := make([]string, len(accounts))
+	for i, a := range accounts {
+		names[i] = a.Name
+	}
+	return names
 }

@@ -15,7 +15,9 @@ type syslogWriter struct{ w *syslog.Writer }
 func newSyslogWriter() (*syslogWriter, error) {
 	w, err := syslog.New(syslog.LOG_MAIL|syslog.LOG_INFO, "popfetch")
 	if err != nil {
-		return nil, usageError{fmt.Sprintf("--syslog: %v", err)}
+		// log/syslog tries /dev/log, /var/run/syslog and /var/run/log,
+		// and says only "Unix syslog delivery error" when none answers.
+		return nil, usageError{fmt.Sprintf("--syslog: %v: no syslog daemon listens on /dev/log; start one (rsyslog, syslog-ng, systemd-journald), or log to a file with -L FILE", err)}
 	}
 	return &syslogWriter{w: w}, nil
 }

@@ -50,7 +50,7 @@ func uidlAction(c *cli.Context) error {
 	switch op {
 	case "export", "import", "forget":
 	default:
-		return usageError{fmt.Sprintf("popfetch uidl: unknown operation %q: use export, import or forget", op)}
+		return usageError{fmt.Sprintf("popfetch uidl: unknown operation %q%s: use export, import or forget", op, didYouMean(op, "export", "import", "forget"))}
 	}
 	if op == "export" && len(uids) > 0 {
 		return usageError{"popfetch uidl export takes no UIDs"}

@@ -164,9 +164,9 @@ func fetchmailEntries(path string, toks []string, home string, res *Result) (*fm
 			case "invisible":
 				invis = !no
 			case "logfile":
-				res.Notes = append(res.Notes, fmt.Sprintf("fetchmail: set logfile %s: not converted: popfetch logs to standard error (the journal under systemd); redirect it, or use cron's mail.", arg))
+				res.Notes = append(res.Notes, fmt.Sprintf("fetchmail: set logfile %s: not converted: popfetch takes it on the command line, as fetchmail's -L: popfetch -L %s (with -d, the daemon's log goes to daemon.log in the state directory without it).", arg, arg))
 			case "syslog":
-				res.Notes = append(res.Notes, "fetchmail: set syslog: not converted: popfetch logs to standard error; under systemd that is the journal, which syslog also reads.")
+				res.Notes = append(res.Notes, "fetchmail: set syslog: not converted: popfetch takes it on the command line, as fetchmail's --syslog: popfetch --syslog (under systemd the journal, which syslog also reads, has the log anyway).")
 			case "postmaster", "bouncemail", "spambounce", "softbounce":
 				res.Notes = append(res.Notes, fmt.Sprintf("fetchmail: set %s%s: not converted: popfetch never bounces mail; a message it cannot deliver stays on the server and the run exits 10.", noPrefix(no), what))
 			case "showdots":

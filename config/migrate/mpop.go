@@ -242,7 +242,10 @@ func (st *mpopState) apply(a *Account, cmd, arg, home string) {
 		st.uidls = expandHome(arg, home)
 	case "delivery":
 		method, rest, _ := strings.Cut(arg, " ")
-		rest = strings.TrimSpace(rest)
+		// mpop takes a quoted rest whole, without its quotes:
+		// delivery mda "procmail -d joe" runs procmail -d joe,
+		// delivery maildir "~/My Mail" is that directory.
+		rest = mpopUnquote(strings.TrimSpace(rest))
 		switch method {
 		case "maildir":
 			a.setTarget("maildir", expandHome(rest, home))
