@@ -81,10 +81,14 @@ type pollOutcome struct {
 	Error   string `json:"error,omitempty"`
 }
 
-// notPolled is an account a wake did not poll, and why.
+// notPolled is an account a wake did not poll, and why, with the exit
+// code that stands for it in the run's combined code: a run that wakes
+// the daemon must not exit 1 ("no new mail") while an account is held
+// back or stuck.
 type notPolled struct {
 	Name   string `json:"name"`
 	Reason string `json:"reason"`
+	Code   int    `json:"code"`
 }
 
 // outcomeOf turns a poll's result into its outcome.
@@ -317,6 +321,9 @@ func wakeDaemon(c *cli.Context, p *proc) (wakeResult, error) {
 	}
 	for _, np := range r.NotPolled {
 		log.With("account", np.Name).Warn("not polled now: " + np.Reason)
+		if np.Code != 0 {
+			res.codes = append(res.codes, np.Code)
+		}
 	}
 	cfg, err := loadConfig(o.configPath)
 	if err != nil {
@@ -385,14 +392,15 @@ func (b *wakeBoard) finished(name string, started time.Time, st fetch.Stats, err
 	})
 }
 
-// skip gives up on name for r, saying why.
-func (b *wakeBoard) skip(r *wakeReq, name, reason string) {
+// skip gives up on name for r, saying why; code is the exit code that
+// stands for it.
+func (b *wakeBoard) skip(r *wakeReq, name, reason string, code int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !r.want[name] {
 		return
 	}
-	r.notPolled = append(r.notPolled, notPolled{Name: name, Reason: reason})
+	r.notPolled = append(r.notPolled, notPolled{Name: name, Reason: reason, Code: code})
 	if r.settle(name) {
 		b.reqs = slices.DeleteFunc(b.reqs, func(x *wakeReq) bool { return x == r })
 	}
@@ -409,8 +417,8 @@ func (r *wakeReq) settle(name string) bool {
 }
 
 // end stops r waiting; what it still waits for is reported as not
-// polled, for reason.
-func (b *wakeBoard) end(r *wakeReq, reason string) (polled []pollOutcome, skipped []notPolled) {
+// polled, for reason, with the exit code code.
+func (b *wakeBoard) end(r *wakeReq, reason string, code int) (polled []pollOutcome, skipped []notPolled) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.reqs = slices.DeleteFunc(b.reqs, func(x *wakeReq) bool { return x == r })
@@ -420,7 +428,7 @@ func (b *wakeBoard) end(r *wakeReq, reason string) (polled []pollOutcome, skippe
 	}
 	slices.Sort(left)
 	for _, n := range left {
-		r.notPolled = append(r.notPolled, notPolled{Name: n, Reason: reason})
+		r.notPolled = append(r.notPolled, notPolled{Name: n, Reason: reason, Code: code})
 	}
 	r.want = nil
 	return r.polled, r.notPolled
@@ -455,21 +463,23 @@ func (d *daemon) wake(ctx context.Context, clientConfig string) controlReply {
 	now := time.Now()
 	for _, j := range d.sched.Status() {
 		if !j.Running && j.LoginDelay > 0 && j.Next.After(now.Add(time.Second)) {
+			// A login now would get -ERR [LOGIN-DELAY]: exit 7, as a
+			// run of its own would.
 			d.wakes.skip(req, j.Name, fmt.Sprintf("the server's LOGIN-DELAY allows the next login at %s",
-				j.Next.Local().Format("15:04:05")))
+				j.Next.Local().Format("15:04:05")), exitServer)
 		}
 	}
 	t := time.NewTimer(wakeTimeout)
 	defer t.Stop()
-	reason := ""
+	reason, code := "", 0
 	select {
 	case <-req.done:
 	case <-ctx.Done():
-		reason = "the daemon is stopping"
+		reason, code = "the daemon is stopping", exitInterrupted
 	case <-t.C:
-		reason = fmt.Sprintf("still polling after %v", wakeTimeout)
+		reason, code = fmt.Sprintf("still polling after %v", wakeTimeout), exitSocket
 	}
-	r.Polled, r.NotPolled = d.wakes.end(req, reason)
+	r.Polled, r.NotPolled = d.wakes.end(req, reason, code)
 	return r
 }
 

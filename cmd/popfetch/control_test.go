@@ -70,7 +70,7 @@ func TestWakeBoard(t *testing.T) {
 	b.finished("a", before.Add(-time.Second), fetch.Stats{Delivered: 3}, nil) // started before the wake
 	b.finished("a", after, fetch.Stats{Delivered: 2}, nil)
 	b.finished("zzz", after, fetch.Stats{}, nil)
-	b.skip(r, "c", "LOGIN-DELAY")
+	b.skip(r, "c", "LOGIN-DELAY", exitServer)
 	select {
 	case <-r.done:
 		t.Fatal("done before b polled")
@@ -82,12 +82,12 @@ func TestWakeBoard(t *testing.T) {
 	default:
 		t.Fatal("not done after every account")
 	}
-	polled, skipped := b.end(r, "unused")
+	polled, skipped := b.end(r, "unused", exitSocket)
 	if len(polled) != 2 || polled[0].Name != "a" || polled[0].Code != exitMail || !strings.Contains(polled[0].Summary, "2 delivered") ||
 		polled[1].Code != exitAuth || !strings.Contains(polled[1].Error, "refused") {
 		t.Errorf("polled %+v", polled)
 	}
-	if len(skipped) != 1 || skipped[0].Name != "c" {
+	if len(skipped) != 1 || skipped[0].Name != "c" || skipped[0].Code != exitServer {
 		t.Errorf("skipped %+v", skipped)
 	}
 	if len(b.reqs) != 0 {
@@ -96,8 +96,8 @@ func TestWakeBoard(t *testing.T) {
 
 	r = b.add([]string{"x", "y"})
 	b.finished("x", time.Now(), fetch.Stats{LimitReached: true}, nil)
-	polled, skipped = b.end(r, "the daemon is stopping")
-	if len(polled) != 1 || polled[0].Code != exitFetchLimit || len(skipped) != 1 || skipped[0].Reason != "the daemon is stopping" {
+	polled, skipped = b.end(r, "the daemon is stopping", exitInterrupted)
+	if len(polled) != 1 || polled[0].Code != exitFetchLimit || len(skipped) != 1 || skipped[0].Reason != "the daemon is stopping" || skipped[0].Code != exitInterrupted {
 		t.Errorf("cut short: %+v %+v", polled, skipped)
 	}
 	b.finished("y", time.Now(), fetch.Stats{}, nil) // after the end: nothing waits
