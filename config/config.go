@@ -23,6 +23,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/BurntSushi/toml"
 
@@ -774,7 +775,9 @@ func (b *builder) identity() {
 		if !b.invalid("server") {
 			b.bad("server is missing")
 		}
-	} else if strings.ContainsAny(b.a.Server, " \t/") {
+	} else if strings.ContainsFunc(b.a.Server, func(r rune) bool { return r == '/' || unicode.IsSpace(r) || !unicode.IsPrint(r) }) {
+		// Also no control characters: the name is printed in messages
+		// and by popfetch serverinfo.
 		b.bad("server %q is not a host name or address", b.a.Server)
 	}
 	if b.a.User == "" && !b.invalid("user") {

@@ -286,11 +286,19 @@ func TestServerinfoMistakes(t *testing.T) {
 	if code != exitProtocol || !strings.Contains(stdout, "Capabilities before TLS") || !strings.Contains(stderr, "STLS") {
 		t.Errorf("STLS not offered: exit %d, want %d\n%s\n%s", code, exitProtocol, stdout, stderr)
 	}
-	if code, _, stderr := f.run("serverinfo"); code != exitConfig || !strings.Contains(stderr, "usage: popfetch serverinfo") {
-		t.Errorf("no account: exit %d\n%s", code, stderr)
+	// One account: its name may be left out, as with list.
+	if code, stdout, _ := f.run("serverinfo"); code != exitProtocol || !strings.Contains(stdout, "Capabilities before TLS") {
+		t.Errorf("the only account, unnamed: exit %d\n%s", code, stdout)
 	}
 	if code, _, stderr := f.run("serverinfo", "nosuch"); code != exitConfig || !strings.Contains(stderr, `no account named "nosuch"`) {
 		t.Errorf("unknown account: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := f.run("serverinfo", "si", "si"); code != exitConfig || !strings.Contains(stderr, "usage: popfetch serverinfo") {
+		t.Errorf("two names: exit %d\n%s", code, stderr)
+	}
+	f.write("tls = \"starttls\"\n[[account]]\nname = \"other\"\nserver = \"127.0.0.1\"\nuser = \"x\"\nmaildir = \"Mail\"\n")
+	if code, _, stderr := f.run("serverinfo"); code != exitConfig || !strings.Contains(stderr, `serverinfo needs an account's name; the accounts are "si" and "other"`) {
+		t.Errorf("two accounts, no name: exit %d\n%s", code, stderr)
 	}
 	f.srv.Close()
 	if code, _, stderr := f.run("serverinfo", "si"); code != exitSocket || !strings.Contains(stderr, "connect") {

@@ -74,7 +74,7 @@ func importAction(c *cli.Context) error {
 	case "getmail":
 		res, err = migrate.Getmail(files, texts, home)
 	default:
-		return usageError{fmt.Sprintf("popfetch import: unknown tool %q%s: use fetchmail, mpop or getmail", tool, didYouMean(tool, "fetchmail", "mpop", "getmail"))}
+		return usageError{fmt.Sprintf("import: unknown tool %q%s: use fetchmail, mpop or getmail", tool, didYouMean(tool, "fetchmail", "mpop", "getmail"))}
 	}
 	if err != nil {
 		return configProblem{err}
@@ -124,7 +124,7 @@ func defaultRCFile(tool, home string) (string, error) {
 	case "getmail":
 		candidates = []string{filepath.Join(home, ".getmail", "getmailrc"), filepath.Join(xdgDir("XDG_CONFIG_HOME", ".config"), "getmail", "getmailrc")}
 	default:
-		return "", usageError{fmt.Sprintf("popfetch import: unknown tool %q%s: use fetchmail, mpop or getmail", tool, didYouMean(tool, "fetchmail", "mpop", "getmail"))}
+		return "", usageError{fmt.Sprintf("import: unknown tool %q%s: use fetchmail, mpop or getmail", tool, didYouMean(tool, "fetchmail", "mpop", "getmail"))}
 	}
 	for _, f := range candidates {
 		if _, err := os.Stat(f); err == nil {

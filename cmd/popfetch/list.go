@@ -42,11 +42,7 @@ func listAction(c *cli.Context, p *proc) error {
 	defer e.close()
 	if len(e.accounts) != 1 {
 		// No name given, and the file has several accounts.
-		names := make([]string, len(e.accounts))
-		for i, a := range e.accounts {
-			names[i] = a.Name
-		}
-		return usageError{"list needs an account's name; the accounts are " + config.QuoteList(names)}
+		return usageError{"list needs an account's name; the accounts are " + accountNames(e.accounts)}
 	}
 	e.poll.Stop = p.stop
 	acct, err := oneShotAccount(e.accounts[0], e)
@@ -88,4 +84,13 @@ func listAction(c *cli.Context, p *proc) error {
 		return nil
 	}
 	return exitStatus(exitNoMail)
+}
+
+// accountNames lists the names of accounts, quoted, for a message.
+func accountNames(accounts []config.Account) string {
+	names := make([]string, len(accounts))
+	for i, a := range accounts {
+		names[i] = a.Name
+	}
+	return config.QuoteList(names)
 }

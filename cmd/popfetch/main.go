@@ -213,7 +213,7 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "state-dir", Usage: "keep the UID store in `DIR`",
 			DefaultText: "$XDG_STATE_HOME/popfetch", EnvVars: []string{"POPFETCH_STATE_DIR"}},
 		&cli.DurationFlag{Name: "lock-timeout", Value: 10 * time.Second,
-			Usage: "wait this long for another popfetch to release the state before giving up (exit 8)"},
+			Usage: "wait `DURATION` (\"10s\", \"2m\") for another popfetch to release the state before giving up (exit 8)"},
 		&cli.BoolFlag{Name: "keep", Aliases: []string{"k"}, Usage: "leave all mail on the server (overrides keep = false, delete_after and delete_larger_than)"},
 		&cli.BoolFlag{Name: "fetch-all", Aliases: []string{"a"}, Usage: "fetch every message, also those delivered before (as fetch_all = true; fetchmail's -a)"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Count: new(int),

@@ -287,7 +287,7 @@ func TestManPageLint(t *testing.T) {
 	}
 	text := string(out)
 	for _, want := range []string{"EXIT STATUS", "SIGNALS", "popfetch daemon --interval 5m", "max_backoff",
-		"-k, --keep", "--lock-timeout=VALUE"} {
+		"-k, --keep", "--lock-timeout=DURATION"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("man -l renders no %q", want)
 		}

@@ -24,8 +24,8 @@ func serverinfoCommand(p *proc) *cli.Command {
 		OnUsageError:    onUsageError,
 		HideHelpCommand: true,
 		Usage:           "show what the account's server says about itself: greeting, capabilities, TLS and its certificates",
-		ArgsUsage:       "ACCOUNT",
-		BashComplete:    completeAccounts,
+		ArgsUsage:       "[ACCOUNT]",
+		BashComplete:    completeOneAccount,
 		Description: "serverinfo connects without logging in and shows the greeting, CAPA before and after TLS,\n" +
 			"the TLS version and cipher suite, the certificate chain (subjects, names, dates, SHA-256\n" +
 			"fingerprints), the login mechanisms, PIPELINING, and EXPIRE and LOGIN-DELAY explained.\n" +
@@ -33,6 +33,7 @@ func serverinfoCommand(p *proc) *cli.Command {
 			"failed and a tls_fingerprint line to paste once the fingerprint is confirmed another way;\n" +
 			"nothing secret is sent to such a server. With --login it also logs in, as a poll does, for the\n" +
 			"capabilities the server gives the user and the number of messages; nothing is fetched or deleted.\n" +
+			"ACCOUNT may be left out when the configuration has one account.\n" +
 			"It exits 0, or as a poll would fail (2 for a certificate that failed the checks).",
 		Flags: append(globalFlags(),
 			&cli.BoolFlag{Name: "login", Usage: "also log in: the capabilities after login and the message count"},
@@ -42,8 +43,8 @@ func serverinfoCommand(p *proc) *cli.Command {
 }
 
 func serverinfoAction(c *cli.Context, p *proc) error {
-	if c.NArg() != 1 {
-		return usageError{"usage: popfetch serverinfo [--login] [--json] ACCOUNT"}
+	if c.NArg() > 1 {
+		return usageError{"usage: popfetch serverinfo [--login] [--json] [ACCOUNT]"}
 	}
 	o := readOptions(c)
 	cfg, err := loadConfig(o.configPath)
@@ -53,6 +54,10 @@ func serverinfoAction(c *cli.Context, p *proc) error {
 	accounts, err := cfg.Select(c.Args().Slice())
 	if err != nil {
 		return err
+	}
+	if len(accounts) != 1 {
+		// No name given, and the file has several accounts.
+		return usageError{"serverinfo needs an account's name; the accounts are " + accountNames(accounts)}
 	}
 	a := accounts[0]
 	acct, err := fetchAccount(a, o)

@@ -50,16 +50,16 @@ func uidlAction(c *cli.Context) error {
 	switch op {
 	case "export", "import", "forget":
 	default:
-		return usageError{fmt.Sprintf("popfetch uidl: unknown operation %q%s: use export, import or forget", op, didYouMean(op, "export", "import", "forget"))}
+		return usageError{fmt.Sprintf("uidl: unknown operation %q%s: use export, import or forget", op, didYouMean(op, "export", "import", "forget"))}
 	}
 	if op == "export" && len(uids) > 0 {
-		return usageError{"popfetch uidl export takes no UIDs"}
+		return usageError{"uidl export takes no UIDs"}
 	}
 	if op == "forget" && len(uids) == 0 && !c.Bool("all") {
-		return usageError{"popfetch uidl forget: name the UIDs to forget, or pass --all"}
+		return usageError{"uidl forget: name the UIDs to forget, or pass --all"}
 	}
 	if op == "forget" && len(uids) > 0 && c.Bool("all") {
-		return usageError{"popfetch uidl forget: either UIDs or --all, not both"}
+		return usageError{"uidl forget: either UIDs or --all, not both"}
 	}
 	o := readOptions(c)
 	cfg, err := loadConfig(o.configPath)
@@ -111,7 +111,7 @@ func uidlImport(c *cli.Context, store *uidstore.Store, key uidstore.Key, name st
 	if len(uids) == 0 {
 		var err error
 		if uids, err = readUIDs(c.App.Reader); err != nil {
-			return usageError{"popfetch uidl import: " + err.Error()}
+			return usageError{"uidl import: " + err.Error()}
 		}
 	}
 	uids = canonicalUIDs(uids)
