@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -152,7 +153,9 @@ func TestPollDeliversInServerOrder(t *testing.T) {
 	}{
 		{"maildir", func(t *testing.T, f *fixture) target {
 			// The order a Maildir shows: the files' change times (set when
-			// each is linked into new/), ties broken by name.
+			// each is linked into new/), ties broken by the order of
+			// staging (the name's Q counter). Change times come from the
+			// kernel's coarse clock: under load several links share one.
 			return target{f.md, func() []int { return maildirOrder(t, f.dir) }}
 		}},
 		{"mbox", func(t *testing.T, f *fixture) target {
@@ -224,7 +227,7 @@ func maildirOrder(t *testing.T, dir string) []int {
 	}
 	type file struct {
 		ctime int64
-		name  string
+		seq   int // the Maildir's counter when the message was staged
 		num   int
 	}
 	var files []file
@@ -243,14 +246,29 @@ func maildirOrder(t *testing.T, dir string) []int {
 		if len(ns) != 1 {
 			t.Fatalf("%s: subjects %v", e.Name(), ns)
 		}
-		files = append(files, file{st.Ctim.Sec*1e9 + st.Ctim.Nsec, e.Name(), ns[0]})
+		files = append(files, file{st.Ctim.Sec*1e9 + st.Ctim.Nsec, stagedSeq(t, e.Name()), ns[0]})
 	}
 	slices.SortFunc(files, func(a, b file) int {
-		return cmp.Or(cmp.Compare(a.ctime, b.ctime), cmp.Compare(a.name, b.name))
+		return cmp.Or(cmp.Compare(a.ctime, b.ctime), cmp.Compare(a.seq, b.seq))
 	})
 	out := make([]int, len(files))
 	for i, f := range files {
 		out[i] = f.num
 	}
 	return out
+}
+
+// stagedSeq is the per-process counter in a Maildir file name
+// ("...P<pid>Q<counter>R..."), which counts messages as they are staged.
+// Compared as text ("Q10" < "Q9"), names would misorder the ties of
+// maildirOrder.
+func stagedSeq(t *testing.T, name string) int {
+	t.Helper()
+	_, rest, ok := strings.Cut(name, "Q")
+	digits, _, ok2 := strings.Cut(rest, "R")
+	n, err := strconv.Atoi(digits)
+	if !ok || !ok2 || err != nil {
+		t.Fatalf("%s: no staging counter in the name", name)
+	}
+	return n
 }
