@@ -165,6 +165,10 @@ func authAction(c *cli.Context, p *proc) error {
 		return err
 	}
 	fmt.Fprintf(w, "Authorized. The refresh token is saved in %s; popfetch refreshes access tokens from now on.\n", file)
+	if _, running := daemonRunning(o.stateDir); running {
+		// It watches the token files of the accounts it stopped.
+		fmt.Fprintf(w, "The running daemon polls %s again within seconds, if it had stopped it.\n", a.Name)
+	}
 	return nil
 }
 

@@ -271,3 +271,19 @@ func TestNeedsAuth(t *testing.T) {
 		t.Fatalf("503: %v", err)
 	}
 }
+
+// TestRefusedTokenRereadsFile: after an invalid_grant the Source reads
+// the file again, so that a daemon takes up the token "popfetch auth"
+// saved meanwhile.
+func TestRefusedTokenRereadsFile(t *testing.T) {
+	_, cfg, file := setup(t, oauth2test.Config{Refresh: "good"})
+	Save(file, &oauth2.Token{RefreshToken: "bad"})
+	s := New(cfg)
+	if _, err := s.Token(context.Background()); err == nil {
+		t.Fatal("a refused refresh token worked")
+	}
+	Save(file, &oauth2.Token{RefreshToken: "good"})
+	if tok, err := s.Token(context.Background()); err != nil || tok != "access-1" {
+		t.Fatalf("after the new file: %q, %v", tok, err)
+	}
+}

@@ -149,7 +149,14 @@ func (s *Source) Token(ctx context.Context) (string, error) {
 	old := &oauth2.Token{RefreshToken: s.tok.RefreshToken}
 	tok, err := s.oauth.TokenSource(ctx, old).Token()
 	if err != nil {
-		return "", s.explain(whatRefresh, err)
+		err = s.explain(whatRefresh, err)
+		if oe := (*Error)(nil); errors.As(err, &oe) && oe.NeedsAuth() {
+			// Read the file again next time: "popfetch auth" may
+			// have put a new token there meanwhile (the daemon
+			// keeps its Source).
+			s.tok = nil
+		}
+		return "", err
 	}
 	if tok.RefreshToken == "" {
 		tok.RefreshToken = old.RefreshToken // not rotated
