@@ -3,15 +3,18 @@ package oauth2token
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"html"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -71,7 +74,7 @@ func (s *Source) NewAuthorization(redirectURI string) (*Authorization, error) {
 	}
 	a := &Authorization{src: s, oauth: oc, state: state, verifier: oauth2.GenerateVerifier(), RedirectURI: redirectURI}
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(a.verifier)}
-	for _, k := range sortedKeys(s.cfg.AuthParams) {
+	for _, k := range slices.Sorted(maps.Keys(s.cfg.AuthParams)) {
 		opts = append(opts, oauth2.SetAuthURLParam(k, s.cfg.AuthParams[k]))
 	}
 	if s.cfg.LoginHint != "" {
@@ -79,19 +82,6 @@ func (s *Source) NewAuthorization(redirectURI string) (*Authorization, error) {
 	}
 	a.URL = oc.AuthCodeURL(state, opts...)
 	return a, nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	for i := 1; i < len(keys); i++ { // a handful: insertion sort
-		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-	return keys
 }
 
 // randomState returns 32 random octets, base64url: the state parameter
@@ -119,7 +109,7 @@ func (a *Authorization) code(q url.Values) (string, error) {
 	switch {
 	case state == "" && q.Get("code") == "" && q.Get("error") == "":
 		return "", &RedirectError{Reason: "it has neither code, error nor state"}
-	case len(q["state"]) != 1 || !constantTimeEqual(state, a.state):
+	case len(q["state"]) != 1 || subtle.ConstantTimeCompare([]byte(state), []byte(a.state)) != 1:
 		// An error without our state may come from anyone: it ends
 		// nothing (RFC 6749 section 10.12, RFC 8252 section 8.9).
 		return "", &RedirectError{Reason: "its state is not the one popfetch sent"}
@@ -133,17 +123,6 @@ func (a *Authorization) code(q url.Values) (string, error) {
 		return "", &RedirectError{Reason: "it has no code"}
 	}
 	return q.Get("code"), nil
-}
-
-func constantTimeEqual(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	var v byte
-	for i := 0; i < len(a); i++ {
-		v |= a[i] ^ b[i]
-	}
-	return v == 0
 }
 
 // Finish takes the address the browser was redirected to (pasted by the
