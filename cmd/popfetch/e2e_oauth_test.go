@@ -60,35 +60,54 @@ func authBinary(t *testing.T, f *cliFixture, args ...string) *exec.Cmd {
 
 var authURLRE = regexp.MustCompile(`http://127\.0\.0\.1:\d+/authorize\?\S+`)
 
-// waitForURL reads r until the authorization URL appears, and returns it
-// with what was read.
-func waitForURL(t *testing.T, r io.Reader) (string, *strings.Builder) {
+// output is what popfetch writes, read to the end in the background.
+type output struct {
+	buf syncBuffer
+	eof chan struct{} // closed at the end
+}
+
+func (o *output) String() string { return o.buf.String() }
+
+// all waits for the end of the output and returns it.
+func (o *output) all(t *testing.T) string {
 	t.Helper()
-	var seen strings.Builder
+	select {
+	case <-o.eof:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the output did not end:\n%s", o.String())
+	}
+	return o.String()
+}
+
+// waitForURL reads r to its end in the background, and returns the
+// authorization URL as soon as it appears.
+func waitForURL(t *testing.T, r io.Reader) (string, *output) {
+	t.Helper()
+	o := &output{eof: make(chan struct{})}
 	found := make(chan string, 1)
 	go func() {
+		defer close(o.eof)
 		br := bufio.NewReader(r)
+		sent := false
 		for {
 			line, err := br.ReadString('\n')
-			seen.WriteString(line)
-			if u := authURLRE.FindString(line); u != "" {
+			o.buf.Write([]byte(line))
+			if u := authURLRE.FindString(line); u != "" && !sent {
 				found <- u
-				return
+				sent = true
 			}
 			if err != nil {
-				close(found)
 				return
 			}
 		}
 	}()
 	select {
-	case u, ok := <-found:
-		if !ok {
-			t.Fatalf("no authorization URL in the output:\n%s", seen.String())
-		}
-		return u, &seen
+	case u := <-found:
+		return u, o
+	case <-o.eof:
+		t.Fatalf("no authorization URL in the output:\n%s", o.String())
 	case <-time.After(15 * time.Second):
-		t.Fatal("no authorization URL within 15 s")
+		t.Fatalf("no authorization URL within 15 s:\n%s", o.String())
 	}
 	return "", nil
 }
@@ -116,12 +135,10 @@ func TestAuthLoopbackE2E(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(page), "popfetch is authorized") {
 		t.Fatalf("the browser shows %d:\n%s", resp.StatusCode, page)
 	}
-	rest, _ := io.ReadAll(stdout)
-	seen.Write(rest)
+	out := seen.all(t)
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("popfetch auth: %v\n%s%s", err, seen, stderr.String())
+		t.Fatalf("popfetch auth: %v\n%s%s", err, out, stderr.String())
 	}
-	out := seen.String()
 	for _, want := range []string{"No browser was started", "Waiting for the browser to come back to http://127.0.0.1:",
 		"Authorized. The refresh token is saved in " + filepath.Join(f.stateDir, "oauth2", "test.json")} {
 		if !strings.Contains(out, want) {
@@ -153,7 +170,7 @@ func TestAuthLoopbackDeniedE2E(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	u, _ := waitForURL(t, stdout)
+	u, seen := waitForURL(t, stdout)
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(u)
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +179,7 @@ func TestAuthLoopbackDeniedE2E(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("page status %d", resp.StatusCode)
 	}
-	io.Copy(io.Discard, stdout)
+	seen.all(t)
 	cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != exitAuth || !strings.Contains(stderr.String(), "access_denied") {
 		t.Fatalf("exit %d\n%s", code, stderr.String())
@@ -206,8 +223,7 @@ func TestAuthNoBrowserPasteE2E(t *testing.T) {
 	back := follow(t, u)
 	fmt.Fprintf(stdin, "%s\n", strings.Replace(back, "state=", "state=forged", 1))
 	fmt.Fprintf(stdin, "%s\n", back)
-	rest, _ := io.ReadAll(stdout)
-	seen.Write(rest)
+	seen.all(t)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("popfetch auth: %v\n%s%s", err, seen, stderr.String())
 	}
@@ -242,7 +258,6 @@ func TestAuthNoBrowserTerminalE2E(t *testing.T) {
 	master.WriteString(follow(t, u) + "\r")
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	go io.Copy(seen, master)
 	select {
 	case err := <-done:
 		if err != nil {
