@@ -355,6 +355,7 @@ func (d *daemon) reload() {
 	}
 	d.sched.SetLimits(cfg.Daemon.MaxConcurrentPolls, cfg.Daemon.MaxSessionsPerServer, cfg.Daemon.MaxBackoff)
 	d.sched.Update(jobs)
+	d.tokens.reset() // Update resumed the accounts stopped for auth
 	d.status.reloaded(nil)
 	d.log.Info("SIGHUP: configuration reloaded", "accounts", len(jobs),
 		"added", strings.Join(added, ","), "removed", strings.Join(removed, ","))

@@ -75,6 +75,14 @@ func (w *tokenWatch) forget(account string) {
 	delete(w.files, account)
 }
 
+// reset forgets every account: after a reload, which resumes them all
+// (their next poll notes them again if they still need auth).
+func (w *tokenWatch) reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	clear(w.files)
+}
+
 // watchTokens resumes the accounts whose token file "popfetch auth" has
 // replaced, until ctx ends.
 func (d *daemon) watchTokens(ctx context.Context) {

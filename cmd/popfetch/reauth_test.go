@@ -1,12 +1,18 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"golang.org/x/oauth2"
+
+	"github.com/popfetch/popfetch/fetch"
+	"github.com/popfetch/popfetch/fetch/oauth2token"
 	"github.com/popfetch/popfetch/fetch/oauth2token/oauth2test"
 	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
 	"github.com/popfetch/popfetch/fetch/schedule"
@@ -88,5 +94,41 @@ scopes = ["pop"]
 	}
 	if !strings.Contains(d.stderr.String(), "the token file has changed (popfetch auth): polling again") {
 		t.Fatalf("log:\n%s", d.stderr.String())
+	}
+}
+
+// TestTokenWatch: an account is watched from a poll that needs auth to
+// the change of its token file; a poll that ends otherwise forgets it.
+func TestTokenWatch(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "a.json")
+	needs := func() error {
+		prov := oauth2test.NewProvider(oauth2test.Config{ClientID: "c"})
+		defer prov.Close()
+		_, err := oauth2token.New(oauth2token.Config{TokenURL: prov.URL() + "/token", ClientID: "c", File: file}).Token(context.Background())
+		return &fetch.Error{Account: "a", Kind: fetch.KindAuth, Err: err}
+	}
+	var w tokenWatch
+	err := needs() // no file yet
+	w.note("a", err)
+	w.note("b", errors.New("network down"))
+	if c := w.changed(); len(c) != 0 {
+		t.Fatalf("changed %v before any change", c)
+	}
+	oauth2token.Save(file, &oauth2.Token{RefreshToken: "r"})
+	if c := w.changed(); len(c) != 1 || c[0] != "a" {
+		t.Fatalf("changed %v after the file appeared", c)
+	}
+	w.note("a", needs()) // refused again: watched from this file on
+	if c := w.changed(); len(c) != 0 {
+		t.Fatalf("changed %v with the file as it was", c)
+	}
+	oauth2token.Save(file, &oauth2.Token{RefreshToken: "r2"})
+	if c := w.changed(); len(c) != 1 {
+		t.Fatalf("changed %v after the file was replaced", c)
+	}
+	w.note("a", nil)
+	if c := w.changed(); len(c) != 0 {
+		t.Fatalf("changed %v after a poll that worked", c)
 	}
 }
