@@ -196,10 +196,11 @@ func deviceAuth(c *cli.Context, src *oauth2token.Source, what string) error {
 
 // loopbackAuth gets the first refresh token by the authorization code
 // grant with PKCE: the browser is sent to the provider, and back to a
-// listener on 127.0.0.1. With noBrowser none is started, and the address
-// the browser was sent back to may be pasted on standard input (for a
-// machine whose browser cannot reach this one's 127.0.0.1); the listener
-// takes the redirect too, if it gets there (an SSH port forward).
+// listener on 127.0.0.1. With noBrowser, or when no browser can be
+// started, the address the browser was sent back to may be pasted on
+// standard input (for a browser on another machine, which cannot reach
+// this one's 127.0.0.1); the listener takes the redirect too, if it gets
+// there (an SSH port forward).
 func loopbackAuth(c *cli.Context, src *oauth2token.Source, what string, noBrowser bool) error {
 	ln, redirect, err := oauth2token.Listen()
 	if err != nil {
@@ -214,9 +215,12 @@ func loopbackAuth(c *cli.Context, src *oauth2token.Source, what string, noBrowse
 	defer cancel()
 	w := c.App.Writer
 	fmt.Fprintf(w, "To let popfetch %s, open this address in a browser and sign in:\n\n    %s\n\n", what, az.URL)
+	paste := noBrowser
 	if !noBrowser {
 		if err := openBrowser(az.URL); err != nil {
-			fmt.Fprintf(w, "(No browser was started: %s. Open the address yourself, on this machine; elsewhere, run popfetch auth --no-browser.)\n", termsafe.String(err.Error()))
+			// Over SSH, say: the browser is elsewhere.
+			fmt.Fprintf(w, "(No browser was started here: %s.)\n", termsafe.String(err.Error()))
+			paste = true
 		}
 	}
 	until := time.Now().Add(loopbackWait).Local().Format("15:04")
@@ -225,8 +229,8 @@ func loopbackAuth(c *cli.Context, src *oauth2token.Source, what string, noBrowse
 		results <- az.Serve(ctx, ln, oauth2token.Page{Title: "popfetch is authorized",
 			Text: "popfetch has its token and can " + what + ". You can close this tab."})
 	}()
-	if noBrowser {
-		fmt.Fprintf(w, "When the browser cannot open %s after you sign in, copy the whole address from its address bar and paste it here (until %s):\n", redirect, until)
+	if paste {
+		fmt.Fprintf(w, "After you sign in, the browser is sent to %s. If it cannot open that address (it runs on another machine), copy the whole address from its address bar and paste it here (until %s):\n", redirect, until)
 		go func() { results <- pasted(ctx, c.App.Reader, az, c.App.ErrWriter) }()
 	} else {
 		fmt.Fprintf(w, "Waiting for the browser to come back to %s (until %s)...\n", redirect, until)
