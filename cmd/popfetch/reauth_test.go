@@ -52,7 +52,7 @@ scopes = ["pop"]
 
 	d := f.startDaemon("daemon", "--interval", "1s")
 	d.waitFor("the account to stop", func() bool {
-		return strings.Contains(d.stderr.String(), "this account stops polling until then")
+		return strings.Contains(d.stderr.String(), "this account stops polling until popfetch auth saves a new token")
 	})
 	other := func() schedule.JobStatus {
 		_, st := f.status()

@@ -430,7 +430,7 @@ func (p *plan) finish(e *entry, st fetch.Stats, err error, now time.Time) {
 		e.stopped, e.again = true, false
 		s.LastResult, s.LastError = fe.Kind.String(), fe.Err.Error()
 		s.NeedsAuth = true
-		log.Error(fe.Summary() + " (this account stops polling until then, or until the configuration is reloaded; the others go on)")
+		log.Error(fe.Summary() + " (this account stops polling until popfetch auth saves a new token or the configuration is reloaded; the others go on)")
 		e.lastKind = fe.Kind
 		e.failedBefore = 0
 		e.next = time.Time{}
