@@ -65,14 +65,32 @@ var AuthModes = fetch.AuthModes
 // OAuth2 is an [account.oauth2] table: how popfetch gets access tokens
 // itself, refreshing them with a stored refresh token.
 type OAuth2 struct {
-	Provider         string // "google", "microsoft" or "" (URLs given)
-	TokenURL         string
-	DeviceAuthURL    string // for "popfetch auth" (RFC 8628)
+	Provider      string // "google", "microsoft" or "" (URLs given)
+	TokenURL      string
+	DeviceAuthURL string // for "popfetch auth" with Flow "device" (RFC 8628)
+	AuthURL       string // for "popfetch auth" with Flow "loopback" (RFC 8252)
+	// Flow is how "popfetch auth" gets the first refresh token:
+	// FlowLoopback or FlowDevice.
+	Flow string
+	// AuthParams are added to the authorization URL of the loopback
+	// flow (from the provider: Google's access_type and prompt).
+	AuthParams       map[string]string
 	ClientID         string
 	ClientSecret     string
 	Scopes           []string
 	RefreshTokenFile string // "" means STATE/oauth2/ACCOUNT.json
 }
+
+// The ways "popfetch auth" gets the first refresh token ([account.oauth2]
+// flow = "...").
+const (
+	// FlowLoopback is the authorization code grant with PKCE and a
+	// redirect to a loopback address (RFC 8252, RFC 7636): a browser.
+	FlowLoopback = "loopback"
+	// FlowDevice is the device authorization grant (RFC 8628): a code
+	// entered on any device.
+	FlowDevice = "device"
+)
 
 // Provider endpoints and scopes for [account.oauth2] provider = "...".
 // Microsoft's take a tenant: "common" unless tenant is set.
@@ -80,11 +98,19 @@ var oauth2Providers = map[string]OAuth2{
 	"google": {
 		TokenURL:      "https://oauth2.googleapis.com/token",
 		DeviceAuthURL: "https://oauth2.googleapis.com/device/code",
-		Scopes:        []string{"https://mail.google.com/"},
+		AuthURL:       "https://accounts.google.com/o/oauth2/v2/auth",
+		// Google's device flow does not grant the Gmail scopes.
+		Flow: FlowLoopback,
+		// Without access_type=offline Google issues no refresh token;
+		// without prompt=consent none on a second authorization.
+		AuthParams: map[string]string{"access_type": "offline", "prompt": "consent"},
+		Scopes:     []string{"https://mail.google.com/"},
 	},
 	"microsoft": {
 		TokenURL:      "https://login.microsoftonline.com/%s/oauth2/v2.0/token",
 		DeviceAuthURL: "https://login.microsoftonline.com/%s/oauth2/v2.0/devicecode",
+		AuthURL:       "https://login.microsoftonline.com/%s/oauth2/v2.0/authorize",
+		Flow:          FlowDevice,
 		Scopes:        []string{"https://outlook.office.com/POP.AccessAsUser.All", "offline_access"},
 	},
 }
@@ -348,6 +374,8 @@ type rawOAuth2 struct {
 	Tenant           *string  `toml:"tenant"`
 	TokenURL         *string  `toml:"token_url"`
 	DeviceAuthURL    *string  `toml:"device_auth_url"`
+	AuthURL          *string  `toml:"auth_url"`
+	Flow             *string  `toml:"flow"`
 	ClientID         *string  `toml:"client_id"`
 	ClientSecret     *string  `toml:"client_secret"`
 	Scopes           []string `toml:"scopes"`
@@ -595,7 +623,7 @@ func buildOAuth2(r rawOAuth2) (*OAuth2, []string) {
 	}
 	o := &OAuth2{
 		Provider: str(r.Provider), TokenURL: str(r.TokenURL), DeviceAuthURL: str(r.DeviceAuthURL),
-		ClientID: str(r.ClientID), ClientSecret: str(r.ClientSecret), Scopes: r.Scopes,
+		AuthURL: str(r.AuthURL), Flow: str(r.Flow), ClientID: str(r.ClientID), ClientSecret: str(r.ClientSecret), Scopes: r.Scopes,
 		RefreshTokenFile: ExpandPath(str(r.RefreshTokenFile)),
 	}
 	if o.Provider != "" {
@@ -613,11 +641,37 @@ func buildOAuth2(r rawOAuth2) (*OAuth2, []string) {
 		if o.DeviceAuthURL == "" {
 			o.DeviceAuthURL = strings.Replace(p.DeviceAuthURL, "%s", tenant, 1)
 		}
+		if o.AuthURL == "" {
+			o.AuthURL = strings.Replace(p.AuthURL, "%s", tenant, 1)
+		}
+		if o.Flow == "" {
+			o.Flow = p.Flow
+		}
+		o.AuthParams = p.AuthParams
 		if o.Scopes == nil {
 			o.Scopes = p.Scopes
 		}
 	} else if r.Tenant != nil {
 		problems = append(problems, "tenant is set without provider = \"microsoft\"")
+	}
+	if o.Flow == "" {
+		// Without a provider: the flow whose endpoint is given, the
+		// device flow if both are.
+		o.Flow = FlowDevice
+		if o.DeviceAuthURL == "" && o.AuthURL != "" {
+			o.Flow = FlowLoopback
+		}
+	}
+	switch o.Flow {
+	case FlowDevice, FlowLoopback:
+	default:
+		problems = append(problems, fmt.Sprintf("flow = %q: want \"loopback\" (a browser) or \"device\" (a code entered on any device)", o.Flow))
+	}
+	if r.Flow != nil && o.Flow == FlowLoopback && o.AuthURL == "" {
+		problems = append(problems, "flow = \"loopback\" needs auth_url (or provider)")
+	}
+	if r.Flow != nil && o.Flow == FlowDevice && o.DeviceAuthURL == "" {
+		problems = append(problems, "flow = \"device\" needs device_auth_url (or provider = \"microsoft\")")
 	}
 	if o.TokenURL == "" {
 		problems = append(problems, "token_url is missing (or set provider)")
@@ -625,7 +679,7 @@ func buildOAuth2(r rawOAuth2) (*OAuth2, []string) {
 	if o.ClientID == "" {
 		problems = append(problems, "client_id is missing")
 	}
-	for _, u := range []struct{ key, v string }{{"token_url", o.TokenURL}, {"device_auth_url", o.DeviceAuthURL}} {
+	for _, u := range []struct{ key, v string }{{"token_url", o.TokenURL}, {"device_auth_url", o.DeviceAuthURL}, {"auth_url", o.AuthURL}} {
 		if u.v != "" && !strings.HasPrefix(u.v, "https://") && !isLoopbackURL(u.v) {
 			problems = append(problems, fmt.Sprintf("%s %q: must be https:// (http:// only for localhost)", u.key, u.v))
 		}

@@ -147,12 +147,22 @@ func TestParseOAuth2(t *testing.T) {
 	}{
 		{"google", "provider = 'google'\nclient_id = 'id'\nclient_secret = 'cs'\n", OAuth2{Provider: "google",
 			TokenURL: "https://oauth2.googleapis.com/token", DeviceAuthURL: "https://oauth2.googleapis.com/device/code",
-			ClientID: "id", ClientSecret: "cs", Scopes: []string{"https://mail.google.com/"}}},
+			AuthURL: "https://accounts.google.com/o/oauth2/v2/auth", Flow: FlowLoopback,
+			AuthParams: map[string]string{"access_type": "offline", "prompt": "consent"},
+			ClientID:   "id", ClientSecret: "cs", Scopes: []string{"https://mail.google.com/"}}},
+		{"google, device flow", "provider = 'google'\nflow = 'device'\nclient_id = 'id'\n", OAuth2{Provider: "google",
+			TokenURL: "https://oauth2.googleapis.com/token", DeviceAuthURL: "https://oauth2.googleapis.com/device/code",
+			AuthURL: "https://accounts.google.com/o/oauth2/v2/auth", Flow: FlowDevice,
+			AuthParams: map[string]string{"access_type": "offline", "prompt": "consent"},
+			ClientID:   "id", Scopes: []string{"https://mail.google.com/"}}},
 		{"microsoft, tenant", "provider = 'microsoft'\ntenant = 'contoso.onmicrosoft.com'\nclient_id = 'id'\nrefresh_token_file = '/tmp/rt'\n", OAuth2{Provider: "microsoft",
 			TokenURL: "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token", DeviceAuthURL: "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/devicecode",
+			AuthURL: "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize", Flow: FlowDevice,
 			ClientID: "id", Scopes: []string{"https://outlook.office.com/POP.AccessAsUser.All", "offline_access"}, RefreshTokenFile: "/tmp/rt"}},
 		{"own endpoints", "token_url = 'http://127.0.0.1:8080/token'\nclient_id = 'id'\nscopes = ['pop']\n", OAuth2{
-			TokenURL: "http://127.0.0.1:8080/token", ClientID: "id", Scopes: []string{"pop"}}},
+			TokenURL: "http://127.0.0.1:8080/token", Flow: FlowDevice, ClientID: "id", Scopes: []string{"pop"}}},
+		{"own endpoints, loopback", "token_url = 'http://127.0.0.1:8080/token'\nauth_url = 'https://idp.example/auth'\nclient_id = 'id'\n", OAuth2{
+			TokenURL: "http://127.0.0.1:8080/token", AuthURL: "https://idp.example/auth", Flow: FlowLoopback, ClientID: "id"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -183,6 +193,9 @@ func TestParseProblems(t *testing.T) {
 		{"plaintext password", strings.Replace(minimal, `user =`, "tls = 'none'\nuser =", 1), []string{"allow_insecure_auth"}},
 		{"two password sources", minimal + "password_file = '/x'\n", []string{"only one of password"}},
 		{"both targets", minimal + "mda = 'procmail'\n", []string{"set one delivery target, not maildir and mda"}},
+		{"oauth2 flow unknown", minimal + "[account.oauth2]\nprovider = 'google'\nclient_id = 'x'\nflow = 'browser'\n", []string{`flow = "browser": want "loopback"`}},
+		{"oauth2 loopback without auth_url", minimal + "[account.oauth2]\ntoken_url = 'https://t.example/'\nclient_id = 'x'\nflow = 'loopback'\n", []string{`flow = "loopback" needs auth_url`}},
+		{"oauth2 auth_url plain http", minimal + "[account.oauth2]\ntoken_url = 'https://t.example/'\nclient_id = 'x'\nauth_url = 'http://idp.example/auth'\n", []string{`auth_url "http://idp.example/auth": must be https://`}},
 		{"three targets", minimal + "mbox = '/m'\nlmtp = '/s'\n", []string{"set one delivery target, not maildir and mbox and lmtp"}},
 		{"lmtp relative socket", noTarget + "lmtp = 'run/lmtp'\n", []string{`lmtp "run/lmtp": a socket's path must be absolute`}},
 		{"lmtp no port", noTarget + "lmtp = 'localhost'\n", []string{`lmtp "localhost": want a Unix socket's path or "host:port"`}},

@@ -177,7 +177,9 @@ func (p *dumper) account(a Account) {
 		}
 		p.comment("tenant: resolved into the URLs below, if set")
 		p.str("token_url", o.TokenURL)
-		p.optional("device_auth_url", o.DeviceAuthURL, "popfetch auth cannot get the first token")
+		p.optional("device_auth_url", o.DeviceAuthURL, "popfetch auth cannot use the device flow")
+		p.optional("auth_url", o.AuthURL, "popfetch auth cannot use the loopback flow")
+		p.str("flow", o.Flow)
 		p.str("client_id", o.ClientID)
 		if o.ClientSecret != "" {
 			p.str("client_secret", masked)

@@ -129,7 +129,7 @@ scopes = ["pop"]
 
 	// Before "popfetch auth": no token.
 	code, _, stderr := f.run("fetch")
-	if code != exitAuth || !strings.Contains(stderr, `run "popfetch auth" for this account`) {
+	if code != exitAuth || !strings.Contains(stderr, `run "popfetch auth test"`) {
 		t.Fatalf("before auth: exit %d\n%s", code, stderr)
 	}
 	code, stdout, stderr := f.run("auth", "test")
@@ -157,7 +157,7 @@ scopes = ["pop"]
 		oauth2test.RefreshToken(1)+`"}`), 0o600)
 	prov.Revoke()
 	code, _, stderr = f.run("fetch")
-	if code != exitAuth || !strings.Contains(stderr, "invalid_grant") || !strings.Contains(stderr, `run "popfetch auth"`) {
+	if code != exitAuth || !strings.Contains(stderr, "invalid_grant") || !strings.Contains(stderr, `run "popfetch auth test"`) {
 		t.Fatalf("revoked: exit %d\n%s", code, stderr)
 	}
 	if strings.Contains(stderr, oauth2test.RefreshToken(1)) {

@@ -462,6 +462,12 @@ func (d *daemon) wake(ctx context.Context, clientConfig string) controlReply {
 	d.sched.PollNow()
 	now := time.Now()
 	for _, j := range d.sched.Status() {
+		if j.NeedsAuth {
+			// Stopped until "popfetch auth": polling would be refused
+			// the same way. Exit 3, as a run of its own would.
+			d.wakes.skip(req, j.Name, "stopped until a new authorization: "+j.LastError, exitAuth)
+			continue
+		}
 		if !j.Running && j.LoginDelay > 0 && j.Next.After(now.Add(time.Second)) {
 			// A login now would get -ERR [LOGIN-DELAY]: exit 7, as a
 			// run of its own would.

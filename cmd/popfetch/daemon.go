@@ -111,6 +111,9 @@ type daemon struct {
 	// configuration: what the server taught stays until the account's
 	// configuration changes (or the daemon restarts).
 	memos map[string]*fetch.Memo
+	// tokens notices "popfetch auth" for the accounts that stopped for
+	// want of it.
+	tokens tokenWatch
 }
 
 func runDaemon(c *cli.Context, p *proc, interval time.Duration) error {
@@ -161,7 +164,7 @@ func runDaemon(c *cli.Context, p *proc, interval time.Duration) error {
 
 	helpers, stopHelpers := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context){d.handleSignals(p), d.status.run, d.watchdog} {
+	for _, f := range []func(context.Context){d.handleSignals(p), d.status.run, d.watchdog, d.watchTokens} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -280,6 +283,7 @@ func (d *daemon) job(a config.Account, memo *fetch.Memo, tlsc *fetch.TLSConfigs)
 		o.Stop = stop
 		st, err = fetch.Poll(ctx, acct, store, dl, &o)
 		dl.Close()
+		d.tokens.note(name, err)
 		// Failures are the scheduler's to log (once per streak); a poll
 		// that found nothing logs at debug level, so that a daemon
 		// polling many accounts often stays quiet.
@@ -351,6 +355,7 @@ func (d *daemon) reload() {
 	}
 	d.sched.SetLimits(cfg.Daemon.MaxConcurrentPolls, cfg.Daemon.MaxSessionsPerServer, cfg.Daemon.MaxBackoff)
 	d.sched.Update(jobs)
+	d.tokens.reset() // Update resumed the accounts stopped for auth
 	d.status.reloaded(nil)
 	d.log.Info("SIGHUP: configuration reloaded", "accounts", len(jobs),
 		"added", strings.Join(added, ","), "removed", strings.Join(removed, ","))

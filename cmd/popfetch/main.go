@@ -82,6 +82,9 @@ type proc struct {
 	// reports its start to the process that waits for it (detach.go).
 	ready *os.File
 	child bool
+	// targetOAuth2, if set, stands for the function of that name: for
+	// tests of "popfetch auth --target" while no target has a table.
+	targetOAuth2 func(a config.Account, stateDir string) (o *config.OAuth2, file string, ok bool)
 }
 
 // notifySignals delivers sigs on the returned channel until the returned
@@ -287,7 +290,7 @@ func newApp(stdout, stderr io.Writer, p *proc) *cli.App {
 			},
 			daemonCommand(p),
 			statusCommand(),
-			authCommand(),
+			authCommand(p),
 			uidlCommand(),
 			configCommand(),
 			serverinfoCommand(p),
@@ -700,16 +703,11 @@ func oneShotAccount(a config.Account, e *env) (*fetch.Account, error) {
 	return acct, nil
 }
 
-// oauth2Config is the token source configuration of an account with an
-// [account.oauth2] table.
+// oauth2Config is the token source configuration of the POP side of an
+// account with an [account.oauth2] table.
 func oauth2Config(a config.Account, stateDir string) oauth2token.Config {
 	o := a.OAuth2
-	file := o.RefreshTokenFile
-	if file == "" {
-		file = filepath.Join(stateDir, "oauth2", a.Name+".json")
-	}
-	return oauth2token.Config{TokenURL: o.TokenURL, DeviceAuthURL: o.DeviceAuthURL, ClientID: o.ClientID,
-		ClientSecret: o.ClientSecret, Scopes: o.Scopes, File: file}
+	return tokenConfig(a, o, tokenFile(stateDir, a.Name, sidePOP, o.RefreshTokenFile), reauthCommand(a.Name, false))
 }
 
 // withoutAccount is the text of an account's error for its log line,

@@ -414,6 +414,10 @@ func manEnvironment() string {
 			"systemd when it is ready, reloading and stopping, and feeds its watchdog while its scheduler answers.",
 		"INVOCATION_ID", "Set by systemd for every service: with it (or NOTIFY_SOCKET), -d stays in the "+
 			"foreground, as -N asks, since systemd is the one that runs popfetch in the background.",
+		"BROWSER", "The browser popfetch auth starts for the loopback flow (a program, given the URL; the "+
+			"first of a colon-separated list); without it, xdg-open in a graphical session.",
+		"DISPLAY, WAYLAND_DISPLAY", "A graphical session: popfetch auth starts a browser with xdg-open "+
+			"(unless --no-browser); without one, it shows the URL to open elsewhere.",
 		"password_env", "An account with password_env = \"NAME\" reads its password from the variable NAME.",
 	)
 }

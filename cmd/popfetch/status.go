@@ -435,6 +435,9 @@ func printStatus(w io.Writer, st statusFile, now time.Time) {
 			result += fmt.Sprintf(" (%d in a row)", a.Failures)
 		}
 		next := "-"
+		if a.NeedsAuth {
+			next = "stopped: needs popfetch auth"
+		}
 		if !a.Next.IsZero() {
 			next = "now"
 			if d := a.Next.Sub(now); d > 0 {

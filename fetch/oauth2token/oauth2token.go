@@ -1,7 +1,8 @@
 // Package oauth2token keeps the OAuth 2.0 tokens of one account: it
 // refreshes access tokens with a stored refresh token, saves a rotated
 // refresh token atomically, and obtains the first one with the device
-// authorization grant (RFC 8628).
+// authorization grant (RFC 8628) or the authorization code grant with PKCE
+// and a loopback redirect (RFC 8252, RFC 7636).
 //
 // The token file is JSON (access token, its expiry, refresh token), mode
 // 600, so that a run from cron reuses an access token that is still valid
@@ -31,13 +32,28 @@ import (
 type Config struct {
 	TokenURL      string
 	DeviceAuthURL string
-	ClientID      string
-	ClientSecret  string
-	Scopes        []string
+	// AuthURL is the authorization endpoint of the loopback flow.
+	AuthURL string
+	// AuthParams are added to the authorization URL (Google:
+	// access_type=offline and prompt=consent, without which no refresh
+	// token is issued on a second authorization).
+	AuthParams map[string]string
+	// LoginHint, if set, is sent as login_hint: the account to sign in as.
+	LoginHint    string
+	ClientID     string
+	ClientSecret string
+	Scopes       []string
 	// File is the token file.
 	File string
 	// HTTPTimeout bounds each request to the provider; 0 means 30 s.
 	HTTPTimeout time.Duration
+	// Reauth is the command that gets a new refresh token, named in the
+	// error when the provider refuses the stored one; "" says
+	// "popfetch auth" for this account.
+	Reauth string
+	// RefusedHint, if set, is added to that error: why it may happen
+	// again (Google: a consent screen in "Testing").
+	RefusedHint string
 }
 
 // ErrNoToken means the token file does not exist yet.
@@ -49,6 +65,8 @@ type Error struct {
 	Err  error
 	// temporary: see Temporary.
 	temporary bool
+	// needsAuth: see NeedsAuth.
+	needsAuth bool
 }
 
 func (e *Error) Error() string { return "oauth2: " + e.Err.Error() }
@@ -58,6 +76,21 @@ func (e *Error) Unwrap() error { return e.Err }
 // be reached, or answered with a server error. If not, the user must act
 // (a revoked refresh token: run "popfetch auth" again).
 func (e *Error) Temporary() bool { return e.temporary }
+
+// NeedsAuth reports whether nothing but a new authorization ("popfetch
+// auth") can help: the provider refused the refresh token (invalid_grant:
+// revoked, expired), or there is none. Trying again with the same token
+// file is futile, and may count against the client at the provider.
+func (e *Error) NeedsAuth() bool { return e.needsAuth }
+
+// reauth is the advice for an error that NeedsAuth.
+func (c *Config) reauth() string {
+	cmd := c.Reauth
+	if cmd == "" {
+		return "run \"popfetch auth\" for this account"
+	}
+	return "run \"" + cmd + "\""
+}
 
 // Source hands out access tokens for one account. It is safe for
 // concurrent use.
@@ -110,13 +143,20 @@ func (s *Source) Token(ctx context.Context) (string, error) {
 		return s.tok.AccessToken, nil
 	}
 	if s.tok.RefreshToken == "" {
-		return "", &Error{File: s.cfg.File, Err: fmt.Errorf("%s holds no refresh token: run \"popfetch auth\" for this account", s.cfg.File)}
+		return "", &Error{File: s.cfg.File, needsAuth: true, Err: fmt.Errorf("%s holds no refresh token: %s", s.cfg.File, s.cfg.reauth())}
 	}
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, s.http)
 	old := &oauth2.Token{RefreshToken: s.tok.RefreshToken}
 	tok, err := s.oauth.TokenSource(ctx, old).Token()
 	if err != nil {
-		return "", s.explain("refreshing the access token", err)
+		err = s.explain(whatRefresh, err)
+		if oe := (*Error)(nil); errors.As(err, &oe) && oe.NeedsAuth() {
+			// Read the file again next time: "popfetch auth" may
+			// have put a new token there meanwhile (the daemon
+			// keeps its Source).
+			s.tok = nil
+		}
+		return "", err
 	}
 	if tok.RefreshToken == "" {
 		tok.RefreshToken = old.RefreshToken // not rotated
@@ -172,6 +212,9 @@ func (s *Source) WaitDevice(ctx context.Context, da *oauth2.DeviceAuthResponse) 
 	return nil
 }
 
+// whatRefresh is what explain says of a refresh.
+const whatRefresh = "refreshing the access token"
+
 // explain turns an oauth2 error into an *Error without any of the
 // response body, which may hold a token.
 func (s *Source) explain(what string, err error) error {
@@ -188,10 +231,16 @@ func (s *Source) explain(what string, err error) error {
 			msg += fmt.Sprintf(" (%s)", printable(re.ErrorDescription))
 		}
 		temporary := re.Response != nil && re.Response.StatusCode >= 500
-		if re.ErrorCode == "invalid_grant" {
-			msg += "; run \"popfetch auth\" for this account again"
+		// invalid_grant to a refresh: the stored token is dead. (To a
+		// code exchange it means the code was used or expired.)
+		needsAuth := re.ErrorCode == "invalid_grant" && what == whatRefresh
+		if needsAuth {
+			msg += "; the refresh token was revoked or has expired: " + s.cfg.reauth()
+			if s.cfg.RefusedHint != "" {
+				msg += "; " + s.cfg.RefusedHint
+			}
 		}
-		return &Error{File: s.cfg.File, temporary: temporary, Err: errors.New(msg)}
+		return &Error{File: s.cfg.File, temporary: temporary && !needsAuth, needsAuth: needsAuth, Err: errors.New(msg)}
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -219,7 +268,7 @@ type fileToken struct {
 func (s *Source) load() (*oauth2.Token, error) {
 	f, err := os.Open(s.cfg.File)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, &Error{File: s.cfg.File, Err: fmt.Errorf("%w in %s: run \"popfetch auth\" for this account", ErrNoToken, s.cfg.File)}
+		return nil, &Error{File: s.cfg.File, needsAuth: true, Err: fmt.Errorf("%w in %s: %s", ErrNoToken, s.cfg.File, s.cfg.reauth())}
 	}
 	if err != nil {
 		return nil, &Error{File: s.cfg.File, Err: err}
@@ -235,7 +284,7 @@ func (s *Source) load() (*oauth2.Token, error) {
 	var ft fileToken
 	if err := json.NewDecoder(io.LimitReader(f, 1<<20)).Decode(&ft); err != nil {
 		// The decoder's message may quote the file; say only where.
-		return nil, &Error{File: s.cfg.File, Err: fmt.Errorf("%s is not a token file: run \"popfetch auth\" for this account", s.cfg.File)}
+		return nil, &Error{File: s.cfg.File, needsAuth: true, Err: fmt.Errorf("%s is not a token file: %s", s.cfg.File, s.cfg.reauth())}
 	}
 	return &oauth2.Token{AccessToken: ft.AccessToken, TokenType: ft.TokenType, Expiry: ft.Expiry, RefreshToken: ft.RefreshToken}, nil
 }

@@ -94,7 +94,7 @@ func TestTokenErrors(t *testing.T) {
 		want      string
 	}{
 		{"no file", oauth2test.Config{}, 0, "", 0, false, "run \"popfetch auth\""},
-		{"revoked refresh token", oauth2test.Config{Refresh: "other"}, 0, `{"refresh_token":"refresh-0"}`, 0o600, false, "invalid_grant (AADSTS70008: The refresh token has expired); run \"popfetch auth\""},
+		{"revoked refresh token", oauth2test.Config{Refresh: "other"}, 0, `{"refresh_token":"refresh-0"}`, 0o600, false, "invalid_grant (AADSTS70008: The refresh token has expired); the refresh token was revoked or has expired: run \"popfetch auth\""},
 		{"provider down", oauth2test.Config{Refresh: "refresh-0"}, 503, `{"refresh_token":"refresh-0"}`, 0o600, true, "503"},
 		{"readable by others", oauth2test.Config{}, 0, `{"refresh_token":"refresh-0"}`, 0o644, false, "chmod 600"},
 		{"garbage", oauth2test.Config{}, 0, `refresh-0 {{`, 0o600, false, "not a token file"},

@@ -45,13 +45,16 @@ type plan struct {
 
 // entry is a job and its schedule.
 type entry struct {
-	job      Job
-	idx      int // in plan.entries
-	next     time.Time
-	running  bool
-	removed  bool // dropped by update while its poll ran
-	again    bool // asked to poll now while its poll ran
-	failures int  // polls failed in a row
+	job     Job
+	idx     int // in plan.entries
+	next    time.Time
+	running bool
+	removed bool // dropped by update while its poll ran
+	again   bool // asked to poll now while its poll ran
+	// stopped: its last poll needs a new authorization; it is not due
+	// until resume or update.
+	stopped  bool
+	failures int // polls failed in a row
 	// failedBefore is failures when update forgot them (a changed
 	// configuration), so that the recovery is still logged.
 	failedBefore int
@@ -202,6 +205,13 @@ func (p *plan) update(jobs []Job, now time.Time) {
 				e.next = e.earliest(now)
 			}
 		}
+		if e.stopped {
+			// A reload: the user may have authorized meanwhile.
+			e.stopped, e.status.NeedsAuth = false, false
+			if !e.running {
+				e.next = e.earliest(now)
+			}
+		}
 		e.removed = false
 		e.job = j
 		e.status.Server = j.Server
@@ -234,12 +244,37 @@ func (p *plan) update(jobs []Job, now time.Time) {
 // ends (and LOGIN-DELAY allows).
 func (p *plan) pollNow(now time.Time) {
 	for _, e := range p.entries {
+		if e.stopped {
+			continue // it would fail the same way: resume or update
+		}
 		if e.running {
 			e.again = true
 		} else {
 			p.setNext(e, e.earliest(now))
 		}
 	}
+}
+
+// resume makes a stopped job due at once and reports whether it was
+// stopped.
+func (p *plan) resume(name string, now time.Time) bool {
+	e := p.byName[name]
+	if e == nil || !e.stopped {
+		return false
+	}
+	e.stopped, e.status.NeedsAuth = false, false
+	e.failures, e.lastKind = 0, 0
+	if !e.running {
+		p.setNext(e, e.earliest(now))
+	}
+	return true
+}
+
+// needsAuth reports whether err says that only a new authorization can
+// help (see Scheduler).
+func needsAuth(err error) bool {
+	var na interface{ NeedsAuth() bool }
+	return errors.As(err, &na) && na.NeedsAuth()
 }
 
 // earliest returns the earliest time from now that e may poll: not
@@ -390,6 +425,18 @@ func (p *plan) finish(e *entry, st fetch.Stats, err error, now time.Time) {
 		if fe != nil {
 			s.LastResult = "interrupted"
 		}
+	case needsAuth(fe):
+		e.failures++
+		e.stopped, e.again = true, false
+		s.LastResult, s.LastError = fe.Kind.String(), fe.Err.Error()
+		s.NeedsAuth = true
+		log.Error(fe.Summary() + " (this account stops polling until popfetch auth saves a new token or the configuration is reloaded; the others go on)")
+		e.lastKind = fe.Kind
+		e.failedBefore = 0
+		e.next = time.Time{}
+		p.due[e.idx] = notDue
+		s.Failures, s.Backoff, s.Next = e.failures, 0, time.Time{}
+		return
 	default:
 		e.failures++
 		delay = p.backoff(e, fe)

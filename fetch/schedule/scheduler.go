@@ -52,6 +52,10 @@ type JobStatus struct {
 	Failures    int           `json:"failures"` // polls failed in a row
 	Next        time.Time     `json:"next,omitzero"`
 	Backoff     time.Duration `json:"backoff"` // the wait chosen after the last failure; 0 after a success
+	// NeedsAuth is set when the job's last poll failed with an error
+	// that only a new authorization cures (see Scheduler): the job does
+	// not poll again until Resume, or Update (a reload).
+	NeedsAuth bool `json:"needs_auth,omitempty"`
 	// LoginDelay is the shortest time between logins the server asks for
 	// (RFC 2449 LOGIN-DELAY); polls are never closer than that, even when
 	// the interval is shorter or a poll is asked for at once.
@@ -93,6 +97,12 @@ type Config struct {
 
 // Scheduler polls many accounts, each at its own interval, several at
 // once within limits, with backoff after failures.
+//
+// A poll that fails with an error that has a method NeedsAuth() bool
+// reporting true (an *oauth2token.Error for a refresh token the provider
+// refused) stops its job: polling again would be refused the same way,
+// and only the user can help ("popfetch auth"). The other jobs go on; the
+// job polls again after Resume or Update.
 //
 // The UID store is opened when a poll is to start and closed when no poll
 // runs, so that one-shot popfetch commands can use it between polls; see
@@ -169,6 +179,19 @@ func (s *Scheduler) PollNow() {
 	s.plan.pollNow(time.Now())
 	s.mu.Unlock()
 	s.nudge()
+}
+
+// Resume makes a job that stopped for a new authorization (see
+// JobStatus.NeedsAuth) poll again at once, and reports whether it had
+// stopped. It does nothing to a job that had not.
+func (s *Scheduler) Resume(name string) bool {
+	s.mu.Lock()
+	resumed := s.plan.resume(name, time.Now())
+	s.mu.Unlock()
+	if resumed {
+		s.nudge()
+	}
+	return resumed
 }
 
 func (s *Scheduler) nudge() {

@@ -426,3 +426,66 @@ func TestSchedulerLoginDelay(t *testing.T) {
 		t.Errorf("status: %+v", st)
 	}
 }
+
+// authErr is an error only a new authorization cures, as
+// *oauth2token.Error says of a refused refresh token.
+type authErr struct{}
+
+func (authErr) Error() string   { return `invalid_grant; run "popfetch auth a"` }
+func (authErr) NeedsAuth() bool { return true }
+
+// TestSchedulerStopsJobThatNeedsAuth: a job whose refresh token is refused
+// stops polling, the other goes on; a wake (PollNow) leaves it stopped;
+// Resume and Update start it again.
+func TestSchedulerStopsJobThatNeedsAuth(t *testing.T) {
+	_, open := storeOpener(t)
+	var mu sync.Mutex
+	polls := map[string]int{}
+	refused := true
+	mk := func(name string) Job {
+		j := job(name, "server:110", 10*time.Millisecond)
+		j.Poll = func(context.Context, *uidstore.Store, <-chan struct{}) (fetch.Stats, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			polls[name]++
+			if name == "a" && refused {
+				return fetch.Stats{}, &fetch.Error{Account: name, Kind: fetch.KindAuth, Err: fmt.Errorf("oauth2: %w", authErr{})}
+			}
+			return fetch.Stats{}, nil
+		}
+		return j
+	}
+	count := func(name string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return polls[name]
+	}
+	s := New(Config{OpenStore: open, Jitter: noJitter}, []Job{mk("a"), mk("b")})
+	runScheduler(t, s)
+	eventually(t, "b polled 10 times", func() bool { return count("b") >= 10 })
+	s.PollNow()
+	eventually(t, "b polled again", func() bool { return count("b") >= 12 })
+	if n := count("a"); n != 1 {
+		t.Fatalf("the stopped job polled %d times", n)
+	}
+	st := s.Status()[0]
+	if !st.NeedsAuth || !st.Next.IsZero() || st.LastResult != "authentication failed" || st.Failures != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	mu.Lock()
+	refused = false
+	mu.Unlock()
+	s.Resume("a")
+	eventually(t, "a polled after Resume", func() bool { return count("a") >= 3 })
+	if st := s.Status()[0]; st.NeedsAuth || st.LastResult != "ok" {
+		t.Fatalf("after Resume: %+v", st)
+	}
+	// Stopped again; a reload with the same configuration resumes it.
+	mu.Lock()
+	refused = true
+	mu.Unlock()
+	eventually(t, "a stopped again", func() bool { return s.Status()[0].NeedsAuth })
+	n := count("a")
+	s.Update([]Job{mk("a"), mk("b")})
+	eventually(t, "a polled after Update", func() bool { return count("a") > n })
+}

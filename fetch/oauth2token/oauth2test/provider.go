@@ -1,14 +1,19 @@
 // Package oauth2test is an in-process OAuth 2.0 provider for tests: a
 // token endpoint that answers the refresh-token and device-code grants,
-// a device authorization endpoint (RFC 8628), and a token introspection
-// endpoint (RFC 7662) through which a mail server checks the access
-// tokens it is given.
+// a device authorization endpoint (RFC 8628), an authorization endpoint
+// for the code grant with PKCE (RFC 7636) that redirects to a loopback
+// address at once, as if the user had signed in and consented (RFC 8252),
+// and a token introspection endpoint (RFC 7662) through which a mail
+// server checks the access tokens it is given.
 package oauth2test
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,7 +37,16 @@ type Provider struct {
 	username string            // the owner of the access tokens issued next
 	valid    map[string]string // active access tokens, to their owners
 	checked  []string          // tokens introspected, in order
+	secret   string            // the client secret the code grant needs; "" for none
+	deny     bool
+	codes    map[string]authCode // codes issued and not yet used
+	ncodes   int
+	authErrs []string // what the authorization endpoint refused, in order
 }
+
+// authCode is an authorization code issued, with what its exchange must
+// show.
+type authCode struct{ challenge, redirect string }
 
 // Config sets up a Provider.
 type Config struct {
@@ -47,16 +61,34 @@ type Config struct {
 	// Username is the user introspection names as the owner of the
 	// access tokens issued (until SetUsername).
 	Username string
+	// ClientSecret, if set, is required with the authorization code
+	// grant, as Google requires an installed app's secret even with
+	// PKCE.
+	ClientSecret string
+	// Deny makes the authorization endpoint redirect with
+	// error=access_denied, as when the user refuses consent.
+	Deny bool
 }
 
 // NewProvider starts a provider on loopback. Its token endpoint is
-// URL()+"/token", its device endpoint URL()+"/device", its introspection
-// endpoint URL()+"/introspect".
+// URL()+"/token", its device endpoint URL()+"/device", its authorization
+// endpoint URL()+"/authorize", its introspection endpoint
+// URL()+"/introspect".
 func NewProvider(cfg Config) *Provider {
 	p := &Provider{ClientID: cfg.ClientID, refresh: cfg.Refresh, rotate: cfg.Rotate, pending: cfg.Pending,
-		username: cfg.Username, valid: map[string]string{}}
+		username: cfg.Username, valid: map[string]string{}, secret: cfg.ClientSecret, deny: cfg.Deny,
+		codes: map[string]authCode{}}
 	p.srv = httptest.NewServer(p)
 	return p
+}
+
+// AuthErrors returns what the authorization endpoint refused so far (a
+// missing or plain PKCE challenge, a redirect that is not loopback), in
+// order.
+func (p *Provider) AuthErrors() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.authErrs...)
 }
 
 // URL is the provider's base URL.
@@ -149,6 +181,10 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{"active": true, "username": owner, "token_type": "Bearer", "scope": "pop"})
 		return
 	}
+	if r.URL.Path == "/authorize" {
+		p.authorize(w, r)
+		return
+	}
 	if r.URL.Path == "/device" {
 		p.requests = append(p.requests, "device")
 		json.NewEncoder(w).Encode(map[string]any{"device_code": "dev-1", "user_code": "ABCD-EFGH",
@@ -167,6 +203,24 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if r.Form.Get("refresh_token") != p.refresh {
 			w.WriteHeader(400)
 			w.Write([]byte(`{"error":"invalid_grant","error_description":"AADSTS70008: The refresh token has expired\n"}`))
+			return
+		}
+	case "authorization_code":
+		// RFC 6749 section 4.1.3 and RFC 7636 section 4.5: the code once,
+		// the same redirect_uri, and a verifier whose S256 hash is the
+		// challenge.
+		c, ok := p.codes[r.Form.Get("code")]
+		delete(p.codes, r.Form.Get("code"))
+		sum := sha256.Sum256([]byte(r.Form.Get("code_verifier")))
+		switch {
+		case !ok || r.Form.Get("redirect_uri") != c.redirect ||
+			base64.RawURLEncoding.EncodeToString(sum[:]) != c.challenge:
+			w.WriteHeader(400)
+			w.Write([]byte(`{"error":"invalid_grant","error_description":"code, redirect_uri or code_verifier wrong"}`))
+			return
+		case r.Form.Get("client_secret") != p.secret:
+			w.WriteHeader(401)
+			w.Write([]byte(`{"error":"invalid_client","error_description":"client_secret is missing or wrong"}`))
 			return
 		}
 	case "urn:ietf:params:oauth:grant-type:device_code":
@@ -189,4 +243,51 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp["refresh_token"] = p.refresh
 	}
 	json.NewEncoder(w).Encode(resp)
+}
+
+// authorize is the authorization endpoint: it checks the request as a
+// provider would (RFC 6749 section 4.1.1, RFC 7636 section 4.3, RFC 8252
+// section 7.3) and, the user being taken to have consented, redirects to
+// redirect_uri with a code and the state. A request it refuses gets a 400
+// page, as a provider shows an error instead of redirecting to an
+// address it does not trust.
+func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	p.requests = append(p.requests, "authorize")
+	refuse := func(why string) {
+		p.authErrs = append(p.authErrs, why)
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(400)
+		w.Write([]byte(why))
+	}
+	ru, err := url.Parse(q.Get("redirect_uri"))
+	switch {
+	case q.Get("client_id") != p.ClientID:
+		refuse("unknown client_id")
+		return
+	case q.Get("response_type") != "code":
+		refuse("response_type is not code")
+		return
+	case err != nil || ru.Scheme != "http" || (ru.Hostname() != "127.0.0.1" && ru.Hostname() != "::1") || ru.Port() == "":
+		refuse("redirect_uri is not a loopback IP literal with a port")
+		return
+	case q.Get("code_challenge_method") != "S256" || len(q.Get("code_challenge")) != 43:
+		refuse("no S256 code_challenge")
+		return
+	case q.Get("state") == "":
+		refuse("no state")
+		return
+	}
+	back := url.Values{"state": {q.Get("state")}}
+	if p.deny {
+		back.Set("error", "access_denied")
+	} else {
+		p.ncodes++
+		code := "code-" + strconv.Itoa(p.ncodes)
+		p.codes[code] = authCode{challenge: q.Get("code_challenge"), redirect: q.Get("redirect_uri")}
+		back.Set("code", code)
+	}
+	ru.RawQuery = back.Encode()
+	w.Header().Set("Location", ru.String())
+	w.WriteHeader(http.StatusFound)
 }
