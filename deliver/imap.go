@@ -109,7 +109,9 @@ func (m *IMAP) folder() string {
 	return m.Folder
 }
 
-func (m *IMAP) target() string { return "imap " + m.identity() + " folder " + strconv.Quote(m.folder()) }
+func (m *IMAP) target() string {
+	return "imap " + m.identity() + " folder " + strconv.Quote(m.folder())
+}
 
 // identity names the mailbox: user, server and port. It is the Target of
 // the Refs this deliverer settles.

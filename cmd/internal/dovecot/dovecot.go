@@ -54,11 +54,11 @@ type Server struct {
 	// IMAPPort (IMAP with STARTTLS) and IMAPSPort (implicit TLS) are
 	// the IMAP listeners, if Options.IMAP.
 	IMAPPort, IMAPSPort int
-	cmd        *exec.Cmd
-	mailRoot   string // the users' Maildirs are below it
-	uid, gid   int
-	seq        atomic.Uint64
-	exited     chan struct{}
+	cmd                 *exec.Cmd
+	mailRoot            string // the users' Maildirs are below it
+	uid, gid            int
+	seq                 atomic.Uint64
+	exited              chan struct{}
 }
 
 // Binary returns the path of the dovecot binary, or ErrNotInstalled.
