@@ -73,7 +73,7 @@ type IMAP struct {
 	User string
 	// Password returns the password (called once per session); unused
 	// with a token.
-	Password func() (string, error)
+	Password func(ctx context.Context) (string, error)
 	// Token returns an OAuth2 access token; nil for password logins.
 	Token func(ctx context.Context) (string, error)
 	// Auth is one of the IMAPAuth constants; "" means auto.
@@ -417,8 +417,13 @@ func (m *IMAP) client(ctx context.Context) (*imapclient.Client, error) {
 	m.caps = c.Caps()
 	st, err := m.status()
 	var ie *imap.Error
-	if errors.As(err, &ie) && (ie.Code == imap.ResponseCodeTryCreate || ie.Code == imap.ResponseCodeNonExistent) {
-		if err = m.create(); err == nil {
+	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
+		// No folder (Dovecot says so without a response code): create
+		// it. If it was another refusal, CREATE fails too, and both
+		// are told.
+		if cerr := m.create(); cerr != nil {
+			err = fmt.Errorf("%w; %w", err, cerr)
+		} else {
 			st, err = m.status()
 		}
 	}
@@ -496,7 +501,7 @@ func (m *IMAP) login(ctx context.Context, c *imapclient.Client) error {
 		if m.Password == nil {
 			return &imapAuthError{errors.New("no password")}
 		}
-		pw, perr := m.Password()
+		pw, perr := m.Password(ctx)
 		if perr != nil {
 			return &imapAuthError{perr}
 		}

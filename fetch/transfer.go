@@ -663,7 +663,7 @@ func (s *session) stage(ctx context.Context, m message, body *pop3.MessageReader
 	if added != "" {
 		r = io.MultiReader(strings.NewReader(added), r)
 	}
-	st, err := s.d.Stage(ctx, r, deliver.Envelope{Recipient: s.acct.Recipient})
+	st, err := s.d.Stage(ctx, r, deliver.Envelope{Recipient: s.acct.Recipient, Prepended: int64(len(added))})
 	if src.over {
 		if st != nil {
 			st.Abort()

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/popfetch/popfetch/cmd/internal/dovecot"
+)
+
+// toIMAP replaces the Maildir of e's config by an [account.imap] table
+// for user on dc's IMAP listener (plain, on loopback), with more keys.
+func (e *e2e) toIMAP(user, keys string) {
+	e.t.Helper()
+	if err := e.dc.AddUser(user, "pw-"+user); err != nil {
+		e.t.Fatal(err)
+	}
+	data, err := os.ReadFile(e.config)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	line := fmt.Sprintf("maildir = %q\n", e.maildir)
+	text := strings.Replace(string(data), line, "", 1)
+	e.writeConfig(text + fmt.Sprintf(`
+[account.imap]
+server = "127.0.0.1"
+port = %d
+tls = "starttls"
+ca_file = %q
+user = %q
+password = "pw-%s"
+%s
+`, e.dc.IMAPPort, e.dc.CertFile, user, user, keys))
+}
+
+// imapMessage is a message as read back from an IMAP folder.
+type imapMessage struct {
+	uid   imap.UID
+	body  []byte // BODY[], CRLF as the server sends it
+	date  time.Time
+	flags []imap.Flag
+}
+
+// imapFolder reads every message of folder, as user, over plain IMAP.
+func imapFolder(t *testing.T, dc *dovecot.Server, user, folder string) []imapMessage {
+	t.Helper()
+	c, err := imapclient.DialInsecure(dc.IMAPAddr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login(user, "pw-"+user).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	sel, err := c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		t.Fatalf("SELECT %s: %v", folder, err)
+	}
+	if sel.NumMessages == 0 {
+		return nil
+	}
+	cmd := c.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true,
+		BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+	var out []imapMessage
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		var m imapMessage
+		for {
+			item := msg.Next()
+			if item == nil {
+				break
+			}
+			switch it := item.(type) {
+			case imapclient.FetchItemDataUID:
+				m.uid = it.UID
+			case imapclient.FetchItemDataFlags:
+				m.flags = it.Flags
+			case imapclient.FetchItemDataInternalDate:
+				m.date = it.Time
+			case imapclient.FetchItemDataBodySection:
+				m.body, _ = io.ReadAll(it.Literal)
+			}
+		}
+		out = append(out, m)
+	}
+	if err := cmd.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// ownReceived matches the Received field popfetch puts on top.
+var ownReceived = regexp.MustCompile(`^Received: [^\n]*\n(?:[ \t][^\n]*\n)*`)
+
+// byMessageID keys messages read back by their Message-ID, with the
+// Received field popfetch put on top taken off and CRLF made LF again; duplicates counts
+// Message-IDs seen more than once.
+func byMessageID(t *testing.T, msgs []imapMessage) (got map[string][]byte, duplicates int) {
+	got = map[string][]byte{}
+	for _, m := range msgs {
+		if bytes.Contains(bytes.ReplaceAll(m.body, []byte("\r\n"), nil), []byte("\n")) {
+			t.Errorf("UID %d: a bare LF in what the server holds: %q", m.uid, trunc(m.body))
+		}
+		body := bytes.ReplaceAll(m.body, []byte("\r\n"), []byte("\n"))
+		head := ownReceived.Find(body) // popfetch's; the message's own stay
+		id := messageID(body)
+		if _, ok := got[id]; ok {
+			duplicates++
+		}
+		got[id] = body[len(head):]
+	}
+	return got, duplicates
+}
+
+// TestDovecotIMAP fetches from one Dovecot user over POP3 and appends to
+// another's folder over IMAP (STARTTLS): every message once, byte for
+// byte below popfetch's Received field; the folder created; the flags
+// asked for; the internal date taken from the message; a message over
+// the quota refused temporarily, left on the POP3 server.
+func TestDovecotIMAP(t *testing.T) {
+	dc := startDovecotWith(t, dovecot.Options{IMAP: true, Quota: 1 << 20})
+	e := newE2E(t, dc, "imap-src", "none", "")
+	e.toIMAP("imap-dest", "folder = \"Fetched\"\nflags = ['\\Seen', \"popfetch\"]")
+	e.fill(20, 4096)
+	dated := []byte("Received: from mx.example.com by pop.example.com; Tue, 3 Mar 2020 10:00:00 +0000\n" +
+		"From: sender@example.com\nDate: Wed, 4 Mar 2020 11:00:00 +0000\nMessage-ID: <dated@popfetch.test>\nSubject: dated\n\nold mail\n")
+	if err := dc.Deliver("imap-src", dated); err != nil {
+		t.Fatal(err)
+	}
+	e.sent[messageID(dated)] = dated
+	code, out := e.run("-v")
+	if code != exitMail {
+		t.Fatalf("exit %d\n%s\n%s", code, out, dc.LogTail())
+	}
+	msgs := imapFolder(t, dc, "imap-dest", "Fetched")
+	got, dups := byMessageID(t, msgs)
+	e.compare(got)
+	if dups != 0 {
+		t.Errorf("%d duplicates", dups)
+	}
+	for _, m := range msgs {
+		if !slices.Contains(m.flags, imap.FlagSeen) || !slices.Contains(m.flags, imap.Flag("popfetch")) {
+			t.Errorf("UID %d has flags %v, want \\Seen and popfetch", m.uid, m.flags)
+		}
+		if messageID(m.body) == "<dated@popfetch.test>" {
+			if want := time.Date(2020, 3, 3, 10, 0, 0, 0, time.UTC); !m.date.Equal(want) {
+				t.Errorf("internal date %v, want %v (the first Received)", m.date, want)
+			}
+		} else if time.Since(m.date) > time.Hour {
+			t.Errorf("UID %d: internal date %v for a message without dates, want now", m.uid, m.date)
+		}
+	}
+	if n := dc.Count("imap-src"); n != 0 {
+		t.Errorf("%d messages left on the POP3 server", n)
+	}
+
+	// Over quota: NO [OVERQUOTA], temporary (exit 10); the message stays
+	// on the server, and nothing already delivered comes again.
+	big := fmt.Sprintf("From: sender@example.com\nMessage-ID: <big@popfetch.test>\nSubject: big\n\n%s\n", strings.Repeat("q", 2<<20))
+	if err := dc.Deliver("imap-src", []byte(big)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		code, out = e.run()
+		if code != exitDelivery || !strings.Contains(out, "IMAP") || !strings.Contains(strings.ToLower(out), "quota") {
+			t.Fatalf("over quota: exit %d, want %d naming the IMAP server and the quota:\n%s", code, exitDelivery, out)
+		}
+		if n := dc.Count("imap-src"); n != 1 {
+			t.Fatalf("%d messages on the POP3 server after a refused delivery, want 1", n)
+		}
+	}
+	if got, _ := byMessageID(t, imapFolder(t, dc, "imap-dest", "Fetched")); len(got) != len(e.sent) {
+		t.Errorf("the folder holds %d messages, want %d", len(got), len(e.sent))
+	}
+}
