@@ -79,6 +79,9 @@ type Ref struct {
 	Kind   string
 	Target string
 	Key    string
+	// Begun is when the delivery was recorded as begun: set for Settle,
+	// ignored when recording.
+	Begun time.Time
 }
 
 // Referenced is implemented by a Staged message whose Ref is known before

@@ -90,6 +90,9 @@ type IMAP struct {
 	// DefaultIMAPTimeout.
 	Timeout  time.Duration
 	SpoolDir string // where to spool; "" means os.TempDir()
+	// SettleGrace is how old a pending record must be before Settle
+	// reports its message missing; 0 means DefaultIMAPSettleGrace.
+	SettleGrace time.Duration
 	// Trace, if set, receives the session's protocol lines, with the
 	// login's secrets left out.
 	Trace io.Writer
@@ -650,12 +653,21 @@ func (s *stagedIMAP) Publish(ctx context.Context) error {
 // Settles implements Settler: the Refs of this user on this server.
 func (m *IMAP) Settles(r Ref) bool { return r.Kind == "imap" && r.Target == m.identity() }
 
+// DefaultIMAPSettleGrace is how old a pending record must be before
+// Settle concludes that its message did not arrive.
+const DefaultIMAPSettleGrace = 5 * time.Second
+
 // Settle implements Settler: for each ref it looks in the folder, among
 // the messages with a UID at least the record's floor (all of them if the
 // folder's UIDVALIDITY changed) and of the record's size and Message-ID,
 // for one whose content has the record's digest. Each message found
 // settles one ref only, so two identical copies pending need two copies
 // in the folder.
+//
+// A popfetch that was killed may have left APPENDs that the server is
+// still taking in (from the socket's buffers, from the network): a
+// message not found is looked for again once its record is SettleGrace
+// old, and only then reported missing.
 func (m *IMAP) Settle(ctx context.Context, refs []Ref) ([]bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -665,34 +677,80 @@ func (m *IMAP) Settle(ctx context.Context, refs []Ref) ([]bool, error) {
 		}
 	})
 	defer stop()
-	found := make([]bool, len(refs))
 	if _, err := m.client(ctx); err != nil {
 		m.drop()
 		return nil, m.fail(err)
 	}
+	found := make([]bool, len(refs))
 	used := map[string]bool{} // folder + UID of messages matched
+	if err := m.settle(refs, found, used); err != nil {
+		return nil, err
+	}
+	grace := m.SettleGrace
+	if grace == 0 {
+		grace = DefaultIMAPSettleGrace
+	}
+	var wait time.Duration
+	for i, r := range refs {
+		if !found[i] {
+			wait = max(wait, time.Until(r.Begun.Add(grace)))
+		}
+	}
+	if wait <= 0 {
+		return found, nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.C:
+	}
+	var again []Ref
+	var at []int
+	for i, r := range refs {
+		if !found[i] {
+			again, at = append(again, r), append(at, i)
+		}
+	}
+	more := make([]bool, len(again))
+	if err := m.settle(again, more, used); err != nil {
+		return nil, err
+	}
+	for j, i := range at {
+		found[i] = more[j]
+	}
+	return found, nil
+}
+
+// settle is one look for refs (see Settle), marking found; used holds
+// the messages that settled a ref already. m.mu is held.
+func (m *IMAP) settle(refs []Ref, found []bool, used map[string]bool) error {
 	selected := ""
 	for i, r := range refs {
 		v, err := url.ParseQuery(r.Key)
 		if err != nil {
-			return nil, fmt.Errorf("a pending IMAP record is damaged: %w", err)
+			return fmt.Errorf("a pending IMAP record is damaged: %w", err)
 		}
 		folder := v.Get("f")
 		size, _ := strconv.ParseInt(v.Get("n"), 10, 64)
 		floor, _ := strconv.ParseUint(v.Get("u"), 10, 32)
 		validity, _ := strconv.ParseUint(v.Get("v"), 10, 32)
 		if folder == "" || size <= 0 || v.Get("h") == "" {
-			return nil, errors.New("a pending IMAP record is damaged")
+			return errors.New("a pending IMAP record is damaged")
 		}
 		if folder != selected {
+			// SELECT, not EXAMINE: it sees what other sessions
+			// appended since, each time.
 			data, err := m.c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait()
 			var ie *imap.Error
-			if errors.As(err, &ie) && (ie.Code == imap.ResponseCodeNonExistent || ie.Code == imap.ResponseCodeTryCreate) {
+			if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
+				selected = ""
 				continue // no folder: nothing arrived
 			}
 			if err != nil {
 				m.drop()
-				return nil, m.fail(fmt.Errorf("EXAMINE %q: %w", folder, err))
+				return m.fail(fmt.Errorf("EXAMINE %q: %w", folder, err))
 			}
 			if uint64(data.UIDValidity) != validity {
 				floor = 1
@@ -709,7 +767,7 @@ func (m *IMAP) Settle(ctx context.Context, refs []Ref) ([]bool, error) {
 		sd, err := m.c.UIDSearch(crit, nil).Wait()
 		if err != nil {
 			m.drop()
-			return nil, m.fail(fmt.Errorf("UID SEARCH: %w", err))
+			return m.fail(fmt.Errorf("UID SEARCH: %w", err))
 		}
 		for _, uid := range sd.AllUIDs() {
 			k := folder + "\x00" + strconv.FormatUint(uint64(uid), 10)
@@ -719,7 +777,7 @@ func (m *IMAP) Settle(ctx context.Context, refs []Ref) ([]bool, error) {
 			ok, err := m.digestIs(uid, v.Get("h"))
 			if err != nil {
 				m.drop()
-				return nil, m.fail(err)
+				return m.fail(err)
 			}
 			if ok {
 				used[k], found[i] = true, true
@@ -727,10 +785,9 @@ func (m *IMAP) Settle(ctx context.Context, refs []Ref) ([]bool, error) {
 			}
 		}
 	}
-	if selected != "" {
-		m.c.Unselect().Wait()
-	}
-	return found, nil
+	// The folder stays selected (read-only): APPEND does not mind, and
+	// UNSELECT is an extension.
+	return nil
 }
 
 // digestIs fetches message uid of the selected folder and compares its

@@ -509,7 +509,7 @@ func (s *session) findPending(ctx context.Context, kind, dir string, ps []uidsto
 	}
 	refs := make([]deliver.Ref, len(ps))
 	for i, p := range ps {
-		refs[i] = deliver.Ref{Kind: kind, Target: dir, Key: p.Name}
+		refs[i] = deliver.Ref{Kind: kind, Target: dir, Key: p.Name, Begun: p.Time}
 	}
 	if s.d == nil {
 		return nil, nil

@@ -378,6 +378,9 @@ type Pending struct {
 	Kind string // "" for a Maildir
 	Dir  string // the Maildir, or the target's identity
 	Name string // the file name in new/ (in cur/, with flags after it), or the lookup key
+	// Time is when the record was written, to the second (set by
+	// Pending; Pend ignores it).
+	Time time.Time
 }
 
 // pendingOf returns the mailbox's bucket of pending records, or nil.
@@ -417,7 +420,7 @@ func decodePending(uid string, v []byte) (Pending, error) {
 	if len(v) < 10 || (v[0] != recordVersion && v[0] != pendingVersionKind) {
 		return Pending{}, damaged
 	}
-	p := Pending{UID: uid}
+	p := Pending{UID: uid, Time: time.Unix(int64(binary.BigEndian.Uint64(v[1:9])), 0)}
 	rest := v[9:]
 	field := func() (string, bool) {
 		n, k := binary.Uvarint(rest)

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -184,4 +186,40 @@ func TestDovecotIMAP(t *testing.T) {
 	if got, _ := byMessageID(t, imapFolder(t, dc, "imap-dest", "Fetched")); len(got) != len(e.sent) {
 		t.Errorf("the folder holds %d messages, want %d", len(got), len(e.sent))
 	}
+}
+
+// TestFaultKillLoopIMAP is the kill loop from the private Dovecot's POP3
+// into its IMAP: SIGKILL at random moments of the fetch (connecting,
+// staging, between an APPEND and its answer, before the UIDs are
+// committed), then a clean run: every message is in the folder exactly
+// once, found by the pending records' search where the kill left the
+// outcome unknown.
+func TestFaultKillLoopIMAP(t *testing.T) {
+	dc := startDovecotWith(t, dovecot.Options{IMAP: true})
+	runKillLoop(t, killLoopIterations(t, 50), func(i int) *killLoop {
+		user, dest := fmt.Sprintf("ikill%d", i+1), fmt.Sprintf("ikill%d-dest", i+1)
+		e := newE2E(t, dc, user, "none", "")
+		e.toIMAP(dest, "")
+		msgs := killLoopMessages(500, 1024, user)
+		if err := dc.Deliver(user, msgs...); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dc.Index(context.Background(), user, "pw-"+user); err != nil {
+			t.Fatalf("index: %v", err)
+		}
+		box := dc.Maildir(dest)
+		k := &killLoop{t: t, bin: e.bin, dir: e.dir, config: e.config, maildir: filepath.Join(e.dir, "no-maildir"),
+			sent: map[string][]byte{}, left: func() int { return dc.Count(user) },
+			progress: func() int { return countDir(filepath.Join(box, "new")) + countDir(filepath.Join(box, "cur")) },
+			each: func(fn func(string, []byte)) {
+				for _, m := range imapFolder(t, dc, dest, "INBOX") {
+					body := bytes.ReplaceAll(m.body, []byte("\r\n"), []byte("\n"))
+					fn(fmt.Sprintf("UID %d", m.uid), body[len(ownReceived.Find(body)):])
+				}
+			}}
+		for _, m := range msgs {
+			k.sent[messageID(m)] = m
+		}
+		return k
+	})
 }
