@@ -113,12 +113,19 @@ func (m *IMAP) folder() string {
 }
 
 func (m *IMAP) target() string {
-	return "imap " + m.identity() + " folder " + strconv.Quote(m.folder())
+	return "imap://" + url.PathEscape(m.User) + "@" + m.Addr + " folder " + strconv.Quote(m.folder())
 }
 
-// identity names the mailbox: user, server and port. It is the Target of
-// the Refs this deliverer settles.
-func (m *IMAP) identity() string { return "imap://" + url.PathEscape(m.User) + "@" + m.Addr }
+// identity names the mailbox: user and server, not the port (the same
+// mailbox is reached by IMAPS and by STARTTLS, or through a tunnel). It is
+// the Target of the Refs this deliverer settles.
+func (m *IMAP) identity() string {
+	host, _, err := net.SplitHostPort(m.Addr)
+	if err != nil {
+		host = m.Addr
+	}
+	return "imap://" + url.PathEscape(m.User) + "@" + strings.ToLower(host)
+}
 
 func (m *IMAP) timeout() time.Duration {
 	if m.Timeout > 0 {

@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -222,4 +224,141 @@ func TestFaultKillLoopIMAP(t *testing.T) {
 		}
 		return k
 	})
+}
+
+// TestDovecotIMAPTwoAccounts: two accounts, one IMAP folder, fetched at
+// the same time by two popfetch processes: each message once.
+func TestDovecotIMAPTwoAccounts(t *testing.T) {
+	dc := startDovecotWith(t, dovecot.Options{IMAP: true})
+	if err := dc.AddUser("shared-dest", "pw-shared-dest"); err != nil {
+		t.Fatal(err)
+	}
+	var es []*e2e
+	for _, user := range []string{"two-a", "two-b"} {
+		e := newE2E(t, dc, user, "none", "")
+		e.toIMAP("shared-dest", `folder = "Shared"`)
+		e.fill(60, 2048)
+		es = append(es, e)
+	}
+	codes := make(chan string, len(es))
+	for _, e := range es {
+		go func() {
+			code, out := e.run()
+			codes <- fmt.Sprintf("%d %s", code, out)
+		}()
+	}
+	for range es {
+		if r := <-codes; !strings.HasPrefix(r, fmt.Sprint(exitMail)+" ") {
+			t.Errorf("a run ended: %s", r)
+		}
+	}
+	got, dups := byMessageID(t, imapFolder(t, dc, "shared-dest", "Shared"))
+	if dups != 0 {
+		t.Errorf("%d duplicates", dups)
+	}
+	for _, e := range es {
+		mine := map[string][]byte{}
+		for id := range e.sent {
+			if b, ok := got[id]; ok {
+				mine[id] = b
+			}
+		}
+		e.compare(mine)
+	}
+}
+
+// cutProxy forwards connections to addr, cutting the first one after
+// limit octets in the direction chosen (up: client to server).
+type cutProxy struct {
+	ln    net.Listener
+	addr  string
+	limit int64
+	up    bool
+	conns atomic.Int32
+}
+
+func newCutProxy(t *testing.T, addr string, limit int64, up bool) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, addr: addr, limit: limit, up: up}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+
+func (p *cutProxy) serve(c net.Conn) {
+	defer c.Close()
+	s, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	first := p.conns.Add(1) == 1
+	done := make(chan struct{}, 2)
+	pipe := func(dst, src net.Conn, cut bool) {
+		if cut && first {
+			io.CopyN(dst, src, p.limit)
+		} else {
+			io.Copy(dst, src)
+		}
+		done <- struct{}{}
+	}
+	go pipe(s, c, p.up)
+	go pipe(c, s, !p.up)
+	<-done // one side ended: cut both
+}
+
+// TestDovecotIMAPCutConnection cuts the IMAP connection at many points,
+// either way (in the login, the STATUS, an APPEND's literal, between an
+// APPEND and its answer), then runs again on a good connection: every
+// message once, none left on the POP3 server.
+func TestDovecotIMAPCutConnection(t *testing.T) {
+	dc := startDovecotWith(t, dovecot.Options{IMAP: true})
+	cases := 0
+	for _, up := range []bool{true, false} {
+		for _, limit := range []int64{20, 150, 400, 3000, 15000, 40000} {
+			cases++
+			user := fmt.Sprintf("cut%d", cases)
+			e := newE2E(t, dc, user, "none", "")
+			e.toIMAP(user+"-dest", "")
+			e.fill(10, 4096)
+			p := newCutProxy(t, dc.IMAPAddr(), limit, up)
+			good, err := os.ReadFile(e.config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.writeConfig(strings.Replace(string(good), fmt.Sprintf("port = %d\n", dc.IMAPPort), fmt.Sprintf("port = %d\n", p.port()), 1))
+			code, out := e.run()
+			if code != exitMail && code != exitDelivery && code != exitSocket {
+				t.Errorf("up=%v limit=%d: exit %d\n%s", up, limit, code, out)
+			}
+			if code != exitMail && !strings.Contains(out, "IMAP") && !strings.Contains(out, "imap") {
+				t.Errorf("up=%v limit=%d: the error does not name the IMAP side:\n%s", up, limit, out)
+			}
+			e.writeConfig(string(good))
+			if code, out := e.run(); code != exitMail && code != exitNoMail {
+				t.Fatalf("up=%v limit=%d: the clean run: exit %d\n%s", up, limit, code, out)
+			}
+			got, dups := byMessageID(t, imapFolder(t, dc, user+"-dest", "INBOX"))
+			if dups != 0 {
+				t.Errorf("up=%v limit=%d: %d duplicates", up, limit, dups)
+			}
+			e.compare(got)
+			if n := dc.Count(user); n != 0 {
+				t.Errorf("up=%v limit=%d: %d messages left on the POP3 server", up, limit, n)
+			}
+		}
+	}
 }
