@@ -397,24 +397,33 @@ func (m *IMAP) client(ctx context.Context) (*imapclient.Client, error) {
 	if m.Trace != nil {
 		opts.DebugWriter = &redactingWriter{w: m.Trace}
 	}
-	var c *imapclient.Client
+	var lp *literalPlusConn
 	switch m.TLS {
 	case IMAPStartTLS:
-		c, err = imapclient.NewStartTLS(dc, opts)
-		if err != nil {
+		if err := startTLS(dc); err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("STARTTLS: %w", err)
+			return nil, err
 		}
+		tconn := tls.Client(dc, tc)
+		if err := tconn.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("TLS after STARTTLS: %w", err)
+		}
+		// go-imap takes the connection after the greeting: it is given
+		// one, and asks for the capabilities anew (as it must after
+		// STARTTLS).
+		lp = newLiteralPlusConn(tconn, "* OK popfetch: TLS started\r\n")
 	case IMAPNone:
-		c = imapclient.New(dc, opts)
+		lp = newLiteralPlusConn(dc, "")
 	default:
 		tconn := tls.Client(dc, tc)
 		if err := tconn.HandshakeContext(ctx); err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("TLS: %w", err)
 		}
-		c = imapclient.New(tconn, opts)
+		lp = newLiteralPlusConn(tconn, "")
 	}
+	c := imapclient.New(lp, opts)
 	if err := c.WaitGreeting(); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("greeting: %w", err)
@@ -425,6 +434,9 @@ func (m *IMAP) client(ctx context.Context) (*imapclient.Client, error) {
 	}
 	m.c = c
 	m.caps = c.Caps()
+	if m.caps.Has(imap.CapLiteralPlus) {
+		lp.enabled.Store(true)
+	}
 	st, err := m.status()
 	var ie *imap.Error
 	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
