@@ -165,7 +165,8 @@ type Account struct {
 	FetchAll   bool
 	SizeLimit  int64 // messages larger than this are left on the server; 0: no limit
 	FetchLimit int   // at most this many messages per poll; 0: no limit
-	// The delivery target: exactly one of Maildir, MDA, Mbox and LMTP.
+	// The delivery target: exactly one of Maildir, MDA, Mbox, LMTP and
+	// IMAP.
 	Maildir string
 	MDA     []string
 	Mbox    string
@@ -173,8 +174,10 @@ type Account struct {
 	LMTP string
 	// LMTPRecipients are the RCPT TO addresses; empty means Recipient.
 	LMTPRecipients []string
-	Recipient      string // %T for the MDA and "for" in the Received field
-	AddReceived    bool
+	// IMAP is an IMAP mailbox's folder to append to ([account.imap]).
+	IMAP        *IMAP
+	Recipient   string // %T for the MDA and "for" in the Received field
+	AddReceived bool
 	// DeliveredTo, EnvelopeTo and ReturnPath add a Delivered-To or
 	// X-Envelope-To field naming Recipient, or a Return-Path field with
 	// the sender when the message has none.
@@ -356,6 +359,7 @@ type rawAccount struct {
 	Mbox              *string    `toml:"mbox"`
 	LMTP              *string    `toml:"lmtp"`
 	LMTPRecipients    *[]string  `toml:"lmtp_recipients"`
+	IMAP              *rawIMAP   `toml:"imap"`
 	Recipient         *string    `toml:"recipient"`
 	AddReceived       *bool      `toml:"add_received"`
 	DeliveredTo       *bool      `toml:"delivered_to"`
@@ -441,7 +445,8 @@ var secretKeyRE = regexp.MustCompile(`(?m)^\s*(password|client_secret)\s*=`)
 
 func holdsPassword(cfg *Config) bool {
 	for _, a := range cfg.Accounts {
-		if a.Password.value != "" || (a.OAuth2 != nil && a.OAuth2.ClientSecret != "") {
+		if a.Password.value != "" || (a.OAuth2 != nil && a.OAuth2.ClientSecret != "") ||
+			(a.IMAP != nil && (a.IMAP.Password.value != "" || (a.IMAP.OAuth2 != nil && a.IMAP.OAuth2.ClientSecret != ""))) {
 			return true
 		}
 	}
@@ -586,8 +591,8 @@ func merge(a, d rawAccount) rawAccount {
 	if a.Password != nil || a.PasswordCommand != nil || a.PasswordFile != nil || a.PasswordEnv != nil {
 		d.Password, d.PasswordCommand, d.PasswordFile, d.PasswordEnv = nil, nil, nil, nil
 	}
-	if a.Maildir != nil || a.MDA != nil || a.Mbox != nil || a.LMTP != nil {
-		d.Maildir, d.MDA, d.Mbox, d.LMTP, d.LMTPRecipients = nil, nil, nil, nil, nil
+	if a.Maildir != nil || a.MDA != nil || a.Mbox != nil || a.LMTP != nil || a.IMAP != nil {
+		d.Maildir, d.MDA, d.Mbox, d.LMTP, d.LMTPRecipients, d.IMAP = nil, nil, nil, nil, nil, nil
 	}
 	av, dv := reflect.ValueOf(&a).Elem(), reflect.ValueOf(d)
 	for i := 0; i < av.NumField(); i++ {
@@ -1007,7 +1012,7 @@ func (b *builder) target() {
 	for _, t := range []struct {
 		key string
 		set bool
-	}{{"maildir", b.r.Maildir != nil}, {"mda", b.r.MDA != nil}, {"mbox", b.r.Mbox != nil}, {"lmtp", b.r.LMTP != nil}} {
+	}{{"maildir", b.r.Maildir != nil}, {"mda", b.r.MDA != nil}, {"mbox", b.r.Mbox != nil}, {"lmtp", b.r.LMTP != nil}, {"imap", b.r.IMAP != nil}} {
 		if t.set || b.invalid(t.key) { // a value of the wrong type is a target set, all the same
 			targets = append(targets, t.key)
 		}
@@ -1032,9 +1037,11 @@ func (b *builder) target() {
 		if err := checkLMTPAddr(b.a.LMTP); err != nil {
 			b.bad("lmtp %q: %v", *b.r.LMTP, err)
 		}
-	case b.invalid("maildir") || b.invalid("mda") || b.invalid("mbox") || b.invalid("lmtp"):
+	case b.r.IMAP != nil:
+		b.a.IMAP = b.imapTarget(*b.r.IMAP)
+	case b.invalid("maildir") || b.invalid("mda") || b.invalid("mbox") || b.invalid("lmtp") || b.invalid("imap"):
 	default:
-		b.bad("no delivery target: set maildir, mbox, mda or lmtp")
+		b.bad("no delivery target: set maildir, mbox, mda, lmtp or an [account.imap] table")
 	}
 	if b.r.LMTPRecipients != nil {
 		b.a.LMTPRecipients = *b.r.LMTPRecipients

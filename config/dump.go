@@ -104,25 +104,7 @@ func (p *dumper) account(a Account) {
 	p.optional("client_cert", a.ClientCert, "no client certificate")
 	p.optional("client_key", a.ClientKey, "no client certificate")
 	p.str("user", a.User)
-	s := a.Password
-	switch {
-	case s.value != "":
-		p.str("password", masked)
-	case s.file != "":
-		p.str("password_file", s.file)
-	case len(s.command) > 0:
-		// Its arguments may hold a secret (echo PASSWORD): only the
-		// program is shown, as Secret.String does.
-		argv := []string{s.command[0]}
-		for range s.command[1:] {
-			argv = append(argv, masked)
-		}
-		p.strs("password_command", argv)
-	case s.env != "":
-		p.str("password_env", s.env)
-	default:
-		p.comment("password: not set; from ~/.netrc, else asked on the terminal (one-shot runs only)")
-	}
+	p.secret(a.Password)
 	p.str("auth", string(a.Auth))
 	p.bool("allow_insecure_auth", a.AllowInsecureAuth)
 	p.bool("keep", a.Keep)
@@ -168,27 +150,57 @@ func (p *dumper) account(a Account) {
 		p.comment("interval: not set; the daemon's --interval, else %v", DefaultInterval)
 	}
 	p.str("pipelining", string(a.Pipelining))
-	if o := a.OAuth2; o != nil {
-		p.line("[account.oauth2]")
-		if o.Provider != "" {
-			p.comment("provider = %q (and tenant) are resolved into the URLs and scopes below", o.Provider)
-		} else {
-			p.comment("provider: not set; the URLs below are used as they are")
-		}
-		p.comment("tenant: resolved into the URLs below, if set")
-		p.str("token_url", o.TokenURL)
-		p.optional("device_auth_url", o.DeviceAuthURL, "popfetch auth cannot use the device flow")
-		p.optional("auth_url", o.AuthURL, "popfetch auth cannot use the loopback flow")
-		p.str("flow", o.Flow)
-		p.str("client_id", o.ClientID)
-		if o.ClientSecret != "" {
-			p.str("client_secret", masked)
-		} else {
-			p.comment("client_secret: not set")
-		}
-		p.strs("scopes", o.Scopes)
-		p.optional("refresh_token_file", o.RefreshTokenFile, "STATE/oauth2/"+a.Name+".json")
+	if a.OAuth2 != nil {
+		p.oauth2("[account.oauth2]", a.OAuth2, "STATE/oauth2/"+a.Name+".json")
 	}
+	if a.IMAP != nil {
+		p.imap(a.Name, a.IMAP)
+	}
+}
+
+// secret writes the password key that s came from, its value masked.
+func (p *dumper) secret(s Secret) {
+	switch {
+	case s.value != "":
+		p.str("password", masked)
+	case s.file != "":
+		p.str("password_file", s.file)
+	case len(s.command) > 0:
+		// Its arguments may hold a secret (echo PASSWORD): only the
+		// program is shown, as Secret.String does.
+		argv := []string{s.command[0]}
+		for range s.command[1:] {
+			argv = append(argv, masked)
+		}
+		p.strs("password_command", argv)
+	case s.env != "":
+		p.str("password_env", s.env)
+	default:
+		p.comment("password: not set; from ~/.netrc, else asked on the terminal (one-shot runs only)")
+	}
+}
+
+// oauth2 writes an OAuth2 table under the header given.
+func (p *dumper) oauth2(header string, o *OAuth2, tokenFile string) {
+	p.line(header)
+	if o.Provider != "" {
+		p.comment("provider = %q (and tenant) are resolved into the URLs and scopes below", o.Provider)
+	} else {
+		p.comment("provider: not set; the URLs below are used as they are")
+	}
+	p.comment("tenant: resolved into the URLs below, if set")
+	p.str("token_url", o.TokenURL)
+	p.optional("device_auth_url", o.DeviceAuthURL, "popfetch auth cannot use the device flow")
+	p.optional("auth_url", o.AuthURL, "popfetch auth cannot use the loopback flow")
+	p.str("flow", o.Flow)
+	p.str("client_id", o.ClientID)
+	if o.ClientSecret != "" {
+		p.str("client_secret", masked)
+	} else {
+		p.comment("client_secret: not set")
+	}
+	p.strs("scopes", o.Scopes)
+	p.optional("refresh_token_file", o.RefreshTokenFile, tokenFile)
 }
 
 // Quote returns s as a TOML basic string, control characters escaped.

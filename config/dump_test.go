@@ -91,7 +91,7 @@ return_path = true
 	for _, typ := range []reflect.Type{reflect.TypeOf(rawAccount{}), reflect.TypeOf(rawOAuth2{}), reflect.TypeOf(rawDaemon{})} {
 		for i := 0; i < typ.NumField(); i++ {
 			key := strings.Split(typ.Field(i).Tag.Get("toml"), ",")[0]
-			alternatives := map[string]bool{"password": true, "password_command": true, "password_file": true, "password_env": true, "maildir": true, "mda": true, "mbox": true, "lmtp": true, "lmtp_recipients": true, "oauth2": true}
+			alternatives := map[string]bool{"password": true, "password_command": true, "password_file": true, "password_env": true, "maildir": true, "mda": true, "mbox": true, "lmtp": true, "lmtp_recipients": true, "oauth2": true, "imap": true}
 			if !found[key] && !alternatives[key] {
 				t.Errorf("key %s missing from the dump", key)
 			}

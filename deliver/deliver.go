@@ -60,6 +60,47 @@ type Syncer interface {
 type Envelope struct {
 	// Recipient is the local recipient, substituted for %T in MDA argv.
 	Recipient string
+	// Prepended is how many octets at the start of the message the
+	// caller added (a Received field of its own): a target that reads
+	// the message's own fields (the date an IMAP APPEND gives it) skips
+	// them.
+	Prepended int64
+}
+
+// Ref says how a target finds a message it was given, after a crash that
+// left the delivery's outcome unknown. The caller records it, as pending,
+// before Publish, and hands it back to the Deliverer's Settle at the next
+// poll. Kind names the target ("imap", "gmail"); Target is its identity
+// (server, user and folder: a Ref of another identity is not the
+// Deliverer's to settle); Key is the Deliverer's own, opaque to callers.
+// A Maildir does not use Ref: its pending records are its file names
+// (see Named and FindDelivered).
+type Ref struct {
+	Kind   string
+	Target string
+	Key    string
+	// Begun is when the delivery was recorded as begun: set for Settle,
+	// ignored when recording.
+	Begun time.Time
+}
+
+// Referenced is implemented by a Staged message whose Ref is known before
+// Publish.
+type Referenced interface {
+	Ref() Ref
+}
+
+// Settler is implemented by a Deliverer that can tell whether messages
+// arrived whose delivery a crash interrupted.
+type Settler interface {
+	// Settles reports whether r is the Deliverer's to settle: its kind
+	// and identity.
+	Settles(r Ref) bool
+	// Settle reports, for each ref, whether the target holds the
+	// message. A message it cannot find is reported missing, to be
+	// delivered again; an error means it could not ask (and nothing is
+	// to be concluded).
+	Settle(ctx context.Context, refs []Ref) ([]bool, error)
 }
 
 // Error is a failed delivery. Temporary failures (an MDA's EX_TEMPFAIL, a

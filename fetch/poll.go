@@ -239,7 +239,7 @@ func Check(ctx context.Context, acct *Account, store *uidstore.Store, opts *Opti
 	defer cancel()
 	s := newSession(acct, store, nil, opts)
 	defer s.close()
-	if err := s.resolvePending(); err != nil {
+	if err := s.resolvePending(ctx); err != nil {
 		return s.stats, classify(acct.Name, err)
 	}
 	msgs, _, err := s.open(ctx)
@@ -383,7 +383,7 @@ func (s *session) close() {
 
 func (s *session) run(ctx context.Context) error {
 	defer s.close()
-	if err := s.resolvePending(); err != nil {
+	if err := s.resolvePending(ctx); err != nil {
 		return err
 	}
 	if err := s.loadSummary(); err != nil {
@@ -450,29 +450,34 @@ func (s *session) maildir() string {
 // resolvePending settles the deliveries an interrupted run left pending
 // (see uidstore.Pending): a message whose file reached its Maildir, in new/
 // or already in cur/, is recorded as delivered; any other is forgotten, its
-// leftover temporary file removed, and fetched again. Without pending
-// records this costs one look-up in the store.
-func (s *session) resolvePending() error {
+// leftover temporary file removed, and fetched again. A record of another
+// kind (an IMAP mailbox) is settled by asking the deliverer
+// (deliver.Settler), which asks its server; one the deliverer cannot ask
+// about (the target was changed in the config since) is fetched again,
+// into the target the account has now. Without pending records this costs
+// one look-up in the store.
+func (s *session) resolvePending(ctx context.Context) error {
 	key := s.acct.Key()
 	ps, err := s.store.Pending(key)
 	if err != nil || len(ps) == 0 {
 		return err
 	}
-	byDir := make(map[string][]uidstore.Pending)
+	type group struct{ kind, dir string }
+	byDir := make(map[group][]uidstore.Pending)
 	for _, p := range ps {
-		byDir[p.Dir] = append(byDir[p.Dir], p)
+		g := group{p.Kind, p.Dir}
+		byDir[g] = append(byDir[g], p)
 	}
 	var delivered, undelivered []string
-	for dir, group := range byDir {
-		names := make([]string, len(group))
-		for i, p := range group {
-			names[i] = p.Name
-		}
-		found, err := deliver.FindDelivered(dir, names)
+	for g, ps := range byDir {
+		found, err := s.findPending(ctx, g.kind, g.dir, ps)
 		if err != nil {
 			return fmt.Errorf("resolving the deliveries an interrupted run left pending: %w", err)
 		}
-		for i, p := range group {
+		if found == nil {
+			continue // left for a poll that delivers
+		}
+		for i, p := range ps {
 			if found[i] {
 				delivered = append(delivered, p.UID)
 			} else {
@@ -490,6 +495,32 @@ func (s *session) resolvePending() error {
 	s.log.Info("resolved the deliveries an interrupted run left pending",
 		"delivered", len(delivered), "to_fetch_again", len(undelivered))
 	return nil
+}
+
+// findPending reports which of ps, all of one kind and target, arrived;
+// nil if it cannot be known without a deliverer (Check has none).
+func (s *session) findPending(ctx context.Context, kind, dir string, ps []uidstore.Pending) ([]bool, error) {
+	if kind == "" {
+		names := make([]string, len(ps))
+		for i, p := range ps {
+			names[i] = p.Name
+		}
+		return deliver.FindDelivered(dir, names)
+	}
+	refs := make([]deliver.Ref, len(ps))
+	for i, p := range ps {
+		refs[i] = deliver.Ref{Kind: kind, Target: dir, Key: p.Name, Begun: p.Time}
+	}
+	if s.d == nil {
+		return nil, nil
+	}
+	st, ok := s.d.(deliver.Settler)
+	if !ok || !st.Settles(refs[0]) {
+		s.log.Warn("deliveries an interrupted run left pending to a target the account no longer has are fetched again",
+			"kind", kind, "target", dir, "messages", len(ps))
+		return make([]bool, len(ps)), nil
+	}
+	return st.Settle(ctx, refs)
 }
 
 // connect dials, secures the connection as configured and reads CAPA. The

@@ -580,11 +580,17 @@ func (t *transferRun) deliverBatch(ctx context.Context, dir string, batch []*fet
 		}
 		good = append(good, f)
 	}
-	if dir != "" && len(good) > 0 {
+	if t.hasUIDL && len(good) > 0 {
 		records := make([]uidstore.Pending, 0, len(good))
 		for _, f := range good {
-			if n, ok := f.staged.(deliver.Named); ok {
-				records = append(records, uidstore.Pending{UID: f.uid, Dir: dir, Name: n.Name()})
+			switch st := f.staged.(type) {
+			case deliver.Referenced:
+				r := st.Ref()
+				records = append(records, uidstore.Pending{UID: f.uid, Kind: r.Kind, Dir: r.Target, Name: r.Key})
+			case deliver.Named:
+				if dir != "" {
+					records = append(records, uidstore.Pending{UID: f.uid, Dir: dir, Name: st.Name()})
+				}
 			}
 		}
 		if err := s.store.Pend(s.acct.Key(), records); err != nil {
@@ -657,7 +663,7 @@ func (s *session) stage(ctx context.Context, m message, body *pop3.MessageReader
 	if added != "" {
 		r = io.MultiReader(strings.NewReader(added), r)
 	}
-	st, err := s.d.Stage(ctx, r, deliver.Envelope{Recipient: s.acct.Recipient})
+	st, err := s.d.Stage(ctx, r, deliver.Envelope{Recipient: s.acct.Recipient, Prepended: int64(len(added))})
 	if src.over {
 		if st != nil {
 			st.Abort()

@@ -5,9 +5,10 @@
 // A UID is recorded only after its message is safely delivered; a poll asks
 // which of the server's UIDs are already known in one read transaction.
 //
-// A delivery into a Maildir is also recorded before the message becomes
-// visible, as Pending with the file name it will have, so that after a
-// crash the next poll can tell whether the message arrived (see Pending).
+// A delivery is also recorded before the message becomes visible, as
+// Pending (for a Maildir, with the file name it will have; for a remote
+// mailbox, with what finds the message there), so that after a crash the
+// next poll can tell whether the message arrived (see Pending).
 //
 // The database file is locked by the process that opens it: a second
 // process waits up to a timeout and then gets an error that matches
@@ -360,15 +361,26 @@ func checkUID(u string) error {
 	return nil
 }
 
-// Pending is a delivery to a Maildir that was begun: it is recorded before
-// the message is moved into the Maildir's new/ directory, and replaced by
-// the UID's record (Record) once the move is durable. A pending record
-// found at the start of a poll means a run was interrupted in between:
-// the message is delivered if Name is in Dir's new/ or cur/ directory.
+// Pending is a delivery that was begun: it is recorded before the message
+// can become visible in its target, and replaced by the UID's record
+// (Record) once the delivery is durable. A pending record found at the
+// start of a poll means a run was interrupted in between, and the target
+// is asked whether the message arrived.
+//
+// Kind says which target the record is for, and how Dir and Name are
+// read. "" (every record written before there were other kinds) is a
+// Maildir: Dir is the Maildir, and the message is delivered if Name is in
+// its new/ or cur/ directory. Any other kind ("imap", "gmail") belongs to
+// the deliverer of that name: Dir is the target's identity (which server,
+// user and folder), Name is the deliverer's own lookup key, opaque here.
 type Pending struct {
 	UID  string
-	Dir  string // the Maildir
-	Name string // the file name in new/ (in cur/, with flags after it)
+	Kind string // "" for a Maildir
+	Dir  string // the Maildir, or the target's identity
+	Name string // the file name in new/ (in cur/, with flags after it), or the lookup key
+	// Time is when the record was written, to the second (set by
+	// Pending; Pend ignores it).
+	Time time.Time
 }
 
 // pendingOf returns the mailbox's bucket of pending records, or nil.
@@ -379,32 +391,62 @@ func pendingOf(tx *bolt.Tx, key Key) *bolt.Bucket {
 	return nil
 }
 
+// pendingVersionKind marks a pending record of a Kind other than "".
+const pendingVersionKind = 2
+
 // pending record layout: 1 byte version, 8 bytes time in Unix seconds,
-// the directory's length as a uvarint, the directory, the name.
+// then for version 2 only the kind's length as a uvarint and the kind,
+// then the directory's length as a uvarint, the directory, the name. A
+// Maildir's record (Kind "") keeps version 1, the layout of the records
+// written before there were kinds, so that either reads the other's.
 func encodePending(p Pending, t time.Time) []byte {
-	v := make([]byte, 9, 9+binary.MaxVarintLen64+len(p.Dir)+len(p.Name))
+	v := make([]byte, 9, 9+2*binary.MaxVarintLen64+len(p.Kind)+len(p.Dir)+len(p.Name))
 	v[0] = recordVersion
+	if p.Kind != "" {
+		v[0] = pendingVersionKind
+	}
 	binary.BigEndian.PutUint64(v[1:], uint64(t.Unix()))
+	if p.Kind != "" {
+		v = binary.AppendUvarint(v, uint64(len(p.Kind)))
+		v = append(v, p.Kind...)
+	}
 	v = binary.AppendUvarint(v, uint64(len(p.Dir)))
 	v = append(v, p.Dir...)
 	return append(v, p.Name...)
 }
 
 func decodePending(uid string, v []byte) (Pending, error) {
-	if len(v) < 10 || v[0] != recordVersion {
-		return Pending{}, fmt.Errorf("pending record of UID %q is damaged", uid)
+	damaged := fmt.Errorf("pending record of UID %q is damaged", uid)
+	if len(v) < 10 || (v[0] != recordVersion && v[0] != pendingVersionKind) {
+		return Pending{}, damaged
 	}
-	n, k := binary.Uvarint(v[9:])
-	rest := v[9+max(k, 0):]
-	if k <= 0 || n > uint64(len(rest)) {
-		return Pending{}, fmt.Errorf("pending record of UID %q is damaged", uid)
+	p := Pending{UID: uid, Time: time.Unix(int64(binary.BigEndian.Uint64(v[1:9])), 0)}
+	rest := v[9:]
+	field := func() (string, bool) {
+		n, k := binary.Uvarint(rest)
+		if k <= 0 || n > uint64(len(rest)-k) {
+			return "", false
+		}
+		f := string(rest[k : k+int(n)])
+		rest = rest[k+int(n):]
+		return f, true
 	}
-	return Pending{UID: uid, Dir: string(rest[:n]), Name: string(rest[n:])}, nil
+	var ok bool
+	if v[0] == pendingVersionKind {
+		if p.Kind, ok = field(); !ok || p.Kind == "" {
+			return Pending{}, damaged
+		}
+	}
+	if p.Dir, ok = field(); !ok {
+		return Pending{}, damaged
+	}
+	p.Name = string(rest)
+	return p, nil
 }
 
 // Pend records deliveries about to be made, in one committed (and
 // fsync'd) transaction. Only once it returns may the messages be moved
-// into their Maildir.
+// into their Maildir, or sent to their target.
 func (s *Store) Pend(key Key, ps []Pending) error {
 	if len(ps) == 0 {
 		return nil
@@ -425,6 +467,9 @@ func (s *Store) Pend(key Key, ps []Pending) error {
 			}
 			if p.Dir == "" || p.Name == "" {
 				return fmt.Errorf("pending record of UID %q without a file name", p.UID)
+			}
+			if len(p.Kind) > 64 {
+				return fmt.Errorf("pending record of UID %q of kind %.64q...", p.UID, p.Kind)
 			}
 			if err := b.Put([]byte(p.UID), encodePending(p, now)); err != nil {
 				return err

@@ -145,6 +145,12 @@ func TestPending(t *testing.T) {
 	}
 	defer s.Close()
 	ps, err := s.Pending(k)
+	for i := range ps {
+		if time.Since(ps[i].Time) > time.Minute {
+			t.Errorf("%s: recorded at %v", ps[i].UID, ps[i].Time)
+		}
+		ps[i].Time = time.Time{}
+	}
 	want := []Pending{in[1], in[0], in[2]} // UID order
 	if err != nil || !reflect.DeepEqual(ps, want) {
 		t.Fatalf("Pending = %+v, %v; want %+v", ps, err, want)
@@ -157,6 +163,9 @@ func TestPending(t *testing.T) {
 		t.Fatal(err)
 	}
 	ps, _ = s.Pending(k)
+	for i := range ps {
+		ps[i].Time = time.Time{}
+	}
 	if !reflect.DeepEqual(ps, []Pending{in[2]}) {
 		t.Fatalf("after Record and Unpend: %+v", ps)
 	}
@@ -213,5 +222,45 @@ func TestEachAndForget(t *testing.T) {
 	}
 	if err := s.Record(k, strings.Repeat("x", 40000)); err == nil {
 		t.Error("a UID longer than a key may be was recorded")
+	}
+}
+
+// TestPendingKinds: a record of another target's kind keeps its kind, and
+// a Maildir's record keeps the layout written before there were kinds, so
+// existing stores open and read the same.
+func TestPendingKinds(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	for _, p := range []Pending{
+		{UID: "1", Dir: "/m", Name: "n"},
+		{UID: "2", Kind: "imap", Dir: "imaps://u@h:993/INBOX", Name: "k\x00\xff"},
+		{UID: "3", Kind: "gmail", Dir: "me@gmail.com", Name: "x"},
+	} {
+		v := encodePending(p, now)
+		if p.Kind == "" && v[0] != recordVersion {
+			t.Errorf("%+v: version %d, want the old layout", p, v[0])
+		}
+		got, err := decodePending(p.UID, v)
+		if !got.Time.Equal(now) {
+			t.Errorf("%+v: time %v, want %v", p, got.Time, now)
+		}
+		got.Time = time.Time{}
+		if err != nil || !reflect.DeepEqual(got, p) {
+			t.Errorf("round trip of %+v: %+v, %v", p, got, err)
+		}
+		for i := 1; i < len(v); i++ {
+			if _, err := decodePending(p.UID, v[:i]); err == nil && i < 10+len(p.Kind) {
+				t.Errorf("%+v cut to %d octets decoded", p, i)
+			}
+		}
+	}
+	// The layout of a record written by an older popfetch.
+	old := append([]byte{1, 0, 0, 0, 0, 0, 0, 0, 1, 2}, "/mname"...)
+	if got, err := decodePending("u", old); err != nil || got != (Pending{UID: "u", Dir: "/m", Name: "name", Time: time.Unix(1, 0)}) {
+		t.Errorf("old record: %+v, %v", got, err)
+	}
+	for _, bad := range [][]byte{{2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 'a'}, {3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0}} {
+		if _, err := decodePending("u", bad); err == nil {
+			t.Errorf("%q decoded", bad)
+		}
 	}
 }

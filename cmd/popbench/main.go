@@ -41,6 +41,7 @@ type benchCase struct {
 	sizes  func(i int) int64
 	count  int
 	keep   bool // a no-new-mail poll of a kept mailbox: prime once, then time polls
+	imap   bool // popfetch only: POP3 into IMAP, both on the private Dovecot, both legs delayed
 }
 
 func cases(small, nonew int) []benchCase {
@@ -62,6 +63,7 @@ func cases(small, nonew int) []benchCase {
 		{name: "huge", desc: "one 200 MiB message, no delay, delete", sizes: func(int) int64 { return 200 << 20 }, count: 1},
 		{name: "nonew", desc: fmt.Sprintf("no-new-mail poll, %d messages kept, no delay", nonew), sizes: func(int) int64 { return 1 << 10 }, count: nonew, keep: true},
 		{name: "nonew-rtt20", desc: fmt.Sprintf("no-new-mail poll, %d messages kept, 20 ms RTT", nonew), oneWay: 10 * time.Millisecond, sizes: func(int) int64 { return 1 << 10 }, count: nonew, keep: true},
+		{name: "imap-rtt20", desc: fmt.Sprintf("%d × 4 KiB from POP3 into IMAP, 20 ms RTT on both legs, delete", small), oneWay: 10 * time.Millisecond, sizes: four, count: small, imap: true},
 	}
 }
 
@@ -139,6 +141,8 @@ func run(bin, base string, runs int, only, toolList string, small, nonew int, di
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		opts.MailRoot = "/dev/shm"
 	}
+	// IMAP (dovecot-imapd) only for the case that needs it.
+	opts.IMAP = only == "" || slices.Contains(strings.Split(only, ","), "imap-rtt20")
 	dc, err := dovecot.StartWith(ctx, opts)
 	if err != nil {
 		return err
@@ -154,7 +158,7 @@ func run(bin, base string, runs int, only, toolList string, small, nonew int, di
 		return err
 	}
 	defer line.Close()
-	b := &bench{dc: dc, dir: dir, runs: runs, tools: tools, trash: trash, kept: map[int][]primed{}, line: line}
+	b := &bench{bin: abs, dc: dc, dir: dir, runs: runs, tools: tools, trash: trash, kept: map[int][]primed{}, line: line}
 	defer func() {
 		for _, f := range b.cleanup {
 			f()
@@ -179,6 +183,7 @@ func run(bin, base string, runs int, only, toolList string, small, nonew int, di
 }
 
 type bench struct {
+	bin     string // the popfetch binary
 	line    *delayline.Line
 	kept    map[int][]primed // primed kept mailboxes by size
 	cleanup []func()
@@ -234,6 +239,9 @@ func (b *bench) runCase(ctx context.Context, c benchCase) (map[string][]sample, 
 	results := map[string][]sample{}
 	if c.keep {
 		return results, b.runKept(ctx, c, line, results)
+	}
+	if c.imap {
+		return results, b.runIMAP(ctx, c, results)
 	}
 	for r := 0; r < b.runs; r++ {
 		for k := range b.tools {

@@ -55,8 +55,11 @@ func authCommand(p *proc) *cli.Command {
 // targetOAuth2 returns the [account.TARGET.oauth2] table of a's delivery
 // target and its token file; ok is false if the target has none.
 func targetOAuth2(a config.Account, stateDir string) (o *config.OAuth2, file string, ok bool) {
-	// The imap and gmail targets come here: tokenFile(stateDir, a.Name,
-	// sideIMAP (or sideGmail), o.RefreshTokenFile).
+	if a.IMAP != nil && a.IMAP.OAuth2 != nil {
+		o := a.IMAP.OAuth2
+		return o, tokenFile(stateDir, a.Name, sideIMAP, o.RefreshTokenFile), true
+	}
+	// The gmail target comes here too: sideGmail.
 	return nil, "", false
 }
 

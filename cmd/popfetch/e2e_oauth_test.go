@@ -339,7 +339,18 @@ func TestTokenFile(t *testing.T) {
 			t.Errorf("tokenFile(%q, %q) = %q, want %q", tc.side, tc.configured, got, tc.want)
 		}
 	}
-	if _, _, ok := targetOAuth2(config.Account{Name: "work"}, "/s"); ok {
-		t.Error("targetOAuth2 found a table where no target has one yet")
+	if _, _, ok := targetOAuth2(config.Account{Name: "work", Maildir: "/m"}, "/s"); ok {
+		t.Error("targetOAuth2 found a table for a Maildir target")
+	}
+	if _, _, ok := targetOAuth2(config.Account{Name: "work", IMAP: &config.IMAP{Password: config.Secret{}}}, "/s"); ok {
+		t.Error("targetOAuth2 found a table for an IMAP target that logs in with a password")
+	}
+	imapTable := &config.OAuth2{ClientID: "c"}
+	a := config.Account{Name: "work", IMAP: &config.IMAP{OAuth2: imapTable}, OAuth2: &config.OAuth2{ClientID: "pop"}}
+	if o, file, ok := targetOAuth2(a, "/s"); !ok || o != imapTable || file != "/s/oauth2/work.imap.json" {
+		t.Errorf("IMAP target: %v %q %v, want its own table and /s/oauth2/work.imap.json", o, file, ok)
+	}
+	if got := imapOAuth2Config(a, "/s"); got.File != "/s/oauth2/work.imap.json" || !strings.Contains(got.Reauth, "--target") {
+		t.Errorf("the IMAP target's token source: file %q, reauth %q", got.File, got.Reauth)
 	}
 }

@@ -37,6 +37,18 @@ type killLoop struct {
 	sent    map[string][]byte // by Message-ID
 	left    func() int        // messages left on the server
 	done    func()            // if set, releases the server after the iteration
+	// For a target other than the Maildir: progress counts the messages
+	// delivered so far, each calls fn for every message delivered.
+	progress func() int
+	each     func(fn func(name string, body []byte))
+}
+
+// delivered counts the messages delivered so far.
+func (k *killLoop) delivered() int {
+	if k.progress != nil {
+		return k.progress()
+	}
+	return countDir(filepath.Join(k.maildir, "new"))
 }
 
 // runKill starts popfetch and kills it with SIGKILL once the Maildir's
@@ -53,7 +65,7 @@ func (k *killLoop) runKill(target int, jitter time.Duration) (bool, int) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	deadline := time.After(2 * time.Minute)
-	for countDir(filepath.Join(k.maildir, "new")) < target {
+	for k.delivered() < target {
 		select {
 		case <-done:
 			return false, 0
@@ -78,7 +90,7 @@ func (k *killLoop) runKill(target int, jitter time.Duration) (bool, int) {
 	if !ok || !ws.Signaled() {
 		return false, 0
 	}
-	return true, countDir(filepath.Join(k.maildir, "new"))
+	return true, k.delivered()
 }
 
 // countDir counts the entries of dir (0 if it does not exist yet).
@@ -131,7 +143,11 @@ func (k *killLoop) rerun() int {
 func (k *killLoop) check() (lost, dups, tmp int) {
 	k.t.Helper()
 	got := map[string]int{}
-	eachDelivered(k.t, k.maildir, func(name string, body []byte) {
+	each := func(fn func(string, []byte)) { eachDelivered(k.t, k.maildir, fn) }
+	if k.each != nil {
+		each = k.each
+	}
+	each(func(name string, body []byte) {
 		id := messageID(body)
 		if want, ok := k.sent[id]; !ok || !bytes.Equal(bytes.TrimRight(body, "\n"), bytes.TrimRight(want, "\n")) {
 			k.t.Errorf("%s: a message that was not sent, or altered (%s)", name, id)

@@ -601,7 +601,9 @@ func fetchAccountTLS(a config.Account, o options, tlsc *fetch.TLSConfigs) (*fetc
 	return acct, nil
 }
 
-func deliverer(a config.Account) (deliver.Deliverer, error) { return targetOf(a).open() }
+func deliverer(a config.Account, stateDir string) (deliver.Deliverer, error) {
+	return targetOf(a, stateDir).open()
+}
 
 // target is what an account delivers to: the fields of config.Account
 // that deliverer needs, a small part of it.
@@ -609,11 +611,18 @@ type target struct {
 	account, maildir, mbox, lmtp string
 	lmtpRecipients, mda          []string
 	timeout                      time.Duration
+	imap                         *imapTarget
 }
 
-func targetOf(a config.Account) target {
-	return target{account: a.Name, maildir: a.Maildir, mbox: a.Mbox, lmtp: a.LMTP,
+// targetOf returns a's target; stateDir is where an IMAP target's OAuth2
+// token is kept.
+func targetOf(a config.Account, stateDir string) target {
+	t := target{account: a.Name, maildir: a.Maildir, mbox: a.Mbox, lmtp: a.LMTP,
 		lmtpRecipients: a.LMTPRecipients, mda: a.MDA, timeout: a.MDATimeout}
+	if a.IMAP != nil {
+		t.imap = newIMAPTarget(a, stateDir)
+	}
+	return t
 }
 
 // open returns the Deliverer for t.
@@ -626,6 +635,8 @@ func (t target) open() (deliver.Deliverer, error) {
 		return md, nil
 	}
 	switch {
+	case t.imap != nil:
+		return t.imap.open()
 	case t.mbox != "":
 		return &deliver.Mbox{Path: t.mbox, LockTimeout: t.timeout}, nil
 	case t.lmtp != "":
@@ -729,7 +740,7 @@ func pollOne(ctx context.Context, a config.Account, e *env) int {
 		alog.Error(withoutAccount(err))
 		return exitCodeOf(err)
 	}
-	d, err := deliverer(a)
+	d, err := deliverer(a, e.opts.stateDir)
 	if err != nil {
 		alog.Error(withoutAccount(err))
 		return exitCodeOf(err)

@@ -51,11 +51,14 @@ type Server struct {
 	CertFile  string
 	// LMTPSocket is the LMTP service's socket, if Options.LMTP.
 	LMTPSocket string
-	cmd        *exec.Cmd
-	mailRoot   string // the users' Maildirs are below it
-	uid, gid   int
-	seq        atomic.Uint64
-	exited     chan struct{}
+	// IMAPPort (IMAP with STARTTLS) and IMAPSPort (implicit TLS) are
+	// the IMAP listeners, if Options.IMAP.
+	IMAPPort, IMAPSPort int
+	cmd                 *exec.Cmd
+	mailRoot            string // the users' Maildirs are below it
+	uid, gid            int
+	seq                 atomic.Uint64
+	exited              chan struct{}
 }
 
 // Binary returns the path of the dovecot binary, or ErrNotInstalled.
@@ -71,6 +74,9 @@ func Binary() (string, error) {
 // lmtpBinary is Dovecot's LMTP service, from dovecot-lmtpd.
 const lmtpBinary = "/usr/lib/dovecot/lmtp"
 
+// imapBinary is Dovecot's IMAP service, from dovecot-imapd.
+const imapBinary = "/usr/lib/dovecot/imap"
+
 // Options adjust Start.
 type Options struct {
 	// MailRoot, if set, is a directory to keep the users' mail in instead
@@ -81,9 +87,13 @@ type Options struct {
 	// LMTP also starts Dovecot's LMTP service on the Unix socket
 	// LMTPSocket (dovecot-lmtpd must be installed).
 	LMTP bool
-	// Quota, with LMTP, limits each user's mail to this many octets;
-	// LMTP refuses a message over it temporarily (452 4.2.2).
+	// Quota, with LMTP or IMAP, limits each user's mail to this many
+	// octets; LMTP refuses a message over it temporarily (452 4.2.2),
+	// IMAP's APPEND with NO [OVERQUOTA].
 	Quota int64
+	// IMAP also serves IMAP (dovecot-imapd must be installed) on
+	// IMAPPort and IMAPSPort, to the same users and their mail.
+	IMAP bool
 	// OAuth2Introspection, if set, is the URL of an OAuth 2.0 token
 	// introspection endpoint (RFC 7662, POST). The instance then offers
 	// XOAUTH2 and OAUTHBEARER and lets a token in if the endpoint calls it
@@ -168,11 +178,14 @@ func start(ctx context.Context, bin string, uid, gid int, opts Options) (*Server
 }
 
 func (s *Server) setup(opts Options) error {
-	ports, err := testhost.FreePorts(2)
+	ports, err := testhost.FreePorts(4)
 	if err != nil {
 		return err
 	}
 	s.PlainPort, s.TLSPort = ports[0], ports[1]
+	if opts.IMAP {
+		s.IMAPPort, s.IMAPSPort = ports[2], ports[3]
+	}
 	// The mail processes run as the mail user and must reach the mail dir.
 	if err := os.Chmod(s.Dir, 0o755); err != nil {
 		return err
@@ -241,19 +254,36 @@ service pop3-login {
 }
 %[8]sservice imap-login {
   inet_listener imap {
-    port = 0
+    port = %[10]d
   }
   inet_listener imaps {
-    port = 0
+    port = %[11]d
+    ssl = yes
   }
 }
-`, os.Getpid(), s.Dir, s.uid, s.gid, s.PlainPort, s.TLSPort, s.mailRoot, hpServices, hpLogin)
+`, os.Getpid(), s.Dir, s.uid, s.gid, s.PlainPort, s.TLSPort, s.mailRoot, hpServices, hpLogin, s.IMAPPort, s.IMAPSPort)
+	if opts.IMAP {
+		if _, err := os.Stat(imapBinary); err != nil {
+			return fmt.Errorf("%w: %s (apt-get install dovecot-imapd)", ErrNotInstalled, imapBinary)
+		}
+		conf = strings.Replace(conf, "protocols = pop3\n", "protocols = pop3 imap\n", 1)
+		if opts.Quota > 0 {
+			conf += fmt.Sprintf(`protocol imap {
+  mail_plugins = $mail_plugins quota imap_quota
+}
+plugin {
+  quota = maildir:User quota
+  quota_rule = *:storage=%dB
+}
+`, opts.Quota)
+		}
+	}
 	if opts.LMTP {
 		if _, err := os.Stat(lmtpBinary); err != nil {
 			return fmt.Errorf("%w: %s (apt-get install dovecot-lmtpd)", ErrNotInstalled, lmtpBinary)
 		}
 		s.LMTPSocket = filepath.Join(s.Dir, "run", "lmtp")
-		conf = strings.Replace(conf, "protocols = pop3\n", "protocols = pop3 lmtp\n", 1)
+		conf = strings.Replace(conf, "protocols = pop3", "protocols = pop3 lmtp", 1)
 		conf += `postmaster_address = postmaster@popfetch.test
 service lmtp {
   unix_listener lmtp {
@@ -261,7 +291,7 @@ service lmtp {
   }
 }
 `
-		if opts.Quota > 0 {
+		if opts.Quota > 0 && !opts.IMAP {
 			conf += fmt.Sprintf(`quota_full_tempfail = yes
 protocol lmtp {
   mail_plugins = $mail_plugins quota
@@ -368,6 +398,13 @@ func (s *Server) Pid() int { return s.cmd.Process.Pid }
 
 // PlainAddr is the host:port of the POP3 (STLS) listener.
 func (s *Server) PlainAddr() string { return "127.0.0.1:" + strconv.Itoa(s.PlainPort) }
+
+// IMAPAddr is the host:port of the IMAP (STARTTLS) listener, if
+// Options.IMAP.
+func (s *Server) IMAPAddr() string { return "127.0.0.1:" + strconv.Itoa(s.IMAPPort) }
+
+// IMAPSAddr is the host:port of the IMAPS listener, if Options.IMAP.
+func (s *Server) IMAPSAddr() string { return "127.0.0.1:" + strconv.Itoa(s.IMAPSPort) }
 
 // TLSAddr is the host:port of the POP3S listener.
 func (s *Server) TLSAddr() string { return "127.0.0.1:" + strconv.Itoa(s.TLSPort) }

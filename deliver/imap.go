@@ -1,0 +1,843 @@
+package deliver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net"
+	"net/mail"
+	"net/textproto"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+)
+
+// DefaultIMAPTimeout bounds each read and write of an IMAP session when
+// IMAP.Timeout is zero.
+const DefaultIMAPTimeout = 2 * time.Minute
+
+// The IMAP TLS modes (IMAP.TLS).
+const (
+	IMAPImplicit = "implicit" // TLS from the first octet (port 993)
+	IMAPStartTLS = "starttls" // STARTTLS before login (port 143)
+	IMAPNone     = "none"     // no TLS: only where the account allows it
+)
+
+// The IMAP authentication mechanisms (IMAP.Auth).
+const (
+	IMAPAuthAuto        = "auto"
+	IMAPAuthPlain       = "plain"
+	IMAPAuthLogin       = "login"
+	IMAPAuthXOAuth2     = "xoauth2"
+	IMAPAuthOAuthBearer = "oauthbearer"
+)
+
+// IMAP delivers into a folder of an IMAP mailbox (RFC 9051, RFC 3501) by
+// APPEND. It holds one connection, opened at the first message (or the
+// first Settle) and closed by Close: one session per poll.
+//
+// Each message is spooled first (with CRLF line ends, as IMAP wants it),
+// so that the server never sees an incomplete one and its size is known
+// for the literal. Publish sends the APPEND and does not wait for the
+// server's answer; Flush waits for the answers to every APPEND sent, so
+// the replies of a batch overlap. A message counts as delivered only once
+// its APPEND's tagged OK has been read. The internal date is the date of
+// the message's first Received field (after the caller's own), else its
+// Date, else now, so that the folder sorts as the mail arrived.
+//
+// Each staged message has a Ref (see Settle): after a crash the next poll
+// looks for it in the folder.
+type IMAP struct {
+	// Addr is "host:port".
+	Addr string
+	// TLS is IMAPImplicit, IMAPStartTLS or IMAPNone.
+	TLS string
+	// TLSConfig verifies the server; nil means the defaults for the
+	// host of Addr.
+	TLSConfig *tls.Config
+	// User is the login name.
+	User string
+	// Password returns the password (called once per session); unused
+	// with a token.
+	Password func(ctx context.Context) (string, error)
+	// Token returns an OAuth2 access token; nil for password logins.
+	Token func(ctx context.Context) (string, error)
+	// Auth is one of the IMAPAuth constants; "" means auto.
+	Auth string
+	// AllowInsecureAuth allows a password or token over a connection
+	// without TLS.
+	AllowInsecureAuth bool
+	// Folder is the mailbox to append to; "" means INBOX. It is created
+	// if it does not exist.
+	Folder string
+	// Flags are set on each message appended (e.g. `\Seen`).
+	Flags []string
+	// Timeout bounds connecting and each read and write; 0 means
+	// DefaultIMAPTimeout.
+	Timeout  time.Duration
+	SpoolDir string // where to spool; "" means os.TempDir()
+	// SettleGrace is how old a pending record must be before Settle
+	// reports its message missing; 0 means DefaultIMAPSettleGrace.
+	SettleGrace time.Duration
+	// Trace, if set, receives the session's protocol lines, with the
+	// login's secrets left out.
+	Trace io.Writer
+
+	mu       sync.Mutex
+	c        *imapclient.Client
+	floor    uint32 // the folder's UIDNEXT when the session began
+	validity uint32 // and its UIDVALIDITY
+	inflight []*imapAppend
+	caps     imap.CapSet
+}
+
+func (m *IMAP) folder() string {
+	if m.Folder == "" {
+		return "INBOX"
+	}
+	return m.Folder
+}
+
+func (m *IMAP) target() string {
+	return "imap://" + url.PathEscape(m.User) + "@" + m.Addr + " folder " + strconv.Quote(m.folder())
+}
+
+// identity names the mailbox: user and server, not the port (the same
+// mailbox is reached by IMAPS and by STARTTLS, or through a tunnel). It is
+// the Target of the Refs this deliverer settles.
+func (m *IMAP) identity() string {
+	host, _, err := net.SplitHostPort(m.Addr)
+	if err != nil {
+		host = m.Addr
+	}
+	return "imap://" + url.PathEscape(m.User) + "@" + strings.ToLower(host)
+}
+
+func (m *IMAP) timeout() time.Duration {
+	if m.Timeout > 0 {
+		return m.Timeout
+	}
+	return DefaultIMAPTimeout
+}
+
+// fail wraps err as the IMAP side's failure, temporary or not as the
+// server's response code says (see imapTemporary).
+func (m *IMAP) fail(err error) error {
+	var de *Error
+	if errors.As(err, &de) {
+		return err
+	}
+	return &Error{Target: m.target(), Temporary: imapTemporary(err), Err: fmt.Errorf("the IMAP server: %w", err)}
+}
+
+// imapTemporary reports whether a failure may clear by itself: a full
+// mailbox (OVERQUOTA: space may be freed), a server that is busy
+// (UNAVAILABLE, INUSE), a dropped connection or a timeout. A refused
+// login, a message too large (LIMIT, TOOBIG), a folder that cannot be
+// written (NOPERM, CANNOT) need the user.
+func imapTemporary(err error) bool {
+	var ie *imap.Error
+	if !errors.As(err, &ie) {
+		var ae *imapAuthError
+		return !errors.As(err, &ae)
+	}
+	switch ie.Code {
+	case imap.ResponseCodeOverQuota, imap.ResponseCodeUnavailable, imap.ResponseCodeInUse,
+		imap.ResponseCodeServerBug:
+		return true
+	case "":
+		return ie.Type == imap.StatusResponseTypeNo
+	}
+	return false
+}
+
+// imapAuthError is a refused login.
+type imapAuthError struct{ err error }
+
+func (e *imapAuthError) Error() string { return "login refused: " + e.err.Error() }
+func (e *imapAuthError) Unwrap() error { return e.err }
+
+// Stage implements Deliverer: it spools the message with CRLF line ends,
+// noting its size, digest, Message-ID and date.
+func (m *IMAP) Stage(ctx context.Context, r io.Reader, env Envelope) (Staged, error) {
+	f, err := os.CreateTemp(m.SpoolDir, "popfetch-imap-*")
+	if err != nil {
+		return nil, &Error{Target: m.target(), Temporary: true, Err: fmt.Errorf("spool: %w", err)}
+	}
+	os.Remove(f.Name())
+	w := &crlfWriter{w: bufio.NewWriterSize(f, 32<<10), h: sha256.New(), skip: env.Prepended}
+	src := &errReader{r: r}
+	_, err = io.Copy(w, src)
+	if err == nil {
+		err = w.w.Flush()
+	}
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		if src.err != nil {
+			return nil, src.err
+		}
+		return nil, &Error{Target: m.target(), Temporary: true, Err: fmt.Errorf("spool: %w", err)}
+	}
+	id, date := headerFacts(w.head.Bytes())
+	s := &stagedIMAP{m: m, spool: f, size: w.n, sum: hex.EncodeToString(w.h.Sum(nil)), msgID: id, date: date}
+	// The session begins here, not at Publish: the pending record (Ref)
+	// needs the folder's UIDNEXT from before any APPEND.
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() {
+		if c := m.c; c != nil {
+			c.Close()
+		}
+	})
+	defer stop()
+	if _, err := m.client(ctx); err != nil {
+		f.Close()
+		m.drop()
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return nil, m.fail(err)
+	}
+	s.validity, s.floor = m.validity, m.floor
+	return s, nil
+}
+
+// headerFacts reads the Message-ID and the internal date out of a
+// message's header: the date of the first Received field, else of Date.
+func headerFacts(head []byte) (id string, date time.Time) {
+	tp := textproto.NewReader(bufio.NewReader(io.MultiReader(bytes.NewReader(head), strings.NewReader("\r\n\r\n"))))
+	h, _ := tp.ReadMIMEHeader() // a damaged header yields what could be read
+	id = strings.TrimSpace(h.Get("Message-Id"))
+	if len(id) > 250 || strings.ContainsFunc(id, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		id = ""
+	}
+	if rcv := h.Get("Received"); rcv != "" {
+		if i := strings.LastIndexByte(rcv, ';'); i >= 0 {
+			if t, err := mail.ParseDate(strings.TrimSpace(rcv[i+1:])); err == nil {
+				return id, t
+			}
+		}
+	}
+	if t, err := mail.ParseDate(h.Get("Date")); err == nil {
+		return id, t
+	}
+	return id, time.Now()
+}
+
+// maxIMAPHead bounds the header kept to read the Message-ID and dates.
+const maxIMAPHead = 64 << 10
+
+// crlfWriter writes LF-ended lines as CRLF-ended ones, counting and
+// hashing what it writes, and keeps the message's header (after the first
+// skip octets of input) up to maxIMAPHead.
+type crlfWriter struct {
+	w      *bufio.Writer
+	h      hash.Hash
+	n      int64
+	skip   int64
+	head   bytes.Buffer
+	inBody bool
+	last   byte // the last octet of the header kept
+}
+
+func (c *crlfWriter) Write(p []byte) (int, error) {
+	for i := 0; i < len(p); {
+		j := bytes.IndexByte(p[i:], '\n')
+		chunk := p[i:]
+		if j >= 0 {
+			chunk = p[i : i+j]
+		}
+		c.out(chunk)
+		if j < 0 {
+			break
+		}
+		c.out([]byte("\r\n"))
+		i += j + 1
+	}
+	return len(p), nil
+}
+
+func (c *crlfWriter) out(b []byte) {
+	c.w.Write(b) // a failure shows at Flush
+	c.h.Write(b)
+	c.n += int64(len(b))
+	if c.inBody {
+		return
+	}
+	for _, o := range b {
+		if o == '\r' {
+			continue
+		}
+		if c.skip > 0 {
+			c.skip--
+			continue
+		}
+		if o == '\n' && c.last == '\n' {
+			c.inBody = true
+			return
+		}
+		c.last = o
+		if c.head.Len() < maxIMAPHead {
+			c.head.WriteByte(o)
+		}
+	}
+}
+
+// Flush implements Deliverer: it waits for the answer to every APPEND
+// sent. A folder that went missing ([TRYCREATE]) is created and the
+// messages it refused sent again. On failure nothing is known of the
+// APPENDs after the first that failed: the caller leaves them all on the
+// POP3 server, and Settle finds those that arrived.
+func (m *IMAP) Flush() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	defer func() {
+		for _, a := range m.inflight {
+			a.spool.Close()
+		}
+		m.inflight = nil
+	}()
+	for try := 0; ; try++ {
+		var retry []*imapAppend
+		var firstErr error
+		for _, a := range m.inflight {
+			_, err := a.cmd.Wait()
+			var ie *imap.Error
+			switch {
+			case err == nil:
+			case errors.As(err, &ie) && ie.Code == imap.ResponseCodeTryCreate && try == 0:
+				retry = append(retry, a)
+			case firstErr == nil:
+				firstErr = err
+			}
+		}
+		if firstErr != nil {
+			m.drop()
+			return m.fail(fmt.Errorf("APPEND: %w", firstErr))
+		}
+		if len(retry) == 0 {
+			return nil
+		}
+		if err := m.create(); err != nil {
+			m.drop()
+			return m.fail(err)
+		}
+		m.inflight = m.inflight[:0]
+		for _, a := range retry {
+			if err := m.send(a); err != nil {
+				m.drop()
+				return m.fail(err)
+			}
+		}
+	}
+}
+
+// Close implements Deliverer: it ends the session with LOGOUT.
+func (m *IMAP) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, a := range m.inflight {
+		a.spool.Close()
+	}
+	m.inflight = nil
+	if m.c != nil {
+		m.c.Logout().Wait()
+		m.c.Close()
+		m.c = nil
+	}
+	return nil
+}
+
+// drop closes a session that failed, so that the next use starts a new one.
+func (m *IMAP) drop() {
+	if m.c != nil {
+		m.c.Close()
+		m.c = nil
+	}
+}
+
+// client returns the session, connecting, logging in and reading the
+// folder's UIDNEXT and UIDVALIDITY (creating the folder if it is missing)
+// if there is none. m.mu is held.
+func (m *IMAP) client(ctx context.Context) (*imapclient.Client, error) {
+	if m.c != nil {
+		return m.c, nil
+	}
+	d := net.Dialer{Timeout: m.timeout()}
+	conn, err := d.DialContext(ctx, "tcp", m.Addr)
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	host, _, _ := net.SplitHostPort(m.Addr)
+	tc := m.TLSConfig
+	if tc == nil {
+		tc = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	}
+	dc := net.Conn(&deadlineConn{Conn: conn, timeout: m.timeout()})
+	opts := &imapclient.Options{TLSConfig: tc}
+	if m.Trace != nil {
+		opts.DebugWriter = &redactingWriter{w: m.Trace}
+	}
+	var lp *literalPlusConn
+	switch m.TLS {
+	case IMAPStartTLS:
+		if err := startTLS(dc); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		tconn := tls.Client(dc, tc)
+		if err := tconn.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("TLS after STARTTLS: %w", err)
+		}
+		// go-imap takes the connection after the greeting: it is given
+		// one, and asks for the capabilities anew (as it must after
+		// STARTTLS).
+		lp = newLiteralPlusConn(tconn, "* OK popfetch: TLS started\r\n")
+	case IMAPNone:
+		lp = newLiteralPlusConn(dc, "")
+	default:
+		tconn := tls.Client(dc, tc)
+		if err := tconn.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("TLS: %w", err)
+		}
+		lp = newLiteralPlusConn(tconn, "")
+	}
+	c := imapclient.New(lp, opts)
+	if err := c.WaitGreeting(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("greeting: %w", err)
+	}
+	if err := m.login(ctx, c); err != nil {
+		c.Close()
+		return nil, err
+	}
+	m.c = c
+	m.caps = c.Caps()
+	if m.caps.Has(imap.CapLiteralPlus) {
+		lp.enabled.Store(true)
+	}
+	st, err := m.status()
+	var ie *imap.Error
+	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
+		// No folder (Dovecot says so without a response code): create
+		// it. If it was another refusal, CREATE fails too, and both
+		// are told.
+		if cerr := m.create(); cerr != nil {
+			err = fmt.Errorf("%w; %w", err, cerr)
+		} else {
+			st, err = m.status()
+		}
+	}
+	if err != nil {
+		m.drop()
+		return nil, err
+	}
+	m.floor, m.validity = 1, 0
+	if st.UIDNext > 0 {
+		m.floor = uint32(st.UIDNext)
+	}
+	if st.UIDValidity > 0 {
+		m.validity = st.UIDValidity
+	}
+	return c, nil
+}
+
+func (m *IMAP) status() (*imap.StatusData, error) {
+	st, err := m.c.Status(m.folder(), &imap.StatusOptions{UIDNext: true, UIDValidity: true}).Wait()
+	if err != nil {
+		return nil, fmt.Errorf("STATUS %q: %w", m.folder(), err)
+	}
+	return st, nil
+}
+
+// create makes the folder; one that exists already (a race with another
+// client) is fine.
+func (m *IMAP) create() error {
+	err := m.c.Create(m.folder(), nil).Wait()
+	var ie *imap.Error
+	if err != nil && !(errors.As(err, &ie) && ie.Code == imap.ResponseCodeAlreadyExists) {
+		return fmt.Errorf("CREATE %q: %w", m.folder(), err)
+	}
+	return nil
+}
+
+// login authenticates as Auth says. auto: a token with XOAUTH2 if the
+// server offers it, else OAUTHBEARER; a password with LOGIN, or
+// AUTHENTICATE PLAIN where LOGIN is disabled.
+func (m *IMAP) login(ctx context.Context, c *imapclient.Client) error {
+	if m.TLS == IMAPNone && !m.AllowInsecureAuth {
+		return &imapAuthError{errors.New("the connection is not encrypted and allow_insecure_auth is not set")}
+	}
+	caps := c.Caps()
+	mech := m.Auth
+	if mech == "" || mech == IMAPAuthAuto {
+		switch {
+		case m.Token != nil && caps.Has("AUTH=XOAUTH2"):
+			mech = IMAPAuthXOAuth2
+		case m.Token != nil:
+			mech = IMAPAuthOAuthBearer
+		case caps.Has(imap.CapLoginDisabled):
+			mech = IMAPAuthPlain
+		default:
+			mech = IMAPAuthLogin
+		}
+	}
+	var err error
+	switch mech {
+	case IMAPAuthXOAuth2, IMAPAuthOAuthBearer:
+		if m.Token == nil {
+			return &imapAuthError{fmt.Errorf("auth = %q needs an OAuth2 token ([account.imap.oauth2])", mech)}
+		}
+		tok, terr := m.Token(ctx)
+		if terr != nil {
+			return &imapAuthError{terr}
+		}
+		if mech == IMAPAuthXOAuth2 {
+			err = c.Authenticate(&xoauth2Client{user: m.User, token: tok})
+		} else {
+			host, _, _ := net.SplitHostPort(m.Addr)
+			err = c.Authenticate(sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{Username: m.User, Token: tok, Host: host}))
+		}
+	default:
+		if m.Password == nil {
+			return &imapAuthError{errors.New("no password")}
+		}
+		pw, perr := m.Password(ctx)
+		if perr != nil {
+			return &imapAuthError{perr}
+		}
+		if mech == IMAPAuthPlain {
+			err = c.Authenticate(sasl.NewPlainClient("", m.User, pw))
+		} else {
+			err = c.Login(m.User, pw).Wait()
+		}
+	}
+	if err != nil {
+		var ie *imap.Error
+		if errors.As(err, &ie) && (ie.Code == imap.ResponseCodeUnavailable || ie.Code == imap.ResponseCodeInUse) {
+			return fmt.Errorf("login: %w", err)
+		}
+		if errors.As(err, &ie) {
+			return &imapAuthError{err}
+		}
+		return fmt.Errorf("login: %w", err)
+	}
+	return nil
+}
+
+// xoauth2Client is the XOAUTH2 mechanism (Google's and Microsoft's
+// OAuth2 for IMAP): one initial response, and on failure the server's
+// JSON challenge, answered empty.
+type xoauth2Client struct{ user, token string }
+
+func (x *xoauth2Client) Start() (string, []byte, error) {
+	return "XOAUTH2", []byte("user=" + x.user + "\x01auth=Bearer " + x.token + "\x01\x01"), nil
+}
+
+func (x *xoauth2Client) Next([]byte) ([]byte, error) { return []byte{}, nil }
+
+// redactingWriter passes protocol lines on, except those of a login.
+type redactingWriter struct{ w io.Writer }
+
+func (r *redactingWriter) Write(p []byte) (int, error) {
+	s := string(p)
+	if f := strings.Fields(s); len(f) >= 2 {
+		switch strings.ToUpper(f[1]) {
+		case "LOGIN", "AUTHENTICATE":
+			s = f[0] + " " + f[1] + " [redacted]\r\n"
+		}
+	}
+	if _, err := io.WriteString(r.w, s); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// imapAppend is an APPEND sent and not yet answered.
+type imapAppend struct {
+	s     *stagedIMAP
+	spool *os.File
+	cmd   *imapclient.AppendCommand
+}
+
+// send writes one APPEND. m.mu is held.
+func (m *IMAP) send(a *imapAppend) error {
+	if _, err := a.spool.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	flags := make([]imap.Flag, len(m.Flags))
+	for i, f := range m.Flags {
+		flags[i] = imap.Flag(f)
+	}
+	cmd := m.c.Append(m.folder(), a.s.size, &imap.AppendOptions{Flags: flags, Time: a.s.date})
+	_, err := io.Copy(cmd, a.spool)
+	if cerr := cmd.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("APPEND: %w", err)
+	}
+	a.cmd = cmd
+	m.inflight = append(m.inflight, a)
+	return nil
+}
+
+type stagedIMAP struct {
+	m     *IMAP
+	spool *os.File
+	size  int64
+	sum   string
+	msgID string
+	date  time.Time
+	// The folder's UIDVALIDITY and UIDNEXT when the session began.
+	validity, floor uint32
+}
+
+// Ref implements Referenced. The key holds what finds the message in
+// its folder: the folder, its UIDVALIDITY and the UIDNEXT before the
+// session's first APPEND (the message's UID cannot be lower), the
+// Message-ID, the size and the SHA-256 of the octets appended.
+func (s *stagedIMAP) Ref() Ref {
+	m := s.m
+	v := url.Values{}
+	v.Set("f", m.folder())
+	v.Set("v", strconv.FormatUint(uint64(s.validity), 10))
+	v.Set("u", strconv.FormatUint(uint64(s.floor), 10))
+	v.Set("n", strconv.FormatInt(s.size, 10))
+	v.Set("h", s.sum)
+	if s.msgID != "" {
+		v.Set("id", s.msgID)
+	}
+	return Ref{Kind: "imap", Target: m.identity(), Key: v.Encode()}
+}
+
+// Abort implements Staged.
+func (s *stagedIMAP) Abort() {
+	if s.spool != nil {
+		s.spool.Close()
+		s.spool = nil
+	}
+}
+
+// Publish implements Staged: it sends the APPEND; Flush reads the answer.
+func (s *stagedIMAP) Publish(ctx context.Context) error {
+	if s.spool == nil {
+		return nil
+	}
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() {
+		if c := m.c; c != nil {
+			c.Close()
+		}
+	})
+	defer stop()
+	_, err := m.client(ctx)
+	if err == nil {
+		a := &imapAppend{s: s, spool: s.spool}
+		if err = m.send(a); err == nil {
+			s.spool = nil // Flush closes it
+			return nil
+		}
+	}
+	m.drop()
+	if ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	return m.fail(err)
+}
+
+// Settles implements Settler: the Refs of this user on this server.
+func (m *IMAP) Settles(r Ref) bool { return r.Kind == "imap" && r.Target == m.identity() }
+
+// DefaultIMAPSettleGrace is how old a pending record must be before
+// Settle concludes that its message did not arrive.
+const DefaultIMAPSettleGrace = 5 * time.Second
+
+// Settle implements Settler: for each ref it looks in the folder, among
+// the messages with a UID at least the record's floor (all of them if the
+// folder's UIDVALIDITY changed) and of the record's size and Message-ID,
+// for one whose content has the record's digest. Each message found
+// settles one ref only, so two identical copies pending need two copies
+// in the folder.
+//
+// A popfetch that was killed may have left APPENDs that the server is
+// still taking in (from the socket's buffers, from the network): a
+// message not found is looked for again once its record is SettleGrace
+// old, and only then reported missing.
+func (m *IMAP) Settle(ctx context.Context, refs []Ref) ([]bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() {
+		if c := m.c; c != nil {
+			c.Close()
+		}
+	})
+	defer stop()
+	if _, err := m.client(ctx); err != nil {
+		m.drop()
+		return nil, m.fail(err)
+	}
+	found := make([]bool, len(refs))
+	used := map[string]bool{} // folder + UID of messages matched
+	if err := m.settle(refs, found, used); err != nil {
+		return nil, err
+	}
+	grace := m.SettleGrace
+	if grace == 0 {
+		grace = DefaultIMAPSettleGrace
+	}
+	var wait time.Duration
+	for i, r := range refs {
+		if !found[i] {
+			wait = max(wait, time.Until(r.Begun.Add(grace)))
+		}
+	}
+	if wait <= 0 {
+		return found, nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.C:
+	}
+	var again []Ref
+	var at []int
+	for i, r := range refs {
+		if !found[i] {
+			again, at = append(again, r), append(at, i)
+		}
+	}
+	more := make([]bool, len(again))
+	if err := m.settle(again, more, used); err != nil {
+		return nil, err
+	}
+	for j, i := range at {
+		found[i] = more[j]
+	}
+	return found, nil
+}
+
+// settle is one look for refs (see Settle), marking found; used holds
+// the messages that settled a ref already. m.mu is held.
+func (m *IMAP) settle(refs []Ref, found []bool, used map[string]bool) error {
+	selected := ""
+	for i, r := range refs {
+		v, err := url.ParseQuery(r.Key)
+		if err != nil {
+			return fmt.Errorf("a pending IMAP record is damaged: %w", err)
+		}
+		folder := v.Get("f")
+		size, _ := strconv.ParseInt(v.Get("n"), 10, 64)
+		floor, _ := strconv.ParseUint(v.Get("u"), 10, 32)
+		validity, _ := strconv.ParseUint(v.Get("v"), 10, 32)
+		if folder == "" || size <= 0 || v.Get("h") == "" {
+			return errors.New("a pending IMAP record is damaged")
+		}
+		if folder != selected {
+			// SELECT, not EXAMINE: it sees what other sessions
+			// appended since, each time.
+			data, err := m.c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait()
+			var ie *imap.Error
+			if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
+				selected = ""
+				continue // no folder: nothing arrived
+			}
+			if err != nil {
+				m.drop()
+				return m.fail(fmt.Errorf("EXAMINE %q: %w", folder, err))
+			}
+			if uint64(data.UIDValidity) != validity {
+				floor = 1
+			}
+			selected = folder
+		}
+		crit := &imap.SearchCriteria{Larger: size - 1, Smaller: size + 1}
+		if floor > 1 {
+			crit.UID = []imap.UIDSet{{imap.UIDRange{Start: imap.UID(floor), Stop: 0}}}
+		}
+		if id := v.Get("id"); id != "" {
+			crit.Header = []imap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: id}}
+		}
+		sd, err := m.c.UIDSearch(crit, nil).Wait()
+		if err != nil {
+			m.drop()
+			return m.fail(fmt.Errorf("UID SEARCH: %w", err))
+		}
+		for _, uid := range sd.AllUIDs() {
+			k := folder + "\x00" + strconv.FormatUint(uint64(uid), 10)
+			if used[k] {
+				continue
+			}
+			ok, err := m.digestIs(uid, v.Get("h"))
+			if err != nil {
+				m.drop()
+				return m.fail(err)
+			}
+			if ok {
+				used[k], found[i] = true, true
+				break
+			}
+		}
+	}
+	// The folder stays selected (read-only): APPEND does not mind, and
+	// UNSELECT is an extension.
+	return nil
+}
+
+// digestIs fetches message uid of the selected folder and compares its
+// SHA-256 with sum, streaming.
+func (m *IMAP) digestIs(uid imap.UID, sum string) (bool, error) {
+	cmd := m.c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{
+		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+	})
+	defer cmd.Close()
+	match := false
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		for {
+			item := msg.Next()
+			if item == nil {
+				break
+			}
+			if b, ok := item.(imapclient.FetchItemDataBodySection); ok && b.Literal != nil {
+				h := sha256.New()
+				if _, err := io.Copy(h, b.Literal); err != nil {
+					return false, fmt.Errorf("UID FETCH: %w", err)
+				}
+				match = match || hex.EncodeToString(h.Sum(nil)) == sum
+			}
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		return false, fmt.Errorf("UID FETCH: %w", err)
+	}
+	return match, nil
+}
