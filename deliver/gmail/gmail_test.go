@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,9 +68,16 @@ func message(i int, extra string) string {
 
 func crlf(s string) []byte { return []byte(strings.ReplaceAll(s, "\n", "\r\n")) }
 
-func deliverOne(t *testing.T, tg *gmail.Target, msg string) error {
+func deliverOne[R string | readerOnly](t *testing.T, tg *gmail.Target, msg R) error {
 	t.Helper()
-	st, err := tg.Stage(context.Background(), strings.NewReader(msg), deliver.Envelope{})
+	var r io.Reader
+	switch m := any(msg).(type) {
+	case string:
+		r = strings.NewReader(m)
+	case readerOnly:
+		r = m
+	}
+	st, err := tg.Stage(context.Background(), r, deliver.Envelope{})
 	if err != nil {
 		t.Fatalf("Stage: %v", err)
 	}
@@ -420,3 +428,52 @@ func TestImportTooLarge(t *testing.T) {
 		t.Errorf("requests were made: %v", f.srv.Ops())
 	}
 }
+
+// patternReader is a message of n octets made up as it is read.
+type patternReader struct{ n, off int64 }
+
+func (r *patternReader) Read(p []byte) (int, error) {
+	if r.off >= r.n {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), r.n-r.off)]
+	for i := range p {
+		if (r.off+int64(i))%64 == 63 {
+			p[i] = '\n'
+		} else {
+			p[i] = 'x'
+		}
+	}
+	r.off += int64(len(p))
+	return len(p), nil
+}
+
+// TestImportStreams: a 64 MiB message goes from the reader through the
+// spool to the upload without being held in memory.
+func TestImportStreams(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 128 MiB through the spool and the fake")
+	}
+	f := newFixture(t)
+	f.srv.SetDiscardBodies(true)
+	const size = 64 << 20
+	body := io.MultiReader(strings.NewReader(message(1, "")), &patternReader{n: size})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if err := deliverOne(t, f.target(), readerOnly{body}); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	m := f.srv.Messages()[0]
+	if m.Size < size {
+		t.Errorf("%d octets arrived", m.Size)
+	}
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("a %d MiB message: %.1f MiB allocated in all (client, spool and fake)", size>>20, float64(alloc)/(1<<20))
+	if alloc > 16<<20 {
+		t.Errorf("%d MiB allocated for a %d MiB message", alloc>>20, size>>20)
+	}
+}
+
+type readerOnly struct{ io.Reader }

@@ -19,6 +19,7 @@ package gmailtest
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -97,7 +98,9 @@ type Message struct {
 	ID                 string
 	ThreadID           string
 	LabelIDs           []string
-	Raw                []byte // as uploaded
+	Raw                []byte // as uploaded (nil after SetDiscardBodies)
+	Size               int64
+	SHA256             [32]byte
 	MessageID          string // the Message-ID header, with its brackets
 	InternalDateSource string
 	NeverMarkSpam      bool
@@ -115,6 +118,15 @@ type Server struct {
 	ops        []string
 	violations []string
 	nextID     int
+	discard    bool
+}
+
+// SetDiscardBodies makes the fake keep only the size and SHA-256 of the
+// messages it stores, so that a test can measure the client's memory.
+func (s *Server) SetDiscardBodies(discard bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.discard = discard
 }
 
 // New starts a fake with Gmail's system labels and no user labels,
@@ -455,12 +467,34 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 		bad("the media part is %q, want message/rfc822", media.Header.Get("Content-Type"))
 		return
 	}
-	raw, err := io.ReadAll(io.LimitReader(media, maxImport+1))
-	if err != nil {
-		hangUp(w) // the upload broke off
-		return
+	s.mu.Lock()
+	discard := s.discard
+	s.mu.Unlock()
+	h := sha256.New()
+	var raw []byte
+	var size int64
+	if discard {
+		// Keep the header for the checks below, hash the rest.
+		head := make([]byte, 64<<10)
+		n, _ := io.ReadFull(media, head)
+		raw = head[:n]
+		h.Write(raw)
+		m, err := io.Copy(h, io.LimitReader(media, maxImport+1))
+		size = int64(n) + m
+		if err != nil {
+			hangUp(w)
+			return
+		}
+	} else {
+		raw, err = io.ReadAll(io.LimitReader(media, maxImport+1))
+		if err != nil {
+			hangUp(w) // the upload broke off
+			return
+		}
+		h.Write(raw)
+		size = int64(len(raw))
 	}
-	if len(raw) > maxImport {
+	if size > maxImport {
 		writeError(w, http.StatusRequestEntityTooLarge, "INVALID_ARGUMENT", "uploadTooLarge", "Message too large")
 		return
 	}
@@ -472,7 +506,7 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 		hangUp(w)
 		return
 	}
-	if _, err := mail.ReadMessage(bytes.NewReader(raw)); err != nil {
+	if _, err := mail.ReadMessage(bytes.NewReader(raw)); err != nil && !discard {
 		// Known behaviour, not on the reference page: a body that is
 		// not an RFC 822 message is refused with 400.
 		writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "invalidArgument", "Invalid message: "+err.Error())
@@ -489,6 +523,11 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	msg := s.store(raw, m.LabelIDs, ids, flags[0])
+	msg.Size = size
+	h.Sum(msg.SHA256[:0])
+	if discard {
+		msg.Raw = nil
+	}
 	// "import", response body: a Message resource (id, threadId and
 	// labelIds among its fields).
 	writeJSON(w, struct {
@@ -505,7 +544,8 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 func (s *Server) store(raw []byte, labelIDs []string, dateSource string, neverSpam bool) *Message {
 	s.nextID++
 	id := fmt.Sprintf("%016x", 0x18c0000000000000+s.nextID)
-	msg := &Message{ID: id, ThreadID: id, Raw: raw, InternalDateSource: dateSource, NeverMarkSpam: neverSpam}
+	msg := &Message{ID: id, ThreadID: id, Raw: raw, Size: int64(len(raw)), SHA256: sha256.Sum256(raw),
+		InternalDateSource: dateSource, NeverMarkSpam: neverSpam}
 	labels := append([]string(nil), labelIDs...)
 	if pm, err := mail.ReadMessage(bytes.NewReader(raw)); err == nil {
 		msg.MessageID = strings.TrimSpace(pm.Header.Get("Message-Id"))
