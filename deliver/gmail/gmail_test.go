@@ -477,3 +477,45 @@ func TestImportStreams(t *testing.T) {
 }
 
 type readerOnly struct{ io.Reader }
+
+func TestCheckLabels(t *testing.T) {
+	tests := []struct {
+		labels []string
+		err    string
+	}{
+		{nil, ""},
+		{[]string{"INBOX", "UNREAD", "Lists/ISP", "STARRED"}, ""},
+		{[]string{"INBOX", ""}, "an empty label name"},
+		{[]string{" ISP"}, "white space around it"},
+		{[]string{"IS\x1bP"}, "control characters"},
+		{[]string{"Sent"}, "Gmail's own"},
+		{[]string{"ISP", "isp"}, "listed twice"},
+	}
+	for _, tt := range tests {
+		err := gmail.CheckLabels(tt.labels)
+		if (err == nil) != (tt.err == "") || err != nil && !strings.Contains(err.Error(), tt.err) {
+			t.Errorf("CheckLabels(%q) = %v, want %q", tt.labels, err, tt.err)
+		}
+	}
+}
+
+// BenchmarkImport4KiB imports 4 KiB messages into the fake over loopback:
+// the client's own cost per message, without the network's.
+func BenchmarkImport4KiB(b *testing.B) {
+	srv := gmailtest.New()
+	defer srv.Close()
+	srv.SetDiscardBodies(true)
+	c := &gmail.Client{BaseURL: srv.URL, Token: func(context.Context) (string, error) { return gmailtest.Token, nil }}
+	tg := &gmail.Target{Client: c}
+	msg := message(1, "") + strings.Repeat("0123456789abcdef0123456789abcde\n", 4096/32)
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		st, err := tg.Stage(context.Background(), strings.NewReader(msg), deliver.Envelope{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := st.Publish(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

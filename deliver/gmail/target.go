@@ -329,3 +329,28 @@ func messageID(r io.Reader) string {
 	}
 	return id
 }
+
+// CheckLabels checks configured label names before any request is made,
+// for the mistakes a configuration can hold: an empty name, one with
+// control characters or white space around it, the same label twice
+// (names match without regard to case), and the labels Gmail keeps for
+// its own use that an imported message cannot get (DRAFT, SENT, CHAT).
+func CheckLabels(names []string) error {
+	seen := map[string]bool{}
+	for _, n := range names {
+		switch {
+		case strings.TrimSpace(n) == "":
+			return errors.New("an empty label name")
+		case strings.TrimSpace(n) != n:
+			return fmt.Errorf("label %q has white space around it", clean(n, 80))
+		case strings.ContainsFunc(n, func(r rune) bool { return r < ' ' || r == 0x7f }):
+			return fmt.Errorf("label %q has control characters", clean(n, 80))
+		case strings.EqualFold(n, "DRAFT"), strings.EqualFold(n, "SENT"), strings.EqualFold(n, "CHAT"):
+			return fmt.Errorf("label %q is Gmail's own; an imported message cannot have it", n)
+		case seen[strings.ToLower(n)]:
+			return fmt.Errorf("label %q is listed twice", clean(n, 80))
+		}
+		seen[strings.ToLower(n)] = true
+	}
+	return nil
+}
