@@ -170,9 +170,9 @@ func TestImportSpam(t *testing.T) {
 				t.Errorf("labels %v with neverMarkSpam=%v", m.LabelIDs, m.NeverMarkSpam)
 			}
 			// A message classified as spam is found when settling.
-			ok, err := tg.Settle(context.Background(), "m1.test@example.org")
+			ok, err := tg.Delivered(context.Background(), "m1.test@example.org")
 			if err != nil || !ok {
-				t.Errorf("Settle = %v, %v; want found", ok, err)
+				t.Errorf("Delivered = %v, %v; want found", ok, err)
 			}
 		})
 	}
@@ -264,7 +264,7 @@ func TestSettleAfterCrash(t *testing.T) {
 		name      string
 		fault     gmailtest.FaultKind
 		noMsgID   bool
-		found     bool // Settle's answer
+		found     bool // what Delivered says
 		wantAfter int  // copies in the mailbox after the next poll
 	}{
 		{name: "reply lost: found, not fetched again", fault: gmailtest.FaultLoseReply, found: true, wantAfter: 1},
@@ -300,9 +300,9 @@ func TestSettleAfterCrash(t *testing.T) {
 			// The next poll: a new Target settles the pending record.
 			f.client.MaxAttempts = 0
 			next := f.target()
-			found, err := next.Settle(context.Background(), id)
+			found, err := next.Delivered(context.Background(), id)
 			if err != nil || found != tt.found {
-				t.Fatalf("Settle = %v, %v; want %v", found, err, tt.found)
+				t.Fatalf("Delivered = %v, %v; want %v", found, err, tt.found)
 			}
 			if !found {
 				if err := deliverOne(t, next, msg); err != nil {
@@ -319,7 +319,7 @@ func TestSettleAfterCrash(t *testing.T) {
 func TestSettleFailure(t *testing.T) {
 	f := newFixture(t)
 	f.srv.Inject(gmailtest.Fault{Op: "messages.list", Kind: gmailtest.Fault403Scope})
-	_, err := f.target().Settle(context.Background(), "x@example.org")
+	_, err := f.target().Delivered(context.Background(), "x@example.org")
 	var de *deliver.Error
 	if !errors.As(err, &de) || de.Temporary || !strings.Contains(err.Error(), "insufficient authentication scopes") {
 		t.Errorf("Settle without the search scope: %v", err)

@@ -43,6 +43,10 @@ type Target struct {
 	NeverMarkSpam bool
 	// SpoolDir is where messages are spooled; "" means os.TempDir().
 	SpoolDir string
+	// Identity names the mailbox in pending records (the account's name
+	// and the token file, say): a record of another identity is not this
+	// Target's to settle. "" means Name.
+	Identity string
 
 	mu       sync.Mutex // guards labelIDs
 	labelIDs []string   // resolved; nil until the first Publish
@@ -83,15 +87,15 @@ func (t *Target) Close() error {
 	return nil
 }
 
-// Settle tells whether a message recorded as pending by an interrupted
+// Delivered tells whether a message recorded as pending by an interrupted
 // run is in the mailbox, by its Message-ID (without angle brackets): a
 // message with that Message-ID in the mailbox, in any label, spam and
 // trash included, counts as delivered. Gmail itself keeps one copy of a
 // Message-ID in a mailbox, so a copy that reached it another way is
 // taken as this one. A message without a Message-ID (id == "") cannot be
-// found: Settle reports false, and the message is fetched and imported
-// again (it may then be in the mailbox twice).
-func (t *Target) Settle(ctx context.Context, id string) (bool, error) {
+// found: Delivered reports false, and the message is fetched and
+// imported again (it may then be in the mailbox twice).
+func (t *Target) Delivered(ctx context.Context, id string) (bool, error) {
 	if id == "" || !searchable(id) {
 		return false, nil
 	}
@@ -197,7 +201,7 @@ type Staged struct {
 
 // MessageID returns the message's Message-ID without angle brackets, or
 // "" if it has none that can be searched for. A caller records it with
-// the pending delivery, for Settle.
+// the pending delivery, for Delivered.
 func (s *Staged) MessageID() string { return s.id }
 
 // Size returns the size of the message as imported (CRLF line endings).
