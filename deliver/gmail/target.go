@@ -90,9 +90,9 @@ func (t *Target) Close() error {
 // Delivered tells whether a message recorded as pending by an interrupted
 // run is in the mailbox, by its Message-ID (without angle brackets): a
 // message with that Message-ID in the mailbox, in any label, spam and
-// trash included, counts as delivered. Gmail itself keeps one copy of a
-// Message-ID in a mailbox, so a copy that reached it another way is
-// taken as this one. A message without a Message-ID (id == "") cannot be
+// trash included, counts as delivered: a copy that reached the mailbox
+// another way is taken as this one, as Gmail itself does when one message
+// reaches it twice by SMTP. A message without a Message-ID (id == "") cannot be
 // found: Delivered reports false, and the message is fetched and
 // imported again (it may then be in the mailbox twice).
 func (t *Target) Delivered(ctx context.Context, id string) (bool, error) {
