@@ -519,3 +519,55 @@ func BenchmarkImport4KiB(b *testing.B) {
 		}
 	}
 }
+
+// TestImportHTTP2: over TLS and HTTP/2, as Google serves the API, the
+// upload streams, and a stream reset mid-upload or before the reply is
+// recovered from as a dropped connection is.
+func TestImportHTTP2(t *testing.T) {
+	srv := gmailtest.NewTLS()
+	defer srv.Close()
+	c := &gmail.Client{BaseURL: srv.URL, HTTP: srv.Client(),
+		Token: func(context.Context) (string, error) { return gmailtest.Token, nil },
+		Sleep: func(context.Context, time.Duration) error { return nil }}
+	tg := &gmail.Target{Client: c}
+	srv.Inject(gmailtest.Fault{Op: "import", Kind: gmailtest.FaultDrop}, gmailtest.Fault{Op: "import", Kind: gmailtest.FaultLoseReply})
+	for i := range 3 {
+		if err := deliverOne(t, tg, message(i, "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(srv.Messages()); n != 3 {
+		t.Errorf("%d messages, want 3", n)
+	}
+	for _, p := range srv.Protos() {
+		if p != "HTTP/2.0" {
+			t.Errorf("a request over %s", p)
+		}
+	}
+	if v := srv.Violations(); len(v) > 0 {
+		t.Errorf("violations: %v", v)
+	}
+}
+
+// TestPublishCancelled: a poll stopped mid-import (SIGTERM, the poll's
+// ceiling) returns at once with a temporary failure.
+func TestPublishCancelled(t *testing.T) {
+	f := newFixture(t)
+	f.srv.Inject(gmailtest.Fault{Op: "import", Kind: gmailtest.FaultSlow, Delay: time.Second})
+	tg := f.target()
+	st, err := tg.Stage(context.Background(), strings.NewReader(message(1, "")), deliver.Envelope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = st.Publish(ctx)
+	var de *deliver.Error
+	if !errors.As(err, &de) || !de.Temporary || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Publish = %v, want a temporary failure for the deadline", err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("Publish took %v after its context ended", d)
+	}
+}

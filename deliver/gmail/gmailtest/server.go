@@ -119,6 +119,14 @@ type Server struct {
 	violations []string
 	nextID     int
 	discard    bool
+	protos     []string
+}
+
+// Protos returns the HTTP version of each request received, in order.
+func (s *Server) Protos() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.protos...)
 }
 
 // SetDiscardBodies makes the fake keep only the size and SHA-256 of the
@@ -140,6 +148,23 @@ func New() *Server {
 		s.labels = append(s.labels, Label{ID: id, Name: id, Type: "system"})
 	}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	return s
+}
+
+// NewTLS is New over TLS with HTTP/2, as Google serves the API. Its
+// Client() trusts its certificate.
+func NewTLS() *Server {
+	s := &Server{tokens: map[string]bool{Token: true}}
+	s.labels = New().closed().labels
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.Server.EnableHTTP2 = true
+	s.Server.StartTLS()
+	return s
+}
+
+// closed closes s and returns it (for its initial labels).
+func (s *Server) closed() *Server {
+	s.Close()
 	return s
 }
 
@@ -246,6 +271,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	op, user := route(r)
 	s.mu.Lock()
 	s.ops = append(s.ops, op)
+	s.protos = append(s.protos, r.Proto)
 	s.mu.Unlock()
 	if op == "" {
 		s.violation("no such method: %s %s", r.Method, r.URL.Path)
