@@ -407,11 +407,11 @@ func (r *retrier) once(ctx context.Context, op string, build func() (*http.Reque
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return &final{ctx.Err()}
+			return &final{fmt.Errorf("gmail %s: %w", op, ctx.Err())}
 		}
-		var op *net.OpError
+		var ne *net.OpError
 		r.pending = backoff(r.attempts)
-		if errors.As(err, &op) && op.Op == "dial" {
+		if errors.As(err, &ne) && ne.Op == "dial" {
 			return fmt.Errorf("gmail %s: %w", opName(req), err) // nothing was sent
 		}
 		return fmt.Errorf("gmail %s: %w (%w)", opName(req), err, errAmbiguous)
@@ -421,7 +421,7 @@ func (r *retrier) once(ctx context.Context, op string, build func() (*http.Reque
 		dec := json.NewDecoder(io.LimitReader(resp.Body, maxReply))
 		if err := dec.Decode(out); err != nil {
 			if ctx.Err() != nil {
-				return &final{ctx.Err()}
+				return &final{fmt.Errorf("gmail %s: %w", op, ctx.Err())}
 			}
 			r.pending = backoff(r.attempts)
 			return fmt.Errorf("gmail %s: reading the reply: %w (%w)", op, err, errAmbiguous)
