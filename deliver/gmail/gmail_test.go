@@ -571,3 +571,47 @@ func TestPublishCancelled(t *testing.T) {
 		t.Errorf("Publish took %v after its context ended", d)
 	}
 }
+
+// TestSettler: pending records carry the Message-ID (or a key that can
+// be no Message-ID), and the next poll's Target settles those of its own
+// mailbox.
+func TestSettler(t *testing.T) {
+	f := newFixture(t)
+	tg := f.target()
+	tg.Identity = "gmail /state/oauth2/a.gmail.json"
+	var refs []deliver.Ref
+	for i, msg := range []string{message(1, ""), message(2, ""), "Subject: no id\n\nx\n"} {
+		st, err := tg.Stage(context.Background(), strings.NewReader(msg), deliver.Envelope{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, st.(deliver.Referenced).Ref())
+		if i != 1 { // message 2 never arrives
+			if err := st.Publish(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st.Abort()
+	}
+	if refs[0].Kind != "gmail" || refs[0].Key != "m1.test@example.org" || refs[2].Key == "" {
+		t.Errorf("refs %+v", refs)
+	}
+	var _ deliver.Settler = tg
+	next := f.target()
+	next.Identity = tg.Identity
+	if !next.Settles(refs[0]) {
+		t.Error("a Target does not settle its own mailbox's records")
+	}
+	other := f.target()
+	other.Identity = "gmail /state/oauth2/b.gmail.json"
+	if other.Settles(refs[0]) || next.Settles(deliver.Ref{Kind: "imap", Target: tg.Identity, Key: "x"}) {
+		t.Error("a Target settles another mailbox's records")
+	}
+	found, err := next.Settle(context.Background(), refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(found) != "[true false false]" {
+		t.Errorf("Settle = %v, want [true false false] (the last has no Message-ID)", found)
+	}
+}
