@@ -29,7 +29,7 @@ func TestParseGmail(t *testing.T) {
 			want: &Gmail{Labels: []string{}, NeverMarkSpam: true}, scopes: []string{"https://www.googleapis.com/auth/gmail.modify"}},
 		{name: "scopes and endpoint given", text: "[account.gmail]\nlabels = [\"ISP\"]\napi_url = \"http://127.0.0.1:8080\"" + gmailOAuth2 +
 			"scopes = [\"https://www.googleapis.com/auth/gmail.insert\", \"https://www.googleapis.com/auth/gmail.labels\"]\n",
-			want: &Gmail{Labels: []string{"ISP"}, APIURL: "http://127.0.0.1:8080"},
+			want:   &Gmail{Labels: []string{"ISP"}, APIURL: "http://127.0.0.1:8080"},
 			scopes: []string{"https://www.googleapis.com/auth/gmail.insert", "https://www.googleapis.com/auth/gmail.labels"}},
 		{name: "no oauth2", text: "[account.gmail]\n", err: `gmail: [account.gmail.oauth2] is missing`},
 		{name: "oauth2 without client", text: "[account.gmail]\n[account.gmail.oauth2]\nprovider = \"google\"\n", err: "gmail: client_id is missing"},
