@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/mail"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -173,22 +174,34 @@ func findLabel(all []Label, name string) (string, bool) {
 	return "", false
 }
 
-// wrap makes err a *deliver.Error, temporary unless it says otherwise.
+// wrap makes err a *deliver.Error, temporary unless it says otherwise: a
+// reply of the API decides by its status, a token source's error by its
+// own Temporary; a failure of the network, or one after which the outcome
+// is unknown, is temporary (net/http's *url.Error says Temporary false
+// for a connection cut short, which is not what is meant here).
 func (t *Target) wrap(err error) error {
 	var de *deliver.Error
 	if errors.As(err, &de) {
 		return err
 	}
-	temp := true
-	var ae *APIError
-	var te interface{ Temporary() bool }
-	switch {
-	case errors.As(err, &ae):
-		temp = ae.Temporary()
-	case errors.As(err, &te):
-		temp = te.Temporary()
+	return &deliver.Error{Target: t.target(), Temporary: temporary(err), Err: err}
+}
+
+func temporary(err error) bool {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		switch e := e.(type) {
+		case *APIError:
+			return e.Temporary()
+		case *url.Error:
+			return true
+		case interface{ Temporary() bool }:
+			return e.Temporary()
+		}
+		if e == errAmbiguous {
+			return true
+		}
 	}
-	return &deliver.Error{Target: t.target(), Temporary: temp, Err: err}
+	return true
 }
 
 // Staged is a message spooled for import.
