@@ -175,7 +175,9 @@ type Account struct {
 	// LMTPRecipients are the RCPT TO addresses; empty means Recipient.
 	LMTPRecipients []string
 	// IMAP is an IMAP mailbox's folder to append to ([account.imap]).
-	IMAP        *IMAP
+	IMAP *IMAP
+	// Gmail is a Gmail mailbox to import into ([account.gmail]).
+	Gmail       *Gmail
 	Recipient   string // %T for the MDA and "for" in the Received field
 	AddReceived bool
 	// DeliveredTo, EnvelopeTo and ReturnPath add a Delivered-To or
@@ -360,6 +362,7 @@ type rawAccount struct {
 	LMTP              *string    `toml:"lmtp"`
 	LMTPRecipients    *[]string  `toml:"lmtp_recipients"`
 	IMAP              *rawIMAP   `toml:"imap"`
+	Gmail             *rawGmail  `toml:"gmail"`
 	Recipient         *string    `toml:"recipient"`
 	AddReceived       *bool      `toml:"add_received"`
 	DeliveredTo       *bool      `toml:"delivered_to"`
@@ -446,7 +449,8 @@ var secretKeyRE = regexp.MustCompile(`(?m)^\s*(password|client_secret)\s*=`)
 func holdsPassword(cfg *Config) bool {
 	for _, a := range cfg.Accounts {
 		if a.Password.value != "" || (a.OAuth2 != nil && a.OAuth2.ClientSecret != "") ||
-			(a.IMAP != nil && (a.IMAP.Password.value != "" || (a.IMAP.OAuth2 != nil && a.IMAP.OAuth2.ClientSecret != ""))) {
+			(a.IMAP != nil && (a.IMAP.Password.value != "" || (a.IMAP.OAuth2 != nil && a.IMAP.OAuth2.ClientSecret != ""))) ||
+			(a.Gmail != nil && a.Gmail.OAuth2 != nil && a.Gmail.OAuth2.ClientSecret != "") {
 			return true
 		}
 	}
@@ -591,8 +595,8 @@ func merge(a, d rawAccount) rawAccount {
 	if a.Password != nil || a.PasswordCommand != nil || a.PasswordFile != nil || a.PasswordEnv != nil {
 		d.Password, d.PasswordCommand, d.PasswordFile, d.PasswordEnv = nil, nil, nil, nil
 	}
-	if a.Maildir != nil || a.MDA != nil || a.Mbox != nil || a.LMTP != nil || a.IMAP != nil {
-		d.Maildir, d.MDA, d.Mbox, d.LMTP, d.LMTPRecipients, d.IMAP = nil, nil, nil, nil, nil, nil
+	if a.Maildir != nil || a.MDA != nil || a.Mbox != nil || a.LMTP != nil || a.IMAP != nil || a.Gmail != nil {
+		d.Maildir, d.MDA, d.Mbox, d.LMTP, d.LMTPRecipients, d.IMAP, d.Gmail = nil, nil, nil, nil, nil, nil, nil
 	}
 	av, dv := reflect.ValueOf(&a).Elem(), reflect.ValueOf(d)
 	for i := 0; i < av.NumField(); i++ {
@@ -1012,7 +1016,7 @@ func (b *builder) target() {
 	for _, t := range []struct {
 		key string
 		set bool
-	}{{"maildir", b.r.Maildir != nil}, {"mda", b.r.MDA != nil}, {"mbox", b.r.Mbox != nil}, {"lmtp", b.r.LMTP != nil}, {"imap", b.r.IMAP != nil}} {
+	}{{"maildir", b.r.Maildir != nil}, {"mda", b.r.MDA != nil}, {"mbox", b.r.Mbox != nil}, {"lmtp", b.r.LMTP != nil}, {"imap", b.r.IMAP != nil}, {"gmail", b.r.Gmail != nil}} {
 		if t.set || b.invalid(t.key) { // a value of the wrong type is a target set, all the same
 			targets = append(targets, t.key)
 		}
@@ -1039,9 +1043,11 @@ func (b *builder) target() {
 		}
 	case b.r.IMAP != nil:
 		b.a.IMAP = b.imapTarget(*b.r.IMAP)
-	case b.invalid("maildir") || b.invalid("mda") || b.invalid("mbox") || b.invalid("lmtp") || b.invalid("imap"):
+	case b.r.Gmail != nil:
+		b.a.Gmail = b.gmailTarget(*b.r.Gmail)
+	case b.invalid("maildir") || b.invalid("mda") || b.invalid("mbox") || b.invalid("lmtp") || b.invalid("imap") || b.invalid("gmail"):
 	default:
-		b.bad("no delivery target: set maildir, mbox, mda, lmtp or an [account.imap] table")
+		b.bad("no delivery target: set maildir, mbox, mda, lmtp, or an [account.imap] or [account.gmail] table")
 	}
 	if b.r.LMTPRecipients != nil {
 		b.a.LMTPRecipients = *b.r.LMTPRecipients

@@ -25,7 +25,7 @@ func TestReferenceListsEveryKey(t *testing.T) {
 		documented[m[1]] = true
 	}
 	accepted := map[string]bool{}
-	for _, rt := range []reflect.Type{reflect.TypeOf(rawAccount{}), reflect.TypeOf(rawDaemon{}), reflect.TypeOf(rawOAuth2{}), reflect.TypeOf(rawIMAP{})} {
+	for _, rt := range []reflect.Type{reflect.TypeOf(rawAccount{}), reflect.TypeOf(rawDaemon{}), reflect.TypeOf(rawOAuth2{}), reflect.TypeOf(rawIMAP{}), reflect.TypeOf(rawGmail{})} {
 		for i := 0; i < rt.NumField(); i++ {
 			name, _, _ := strings.Cut(rt.Field(i).Tag.Get("toml"), ",")
 			accepted[name] = true

@@ -122,6 +122,8 @@ func (p *dumper) account(a Account) {
 		p.comment("fetch_limit: not set; no limit")
 	}
 	switch {
+	case a.IMAP != nil, a.Gmail != nil:
+		// The target's table follows, after the account's keys.
 	case a.Maildir != "":
 		p.str("maildir", a.Maildir)
 	case a.Mbox != "":
@@ -155,6 +157,9 @@ func (p *dumper) account(a Account) {
 	}
 	if a.IMAP != nil {
 		p.imap(a.Name, a.IMAP)
+	}
+	if a.Gmail != nil {
+		p.gmail(a.Name, a.Gmail)
 	}
 }
 

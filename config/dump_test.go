@@ -66,6 +66,18 @@ user = "m"
 mbox = "/var/mail/m"
 envelope_to = true
 return_path = true
+
+[[account]]
+name = "gm"
+server = "pop.example.net"
+user = "g"
+[account.gmail]
+labels = ["INBOX", "ISP"]
+never_mark_spam = true
+[account.gmail.oauth2]
+provider = "google"
+client_id = "gid"
+client_secret = "the-gmail-client-secret"
 `
 	cfg, err := Parse("c.toml", text)
 	if err != nil {
@@ -76,7 +88,7 @@ return_path = true
 		t.Fatal(err)
 	}
 	dump := out.String()
-	for _, secret := range []string{"hunter2-the-secret", "the-client-secret"} {
+	for _, secret := range []string{"hunter2-the-secret", "the-client-secret", "the-gmail-client-secret"} {
 		if strings.Contains(dump, secret) {
 			t.Errorf("the dump shows a secret:\n%s", dump)
 		}
@@ -91,7 +103,7 @@ return_path = true
 	for _, typ := range []reflect.Type{reflect.TypeOf(rawAccount{}), reflect.TypeOf(rawOAuth2{}), reflect.TypeOf(rawDaemon{})} {
 		for i := 0; i < typ.NumField(); i++ {
 			key := strings.Split(typ.Field(i).Tag.Get("toml"), ",")[0]
-			alternatives := map[string]bool{"password": true, "password_command": true, "password_file": true, "password_env": true, "maildir": true, "mda": true, "mbox": true, "lmtp": true, "lmtp_recipients": true, "oauth2": true, "imap": true}
+			alternatives := map[string]bool{"password": true, "password_command": true, "password_file": true, "password_env": true, "maildir": true, "mda": true, "mbox": true, "lmtp": true, "lmtp_recipients": true, "oauth2": true, "imap": true, "gmail": true}
 			if !found[key] && !alternatives[key] {
 				t.Errorf("key %s missing from the dump", key)
 			}
@@ -110,6 +122,17 @@ return_path = true
 			w, g := *want.OAuth2, *got.OAuth2
 			w.Provider, w.ClientSecret, g.ClientSecret = "", "", ""
 			want.OAuth2, got.OAuth2 = &w, &g
+		}
+		if want.Gmail != nil && want.Gmail.OAuth2 != nil && got.Gmail != nil && got.Gmail.OAuth2 != nil {
+			wg, gg := *want.Gmail, *got.Gmail
+			wo, go_ := *wg.OAuth2, *gg.OAuth2
+			// The dump writes the provider's endpoints, not its name;
+			// Google's AuthParams (access_type, prompt) are lost with
+			// it, as for [account.oauth2].
+			wo.ClientSecret, go_.ClientSecret = "", ""
+			wo.Provider, wo.AuthParams, go_.AuthParams = "", nil, nil
+			wg.OAuth2, gg.OAuth2 = &wo, &go_
+			want.Gmail, got.Gmail = &wg, &gg
 		}
 		if !reflect.DeepEqual(want, got) {
 			t.Errorf("account %s after a round trip:\n got %+v\nwant %+v", want.Name, got, want)

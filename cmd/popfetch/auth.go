@@ -59,7 +59,10 @@ func targetOAuth2(a config.Account, stateDir string) (o *config.OAuth2, file str
 		o := a.IMAP.OAuth2
 		return o, tokenFile(stateDir, a.Name, sideIMAP, o.RefreshTokenFile), true
 	}
-	// The gmail target comes here too: sideGmail.
+	if a.Gmail != nil && a.Gmail.OAuth2 != nil {
+		o := a.Gmail.OAuth2
+		return o, tokenFile(stateDir, a.Name, sideGmail, o.RefreshTokenFile), true
+	}
 	return nil, "", false
 }
 

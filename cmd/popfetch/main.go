@@ -612,15 +612,19 @@ type target struct {
 	lmtpRecipients, mda          []string
 	timeout                      time.Duration
 	imap                         *imapTarget
+	gmail                        *gmailTarget
 }
 
-// targetOf returns a's target; stateDir is where an IMAP target's OAuth2
-// token is kept.
+// targetOf returns a's target; stateDir is where an IMAP or Gmail
+// target's OAuth2 token is kept.
 func targetOf(a config.Account, stateDir string) target {
 	t := target{account: a.Name, maildir: a.Maildir, mbox: a.Mbox, lmtp: a.LMTP,
 		lmtpRecipients: a.LMTPRecipients, mda: a.MDA, timeout: a.MDATimeout}
 	if a.IMAP != nil {
 		t.imap = newIMAPTarget(a, stateDir)
+	}
+	if a.Gmail != nil {
+		t.gmail = newGmailTarget(a, stateDir)
 	}
 	return t
 }
@@ -637,6 +641,8 @@ func (t target) open() (deliver.Deliverer, error) {
 	switch {
 	case t.imap != nil:
 		return t.imap.open()
+	case t.gmail != nil:
+		return t.gmail.open()
 	case t.mbox != "":
 		return &deliver.Mbox{Path: t.mbox, LockTimeout: t.timeout}, nil
 	case t.lmtp != "":
