@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -18,8 +19,10 @@ import (
 // is read and dropped.
 type fakeIMAP struct {
 	ln      net.Listener
-	answers map[string]string // command name -> tagged answer without the tag ("OK done")
-	appends int
+	// answers: command name -> tagged answer without the tag ("OK
+	// done"); "APPEND#n" answers the nth APPEND only.
+	answers map[string]string
+	appends atomic.Int32
 }
 
 func newFakeIMAP(t *testing.T, answers map[string]string) *fakeIMAP {
@@ -72,9 +75,12 @@ func (f *fakeIMAP) serve(c net.Conn) {
 				c.Write([]byte("* STATUS INBOX (UIDNEXT 7 UIDVALIDITY 42)\r\n"))
 			}
 		case "APPEND":
-			f.appends++
+			f.appends.Add(1)
 		}
-		a, ok := f.answers[cmd]
+		a, ok := f.answers[cmd+"#"+strconv.Itoa(int(f.appends.Load()))]
+		if !ok || cmd != "APPEND" {
+			a, ok = f.answers[cmd]
+		}
 		if !ok {
 			a = "OK done"
 		}
@@ -206,3 +212,18 @@ func (nopHash) Sum(b []byte) []byte         { return b }
 func (nopHash) Reset()                      {}
 func (nopHash) Size() int                   { return 0 }
 func (nopHash) BlockSize() int              { return 1 }
+
+// TestIMAPTryCreate: an APPEND refused with [TRYCREATE] (the folder went
+// away during the session) creates the folder and sends the message
+// again.
+func TestIMAPTryCreate(t *testing.T) {
+	f := newFakeIMAP(t, map[string]string{"APPEND#1": "NO [TRYCREATE] no such mailbox"})
+	m := f.deliverer()
+	defer m.Close()
+	if err := appendOne(m, "Subject: x\n\nbody\n"); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.appends.Load(); n != 2 {
+		t.Errorf("%d APPENDs, want 2 (one refused, one after CREATE)", n)
+	}
+}
