@@ -18,7 +18,7 @@ import (
 // the first rule whose command name matches; APPEND's literal (LITERAL+)
 // is read and dropped.
 type fakeIMAP struct {
-	ln      net.Listener
+	ln net.Listener
 	// answers: command name -> tagged answer without the tag ("OK
 	// done"); "APPEND#n" answers the nth APPEND only.
 	answers map[string]string
