@@ -332,6 +332,15 @@ func (s *Server) HoldLock() (release func()) {
 	}
 }
 
+// Locked reports whether a session (or HoldLock) holds the mailbox: a
+// session the client closed lets go of it only once the server has seen
+// the connection end.
+func (s *Server) Locked() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.locked
+}
+
 // Discarded returns how many octets Quirks.DiscardAfterLogin dropped.
 func (s *Server) Discarded() int {
 	s.mu.Lock()

@@ -11,6 +11,18 @@ import (
 	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
 )
 
+// waitUnlocked waits, up to 5 s, for the session a test closed to let go
+// of the mailbox: a fixed pause lost that race on a loaded machine, and
+// the next login got the in-use reply.
+func waitUnlocked(t *testing.T, srv *pop3test.Server) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); srv.Locked(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the closed session still holds the mailbox after 5 s")
+		}
+	}
+}
+
 func login(t *testing.T, srv *pop3test.Server) *pop3.Client {
 	t.Helper()
 	ctx := context.Background()
@@ -69,7 +81,7 @@ func TestMailboxSemantics(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	time.Sleep(50 * time.Millisecond)
+	waitUnlocked(t, srv)
 	if n := len(srv.Messages()); n != 2 {
 		t.Fatalf("after a dropped session %d messages, want 2", n)
 	}
@@ -107,7 +119,7 @@ func TestServerFaults(t *testing.T) {
 	c.Close()
 
 	srv.SetFaults(pop3test.Fault{Command: "STAT", Action: pop3test.Reply, Reply: "-ERR [SYS/TEMP] disk"})
-	time.Sleep(50 * time.Millisecond)
+	waitUnlocked(t, srv)
 	c = login(t, srv)
 	var perr *pop3.Error
 	if _, _, err := c.Stat(ctx); !errors.As(err, &perr) || !perr.Temporary() {
