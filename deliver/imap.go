@@ -94,7 +94,10 @@ type IMAP struct {
 	// reports its message missing; 0 means DefaultIMAPSettleGrace.
 	SettleGrace time.Duration
 	// Trace, if set, receives the session's protocol lines, with the
-	// login's secrets left out.
+	// LOGIN and AUTHENTICATE command lines left out. Not yet safe for
+	// users: the redaction looks at one Write at a time, so a SASL
+	// response sent as a continuation line (AUTHENTICATE without
+	// SASL-IR) would pass; popfetch -vv does not set it until it is.
 	Trace io.Writer
 
 	mu       sync.Mutex
