@@ -746,6 +746,7 @@ func (m *IMAP) Settle(ctx context.Context, refs []Ref) ([]bool, error) {
 // the messages that settled a ref already. m.mu is held.
 func (m *IMAP) settle(refs []Ref, found []bool, used map[string]bool) error {
 	selected := ""
+	var current uint32 // the selected folder's UIDVALIDITY
 	for i, r := range refs {
 		v, err := url.ParseQuery(r.Key)
 		if err != nil {
@@ -771,10 +772,12 @@ func (m *IMAP) settle(refs []Ref, found []bool, used map[string]bool) error {
 				m.drop()
 				return m.fail(fmt.Errorf("EXAMINE %q: %w", folder, err))
 			}
-			if uint64(data.UIDValidity) != validity {
-				floor = 1
-			}
-			selected = folder
+			selected, current = folder, data.UIDValidity
+		}
+		if uint64(current) != validity {
+			// The folder was made anew: the floor, a UID of the old
+			// one, says nothing of the new UIDs.
+			floor = 1
 		}
 		crit := &imap.SearchCriteria{Larger: size - 1, Smaller: size + 1}
 		if floor > 1 {

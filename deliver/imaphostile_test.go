@@ -3,7 +3,12 @@ package deliver
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"net"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -73,5 +78,90 @@ func TestIMAPHugeResponseLine(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "too long") {
 		t.Errorf("error %v, want one that says the line is too long", err)
+	}
+}
+
+// settleServer answers a login, STATUS, EXAMINE and the UID SEARCH and
+// UID FETCH of Settle for msgs (UID i+1), with UIDVALIDITY validity.
+func settleServer(validity int, msgs []string) func(c net.Conn, r *bufio.Reader) {
+	return func(c net.Conn, r *bufio.Reader) {
+		c.Write([]byte("* OK [CAPABILITY IMAP4rev1] fake\r\n"))
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			tag, cmd := tagOf(line), strings.ToUpper(line)
+			switch {
+			case strings.Contains(cmd, "STATUS"):
+				fmt.Fprintf(c, "* STATUS INBOX (UIDNEXT %d UIDVALIDITY %d)\r\n%s OK\r\n", len(msgs)+1, validity, tag)
+			case strings.Contains(cmd, "EXAMINE"):
+				fmt.Fprintf(c, "* %d EXISTS\r\n* OK [UIDVALIDITY %d] x\r\n%s OK [READ-ONLY] done\r\n", len(msgs), validity, tag)
+			case strings.Contains(cmd, "UID SEARCH"):
+				f := strings.Fields(cmd)
+				var uids []string
+				for i, msg := range msgs {
+					n := len(msg)
+					ok := true
+					for j := range f[:len(f)-1] {
+						v, _ := strconv.Atoi(f[j+1])
+						switch f[j] {
+						case "LARGER":
+							ok = ok && n > v
+						case "SMALLER":
+							ok = ok && n < v
+						case "UID":
+							lo, _, _ := strings.Cut(f[j+1], ":")
+							v, _ = strconv.Atoi(lo)
+							ok = ok && i+1 >= v
+						}
+					}
+					if ok {
+						uids = append(uids, strconv.Itoa(i+1))
+					}
+				}
+				fmt.Fprintf(c, "* SEARCH %s\r\n%s OK\r\n", strings.Join(uids, " "), tag)
+			case strings.Contains(cmd, "UID FETCH"):
+				uid, _ := strconv.Atoi(strings.Fields(cmd)[3])
+				msg := msgs[uid-1]
+				fmt.Fprintf(c, "* %d FETCH (UID %d BODY[] {%d}\r\n%s)\r\n%s OK\r\n", uid, uid, len(msg), msg, tag)
+			case strings.Contains(cmd, "LOGOUT"):
+				fmt.Fprintf(c, "* BYE\r\n%s OK\r\n", tag)
+				return
+			default:
+				fmt.Fprintf(c, "%s OK\r\n", tag)
+			}
+		}
+	}
+}
+
+func imapRef(m *IMAP, msg string, validity, floor int) Ref {
+	sum := sha256.Sum256([]byte(msg))
+	v := url.Values{}
+	v.Set("f", "INBOX")
+	v.Set("v", strconv.Itoa(validity))
+	v.Set("u", strconv.Itoa(floor))
+	v.Set("n", strconv.Itoa(len(msg)))
+	v.Set("h", hex.EncodeToString(sum[:]))
+	return Ref{Kind: "imap", Target: m.identity(), Key: v.Encode(), Begun: time.Now().Add(-time.Hour)}
+}
+
+// TestIMAPSettleNewValidity: when the folder's UIDVALIDITY changed since
+// the records were written, their UIDNEXT floors mean nothing, for every
+// record, not only the first: each message is looked for in the whole
+// folder (else it is reported missing and delivered twice).
+func TestIMAPSettleNewValidity(t *testing.T) {
+	msgs := []string{"Subject: one\r\n\r\nfirst\r\n", "Subject: two\r\n\r\nthe second\r\n"}
+	m := fakeIMAP(t, settleServer(2, msgs))
+	defer m.Close()
+	refs := []Ref{imapRef(m, msgs[0], 1, 100), imapRef(m, msgs[1], 1, 100)}
+	found, err := m.Settle(context.Background(), refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range found {
+		if !f {
+			t.Errorf("message %d, in the folder, reported missing", i+1)
+		}
 	}
 }
