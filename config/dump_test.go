@@ -66,6 +66,20 @@ user = "m"
 mbox = "/var/mail/m"
 envelope_to = true
 return_path = true
+
+[[account]]
+name = "toimap"
+server = "pop.example.net"
+user = "i"
+password = "pop-side-secret"
+
+[account.imap]
+server = "imap.example.com"
+user = "i@example.com"
+password = "imap-side-secret"
+tls_min_version = "1.3"
+folder = "POP"
+flags = ['\Seen']
 `
 	cfg, err := Parse("c.toml", text)
 	if err != nil {
@@ -76,7 +90,7 @@ return_path = true
 		t.Fatal(err)
 	}
 	dump := out.String()
-	for _, secret := range []string{"hunter2-the-secret", "the-client-secret"} {
+	for _, secret := range []string{"hunter2-the-secret", "the-client-secret", "pop-side-secret", "imap-side-secret"} {
 		if strings.Contains(dump, secret) {
 			t.Errorf("the dump shows a secret:\n%s", dump)
 		}
@@ -88,7 +102,7 @@ return_path = true
 	for _, m := range keyRE.FindAllStringSubmatch(dump, -1) {
 		found[m[1]] = true
 	}
-	for _, typ := range []reflect.Type{reflect.TypeOf(rawAccount{}), reflect.TypeOf(rawOAuth2{}), reflect.TypeOf(rawDaemon{})} {
+	for _, typ := range []reflect.Type{reflect.TypeOf(rawAccount{}), reflect.TypeOf(rawOAuth2{}), reflect.TypeOf(rawDaemon{}), reflect.TypeOf(rawIMAP{})} {
 		for i := 0; i < typ.NumField(); i++ {
 			key := strings.Split(typ.Field(i).Tag.Get("toml"), ",")[0]
 			alternatives := map[string]bool{"password": true, "password_command": true, "password_file": true, "password_env": true, "maildir": true, "mda": true, "mbox": true, "lmtp": true, "lmtp_recipients": true, "oauth2": true, "imap": true}
@@ -106,6 +120,11 @@ return_path = true
 	for i := range cfg.Accounts {
 		want, got := cfg.Accounts[i], back.Accounts[i]
 		want.Password, got.Password = Secret{}, Secret{}
+		if want.IMAP != nil && got.IMAP != nil {
+			w, g := *want.IMAP, *got.IMAP
+			w.Password, g.Password = Secret{}, Secret{}
+			want.IMAP, got.IMAP = &w, &g
+		}
 		if want.OAuth2 != nil {
 			w, g := *want.OAuth2, *got.OAuth2
 			w.Provider, w.ClientSecret, g.ClientSecret = "", "", ""
