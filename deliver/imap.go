@@ -141,8 +141,17 @@ func (m *IMAP) fail(err error) error {
 	if errors.As(err, &de) {
 		return err
 	}
+	var ie *imap.Error
+	if errors.As(err, &ie) && len(ie.Text) > maxIMAPErrorText {
+		// The server's text goes to logs and the status file: a
+		// line's worth is enough (a POP3 reply has 512 octets).
+		ie.Text = strings.ToValidUTF8(ie.Text[:maxIMAPErrorText], "") + "..."
+	}
 	return &Error{Target: m.target(), Temporary: imapTemporary(err), Err: fmt.Errorf("the IMAP server: %w", err)}
 }
+
+// maxIMAPErrorText bounds the server's text kept in an error.
+const maxIMAPErrorText = 300
 
 // imapTemporary reports whether a failure may clear by itself: a full
 // mailbox (OVERQUOTA: space may be freed), a server that is busy

@@ -165,3 +165,26 @@ func TestIMAPSettleNewValidity(t *testing.T) {
 		}
 	}
 }
+
+// TestIMAPLongErrorText: a refusal's text, the server's, is cut short in
+// the error that reaches logs and the status file.
+func TestIMAPLongErrorText(t *testing.T) {
+	m := fakeIMAP(t, func(c net.Conn, r *bufio.Reader) {
+		c.Write([]byte("* OK [CAPABILITY IMAP4rev1] fake\r\n"))
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "%s NO [AUTHENTICATIONFAILED] %s\r\n", tagOf(line), strings.Repeat("\x1b[31mno ", 50000))
+		}
+	})
+	defer m.Close()
+	_, err := m.Stage(context.Background(), strings.NewReader("Subject: x\n\nhi\n"), Envelope{})
+	if err == nil {
+		t.Fatal("a refused login was taken")
+	}
+	if n := len(err.Error()); n > 1000 {
+		t.Errorf("the error is %d octets long", n)
+	}
+}
