@@ -103,6 +103,10 @@ type IMAP struct {
 	validity uint32 // and its UIDVALIDITY
 	inflight []*imapAppend
 	caps     imap.CapSet
+	// unwatch ends the watches of the contexts that APPENDs in flight
+	// were sent under: Flush has no context of its own, and a server
+	// that answers a byte at a time never trips the per-read timeout.
+	unwatch []func() bool
 }
 
 func (m *IMAP) folder() string {
@@ -322,6 +326,7 @@ func (m *IMAP) Flush() error {
 			a.spool.Close()
 		}
 		m.inflight = nil
+		m.stopWatching()
 	}()
 	for try := 0; ; try++ {
 		var retry []*imapAppend
@@ -366,12 +371,21 @@ func (m *IMAP) Close() error {
 		a.spool.Close()
 	}
 	m.inflight = nil
+	m.stopWatching()
 	if m.c != nil {
 		m.c.Logout().Wait()
 		m.c.Close()
 		m.c = nil
 	}
 	return nil
+}
+
+// stopWatching ends the watches of unwatch. m.mu is held.
+func (m *IMAP) stopWatching() {
+	for _, stop := range m.unwatch {
+		stop()
+	}
+	m.unwatch = nil
 }
 
 // drop closes a session that failed, so that the next use starts a new one.
@@ -668,6 +682,10 @@ func (s *stagedIMAP) Publish(ctx context.Context) error {
 		a := &imapAppend{s: s, spool: s.spool}
 		if err = m.send(a); err == nil {
 			s.spool = nil // Flush closes it
+			// Until Flush has its answer, the end of ctx (the poll's
+			// ceiling) ends the session.
+			c := m.c
+			m.unwatch = append(m.unwatch, context.AfterFunc(ctx, func() { c.Close() }))
 			return nil
 		}
 	}

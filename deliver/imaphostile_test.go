@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strconv"
@@ -187,4 +188,63 @@ func TestIMAPLongErrorText(t *testing.T) {
 	if n := len(err.Error()); n > 1000 {
 		t.Errorf("the error is %d octets long", n)
 	}
+}
+
+// TestIMAPFlushTrickle: a server that takes an APPEND and then answers a
+// byte at a time, never ending its response, cannot hold Flush past the
+// end of the poll's context (the per-read timeout never fires).
+func TestIMAPFlushTrickle(t *testing.T) {
+	m := fakeIMAP(t, func(c net.Conn, r *bufio.Reader) {
+		c.Write([]byte("* OK [CAPABILITY IMAP4rev1] fake\r\n"))
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			tag, cmd := tagOf(line), strings.ToUpper(line)
+			switch {
+			case strings.Contains(cmd, "STATUS"):
+				fmt.Fprintf(c, "* STATUS INBOX (UIDNEXT 1 UIDVALIDITY 1)\r\n%s OK\r\n", tag)
+			case strings.Contains(cmd, "APPEND"):
+				n := literalAt([]byte(strings.TrimSuffix(line, "\n")))
+				if !strings.HasSuffix(line, "+}\r\n") {
+					c.Write([]byte("+ go\r\n"))
+				}
+				if _, err := io.CopyN(io.Discard, r, n); err != nil {
+					return
+				}
+				r.ReadString('\n')
+				c.Write([]byte("* OK "))
+				for {
+					time.Sleep(100 * time.Millisecond)
+					if _, err := c.Write([]byte("x")); err != nil {
+						return
+					}
+				}
+			default:
+				fmt.Fprintf(c, "%s OK\r\n", tag)
+			}
+		}
+	})
+	m.Timeout = time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s, err := m.Stage(ctx, strings.NewReader("Subject: x\n\nhi\n"), Envelope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Flush() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Flush took an APPEND that was never answered")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Flush still waits 8 s after the poll's context ended")
+	}
+	m.Close()
 }
