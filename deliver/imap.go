@@ -373,7 +373,12 @@ func (m *IMAP) Close() error {
 	m.inflight = nil
 	m.stopWatching()
 	if m.c != nil {
-		m.c.Logout().Wait()
+		// LOGOUT is a courtesy: it gets the timeout of one read, in
+		// all, not per octet.
+		c := m.c
+		t := time.AfterFunc(m.timeout(), func() { c.Close() })
+		c.Logout().Wait()
+		t.Stop()
 		m.c.Close()
 		m.c = nil
 	}

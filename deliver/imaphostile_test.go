@@ -248,3 +248,45 @@ func TestIMAPFlushTrickle(t *testing.T) {
 	}
 	m.Close()
 }
+
+// TestIMAPLogoutTrickle: Close does not wait longer than the timeout for
+// a LOGOUT answered a byte at a time.
+func TestIMAPLogoutTrickle(t *testing.T) {
+	m := fakeIMAP(t, func(c net.Conn, r *bufio.Reader) {
+		c.Write([]byte("* OK [CAPABILITY IMAP4rev1] fake\r\n"))
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			tag, cmd := tagOf(line), strings.ToUpper(line)
+			switch {
+			case strings.Contains(cmd, "STATUS"):
+				fmt.Fprintf(c, "* STATUS INBOX (UIDNEXT 1 UIDVALIDITY 1)\r\n%s OK\r\n", tag)
+			case strings.Contains(cmd, "LOGOUT"):
+				c.Write([]byte("* BYE "))
+				for {
+					time.Sleep(100 * time.Millisecond)
+					if _, err := c.Write([]byte("x")); err != nil {
+						return
+					}
+				}
+			default:
+				fmt.Fprintf(c, "%s OK\r\n", tag)
+			}
+		}
+	})
+	m.Timeout = time.Second
+	s, err := m.Stage(context.Background(), strings.NewReader("Subject: x\n\nhi\n"), Envelope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Abort()
+	done := make(chan struct{})
+	go func() { m.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(8 * time.Second):
+		t.Fatal("Close still waits for LOGOUT's answer after 8 s")
+	}
+}
