@@ -290,3 +290,24 @@ func TestIMAPLogoutTrickle(t *testing.T) {
 		t.Fatal("Close still waits for LOGOUT's answer after 8 s")
 	}
 }
+
+// TestIMAPSettleSameIDOtherContent: a message in the folder with the
+// pending one's Message-ID and size, but other octets, does not settle
+// it: the record is reported missing and the message fetched again.
+func TestIMAPSettleSameIDOtherContent(t *testing.T) {
+	there := "Message-ID: <a@x>\r\n\r\nAAAA\r\n"
+	pending := "Message-ID: <a@x>\r\n\r\nBBBB\r\n"
+	m := fakeIMAP(t, settleServer(1, []string{there}))
+	defer m.Close()
+	r := imapRef(m, pending, 1, 1)
+	v, _ := url.ParseQuery(r.Key)
+	v.Set("id", "<a@x>")
+	r.Key = v.Encode()
+	found, err := m.Settle(context.Background(), []Ref{r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found[0] {
+		t.Error("another message with the same Message-ID and size settled the record")
+	}
+}
