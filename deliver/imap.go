@@ -72,7 +72,8 @@ type IMAP struct {
 	// User is the login name.
 	User string
 	// Password returns the password (called once per session); unused
-	// with a token.
+	// with a token. With Auth xoauth2 or oauthbearer and no Token, it
+	// returns the access token.
 	Password func(ctx context.Context) (string, error)
 	// Token returns an OAuth2 access token; nil for password logins.
 	Token func(ctx context.Context) (string, error)
@@ -534,10 +535,16 @@ func (m *IMAP) login(ctx context.Context, c *imapclient.Client) error {
 	var err error
 	switch mech {
 	case IMAPAuthXOAuth2, IMAPAuthOAuthBearer:
-		if m.Token == nil {
-			return &imapAuthError{fmt.Errorf("auth = %q needs an OAuth2 token ([account.imap.oauth2])", mech)}
+		token := m.Token
+		if token == nil {
+			// As on the POP3 side: a token from the password keys
+			// (a password_command that prints one).
+			token = m.Password
 		}
-		tok, terr := m.Token(ctx)
+		if token == nil {
+			return &imapAuthError{fmt.Errorf("auth = %q needs an OAuth2 token ([account.imap.oauth2], or a password_command that prints one)", mech)}
+		}
+		tok, terr := token(ctx)
 		if terr != nil {
 			return &imapAuthError{terr}
 		}

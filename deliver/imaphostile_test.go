@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -309,5 +310,44 @@ func TestIMAPSettleSameIDOtherContent(t *testing.T) {
 	}
 	if found[0] {
 		t.Error("another message with the same Message-ID and size settled the record")
+	}
+}
+
+// TestIMAPTokenFromPassword: auth = "xoauth2" without an oauth2 table
+// takes the token from the password keys (a password_command that
+// prints one), as the POP3 side does.
+func TestIMAPTokenFromPassword(t *testing.T) {
+	got := make(chan string, 1)
+	m := fakeIMAP(t, func(c net.Conn, r *bufio.Reader) {
+		c.Write([]byte("* OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2 SASL-IR] fake\r\n"))
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			tag, cmd := tagOf(line), strings.ToUpper(line)
+			switch {
+			case strings.Contains(cmd, "AUTHENTICATE"):
+				f := strings.Fields(line)
+				got <- f[len(f)-1]
+				fmt.Fprintf(c, "%s OK\r\n", tag)
+			case strings.Contains(cmd, "STATUS"):
+				fmt.Fprintf(c, "* STATUS INBOX (UIDNEXT 1 UIDVALIDITY 1)\r\n%s OK\r\n", tag)
+			default:
+				fmt.Fprintf(c, "%s OK\r\n", tag)
+			}
+		}
+	})
+	m.Auth = IMAPAuthXOAuth2
+	m.Password = func(context.Context) (string, error) { return "tok123", nil }
+	s, err := m.Stage(context.Background(), strings.NewReader("Subject: x\n\nhi\n"), Envelope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Abort()
+	m.Close()
+	ir, _ := base64.StdEncoding.DecodeString(<-got)
+	if string(ir) != "user=u\x01auth=Bearer tok123\x01\x01" {
+		t.Errorf("XOAUTH2 sent %q", ir)
 	}
 }
