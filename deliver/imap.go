@@ -832,7 +832,9 @@ func (m *IMAP) settle(refs []Ref, found []bool, used map[string]bool) error {
 		}
 		for _, uid := range sd.AllUIDs() {
 			k := folder + "\x00" + strconv.FormatUint(uint64(uid), 10)
-			if used[k] {
+			if used[k] || uint64(uid) < floor {
+				// "UID floor:*" holds the folder's last message even
+				// if its UID is below floor: not one of the session's.
 				continue
 			}
 			ok, err := m.digestIs(uid, v.Get("h"))

@@ -113,9 +113,11 @@ func settleServer(validity int, msgs []string) func(c net.Conn, r *bufio.Reader)
 						case "SMALLER":
 							ok = ok && n < v
 						case "UID":
+							// n:* holds the last UID even when n
+							// is above it (RFC 9051 section 9, seq-range).
 							lo, _, _ := strings.Cut(f[j+1], ":")
 							v, _ = strconv.Atoi(lo)
-							ok = ok && i+1 >= v
+							ok = ok && (i+1 >= v || i+1 == len(msgs))
 						}
 					}
 					if ok {
@@ -349,5 +351,23 @@ func TestIMAPTokenFromPassword(t *testing.T) {
 	ir, _ := base64.StdEncoding.DecodeString(<-got)
 	if string(ir) != "user=u\x01auth=Bearer tok123\x01\x01" {
 		t.Errorf("XOAUTH2 sent %q", ir)
+	}
+}
+
+// TestIMAPSettleBelowFloor: "UID floor:*" names the folder's last
+// message even when its UID is below the floor (a range is unordered):
+// a byte-identical copy delivered before the session (the same message
+// sent twice, add_received = false) must not settle a record whose
+// message never arrived.
+func TestIMAPSettleBelowFloor(t *testing.T) {
+	msg := "Message-ID: <twice@x>\r\n\r\nsame\r\n"
+	m := fakeIMAP(t, settleServer(1, []string{msg}))
+	defer m.Close()
+	found, err := m.Settle(context.Background(), []Ref{imapRef(m, msg, 1, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found[0] {
+		t.Error("a message below the floor settled the record")
 	}
 }
