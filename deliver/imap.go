@@ -16,6 +16,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -354,7 +355,12 @@ func (m *IMAP) Flush() error {
 			m.drop()
 			return m.fail(err)
 		}
-		m.inflight = m.inflight[:0]
+		for _, a := range m.inflight {
+			if !slices.Contains(retry, a) {
+				a.spool.Close() // answered OK: done with
+			}
+		}
+		m.inflight = nil
 		for _, a := range retry {
 			if err := m.send(a); err != nil {
 				m.drop()

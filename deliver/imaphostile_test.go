@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -370,4 +372,69 @@ func TestIMAPSettleBelowFloor(t *testing.T) {
 	if found[0] {
 		t.Error("a message below the floor settled the record")
 	}
+}
+
+// TestIMAPTryCreateClosesSpools: after a [TRYCREATE] retry, the spool
+// files of the APPENDs that had succeeded are closed too.
+func TestIMAPTryCreateClosesSpools(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // no finalizer closes them
+	m := fakeIMAP(t, func(c net.Conn, r *bufio.Reader) {
+		c.Write([]byte("* OK [CAPABILITY IMAP4rev1] fake\r\n"))
+		appends := 0
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			tag, cmd := tagOf(line), strings.ToUpper(line)
+			switch {
+			case strings.Contains(cmd, "STATUS"):
+				fmt.Fprintf(c, "* STATUS INBOX (UIDNEXT 1 UIDVALIDITY 1)\r\n%s OK\r\n", tag)
+			case strings.Contains(cmd, "APPEND"):
+				n := literalAt([]byte(strings.TrimSuffix(line, "\n")))
+				c.Write([]byte("+ go\r\n"))
+				io.CopyN(io.Discard, r, n)
+				r.ReadString('\n')
+				if appends++; appends == 3 {
+					fmt.Fprintf(c, "%s NO [TRYCREATE] no folder\r\n", tag)
+				} else {
+					fmt.Fprintf(c, "%s OK\r\n", tag)
+				}
+			case strings.Contains(cmd, "LOGOUT"):
+				fmt.Fprintf(c, "* BYE\r\n%s OK\r\n", tag)
+				return
+			default:
+				fmt.Fprintf(c, "%s OK\r\n", tag)
+			}
+		}
+	})
+	fds := func() int {
+		e, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip(err)
+		}
+		return len(e)
+	}
+	ctx := context.Background()
+	var staged []Staged
+	for i := 0; i < 3; i++ {
+		s, err := m.Stage(ctx, strings.NewReader(fmt.Sprintf("Subject: %d\n\nhi\n", i)), Envelope{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		staged = append(staged, s)
+	}
+	before := fds()
+	for _, s := range staged {
+		if err := s.Publish(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if after := fds(); after != before-3 {
+		t.Errorf("%d files open after Flush, want %d (the 3 spools closed)", after, before-3)
+	}
+	m.Close()
 }
