@@ -486,6 +486,7 @@ func Parse(path, text string) (*Config, error) {
 		problems = append(problems, "no [[account]] tables")
 	}
 	seen := map[string]bool{}
+	tokenFiles := map[string]string{} // token file -> the table that keeps its token there
 	for i, ra := range raw.Account {
 		where := fmt.Sprintf("account[%d]", i+1)
 		if ra.Name != nil {
@@ -502,12 +503,45 @@ func Parse(path, text string) (*Config, error) {
 			problems = append(problems, fmt.Sprintf("%s: another account is also named %q", where, a.Name))
 		}
 		seen[a.Name] = true
+		problems = append(problems, sharedTokenFiles(where, a, tokenFiles)...)
 		cfg.Accounts = append(cfg.Accounts, a)
 	}
 	if len(problems) > 0 {
 		return nil, &Error{Path: path, Problems: problems}
 	}
 	return cfg, nil
+}
+
+// sharedTokenFiles notes in files where a's OAuth2 tables keep their
+// tokens (STATE/oauth2/NAME.json and NAME.imap.json unless
+// refresh_token_file is set) and reports a file another table uses too:
+// one side's token would be saved over the other's, and used for it (an
+// account "work.imap"'s POP3 token is account "work"'s IMAP one by
+// default).
+func sharedTokenFiles(where string, a Account, files map[string]string) []string {
+	var problems []string
+	note := func(table string, o *OAuth2, def string) {
+		if o == nil {
+			return
+		}
+		file := o.RefreshTokenFile
+		if file == "" {
+			file = def
+		}
+		if other, ok := files[file]; ok {
+			problems = append(problems, fmt.Sprintf("%s: %s keeps its token in %s, as %s does: set refresh_token_file to a file of its own", where, table, file, other))
+			return
+		}
+		files[file] = fmt.Sprintf("the %s of account %q", table, a.Name)
+	}
+	note("[account.oauth2]", a.OAuth2, "STATE/oauth2/"+a.Name+".json")
+	if a.IMAP != nil {
+		note("[account.imap.oauth2]", a.IMAP.OAuth2, "STATE/oauth2/"+a.Name+".imap.json")
+	}
+	if a.Gmail != nil {
+		note("[account.gmail.oauth2]", a.Gmail.OAuth2, "STATE/oauth2/"+a.Name+".gmail.json")
+	}
+	return problems
 }
 
 func buildDaemon(r rawDaemon) (Daemon, []string) {

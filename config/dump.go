@@ -87,6 +87,14 @@ func (p *dumper) size(key string, n int64, otherwise string) {
 	p.line(key + " = " + strconv.FormatInt(n, 10))
 }
 
+func (p *dumper) tlsMinVersion(v uint16) {
+	if v == tls.VersionTLS13 {
+		p.str("tls_min_version", "1.3")
+	} else {
+		p.str("tls_min_version", "1.2")
+	}
+}
+
 func (p *dumper) account(a Account) {
 	p.line("[[account]]")
 	p.str("name", a.Name)
@@ -95,11 +103,7 @@ func (p *dumper) account(a Account) {
 	p.str("tls", string(a.TLS))
 	p.optional("ca_file", a.CAFile, "the system's roots")
 	p.optional("tls_fingerprint", a.TLSFingerprint, "the certificate is checked against the roots")
-	if a.TLSMinVersion == tls.VersionTLS13 {
-		p.str("tls_min_version", "1.3")
-	} else {
-		p.str("tls_min_version", "1.2")
-	}
+	p.tlsMinVersion(a.TLSMinVersion)
 	p.optional("tls_server_name", a.TLSServerName, "the server's name")
 	p.optional("client_cert", a.ClientCert, "no client certificate")
 	p.optional("client_key", a.ClientKey, "no client certificate")
@@ -135,6 +139,8 @@ func (p *dumper) account(a Account) {
 		} else {
 			p.comment("lmtp_recipients: not set; the recipient")
 		}
+	case a.IMAP != nil:
+		p.comment("maildir, mbox, mda, lmtp: not set; the [account.imap] table below is the target")
 	default:
 		p.strs("mda", a.MDA)
 	}

@@ -78,6 +78,20 @@ never_mark_spam = true
 provider = "google"
 client_id = "gid"
 client_secret = "the-gmail-client-secret"
+
+[[account]]
+name = "toimap"
+server = "pop.example.net"
+user = "i"
+password = "pop-side-secret"
+
+[account.imap]
+server = "imap.example.com"
+user = "i@example.com"
+password = "imap-side-secret"
+tls_min_version = "1.3"
+folder = "POP"
+flags = ['\Seen']
 `
 	cfg, err := Parse("c.toml", text)
 	if err != nil {
@@ -88,7 +102,7 @@ client_secret = "the-gmail-client-secret"
 		t.Fatal(err)
 	}
 	dump := out.String()
-	for _, secret := range []string{"hunter2-the-secret", "the-client-secret", "the-gmail-client-secret"} {
+	for _, secret := range []string{"hunter2-the-secret", "the-client-secret", "the-gmail-client-secret", "pop-side-secret", "imap-side-secret"} {
 		if strings.Contains(dump, secret) {
 			t.Errorf("the dump shows a secret:\n%s", dump)
 		}
@@ -100,7 +114,7 @@ client_secret = "the-gmail-client-secret"
 	for _, m := range keyRE.FindAllStringSubmatch(dump, -1) {
 		found[m[1]] = true
 	}
-	for _, typ := range []reflect.Type{reflect.TypeOf(rawAccount{}), reflect.TypeOf(rawOAuth2{}), reflect.TypeOf(rawDaemon{})} {
+	for _, typ := range []reflect.Type{reflect.TypeOf(rawAccount{}), reflect.TypeOf(rawOAuth2{}), reflect.TypeOf(rawDaemon{}), reflect.TypeOf(rawIMAP{})} {
 		for i := 0; i < typ.NumField(); i++ {
 			key := strings.Split(typ.Field(i).Tag.Get("toml"), ",")[0]
 			alternatives := map[string]bool{"password": true, "password_command": true, "password_file": true, "password_env": true, "maildir": true, "mda": true, "mbox": true, "lmtp": true, "lmtp_recipients": true, "oauth2": true, "imap": true, "gmail": true}
@@ -118,6 +132,11 @@ client_secret = "the-gmail-client-secret"
 	for i := range cfg.Accounts {
 		want, got := cfg.Accounts[i], back.Accounts[i]
 		want.Password, got.Password = Secret{}, Secret{}
+		if want.IMAP != nil && got.IMAP != nil {
+			w, g := *want.IMAP, *got.IMAP
+			w.Password, g.Password = Secret{}, Secret{}
+			want.IMAP, got.IMAP = &w, &g
+		}
 		if want.OAuth2 != nil {
 			w, g := *want.OAuth2, *got.OAuth2
 			w.Provider, w.ClientSecret, g.ClientSecret = "", "", ""

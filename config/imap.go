@@ -147,6 +147,7 @@ func (p *dumper) imap(name string, m *IMAP) {
 	p.str("tls", string(m.TLS))
 	p.optional("ca_file", m.CAFile, "the system's roots")
 	p.optional("tls_fingerprint", m.TLSFingerprint, "the certificate is checked against the roots")
+	p.tlsMinVersion(m.TLSMinVersion)
 	p.optional("tls_server_name", m.TLSServerName, "the server's name")
 	p.str("user", m.User)
 	p.secret(m.Password)

@@ -16,6 +16,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,7 +73,8 @@ type IMAP struct {
 	// User is the login name.
 	User string
 	// Password returns the password (called once per session); unused
-	// with a token.
+	// with a token. With Auth xoauth2 or oauthbearer and no Token, it
+	// returns the access token.
 	Password func(ctx context.Context) (string, error)
 	// Token returns an OAuth2 access token; nil for password logins.
 	Token func(ctx context.Context) (string, error)
@@ -106,6 +108,10 @@ type IMAP struct {
 	validity uint32 // and its UIDVALIDITY
 	inflight []*imapAppend
 	caps     imap.CapSet
+	// unwatch ends the watches of the contexts that APPENDs in flight
+	// were sent under: Flush has no context of its own, and a server
+	// that answers a byte at a time never trips the per-read timeout.
+	unwatch []func() bool
 }
 
 func (m *IMAP) folder() string {
@@ -144,8 +150,17 @@ func (m *IMAP) fail(err error) error {
 	if errors.As(err, &de) {
 		return err
 	}
+	var ie *imap.Error
+	if errors.As(err, &ie) && len(ie.Text) > maxIMAPErrorText {
+		// The server's text goes to logs and the status file: a
+		// line's worth is enough (a POP3 reply has 512 octets).
+		ie.Text = strings.ToValidUTF8(ie.Text[:maxIMAPErrorText], "") + "..."
+	}
 	return &Error{Target: m.target(), Temporary: imapTemporary(err), Err: fmt.Errorf("the IMAP server: %w", err)}
 }
+
+// maxIMAPErrorText bounds the server's text kept in an error.
+const maxIMAPErrorText = 300
 
 // imapTemporary reports whether a failure may clear by itself: a full
 // mailbox (OVERQUOTA: space may be freed), a server that is busy
@@ -316,6 +331,7 @@ func (m *IMAP) Flush() error {
 			a.spool.Close()
 		}
 		m.inflight = nil
+		m.stopWatching()
 	}()
 	for try := 0; ; try++ {
 		var retry []*imapAppend
@@ -342,7 +358,12 @@ func (m *IMAP) Flush() error {
 			m.drop()
 			return m.fail(err)
 		}
-		m.inflight = m.inflight[:0]
+		for _, a := range m.inflight {
+			if !slices.Contains(retry, a) {
+				a.spool.Close() // answered OK: done with
+			}
+		}
+		m.inflight = nil
 		for _, a := range retry {
 			if err := m.send(a); err != nil {
 				m.drop()
@@ -360,12 +381,26 @@ func (m *IMAP) Close() error {
 		a.spool.Close()
 	}
 	m.inflight = nil
+	m.stopWatching()
 	if m.c != nil {
-		m.c.Logout().Wait()
+		// LOGOUT is a courtesy: it gets the timeout of one read, in
+		// all, not per octet.
+		c := m.c
+		t := time.AfterFunc(m.timeout(), func() { c.Close() })
+		c.Logout().Wait()
+		t.Stop()
 		m.c.Close()
 		m.c = nil
 	}
 	return nil
+}
+
+// stopWatching ends the watches of unwatch. m.mu is held.
+func (m *IMAP) stopWatching() {
+	for _, stop := range m.unwatch {
+		stop()
+	}
+	m.unwatch = nil
 }
 
 // drop closes a session that failed, so that the next use starts a new one.
@@ -509,10 +544,16 @@ func (m *IMAP) login(ctx context.Context, c *imapclient.Client) error {
 	var err error
 	switch mech {
 	case IMAPAuthXOAuth2, IMAPAuthOAuthBearer:
-		if m.Token == nil {
-			return &imapAuthError{fmt.Errorf("auth = %q needs an OAuth2 token ([account.imap.oauth2])", mech)}
+		token := m.Token
+		if token == nil {
+			// As on the POP3 side: a token from the password keys
+			// (a password_command that prints one).
+			token = m.Password
 		}
-		tok, terr := m.Token(ctx)
+		if token == nil {
+			return &imapAuthError{fmt.Errorf("auth = %q needs an OAuth2 token ([account.imap.oauth2], or a password_command that prints one)", mech)}
+		}
+		tok, terr := token(ctx)
 		if terr != nil {
 			return &imapAuthError{terr}
 		}
@@ -662,6 +703,10 @@ func (s *stagedIMAP) Publish(ctx context.Context) error {
 		a := &imapAppend{s: s, spool: s.spool}
 		if err = m.send(a); err == nil {
 			s.spool = nil // Flush closes it
+			// Until Flush has its answer, the end of ctx (the poll's
+			// ceiling) ends the session.
+			c := m.c
+			m.unwatch = append(m.unwatch, context.AfterFunc(ctx, func() { c.Close() }))
 			return nil
 		}
 	}
@@ -749,6 +794,7 @@ func (m *IMAP) Settle(ctx context.Context, refs []Ref) ([]bool, error) {
 // the messages that settled a ref already. m.mu is held.
 func (m *IMAP) settle(refs []Ref, found []bool, used map[string]bool) error {
 	selected := ""
+	var current uint32 // the selected folder's UIDVALIDITY
 	for i, r := range refs {
 		v, err := url.ParseQuery(r.Key)
 		if err != nil {
@@ -774,10 +820,12 @@ func (m *IMAP) settle(refs []Ref, found []bool, used map[string]bool) error {
 				m.drop()
 				return m.fail(fmt.Errorf("EXAMINE %q: %w", folder, err))
 			}
-			if uint64(data.UIDValidity) != validity {
-				floor = 1
-			}
-			selected = folder
+			selected, current = folder, data.UIDValidity
+		}
+		if uint64(current) != validity {
+			// The folder was made anew: the floor, a UID of the old
+			// one, says nothing of the new UIDs.
+			floor = 1
 		}
 		crit := &imap.SearchCriteria{Larger: size - 1, Smaller: size + 1}
 		if floor > 1 {
@@ -793,7 +841,9 @@ func (m *IMAP) settle(refs []Ref, found []bool, used map[string]bool) error {
 		}
 		for _, uid := range sd.AllUIDs() {
 			k := folder + "\x00" + strconv.FormatUint(uint64(uid), 10)
-			if used[k] {
+			if used[k] || uint64(uid) < floor {
+				// "UID floor:*" holds the folder's last message even
+				// if its UID is below floor: not one of the session's.
 				continue
 			}
 			ok, err := m.digestIs(uid, v.Get("h"))

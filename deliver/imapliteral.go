@@ -40,6 +40,7 @@ type literalPlusConn struct {
 	rbuf    []byte        // server octets read, not yet returned
 	rerr    error
 	rline   []byte // the tail of the server's current line
+	rlen    int    // octets of the server's current line so far
 	rlit    int64  // literal octets of the server's still to come
 	chunks  chan readChunk
 	started bool
@@ -52,6 +53,15 @@ type readChunk struct {
 	b   []byte
 	err error
 }
+
+// maxResponseLine bounds a line of the server's (its literals not
+// counted): go-imap reads a response's text, or a list, into memory
+// however long it is, and a hostile server need never end a line.
+const maxResponseLine = 1 << 20
+
+// errResponseLine is what Read returns once a line of the server's has
+// passed maxResponseLine.
+var errResponseLine = fmt.Errorf("a response line of the server's is too long (over %d KiB): refused", maxResponseLine>>10)
 
 // maxLiteralLine bounds a client line held back to look at its end;
 // longer ones pass through as they come.
@@ -105,8 +115,13 @@ func (l *literalPlusConn) Read(p []byte) (int, error) {
 			l.rmu.Unlock()
 			return n, nil
 		}
-		if len(l.rbuf) > 0 {
+		if len(l.rbuf) > 0 && l.rerr != errResponseLine {
 			n := l.take(p, len(l.inject) > 0)
+			if n == 0 && l.rerr != nil {
+				err := l.rerr
+				l.rmu.Unlock()
+				return 0, err
+			}
 			l.rmu.Unlock()
 			return n, nil
 		}
@@ -150,6 +165,12 @@ func (l *literalPlusConn) take(p []byte, stop bool) int {
 			continue
 		}
 		c := l.rbuf[0]
+		if l.rlen++; l.rlen > maxResponseLine {
+			// What was read stays unread: go-imap sees the error at
+			// its next read, without the line's end.
+			l.rbuf, l.rerr = nil, errResponseLine
+			break
+		}
 		p[n] = c
 		l.rbuf, n = l.rbuf[1:], n+1
 		if c != '\n' {
@@ -161,7 +182,7 @@ func (l *literalPlusConn) take(p []byte, stop bool) int {
 			continue
 		}
 		l.rlit = literalAt(l.rline)
-		l.rline = l.rline[:0]
+		l.rline, l.rlen = l.rline[:0], 0
 		if l.rlit > 0 {
 			// The response goes on after the literal: not a boundary
 			// until its line ends.
