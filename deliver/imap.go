@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -108,6 +109,8 @@ type IMAP struct {
 	validity uint32 // and its UIDVALIDITY
 	inflight []*imapAppend
 	caps     imap.CapSet
+	// live is c, for the watches of contexts, which run without mu.
+	live atomic.Pointer[imapclient.Client]
 	// unwatch ends the watches of the contexts that APPENDs in flight
 	// were sent under: Flush has no context of its own, and a server
 	// that answers a byte at a time never trips the per-read timeout.
@@ -219,12 +222,7 @@ func (m *IMAP) Stage(ctx context.Context, r io.Reader, env Envelope) (Staged, er
 	// needs the folder's UIDNEXT from before any APPEND.
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() {
-		if c := m.c; c != nil {
-			c.Close()
-		}
-	})
-	defer stop()
+	defer m.closeOnDone(ctx)()
 	if _, err := m.client(ctx); err != nil {
 		f.Close()
 		m.drop()
@@ -390,7 +388,7 @@ func (m *IMAP) Close() error {
 		c.Logout().Wait()
 		t.Stop()
 		m.c.Close()
-		m.c = nil
+		m.setClient(nil)
 	}
 	return nil
 }
@@ -407,8 +405,26 @@ func (m *IMAP) stopWatching() {
 func (m *IMAP) drop() {
 	if m.c != nil {
 		m.c.Close()
-		m.c = nil
+		m.setClient(nil)
 	}
+}
+
+// setClient makes c the session. m.mu is held.
+func (m *IMAP) setClient(c *imapclient.Client) {
+	m.c = c
+	m.live.Store(c)
+}
+
+// closeOnDone closes the session, the one there is now or the one made
+// meanwhile, when ctx ends, until the returned function is called: a
+// blocked read or write then returns. m.mu is held; the watch itself
+// runs without it.
+func (m *IMAP) closeOnDone(ctx context.Context) (stop func() bool) {
+	return context.AfterFunc(ctx, func() {
+		if c := m.live.Load(); c != nil {
+			c.Close()
+		}
+	})
 }
 
 // client returns the session, connecting, logging in and reading the
@@ -470,7 +486,7 @@ func (m *IMAP) client(ctx context.Context) (*imapclient.Client, error) {
 		c.Close()
 		return nil, err
 	}
-	m.c = c
+	m.setClient(c)
 	m.caps = c.Caps()
 	if m.caps.Has(imap.CapLiteralPlus) {
 		lp.enabled.Store(true)
@@ -692,12 +708,7 @@ func (s *stagedIMAP) Publish(ctx context.Context) error {
 	m := s.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() {
-		if c := m.c; c != nil {
-			c.Close()
-		}
-	})
-	defer stop()
+	defer m.closeOnDone(ctx)()
 	_, err := m.client(ctx)
 	if err == nil {
 		a := &imapAppend{s: s, spool: s.spool}
@@ -738,12 +749,7 @@ const DefaultIMAPSettleGrace = 5 * time.Second
 func (m *IMAP) Settle(ctx context.Context, refs []Ref) ([]bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() {
-		if c := m.c; c != nil {
-			c.Close()
-		}
-	})
-	defer stop()
+	defer m.closeOnDone(ctx)()
 	if _, err := m.client(ctx); err != nil {
 		m.drop()
 		return nil, m.fail(err)
