@@ -161,16 +161,7 @@ func (a *Authorization) exchange(ctx context.Context, code string) error {
 	if err != nil {
 		return s.explain("exchanging the authorization code", err)
 	}
-	if tok.RefreshToken == "" {
-		return &Error{Err: errors.New("the provider issued no refresh token (Google issues one with access_type=offline and prompt=consent; Microsoft needs the offline_access scope)")}
-	}
-	if err := Save(s.cfg.File, tok); err != nil {
-		return &Error{File: s.cfg.File, Err: err}
-	}
-	s.mu.Lock()
-	s.tok = tok
-	s.mu.Unlock()
-	return nil
+	return s.adopt(tok, "Google issues one with access_type=offline and prompt=consent; Microsoft needs the offline_access scope")
 }
 
 // Listen opens the loopback listener for a redirect: 127.0.0.1 on a port

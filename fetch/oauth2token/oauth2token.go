@@ -200,8 +200,15 @@ func (s *Source) WaitDevice(ctx context.Context, da *oauth2.DeviceAuthResponse) 
 	if err != nil {
 		return s.explain("waiting for the authorization", err)
 	}
+	return s.adopt(tok, "Microsoft needs the offline_access scope")
+}
+
+// adopt saves the tokens a first authorization got and serves them from
+// then on; without a refresh token there is nothing to keep, and why the
+// provider may have left it out is hint.
+func (s *Source) adopt(tok *oauth2.Token, hint string) error {
 	if tok.RefreshToken == "" {
-		return &Error{Err: errors.New("the provider issued no refresh token (Microsoft needs the offline_access scope)")}
+		return &Error{Err: fmt.Errorf("the provider issued no refresh token (%s)", hint)}
 	}
 	if err := Save(s.cfg.File, tok); err != nil {
 		return &Error{File: s.cfg.File, Err: err}
