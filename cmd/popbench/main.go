@@ -64,6 +64,7 @@ func cases(small, nonew int) []benchCase {
 		{name: "nonew", desc: fmt.Sprintf("no-new-mail poll, %d messages kept, no delay", nonew), sizes: func(int) int64 { return 1 << 10 }, count: nonew, keep: true},
 		{name: "nonew-rtt20", desc: fmt.Sprintf("no-new-mail poll, %d messages kept, 20 ms RTT", nonew), oneWay: 10 * time.Millisecond, sizes: func(int) int64 { return 1 << 10 }, count: nonew, keep: true},
 		{name: "imap-rtt20", desc: fmt.Sprintf("%d × 4 KiB from POP3 into IMAP, 20 ms RTT on both legs, delete", small), oneWay: 10 * time.Millisecond, sizes: four, count: small, imap: true},
+		{name: "imap", desc: fmt.Sprintf("%d × 4 KiB from POP3 into IMAP, no added delay, delete", small), sizes: four, count: small, imap: true},
 	}
 }
 
@@ -71,7 +72,7 @@ func main() {
 	var (
 		bin      = flag.String("popfetch", "bin/popfetch", "the popfetch binary")
 		runs     = flag.Int("runs", 3, "timed runs per tool and case")
-		only     = flag.String("cases", "", "comma-separated cases to run (default all): 4k-rtt20,4k,mix,huge,nonew,nonew-rtt20")
+		only     = flag.String("cases", "", "comma-separated cases to run (default all): 4k-rtt20,4k,mix,huge,nonew,nonew-rtt20,imap-rtt20,imap")
 		toolList = flag.String("tools", "popfetch,mpop,fetchmail", "tools to compare (missing ones are skipped); \"base\" is the -base binary")
 		baseBin  = flag.String("base", "", "an earlier popfetch binary, the tool \"base\" (added to -tools when set)")
 		small    = flag.Int("messages", 2000, "messages in the 4 KiB cases")
@@ -142,7 +143,10 @@ func run(bin, base string, runs int, only, toolList string, small, nonew int, di
 		opts.MailRoot = "/dev/shm"
 	}
 	// IMAP (dovecot-imapd) only for the case that needs it.
-	opts.IMAP = only == "" || slices.Contains(strings.Split(only, ","), "imap-rtt20")
+	opts.IMAP = only == ""
+	for _, name := range strings.Split(only, ",") {
+		opts.IMAP = opts.IMAP || strings.HasPrefix(name, "imap")
+	}
 	dc, err := dovecot.StartWith(ctx, opts)
 	if err != nil {
 		return err
