@@ -56,6 +56,17 @@ type Syncer interface {
 	Sync(ctx context.Context) error
 }
 
+// Marker is implemented by a Deliverer whose Flush waits on another
+// machine (IMAP: the answers to APPENDs). Mark returns a wait that does
+// what Flush would do now, for the messages published before Mark was
+// called, and does not wait for those published after: a caller may
+// publish the next batch while the answers for the last are on their
+// way, instead of paying a round trip a batch. The waits are called in
+// the order of their Marks, each once, from one goroutine at a time.
+type Marker interface {
+	Mark() (wait func() error)
+}
+
 // Envelope is what a delivery knows about a message besides its content.
 type Envelope struct {
 	// Recipient is the local recipient, substituted for %T in MDA argv.

@@ -56,7 +56,8 @@ const (
 // so that the server never sees an incomplete one and its size is known
 // for the literal. Publish sends the APPEND and does not wait for the
 // server's answer; Flush waits for the answers to every APPEND sent, so
-// the replies of a batch overlap. A message counts as delivered only once
+// the replies of a batch overlap, and Mark (Marker) lets the next batch
+// go out while the answers for the last are on their way. A message counts as delivered only once
 // its APPEND's tagged OK has been read. The internal date is the date of
 // the message's first Received field (after the caller's own), else its
 // Date, else now, so that the folder sorts as the mail arrived.
@@ -105,16 +106,16 @@ type IMAP struct {
 
 	mu       sync.Mutex
 	c        *imapclient.Client
-	floor    uint32 // the folder's UIDNEXT when the session began
-	validity uint32 // and its UIDVALIDITY
-	inflight []*imapAppend
+	floor    uint32        // the folder's UIDNEXT when the session began
+	validity uint32        // and its UIDVALIDITY
+	inflight []*imapAppend // sent and not yet taken by a wait, in order
+	sent     uint64        // APPENDs published, the seq of the last
 	caps     imap.CapSet
 	// live is c, for the watches of contexts, which run without mu.
 	live atomic.Pointer[imapclient.Client]
-	// unwatch ends the watches of the contexts that APPENDs in flight
-	// were sent under: Flush has no context of its own, and a server
-	// that answers a byte at a time never trips the per-read timeout.
-	unwatch []func() bool
+	// waiting is held by the one wait (Flush or a Mark's) reading
+	// answers, without mu, so that Publish may send meanwhile.
+	waiting sync.Mutex
 }
 
 func (m *IMAP) folder() string {
@@ -323,18 +324,42 @@ func (c *crlfWriter) out(b []byte) {
 // POP3 server, and Settle finds those that arrived.
 func (m *IMAP) Flush() error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	upTo := m.sent
+	m.mu.Unlock()
+	return m.waitFor(upTo)
+}
+
+// Mark implements Marker: the wait it returns reads the answers to the
+// APPENDs sent so far, as Flush does, while Publish sends more.
+func (m *IMAP) Mark() func() error {
+	m.mu.Lock()
+	upTo := m.sent
+	m.mu.Unlock()
+	return func() error { return m.waitFor(upTo) }
+}
+
+// waitFor waits for the answers to the APPENDs up to seq upTo that no
+// other wait took, without holding mu while it waits (see Flush).
+func (m *IMAP) waitFor(upTo uint64) error {
+	m.waiting.Lock()
+	defer m.waiting.Unlock()
+	m.mu.Lock()
+	k := 0
+	for k < len(m.inflight) && m.inflight[k].seq <= upTo {
+		k++
+	}
+	mine := slices.Clone(m.inflight[:k])
+	m.inflight = slices.Delete(m.inflight, 0, k)
+	m.mu.Unlock()
 	defer func() {
-		for _, a := range m.inflight {
-			a.spool.Close()
+		for _, a := range mine {
+			a.done()
 		}
-		m.inflight = nil
-		m.stopWatching()
 	}()
 	for try := 0; ; try++ {
 		var retry []*imapAppend
 		var firstErr error
-		for _, a := range m.inflight {
+		for _, a := range mine {
 			_, err := a.cmd.Wait()
 			var ie *imap.Error
 			switch {
@@ -345,30 +370,45 @@ func (m *IMAP) Flush() error {
 				firstErr = err
 			}
 		}
-		if firstErr != nil {
-			m.drop()
-			return m.fail(fmt.Errorf("APPEND: %w", firstErr))
-		}
-		if len(retry) == 0 {
+		if firstErr == nil && len(retry) == 0 {
 			return nil
 		}
-		if err := m.create(); err != nil {
+		m.mu.Lock()
+		err := m.resend(firstErr, retry)
+		m.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		for _, a := range mine {
+			if !slices.Contains(retry, a) {
+				a.done() // answered OK: done with
+			}
+		}
+		mine = retry
+	}
+}
+
+// resend creates the folder and sends retry again, or, after firstErr,
+// drops the session. m.mu is held.
+func (m *IMAP) resend(firstErr error, retry []*imapAppend) error {
+	if firstErr != nil {
+		m.drop()
+		return m.fail(fmt.Errorf("APPEND: %w", firstErr))
+	}
+	if m.c == nil {
+		return m.fail(errors.New("APPEND: the session was closed"))
+	}
+	if err := m.create(); err != nil {
+		m.drop()
+		return m.fail(err)
+	}
+	for _, a := range retry {
+		if err := m.send(a); err != nil {
 			m.drop()
 			return m.fail(err)
 		}
-		for _, a := range m.inflight {
-			if !slices.Contains(retry, a) {
-				a.spool.Close() // answered OK: done with
-			}
-		}
-		m.inflight = nil
-		for _, a := range retry {
-			if err := m.send(a); err != nil {
-				m.drop()
-				return m.fail(err)
-			}
-		}
 	}
+	return nil
 }
 
 // Close implements Deliverer: it ends the session with LOGOUT.
@@ -376,10 +416,9 @@ func (m *IMAP) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, a := range m.inflight {
-		a.spool.Close()
+		a.done()
 	}
 	m.inflight = nil
-	m.stopWatching()
 	if m.c != nil {
 		// LOGOUT is a courtesy: it gets the timeout of one read, in
 		// all, not per octet.
@@ -391,14 +430,6 @@ func (m *IMAP) Close() error {
 		m.setClient(nil)
 	}
 	return nil
-}
-
-// stopWatching ends the watches of unwatch. m.mu is held.
-func (m *IMAP) stopWatching() {
-	for _, stop := range m.unwatch {
-		stop()
-	}
-	m.unwatch = nil
 }
 
 // drop closes a session that failed, so that the next use starts a new one.
@@ -639,6 +670,20 @@ type imapAppend struct {
 	s     *stagedIMAP
 	spool *os.File
 	cmd   *imapclient.AppendCommand
+	seq   uint64 // its place among the APPENDs published
+	// unwatch ends the watch of the context the APPEND was published
+	// under: a wait has no context of its own, and a server that
+	// answers a byte at a time never trips the per-read timeout.
+	unwatch func() bool
+}
+
+// done closes the spool and ends the watch: the APPEND is answered, or
+// will not be.
+func (a *imapAppend) done() {
+	a.spool.Close()
+	if a.unwatch != nil {
+		a.unwatch()
+	}
 }
 
 // send writes one APPEND. m.mu is held.
@@ -659,7 +704,6 @@ func (m *IMAP) send(a *imapAppend) error {
 		return fmt.Errorf("APPEND: %w", err)
 	}
 	a.cmd = cmd
-	m.inflight = append(m.inflight, a)
 	return nil
 }
 
@@ -700,7 +744,8 @@ func (s *stagedIMAP) Abort() {
 	}
 }
 
-// Publish implements Staged: it sends the APPEND; Flush reads the answer.
+// Publish implements Staged: it sends the APPEND; a wait (Flush, Mark)
+// reads the answer.
 func (s *stagedIMAP) Publish(ctx context.Context) error {
 	if s.spool == nil {
 		return nil
@@ -713,11 +758,14 @@ func (s *stagedIMAP) Publish(ctx context.Context) error {
 	if err == nil {
 		a := &imapAppend{s: s, spool: s.spool}
 		if err = m.send(a); err == nil {
-			s.spool = nil // Flush closes it
-			// Until Flush has its answer, the end of ctx (the poll's
+			s.spool = nil // a wait closes it
+			m.sent++
+			a.seq = m.sent
+			// Until a wait has its answer, the end of ctx (the poll's
 			// ceiling) ends the session.
 			c := m.c
-			m.unwatch = append(m.unwatch, context.AfterFunc(ctx, func() { c.Close() }))
+			a.unwatch = context.AfterFunc(ctx, func() { c.Close() })
+			m.inflight = append(m.inflight, a)
 			return nil
 		}
 	}

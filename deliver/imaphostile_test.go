@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -437,4 +438,140 @@ func TestIMAPTryCreateClosesSpools(t *testing.T) {
 		t.Errorf("%d files open after Flush, want %d (the 3 spools closed)", after, before-3)
 	}
 	m.Close()
+}
+
+// markServer answers the nth APPEND (from 1) with answers[n]: a tagged
+// answer such as "OK" or "NO [OVERQUOTA] full", or "hold" to answer OK
+// only once release is closed (later answers are not held: IMAP lets a
+// server answer commands in any order).
+func markServer(t *testing.T, answers map[int]string, release <-chan struct{}) *IMAP {
+	return hostileIMAP(t, func(c net.Conn, r *bufio.Reader) {
+		c.Write([]byte("* OK [CAPABILITY IMAP4rev1 LITERAL+] fake\r\n"))
+		var held []string // tags whose answers wait for release
+		appends := 0
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			tag, cmd := tagOf(line), strings.ToUpper(line)
+			switch {
+			case strings.Contains(cmd, "STATUS"):
+				fmt.Fprintf(c, "* STATUS INBOX (UIDNEXT 1 UIDVALIDITY 1)\r\n%s OK\r\n", tag)
+			case strings.Contains(cmd, "CAPABILITY"):
+				fmt.Fprintf(c, "* CAPABILITY IMAP4rev1 LITERAL+\r\n%s OK\r\n", tag)
+			case strings.Contains(cmd, "APPEND"):
+				n := literalAt([]byte(strings.TrimSuffix(line, "\n")))
+				if !strings.HasSuffix(line, "+}\r\n") {
+					c.Write([]byte("+ go\r\n"))
+				}
+				if _, err := io.CopyN(io.Discard, r, n); err != nil {
+					return
+				}
+				r.ReadString('\n')
+				appends++
+				a := answers[appends]
+				if a == "" {
+					a = "OK"
+				}
+				if a == "hold" || len(held) > 0 {
+					held = append(held, tag+" "+strings.Replace(a, "hold", "OK", 1))
+					go func(held []string) {
+						<-release
+						for _, h := range held {
+							fmt.Fprintf(c, "%s\r\n", h)
+						}
+					}(held)
+					held = held[:0:0]
+					continue
+				}
+				fmt.Fprintf(c, "%s %s\r\n", tag, a)
+			case strings.Contains(cmd, "LOGOUT"):
+				fmt.Fprintf(c, "* BYE\r\n%s OK\r\n", tag)
+				return
+			default:
+				fmt.Fprintf(c, "%s OK\r\n", tag)
+			}
+		}
+	})
+}
+
+// publishN stages and publishes n messages.
+func publishN(t *testing.T, m *IMAP, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; i < n; i++ {
+		s, err := m.Stage(ctx, strings.NewReader(fmt.Sprintf("Subject: %d\n\nhi\n", i)), Envelope{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Publish(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitWithin runs wait, failing the test if it takes longer than d.
+func waitWithin(t *testing.T, d time.Duration, wait func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		t.Fatalf("the wait still runs after %v", d)
+		return nil
+	}
+}
+
+// TestIMAPMarkOverlaps: the wait a Mark returns reads the answers to the
+// APPENDs sent before it, not to those sent after (their answers may be
+// held back by the server), so the next batch goes out while the last
+// one's answers are on their way; a later wait reports its own failure.
+func TestIMAPMarkOverlaps(t *testing.T) {
+	release := make(chan struct{})
+	m := markServer(t, map[int]string{3: "hold", 5: "NO [OVERQUOTA] mailbox full"}, release)
+	defer m.Close()
+	if err := waitWithin(t, 5*time.Second, m.Mark()); err != nil {
+		t.Fatalf("a wait with nothing published: %v", err)
+	}
+	publishN(t, m, 2)
+	w1 := m.Mark()
+	publishN(t, m, 2) // the 3rd is held
+	w2 := m.Mark()
+	publishN(t, m, 1) // refused
+	w3 := m.Mark()
+	if err := waitWithin(t, 5*time.Second, w1); err != nil {
+		t.Fatalf("the first batch: %v", err)
+	}
+	close(release)
+	if err := waitWithin(t, 5*time.Second, w2); err != nil {
+		t.Fatalf("the second batch, once answered: %v", err)
+	}
+	err := waitWithin(t, 5*time.Second, w3)
+	var de *Error
+	if !errors.As(err, &de) || !de.Temporary || !strings.Contains(err.Error(), "OVERQUOTA") {
+		t.Fatalf("the third batch: %v, want a temporary error naming OVERQUOTA", err)
+	}
+}
+
+// TestIMAPMarkAfterFailure: when a wait fails, the session is dropped,
+// and the APPENDs sent on it after the failing one are not taken as
+// delivered by the next wait: it fails too, at once, without hanging.
+func TestIMAPMarkAfterFailure(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	m := markServer(t, map[int]string{2: "NO [LIMIT] too big", 3: "hold"}, release)
+	defer m.Close()
+	publishN(t, m, 2)
+	w1 := m.Mark()
+	publishN(t, m, 2) // held, on the session w1's failure drops
+	w2 := m.Mark()
+	if err := waitWithin(t, 5*time.Second, w1); err == nil {
+		t.Fatal("the first batch, with a refused APPEND: no error")
+	}
+	if err := waitWithin(t, 5*time.Second, w2); err == nil {
+		t.Fatal("APPENDs sent on a dropped session were taken as delivered")
+	}
 }

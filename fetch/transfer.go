@@ -48,10 +48,13 @@ var defaultTuning = tuning{window: 1024, syncers: 4, queue: 128, batch: 64, batc
 //     without fsync;
 //   - the sequencer takes the staged messages in server order, a batch at
 //     a time (batchQueue), and for each batch fsyncs the messages, several
-//     at once (deliver.Syncer), records the Maildir names as pending,
-//     publishes the messages in order, flushes the deliverer (fsync of the
-//     Maildir's new/), commits their UIDs in one transaction, and only
-//     then queues their DELEs for the writer.
+//     at once (deliver.Syncer), records them as pending, and publishes
+//     them in order;
+//   - the committer, a batch behind, flushes the deliverer (fsync of the
+//     Maildir's new/; for IMAP, the answers to the batch's APPENDs, read
+//     while the next batch goes out: deliver.Marker), commits the batch's
+//     UIDs in one transaction, and only then queues their DELEs for the
+//     writer.
 //
 // Every queue but the DELE queue is bounded, so memory does not grow with
 // the mailbox however far the network runs ahead of the disk. The DELE
@@ -65,6 +68,9 @@ type fetched struct {
 	size    int64  // octets delivered
 	subject string // for the log line; "" unless logging per message
 	syncErr error  // the outcome of deliver.Syncer's Sync
+	// Set by the sequencer for the committer: published, or why not.
+	published bool
+	pubErr    error
 }
 
 // transfer fetches toFetch and deletes toDelete (messages already
@@ -136,7 +142,7 @@ type transferRun struct {
 	// Each stage counts for itself; run adds the counts up into the
 	// session's Stats once the stages have joined.
 	read      counts       // the reader's: refused RETRs and DELEs, oversized messages, deletions
-	committed counts       // the sequencer's: messages delivered, deliveries that failed
+	committed counts       // the committer's: messages delivered, deliveries that failed
 	quit      bool         // the reader's: the reply to a pipelined QUIT was read
 	quitErr   error        // the reader's: QUIT was answered -ERR (the deletions may not have happened)
 	failures  atomic.Int64 // deliveries failed in a row, by the reader or the sequencer
@@ -507,26 +513,38 @@ func (t *transferRun) retrieved(ctx context.Context, m message, r pop3.Reply) bo
 // batchWait, up to batch messages, and the last one goes at once
 // (batchQueue).
 func (t *transferRun) sequence(ctx context.Context) {
-	defer t.dele.close()
 	dir := ""
 	if t.hasUIDL {
 		dir = t.s.maildir()
 	}
-	batch := make([]*fetched, 0, t.s.tune.batch)
+	// The committer waits for what the sequencer published, a batch
+	// behind it: a deliverer that waits on another machine (deliver.Marker:
+	// IMAP) has the next batch sent while the answers for the last are on
+	// their way. At most two batches are published and not committed.
+	commits := make(chan *publishedBatch, 1)
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		defer t.dele.close()
+		for pb := range commits {
+			if err := t.commitBatch(pb); err != nil {
+				t.fail(err)
+			}
+		}
+	}()
+	defer func() {
+		close(commits)
+		<-committed
+	}()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
-		batch = t.queue.take(batch[:0], timer)
+		batch := t.queue.take(make([]*fetched, 0, t.s.tune.batch), timer)
 		if len(batch) == 0 {
 			return
 		}
 		t.syncBatch(ctx, batch)
-		if err := t.deliverBatch(ctx, dir, batch); err != nil {
-			t.fail(err)
-		}
-		for i := range batch {
-			batch[i] = nil
-		}
+		commits <- t.publishBatch(ctx, dir, batch)
 	}
 }
 
@@ -563,19 +581,25 @@ func (t *transferRun) syncBatch(ctx context.Context, batch []*fetched) {
 	wg.Wait()
 }
 
-// deliverBatch delivers one batch in order (see sequence). A message
-// whose sync or publish fails is left on the server, its pending record
-// resolved by the next poll; a failure of the store or of Flush is
-// returned and ends the transfer. After a fatal failure it still commits
-// (the messages are safely delivered; forgetting them would mean fetching
-// them again) but queues no DELE.
-func (t *transferRun) deliverBatch(ctx context.Context, dir string, batch []*fetched) error {
+// publishedBatch is a batch the sequencer published, for the committer.
+type publishedBatch struct {
+	batch []*fetched   // in server order; a message that failed has pubErr
+	wait  func() error // makes the published messages durable
+	err   error        // a failure of the store: nothing was published
+}
+
+// publishBatch publishes one batch in order (see sequence): it records
+// the messages as pending, publishes those whose sync went well, and
+// returns them with the wait that will make them durable (the
+// deliverer's Mark, else its Flush).
+func (t *transferRun) publishBatch(ctx context.Context, dir string, batch []*fetched) *publishedBatch {
 	s := t.s
-	good := batch[:0:0]
+	pb := &publishedBatch{batch: batch}
+	good := make([]*fetched, 0, len(batch))
 	for _, f := range batch {
-		if err := f.syncErr; err != nil {
+		if f.syncErr != nil {
+			f.pubErr = f.syncErr
 			f.staged.Abort()
-			t.deliveryFailed(&t.committed, f.message, err)
 			continue
 		}
 		good = append(good, f)
@@ -597,14 +621,43 @@ func (t *transferRun) deliverBatch(ctx context.Context, dir string, batch []*fet
 			for _, f := range good {
 				f.staged.Abort()
 			}
-			return err
+			pb.err = err
+			return pb
 		}
 	}
-	published := good[:0]
 	for _, f := range good {
 		if err := f.staged.Publish(ctx); err != nil {
 			f.staged.Abort()
-			t.deliveryFailed(&t.committed, f.message, err)
+			f.pubErr = err
+			continue
+		}
+		f.published = true
+	}
+	if mk, ok := s.d.(deliver.Marker); ok {
+		pb.wait = mk.Mark()
+	} else {
+		pb.wait = s.d.Flush
+	}
+	return pb
+}
+
+// commitBatch finishes a published batch: it counts the failures, waits
+// for the published messages to be durable, commits their UIDs in one
+// transaction and only then queues their DELEs. A message whose sync or
+// publish failed is left on the server, its pending record resolved by
+// the next poll; a failure of the store or of the wait is returned and
+// ends the transfer. After a fatal failure it still commits (the
+// messages are safely delivered; forgetting them would mean fetching
+// them again) but queues no DELE.
+func (t *transferRun) commitBatch(pb *publishedBatch) error {
+	s := t.s
+	if pb.err != nil {
+		return pb.err
+	}
+	published := make([]*fetched, 0, len(pb.batch))
+	for _, f := range pb.batch {
+		if !f.published {
+			t.deliveryFailed(&t.committed, f.message, f.pubErr)
 			continue
 		}
 		t.failures.Store(0)
@@ -613,7 +666,7 @@ func (t *transferRun) deliverBatch(ctx context.Context, dir string, batch []*fet
 	if len(published) == 0 {
 		return nil
 	}
-	if err := s.d.Flush(); err != nil {
+	if err := pb.wait(); err != nil {
 		return err
 	}
 	if t.hasUIDL {
@@ -632,7 +685,7 @@ func (t *transferRun) deliverBatch(ctx context.Context, dir string, batch []*fet
 		nums = append(nums, f.num)
 	}
 	if s.progressFn != nil {
-		// The sequencer's own counts, and no lock held: the callback is
+		// The committer's own counts, and no lock held: the callback is
 		// the user's, and may take its time (a terminal to draw on).
 		s.progress.Done, s.progress.DoneBytes = t.committed.delivered, t.committed.bytes
 		s.progressFn(s.progress)
