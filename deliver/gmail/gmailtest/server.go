@@ -121,6 +121,16 @@ type Server struct {
 	nextID     int
 	discard    bool
 	protos     []string
+	searches   int // messages.list requests answered
+	found      int // of those, the ones that found a message
+}
+
+// Searches returns how many searches (messages.list) the fake answered,
+// and how many of them found a message.
+func (s *Server) Searches() (searches, found int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.searches, s.found
 }
 
 // Protos returns the HTTP version of each request received, in order.
@@ -736,6 +746,10 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 			out.Messages = append(out.Messages, item{m.ID, m.ThreadID})
 		}
 		out.ResultSizeEstimate++
+	}
+	s.searches++
+	if len(out.Messages) > 0 {
+		s.found++
 	}
 	s.mu.Unlock()
 	writeJSON(w, out)
