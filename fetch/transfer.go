@@ -600,8 +600,15 @@ func (t *transferRun) deliverBatch(ctx context.Context, dir string, batch []*fet
 			return err
 		}
 	}
+	// A target whose every Publish is final (deliver.EachDurable) has
+	// each UID recorded as soon as its message is published: a crash then
+	// leaves unknown only the message being published, not the batch.
+	each := false
+	if ed, ok := s.d.(deliver.EachDurable); ok && t.hasUIDL {
+		each = ed.EachDurable()
+	}
 	published := good[:0]
-	for _, f := range good {
+	for i, f := range good {
 		if err := f.staged.Publish(ctx); err != nil {
 			f.staged.Abort()
 			t.deliveryFailed(&t.committed, f.message, err)
@@ -609,6 +616,14 @@ func (t *transferRun) deliverBatch(ctx context.Context, dir string, batch []*fet
 		}
 		t.failures.Store(0)
 		published = append(published, f)
+		if each {
+			if err := s.store.Record(s.acct.Key(), f.uid); err != nil {
+				for _, rest := range good[i+1:] {
+					rest.staged.Abort()
+				}
+				return err
+			}
+		}
 	}
 	if len(published) == 0 {
 		return nil
@@ -616,7 +631,7 @@ func (t *transferRun) deliverBatch(ctx context.Context, dir string, batch []*fet
 	if err := s.d.Flush(); err != nil {
 		return err
 	}
-	if t.hasUIDL {
+	if t.hasUIDL && !each {
 		uids := make([]string, len(published))
 		for i, f := range published {
 			uids[i] = f.uid
