@@ -101,6 +101,19 @@ type Referenced interface {
 	Ref() Ref
 }
 
+// EachDurable is implemented by a Deliverer whose Publish, once it
+// returned nil, has put the message at the target for good (its Flush
+// adds nothing), and whose Publish is slow next to a commit of the UID
+// store: a round trip to a remote service. If EachDurable reports true,
+// the caller records each message as delivered as soon as it is
+// published, instead of once per batch, so that an interruption leaves
+// unknown only the message being published. That matters for a message
+// whose delivery cannot be settled by asking the target (a Gmail import
+// without a Message-ID): it is delivered again only if it was that one.
+type EachDurable interface {
+	EachDurable() bool
+}
+
 // Settler is implemented by a Deliverer that can tell whether messages
 // arrived whose delivery a crash interrupted.
 type Settler interface {

@@ -161,3 +161,69 @@ func (b *storeBreaker) Stage(ctx context.Context, r io.Reader, env deliver.Envel
 	b.once.Do(func() { b.store.Close() })
 	return b.Maildir.Stage(ctx, r, env)
 }
+
+// eachDurable is a Maildir that says each Publish is final
+// (deliver.EachDurable), as the Gmail target does, and checks, as each
+// message is published, that every message published before it in the
+// poll is already recorded as delivered: a crash leaves unknown only the
+// message being published, never the rest of its batch.
+type eachDurable struct {
+	*deliver.Maildir
+	t     *testing.T
+	store *uidstore.Store
+	key   uidstore.Key
+
+	mu        sync.Mutex
+	published int
+}
+
+func (e *eachDurable) EachDurable() bool { return true }
+
+func (e *eachDurable) Stage(ctx context.Context, r io.Reader, env deliver.Envelope) (deliver.Staged, error) {
+	st, err := e.Maildir.Stage(ctx, r, env)
+	if err != nil {
+		return nil, err
+	}
+	return &eachDurableStage{Staged: st, e: e}, nil
+}
+
+type eachDurableStage struct {
+	deliver.Staged
+	e *eachDurable
+}
+
+func (s *eachDurableStage) Name() string { return s.Staged.(deliver.Named).Name() }
+
+func (s *eachDurableStage) Publish(ctx context.Context) error {
+	s.e.mu.Lock()
+	defer s.e.mu.Unlock()
+	n, err := s.e.store.Count(s.e.key)
+	if err != nil {
+		s.e.t.Error(err)
+	}
+	if n != s.e.published {
+		s.e.t.Errorf("publishing message %d: %d recorded as delivered, want %d", s.e.published+1, n, s.e.published)
+	}
+	s.e.published++
+	return s.Staged.Publish(ctx)
+}
+
+// TestPollRecordsEachDurable: for a target whose every Publish is final,
+// each UID is recorded as soon as its message is published, not once per
+// batch; the poll delivers everything once and leaves nothing pending.
+func TestPollRecordsEachDurable(t *testing.T) {
+	msgs := testMessages(150) // three batches
+	f := newFixture(t, pop3test.Config{Pipelining: true}, msgs)
+	e := &eachDurable{Maildir: f.md, t: t, store: f.store, key: f.acct.Key()}
+	st, err := Poll(context.Background(), f.acct, f.store, e, nil)
+	if err != nil || st.Delivered != 150 || e.published != 150 {
+		t.Fatalf("%+v, %v, %d published", st, err, e.published)
+	}
+	if ps, _ := f.store.Pending(f.acct.Key()); len(ps) != 0 {
+		t.Errorf("pending records left after a clean poll: %d", len(ps))
+	}
+	if n, _ := f.store.Count(f.acct.Key()); n != 150 {
+		t.Errorf("%d UIDs recorded, want 150", n)
+	}
+	f.assertDelivered(msgs)
+}

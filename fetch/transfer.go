@@ -585,7 +585,12 @@ func (t *transferRun) syncBatch(ctx context.Context, batch []*fetched) {
 type publishedBatch struct {
 	batch []*fetched   // in server order; a message that failed has pubErr
 	wait  func() error // makes the published messages durable
-	err   error        // a failure of the store: nothing was published
+	// recorded: each UID was recorded as its message was published
+	// (deliver.EachDurable).
+	recorded bool
+	// err is a failure of the store: what was published before it is
+	// committed, and the transfer ends.
+	err error
 }
 
 // publishBatch publishes one batch in order (see sequence): it records
@@ -625,11 +630,29 @@ func (t *transferRun) publishBatch(ctx context.Context, dir string, batch []*fet
 			return pb
 		}
 	}
-	for _, f := range good {
+	// A target whose every Publish is final (deliver.EachDurable) has
+	// each UID recorded as soon as its message is published: a crash then
+	// leaves unknown only the message being published, not the batch.
+	if ed, ok := s.d.(deliver.EachDurable); ok && t.hasUIDL {
+		pb.recorded = ed.EachDurable()
+	}
+	for i, f := range good {
 		if err := f.staged.Publish(ctx); err != nil {
 			f.staged.Abort()
 			f.pubErr = err
 			continue
+		}
+		if pb.recorded {
+			if err := s.store.Record(s.acct.Key(), f.uid); err != nil {
+				// Delivered and not recorded: its pending record
+				// stays, for the next poll to settle.
+				f.staged.Abort()
+				for _, rest := range good[i+1:] {
+					rest.staged.Abort()
+				}
+				pb.err = err
+				break
+			}
 		}
 		f.published = true
 	}
@@ -651,25 +674,24 @@ func (t *transferRun) publishBatch(ctx context.Context, dir string, batch []*fet
 // them again) but queues no DELE.
 func (t *transferRun) commitBatch(pb *publishedBatch) error {
 	s := t.s
-	if pb.err != nil {
-		return pb.err
-	}
 	published := make([]*fetched, 0, len(pb.batch))
 	for _, f := range pb.batch {
 		if !f.published {
-			t.deliveryFailed(&t.committed, f.message, f.pubErr)
+			if f.pubErr != nil {
+				t.deliveryFailed(&t.committed, f.message, f.pubErr)
+			}
 			continue
 		}
 		t.failures.Store(0)
 		published = append(published, f)
 	}
 	if len(published) == 0 {
-		return nil
+		return pb.err
 	}
 	if err := pb.wait(); err != nil {
 		return err
 	}
-	if t.hasUIDL {
+	if t.hasUIDL && !pb.recorded {
 		uids := make([]string, len(published))
 		for i, f := range published {
 			uids[i] = f.uid
@@ -696,7 +718,7 @@ func (t *transferRun) commitBatch(pb *publishedBatch) error {
 	if !s.acct.Keep && !t.failed() {
 		t.dele.push(nums...)
 	}
-	return nil
+	return pb.err
 }
 
 // stage streams one message into the deliverer's Stage, with the

@@ -80,6 +80,11 @@ func (t *Target) Stage(ctx context.Context, r io.Reader, env deliver.Envelope) (
 // success is stored; there is nothing to wait for.
 func (t *Target) Flush() error { return nil }
 
+// EachDurable implements deliver.EachDurable: an import Google answered
+// with success is stored, and an import is a round trip to Google, next
+// to which a commit of the UID store costs little.
+func (t *Target) EachDurable() bool { return true }
+
 // Close implements deliver.Deliverer: it closes idle connections.
 func (t *Target) Close() error {
 	if t.Client != nil {

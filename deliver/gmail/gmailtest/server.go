@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -120,6 +121,16 @@ type Server struct {
 	nextID     int
 	discard    bool
 	protos     []string
+	searches   int // messages.list requests answered
+	found      int // of those, the ones that found a message
+}
+
+// Searches returns how many searches (messages.list) the fake answered,
+// and how many of them found a message.
+func (s *Server) Searches() (searches, found int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.searches, s.found
 }
 
 // Protos returns the HTTP version of each request received, in order.
@@ -407,7 +418,15 @@ const maxImport = 150 << 20
 
 func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	// body is set below; a request whose body broke off (the client
+	// died or hung up mid-upload) is not a malformed one: it is dropped,
+	// nothing stored, as a server does with a request it never got whole.
+	var body *cutReader
 	bad := func(format string, args ...any) {
+		if body != nil && body.err != nil {
+			hangUp(w)
+			return
+		}
 		msg := fmt.Sprintf(format, args...)
 		s.violation("import: %s", msg)
 		writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "badRequest", msg)
@@ -453,7 +472,7 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 		bad("Content-Type %q, want multipart/related with a boundary", r.Header.Get("Content-Type"))
 		return
 	}
-	body := http.MaxBytesReader(w, r.Body, r.ContentLength)
+	body = &cutReader{r: http.MaxBytesReader(w, r.Body, r.ContentLength)}
 	mr := multipart.NewReader(body, params["boundary"])
 	// "uploads", multipart: two parts, the metadata first (JSON, a
 	// Message resource), then the media.
@@ -514,7 +533,7 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 	} else {
 		raw, err = io.ReadAll(io.LimitReader(media, maxImport+1))
 		if err != nil {
-			hangUp(w) // the upload broke off
+			bad("media: %v", err) // the upload broke off, or a malformed part
 			return
 		}
 		h.Write(raw)
@@ -561,6 +580,23 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 		ThreadID string   `json:"threadId"`
 		LabelIDs []string `json:"labelIds,omitempty"`
 	}{msg.ID, msg.ThreadID, msg.LabelIDs})
+}
+
+// cutReader is a request body that remembers a failure to read it: the
+// connection closed before Content-Length octets came (net/http says
+// io.ErrUnexpectedEOF).
+type cutReader struct {
+	r   io.Reader
+	err error
+}
+
+func (c *cutReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	var tooLarge *http.MaxBytesError
+	if err != nil && err != io.EOF && !errors.As(err, &tooLarge) && c.err == nil {
+		c.err = err
+	}
+	return n, err
 }
 
 // store keeps a message; s.mu is held. A message with the header
@@ -710,6 +746,10 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 			out.Messages = append(out.Messages, item{m.ID, m.ThreadID})
 		}
 		out.ResultSizeEstimate++
+	}
+	s.searches++
+	if len(out.Messages) > 0 {
+		s.found++
 	}
 	s.mu.Unlock()
 	writeJSON(w, out)

@@ -2,10 +2,13 @@ package gmailtest
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestFakeChecksRequests: the fake refuses, and records as a violation,
@@ -108,5 +111,46 @@ func TestFakeChecksRequests(t *testing.T) {
 				t.Errorf("violation recorded: %v, want %v (%v)", got, tt.violation, s.Violations()[before:])
 			}
 		})
+	}
+}
+
+// TestFakeCutUpload: a client that dies mid-upload (the kill loop's
+// SIGKILL) leaves no message and is no violation of the contract, at
+// whatever octet its request breaks off; a client that dies after its
+// whole request went out, before reading the reply, leaves the message
+// stored, as Google does: the import happened, only its answer was lost.
+func TestFakeCutUpload(t *testing.T) {
+	const msg = "Message-ID: <cut@b>\r\nSubject: x\r\n\r\nbody\r\n"
+	body := "--B\r\nContent-Type: application/json\r\n\r\n" + `{"labelIds":["INBOX"]}` +
+		"\r\n--B\r\nContent-Type: message/rfc822\r\n\r\n" + msg + "\r\n--B--\r\n"
+	s := New()
+	send := func(n int) {
+		conn, err := net.Dial("tcp", s.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "POST /upload/gmail/v1/users/me/messages/import?uploadType=multipart HTTP/1.1\r\nHost: x\r\n"+
+			"Authorization: Bearer %s\r\nContent-Type: multipart/related; boundary=B\r\nContent-Length: %d\r\n\r\n%s",
+			Token, len(body), body[:n])
+	}
+	for n := 0; n < len(body); n++ {
+		send(n)
+	}
+	send(len(body))
+	// Close drops connections whose request it has not begun to read:
+	// wait until every request is being handled, then for their ends.
+	for deadline := time.Now().Add(10 * time.Second); len(s.Ops()) < len(body)+1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d requests reached the fake", len(s.Ops()), len(body)+1)
+		}
+	}
+	s.Close()
+	if v := s.Violations(); len(v) != 0 {
+		t.Errorf("cut uploads taken for violations: %q", v)
+	}
+	got := s.Messages()
+	if len(got) != 1 || got[0].MessageID != "<cut@b>" || string(got[0].Raw) != msg {
+		t.Fatalf("stored %d messages, want the one whose request came whole: %+v", len(got), got)
 	}
 }
