@@ -41,8 +41,9 @@ const minTraceSecret = 4
 //     other literals (of either side) as "<literal of N octets>".
 //   - Each line is cut after maxTraceLine octets, with the count of the
 //     rest; what a terminal would act on (ESC, NUL, CR, ...) is escaped
-//     (termsafe.String); the secrets given to redact are replaced
-//     wherever they appear, a server's echo included.
+//     (termsafe.String); the secrets given to redact, and the SASL
+//     responses sent, are replaced wherever they appear, a server's
+//     echo included.
 //
 // It is safe for the concurrent use of a session's reader and writer.
 type imapTrace struct {
@@ -74,14 +75,21 @@ func newIMAPTrace(w io.Writer) *imapTrace {
 	return &imapTrace{w: w, keep: maxTraceLine, c: traceStream{side: "C"}, s: traceStream{side: "S"}}
 }
 
-// redact makes the trace replace secret wherever it appears: call it
-// before the secret is sent.
+// redact makes the trace replace secret wherever it appears, as it is
+// and as the inside of an IMAP quoted string: call it before the secret
+// is sent.
 func (t *imapTrace) redact(secret string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.addSecret(secret)
+	t.addSecret(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(secret))
+}
+
+// addSecret is redact with t.mu held.
+func (t *imapTrace) addSecret(secret string) {
 	if len(secret) < minTraceSecret {
 		return
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	for _, s := range t.secrets {
 		if s == secret {
 			return
@@ -191,10 +199,12 @@ func (t *imapTrace) lineDone(d *traceStream, note string) {
 // trace follows it. t.mu is held.
 func (t *imapTrace) clientLine(d *traceStream, text string, lit int64) (show string, ok bool, _ int64) {
 	if t.authTag != "" && !d.cont {
-		// A SASL response (a base64 line, never a literal).
+		// A SASL response (a base64 line, never a literal): hidden
+		// here, and wherever the server echoes it.
 		if text == "*" {
 			return "*", true, 0
 		}
+		t.addSecret(text)
 		return "<SASL response redacted>", true, 0
 	}
 	if d.cont {
@@ -221,6 +231,7 @@ func (t *imapTrace) clientLine(d *traceStream, text string, lit int64) (show str
 			show += " =" // empty: nothing to hide
 		default:
 			show += " <initial response redacted>"
+			t.addSecret(f[3])
 		}
 		return show, true, 0
 	}

@@ -1,8 +1,15 @@
 package deliver
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -251,5 +258,147 @@ func TestIMAPTraceAnySplit(t *testing.T) {
 	}
 	if w := "C: A1 LOGIN <redacted>\nC: A2 AUTHENTICATE PLAIN\nC: <SASL response redacted>\nS: A2 OK\nC: A3 NOOP\n"; want != w {
 		t.Errorf("trace:\n%s\nwant:\n%s", want, w)
+	}
+}
+
+// traceServer is a hostile IMAP server for TestIMAPTraceSession: its
+// greeting (caps) carries a terminal escape, it reads literals of either
+// kind, answers AUTHENTICATE as auth says, and echoes what it got in its
+// answer to the login.
+func traceServer(caps string, auth func(c net.Conn, r *bufio.Reader, tag string) bool) func(c net.Conn, r *bufio.Reader) {
+	return func(c net.Conn, r *bufio.Reader) {
+		fmt.Fprintf(c, "* OK [CAPABILITY %s] hello \x1b]0;pwned\x07\x00\r\n", strings.TrimSpace("IMAP4rev1 LITERAL+ UIDPLUS "+caps))
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			// A command with literals: read them, answering "+" to the
+			// synchronising ones.
+			for m := literalRE.FindStringSubmatch(line); m != nil; m = literalRE.FindStringSubmatch(line) {
+				if !strings.HasSuffix(line, "+}\r\n") {
+					io.WriteString(c, "+ go on\r\n")
+				}
+				n, _ := strconv.Atoi(m[1])
+				lit := make([]byte, n)
+				if _, err := io.ReadFull(r, lit); err != nil {
+					return
+				}
+				rest, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				line = line[:len(line)-len(m[0])] + string(lit) + rest
+			}
+			tag, cmd := tagOf(line), strings.ToUpper(strings.Fields(line)[1])
+			switch cmd {
+			case "AUTHENTICATE":
+				if !auth(c, r, tag) {
+					return
+				}
+			case "LOGIN":
+				fmt.Fprintf(c, "%s OK welcome, you said %q\r\n", tag, strings.TrimSpace(line))
+			case "STATUS":
+				fmt.Fprintf(c, "* STATUS INBOX (UIDNEXT 7 UIDVALIDITY 42)\r\n%s OK done\r\n", tag)
+			case "APPEND":
+				fmt.Fprintf(c, "%s OK [APPENDUID 42 7] done\r\n", tag)
+			case "LOGOUT":
+				fmt.Fprintf(c, "* BYE\r\n%s OK bye\r\n", tag)
+				return
+			default:
+				fmt.Fprintf(c, "%s OK done\r\n", tag)
+			}
+		}
+	}
+}
+
+// TestIMAPTraceSession runs the IMAP deliverer with a Trace against
+// hostile servers, through go-imap's own writes: AUTHENTICATE PLAIN
+// without SASL-IR (the secret on a continuation line), LOGIN with a
+// password go-imap sends as a literal, XOAUTH2 refused with the error
+// continuation. The trace never shows the password or the token, raw
+// or in base64, nor the message, nor a control character; it shows the
+// APPEND and its OK.
+func TestIMAPTraceSession(t *testing.T) {
+	const pw = "pässwörd\"\\secret"
+	const tok = "ya29.secret-token"
+	for _, tc := range []struct {
+		name, caps, auth string
+		token            bool
+		script           func(c net.Conn, r *bufio.Reader, tag string) bool
+		fails            bool
+		want             []string
+	}{
+		{
+			name: "PLAIN without SASL-IR", caps: "AUTH=PLAIN", auth: IMAPAuthPlain,
+			script: func(c net.Conn, r *bufio.Reader, tag string) bool {
+				io.WriteString(c, "+ \r\n")
+				resp, err := r.ReadString('\n')
+				if err != nil {
+					return false
+				}
+				fmt.Fprintf(c, "%s OK [ALERT] you sent %s and %s\r\n", tag, strings.TrimSpace(resp), pw)
+				return true
+			},
+			want: []string{"C: T1 AUTHENTICATE PLAIN\n", "S: + \n", "C: <SASL response redacted>\n",
+				"S: T1 OK [ALERT] you sent <redacted> and <redacted>\n"},
+		},
+		{
+			name: "LOGIN with a literal password", caps: "", auth: IMAPAuthLogin,
+			want: []string{"C: T1 LOGIN <redacted>\n", `S: T1 OK welcome, you said "T1 LOGIN \"u\" <redacted>"` + "\n"},
+		},
+		{
+			name: "XOAUTH2 refused with the error continuation", caps: "AUTH=XOAUTH2 SASL-IR", auth: IMAPAuthXOAuth2, token: true,
+			script: func(c net.Conn, r *bufio.Reader, tag string) bool {
+				io.WriteString(c, "+ eyJzdGF0dXMiOiI0MDEifQ==\r\n")
+				if _, err := r.ReadString('\n'); err != nil {
+					return false
+				}
+				fmt.Fprintf(c, "%s NO [AUTHENTICATIONFAILED] Invalid credentials\r\n", tag)
+				return true
+			},
+			fails: true,
+			want: []string{"C: T1 AUTHENTICATE XOAUTH2 <initial response redacted>\n", "S: + eyJzdGF0dXMiOiI0MDEifQ==\n",
+				"C: <SASL response redacted>\n", "S: T1 NO [AUTHENTICATIONFAILED] Invalid credentials\n"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := hostileIMAP(t, traceServer(tc.caps, tc.script))
+			var out bytes.Buffer
+			m.Trace = &out
+			m.Auth = tc.auth
+			m.Password = func(context.Context) (string, error) { return pw, nil }
+			if tc.token {
+				m.Token = func(context.Context) (string, error) { return tok, nil }
+			}
+			s, err := m.Stage(context.Background(), strings.NewReader("Subject: private\n\nthe body\n"), Envelope{})
+			if tc.fails != (err != nil) {
+				t.Fatalf("Stage: %v", err)
+			}
+			if err == nil {
+				if err := s.Publish(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				if err := m.Flush(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m.Close()
+			got := out.String()
+			for _, w := range append(tc.want, "S: * OK [CAPABILITY", `hello \x1b]0;pwned\x07\x00`) {
+				if !strings.Contains(got, w) {
+					t.Errorf("the trace lacks %q:\n%s", w, got)
+				}
+			}
+			if !tc.fails && !regexp.MustCompile(`C: (T\d+) APPEND INBOX .*\n(?s:.*)C: <\d+ octets of message data>\n(?s:.*)S: T\d+ OK \[APPENDUID 42 7\] done\n`).MatchString(got) {
+				t.Errorf("the trace lacks the APPEND and its OK:\n%s", got)
+			}
+			for _, never := range []string{pw, "sswörd", tok, b64("\x00u\x00" + pw), b64(pw), b64("user=u\x01auth=Bearer " + tok + "\x01\x01"),
+				"private", "the body", "\x1b", "\x00", "\x07"} {
+				if strings.Contains(got, never) {
+					t.Errorf("the trace shows %q:\n%s", never, got)
+				}
+			}
+		})
 	}
 }
