@@ -15,6 +15,11 @@ import (
 // is counted, not shown. A FETCH of many UIDs or a long CAPABILITY fits.
 const maxTraceLine = 1000
 
+// maxClientTraceLine is how much of a line of the client's the trace
+// keeps: a SASL response (an OAuth2 token of a few KiB, in base64) is
+// kept whole, to be hidden wherever the server echoes it.
+const maxClientTraceLine = 16 << 10
+
 // minTraceSecret is the shortest secret imapTrace.redact acts on, as in
 // the POP3 client: replacing every "a" of the server's lines would only
 // garble them.
@@ -145,7 +150,11 @@ func (t *imapTrace) feed(d *traceStream, p []byte) {
 			chunk = p[:i+1]
 		}
 		p = p[len(chunk):]
-		if room := t.keep - len(d.line); room > 0 {
+		keep := t.keep
+		if d.side == "C" {
+			keep = max(keep, maxClientTraceLine)
+		}
+		if room := keep - len(d.line); room > 0 {
 			d.line = append(d.line, chunk[:min(room, len(chunk))]...)
 		}
 		d.n += int64(len(chunk))
@@ -177,7 +186,7 @@ func (t *imapTrace) lineDone(d *traceStream, note string) {
 	var show string
 	ok := true
 	if d.side == "C" {
-		show, ok, lit = t.clientLine(d, text, lit)
+		show, ok, lit = t.clientLine(d, text, cut, lit)
 	} else {
 		show = text
 		if !d.cont && t.authTag != "" && strings.HasPrefix(text, t.authTag+" ") {
@@ -195,16 +204,18 @@ func (t *imapTrace) lineDone(d *traceStream, note string) {
 }
 
 // clientLine returns what the trace shows of a line of the client's
-// (ok false: nothing), and the size of the literal it announces as the
-// trace follows it. t.mu is held.
-func (t *imapTrace) clientLine(d *traceStream, text string, lit int64) (show string, ok bool, _ int64) {
+// (ok false: nothing; cut: the line was longer than kept), and the size
+// of the literal it announces as the trace follows it. t.mu is held.
+func (t *imapTrace) clientLine(d *traceStream, text string, cut bool, lit int64) (show string, ok bool, _ int64) {
 	if t.authTag != "" && !d.cont {
 		// A SASL response (a base64 line, never a literal): hidden
 		// here, and wherever the server echoes it.
 		if text == "*" {
 			return "*", true, 0
 		}
-		t.addSecret(text)
+		if !cut {
+			t.addSecret(text)
+		}
 		return "<SASL response redacted>", true, 0
 	}
 	if d.cont {
@@ -231,7 +242,9 @@ func (t *imapTrace) clientLine(d *traceStream, text string, lit int64) (show str
 			show += " =" // empty: nothing to hide
 		default:
 			show += " <initial response redacted>"
-			t.addSecret(f[3])
+			if !cut {
+				t.addSecret(f[3])
+			}
 		}
 		return show, true, 0
 	}

@@ -402,3 +402,18 @@ func TestIMAPTraceSession(t *testing.T) {
 		})
 	}
 }
+
+// TestIMAPTraceLongSASL: an XOAUTH2 initial response of a long token
+// (Microsoft's run to a few KiB) is hidden whole, also where the server
+// echoes it, even though the trace shows lines of 1000 octets.
+func TestIMAPTraceLongSASL(t *testing.T) {
+	tok := strings.Repeat("eyJ0eXAiOiJKV1QiLCJub25jZSI6", 150) // 4350 octets
+	ir := b64("user=me@example.com\x01auth=Bearer " + tok + "\x01\x01")
+	got := runTrace(t, nil, []traceStep{
+		c("A1 AUTHENTICATE XOAUTH2 " + ir + "\r\n"),
+		sv("A1 NO you sent " + ir + "\r\n"),
+	})
+	if want := "C: A1 AUTHENTICATE XOAUTH2 <initial response redacted>\nS: A1 NO you sent <redacted>\n"; got != want {
+		t.Errorf("trace:\n%s\nwant:\n%s", got, want)
+	}
+}
