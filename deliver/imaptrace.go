@@ -20,6 +20,12 @@ const maxTraceLine = 1000
 // kept whole, to be hidden wherever the server echoes it.
 const maxClientTraceLine = 16 << 10
 
+// maxTraceSecrets bounds the secrets a trace replaces: the password and
+// its quoted form, a token, a few SASL responses. More would be a
+// mechanism with many rounds; their responses are redacted as they are
+// sent all the same.
+const maxTraceSecrets = 16
+
 // minTraceSecret is the shortest secret imapTrace.redact acts on, as in
 // the POP3 client: replacing every "a" of the server's lines would only
 // garble them.
@@ -92,7 +98,7 @@ func (t *imapTrace) redact(secret string) {
 
 // addSecret is redact with t.mu held.
 func (t *imapTrace) addSecret(secret string) {
-	if len(secret) < minTraceSecret {
+	if len(secret) < minTraceSecret || len(t.secrets) >= maxTraceSecrets {
 		return
 	}
 	for _, s := range t.secrets {
