@@ -20,6 +20,10 @@ const maxTraceLine = 1000
 // kept whole, to be hidden wherever the server echoes it.
 const maxClientTraceLine = 16 << 10
 
+// traceTail is how many of a line's last octets the trace keeps to read
+// the literal it announces ("{4294967295+}" and its line end fit).
+const traceTail = 32
+
 // maxTraceSecrets bounds the secrets a trace replaces: the password and
 // its quoted form, a token, a few SASL responses. More would be a
 // mechanism with many rounds; their responses are redacted as they are
@@ -50,8 +54,8 @@ const minTraceSecret = 4
 //   - A literal's octets are never shown: APPEND's are summed up as
 //     "<N octets of message data>", as RETR's are on the POP3 side, and
 //     other literals (of either side) as "<literal of N octets>".
-//   - Each line is cut after maxTraceLine octets, with the count of the
-//     rest; what a terminal would act on (ESC, NUL, CR, ...) is escaped
+//   - Each line is cut after maxTraceLine octets, marked with its whole
+//     length; what a terminal would act on (ESC, NUL, CR, ...) is escaped
 //     (termsafe.String); the secrets given to redact, and the SASL
 //     responses sent, are replaced wherever they appear, a server's
 //     echo included.
@@ -71,19 +75,19 @@ type imapTrace struct {
 
 // traceStream is one direction of the session, as the trace follows it.
 type traceStream struct {
-	side  string // "C" or "S"
-	line  []byte // the current line, its first keep octets
-	n     int64  // octets of the current line so far
-	tail  []byte // the line's last octets, where a literal is announced
-	lit   int64  // literal octets still to come
-	size  int64  // the size of that literal
-	cont  bool   // the current line goes on after a literal
-	verb  string // the client's command the line belongs to, in upper case
-	tail0 [32]byte
+	side string // "C" or "S"
+	line []byte // the current line, its first keep octets
+	n    int64  // octets of the current line so far
+	tail []byte // the line's last octets, where a literal is announced
+	lit  int64  // literal octets still to come
+	size int64  // the size of that literal
+	cont bool   // the current line goes on after a literal
+	verb string // the client's command the line belongs to, in upper case
 }
 
 func newIMAPTrace(w io.Writer) *imapTrace {
-	return &imapTrace{w: w, keep: maxTraceLine, c: traceStream{side: "C"}, s: traceStream{side: "S"}}
+	return &imapTrace{w: w, keep: maxTraceLine,
+		c: traceStream{side: "C", tail: make([]byte, 0, traceTail)}, s: traceStream{side: "S", tail: make([]byte, 0, traceTail)}}
 }
 
 // redact makes the trace replace secret wherever it appears, as it is
@@ -96,7 +100,7 @@ func (t *imapTrace) redact(secret string) {
 	t.addSecret(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(secret))
 }
 
-// addSecret is redact with t.mu held.
+// addSecret adds one secret to those replaced. t.mu is held.
 func (t *imapTrace) addSecret(secret string) {
 	if len(secret) < minTraceSecret || len(t.secrets) >= maxTraceSecrets {
 		return
@@ -164,15 +168,13 @@ func (t *imapTrace) feed(d *traceStream, p []byte) {
 			d.line = append(d.line, chunk[:min(room, len(chunk))]...)
 		}
 		d.n += int64(len(chunk))
-		if d.tail == nil {
-			d.tail = d.tail0[:0]
-		}
-		for _, b := range chunk {
-			if len(d.tail) == cap(d.tail) {
-				copy(d.tail, d.tail[1:])
-				d.tail = d.tail[:len(d.tail)-1]
+		if len(chunk) >= traceTail {
+			d.tail = append(d.tail[:0], chunk[len(chunk)-traceTail:]...)
+		} else {
+			if over := len(d.tail) + len(chunk) - traceTail; over > 0 {
+				d.tail = d.tail[:copy(d.tail, d.tail[over:])]
 			}
-			d.tail = append(d.tail, b)
+			d.tail = append(d.tail, chunk...)
 		}
 		if i >= 0 {
 			t.lineDone(d, "")
