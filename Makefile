@@ -115,6 +115,7 @@ fuzz:
 	$(FUZZ) ./fetch/pop3 -fuzz '^FuzzGreeting$$'
 	$(FUZZ) ./deliver -fuzz '^FuzzEnvelopeSender$$'
 	$(FUZZ) ./deliver -fuzz '^FuzzMboxrd$$'
+	$(FUZZ) ./deliver -fuzz '^FuzzIMAPTrace$$'
 	$(FUZZ) ./fetch -fuzz '^FuzzHeaderFields$$'
 	$(FUZZ) ./fetch/termsafe -fuzz '^FuzzString$$'
 	$(FUZZ) ./config -fuzz '^FuzzNetrc$$'

@@ -97,11 +97,15 @@ type IMAP struct {
 	// SettleGrace is how old a pending record must be before Settle
 	// reports its message missing; 0 means DefaultIMAPSettleGrace.
 	SettleGrace time.Duration
-	// Trace, if set, receives the session's protocol lines, with the
-	// LOGIN and AUTHENTICATE command lines left out. Not yet safe for
-	// users: the redaction looks at one Write at a time, so a SASL
-	// response sent as a continuation line (AUTHENTICATE without
-	// SASL-IR) would pass; popfetch -vv does not set it until it is.
+	// Trace, if set, receives the session's protocol trace, a line per
+	// Write: "C: " and the line the client sent, "S: " and the line
+	// the server sent, as the POP3 trace has them. It is safe to show:
+	// LOGIN's arguments and everything the client sends during an
+	// AUTHENTICATE (the initial response, the continuation answers)
+	// are redacted, literals are shown as their size (APPEND's as "<N
+	// octets of message data>"), the password or token is replaced
+	// wherever the server echoes it, and each line is cut at 1000
+	// octets and has its control characters escaped.
 	Trace io.Writer
 
 	mu       sync.Mutex
@@ -110,6 +114,7 @@ type IMAP struct {
 	validity uint32        // and its UIDVALIDITY
 	inflight []*imapAppend // sent and not yet taken by a wait, in order
 	sent     uint64        // APPENDs published, the seq of the last
+	tr       *imapTrace    // the session's trace, if Trace is set
 	caps     imap.CapSet
 	// live is c, for the watches of contexts, which run without mu.
 	live atomic.Pointer[imapclient.Client]
@@ -479,13 +484,17 @@ func (m *IMAP) client(ctx context.Context) (*imapclient.Client, error) {
 	}
 	dc := net.Conn(&deadlineConn{Conn: conn, timeout: m.timeout()})
 	opts := &imapclient.Options{TLSConfig: tc}
+	// The trace sits between the literals' rewriting and the wire: it
+	// shows what is sent and what the server sent, nothing local.
+	traced := func(c net.Conn) net.Conn { return c }
 	if m.Trace != nil {
-		opts.DebugWriter = &redactingWriter{w: m.Trace}
+		m.tr = newIMAPTrace(m.Trace)
+		traced = func(c net.Conn) net.Conn { return &traceConn{Conn: c, t: m.tr} }
 	}
 	var lp *literalPlusConn
 	switch m.TLS {
 	case IMAPStartTLS:
-		if err := startTLS(dc); err != nil {
+		if err := startTLS(traced(dc)); err != nil {
 			conn.Close()
 			return nil, err
 		}
@@ -497,16 +506,16 @@ func (m *IMAP) client(ctx context.Context) (*imapclient.Client, error) {
 		// go-imap takes the connection after the greeting: it is given
 		// one, and asks for the capabilities anew (as it must after
 		// STARTTLS).
-		lp = newLiteralPlusConn(tconn, "* OK popfetch: TLS started\r\n")
+		lp = newLiteralPlusConn(traced(tconn), "* OK popfetch: TLS started\r\n")
 	case IMAPNone:
-		lp = newLiteralPlusConn(dc, "")
+		lp = newLiteralPlusConn(traced(dc), "")
 	default:
 		tconn := tls.Client(dc, tc)
 		if err := tconn.HandshakeContext(ctx); err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("TLS: %w", err)
 		}
-		lp = newLiteralPlusConn(tconn, "")
+		lp = newLiteralPlusConn(traced(tconn), "")
 	}
 	c := imapclient.New(lp, opts)
 	if err := c.WaitGreeting(); err != nil {
@@ -604,6 +613,7 @@ func (m *IMAP) login(ctx context.Context, c *imapclient.Client) error {
 		if terr != nil {
 			return &imapAuthError{terr}
 		}
+		m.redact(tok)
 		if mech == IMAPAuthXOAuth2 {
 			err = c.Authenticate(&xoauth2Client{user: m.User, token: tok})
 		} else {
@@ -618,6 +628,7 @@ func (m *IMAP) login(ctx context.Context, c *imapclient.Client) error {
 		if perr != nil {
 			return &imapAuthError{perr}
 		}
+		m.redact(pw)
 		if mech == IMAPAuthPlain {
 			err = c.Authenticate(sasl.NewPlainClient("", m.User, pw))
 		} else {
@@ -637,6 +648,13 @@ func (m *IMAP) login(ctx context.Context, c *imapclient.Client) error {
 	return nil
 }
 
+// redact has the trace, if any, replace secret wherever it appears.
+func (m *IMAP) redact(secret string) {
+	if m.tr != nil {
+		m.tr.redact(secret)
+	}
+}
+
 // xoauth2Client is the XOAUTH2 mechanism (Google's and Microsoft's
 // OAuth2 for IMAP): one initial response, and on failure the server's
 // JSON challenge, answered empty.
@@ -647,23 +665,6 @@ func (x *xoauth2Client) Start() (string, []byte, error) {
 }
 
 func (x *xoauth2Client) Next([]byte) ([]byte, error) { return []byte{}, nil }
-
-// redactingWriter passes protocol lines on, except those of a login.
-type redactingWriter struct{ w io.Writer }
-
-func (r *redactingWriter) Write(p []byte) (int, error) {
-	s := string(p)
-	if f := strings.Fields(s); len(f) >= 2 {
-		switch strings.ToUpper(f[1]) {
-		case "LOGIN", "AUTHENTICATE":
-			s = f[0] + " " + f[1] + " [redacted]\r\n"
-		}
-	}
-	if _, err := io.WriteString(r.w, s); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
 
 // imapAppend is an APPEND sent and not yet answered.
 type imapAppend struct {

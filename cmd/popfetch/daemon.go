@@ -271,7 +271,7 @@ func (d *daemon) job(a config.Account, memo *fetch.Memo, tlsc *fetch.TLSConfigs)
 	}
 	// The closure keeps what it needs of the account, not all of it: a
 	// daemon holds one for every account.
-	target, name := targetOf(a, d.opts.stateDir), a.Name
+	target, name := targetOf(a, d.opts.stateDir, d.trace), a.Name
 	j.Poll = func(ctx context.Context, store *uidstore.Store, stop <-chan struct{}) (st fetch.Stats, err error) {
 		started := time.Now()
 		defer func() { d.wakes.finished(name, started, st, err) }()

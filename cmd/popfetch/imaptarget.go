@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net"
 	"strconv"
 	"time"
@@ -19,6 +20,7 @@ type imapTarget struct {
 	cfg     *config.IMAP
 	token   *oauth2token.Source // nil without [account.imap.oauth2]
 	timeout time.Duration       // the account's timeout, for each read and write
+	trace   io.Writer           // the protocol trace (-vv), nil for none
 }
 
 func newIMAPTarget(a config.Account, stateDir string) *imapTarget {
@@ -43,7 +45,7 @@ func (t *imapTarget) open() (deliver.Deliverer, error) {
 	m := &deliver.IMAP{
 		Addr: net.JoinHostPort(c.Server, strconv.Itoa(c.Port)), User: c.User,
 		Auth: string(c.Auth), AllowInsecureAuth: c.AllowInsecureAuth, Folder: c.Folder, Flags: c.Flags,
-		Timeout: t.timeout,
+		Timeout: t.timeout, Trace: t.trace,
 	}
 	switch c.TLS {
 	case config.TLSStartTLS:
@@ -67,4 +69,18 @@ func (t *imapTarget) open() (deliver.Deliverer, error) {
 		m.Password = c.Password.Resolve
 	}
 	return m, nil
+}
+
+// prefixWriter puts prefix before each trace line written to w: the
+// IMAP session's trace writes a line per Write.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	if _, err := io.WriteString(p.w, p.prefix+string(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }

@@ -220,7 +220,7 @@ func globalFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "keep", Aliases: []string{"k"}, Usage: "leave all mail on the server (overrides keep = false, delete_after and delete_larger_than)"},
 		&cli.BoolFlag{Name: "fetch-all", Aliases: []string{"a"}, Usage: "fetch every message, also those delivered before (as fetch_all = true; fetchmail's -a)"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Count: new(int),
-			Usage: "-v: a line per message; -vv: also the protocol trace (passwords redacted)"},
+			Usage: "-v: a line per message; -vv: also the protocol trace, POP3 and IMAP (passwords redacted)"},
 		&cli.BoolFlag{Name: "nokeep", Aliases: []string{"K"}, Usage: "delete what was fetched this time, also from accounts with keep = true (fetchmail's -K; the opposite of -k)"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q", "silent", "s"}, Usage: "print nothing unless something failed (-s, --silent: fetchmail's spelling)"},
 		&cli.StringFlag{Name: "logfile", Aliases: []string{"L"}, Usage: "append log lines to `FILE` instead of standard error (mostly for the daemon)"},
@@ -601,8 +601,10 @@ func fetchAccountTLS(a config.Account, o options, tlsc *fetch.TLSConfigs) (*fetc
 	return acct, nil
 }
 
-func deliverer(a config.Account, stateDir string) (deliver.Deliverer, error) {
-	return targetOf(a, stateDir).open()
+// deliverer returns a's Deliverer; trace, if not nil, receives the
+// protocol trace of an IMAP target.
+func deliverer(a config.Account, stateDir string, trace io.Writer) (deliver.Deliverer, error) {
+	return targetOf(a, stateDir, trace).open()
 }
 
 // target is what an account delivers to: the fields of config.Account
@@ -616,12 +618,17 @@ type target struct {
 }
 
 // targetOf returns a's target; stateDir is where an IMAP or Gmail
-// target's OAuth2 token is kept.
-func targetOf(a config.Account, stateDir string) target {
+// target's OAuth2 token is kept, and trace (nil for none) receives the
+// protocol trace of an IMAP target, its lines labelled "ACCOUNT imap: "
+// (the POP3 trace's are "ACCOUNT ").
+func targetOf(a config.Account, stateDir string, trace io.Writer) target {
 	t := target{account: a.Name, maildir: a.Maildir, mbox: a.Mbox, lmtp: a.LMTP,
 		lmtpRecipients: a.LMTPRecipients, mda: a.MDA, timeout: a.MDATimeout}
 	if a.IMAP != nil {
 		t.imap = newIMAPTarget(a, stateDir)
+		if trace != nil {
+			t.imap.trace = &prefixWriter{w: trace, prefix: a.Name + " imap: "}
+		}
 	}
 	if a.Gmail != nil {
 		t.gmail = newGmailTarget(a, stateDir)
@@ -746,7 +753,7 @@ func pollOne(ctx context.Context, a config.Account, e *env) int {
 		alog.Error(withoutAccount(err))
 		return exitCodeOf(err)
 	}
-	d, err := deliverer(a, e.opts.stateDir)
+	d, err := deliverer(a, e.opts.stateDir, e.poll.Trace)
 	if err != nil {
 		alog.Error(withoutAccount(err))
 		return exitCodeOf(err)

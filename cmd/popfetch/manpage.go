@@ -463,7 +463,8 @@ func manEnd() string {
 			"popfetch stops if the server does not offer it; it never falls back to plain text.",
 		"A password, a digest or a token is never sent over an unencrypted connection unless the account says "+
 			"allow_insecure_auth = true. A configuration file that holds a secret and is readable by group or others "+
-			"is refused (exit 6). -vv traces the protocol with passwords and authentication data redacted.",
+			"is refused (exit 6). -vv traces the protocol, POP3 and an [account.imap] target's IMAP (its lines labelled "+
+			"imap:), with passwords, tokens and authentication data redacted and messages shown by their size only.",
 		"Everything a server sends is distrusted: lines and reads are bounded, sizes checked against what arrives, "+
 			"text shown to you is stripped of control characters. An MDA is run without a shell, and the "+
 			"envelope sender and recipient put into its arguments are neutralised.",
