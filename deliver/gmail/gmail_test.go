@@ -615,3 +615,62 @@ func TestSettler(t *testing.T) {
 		t.Errorf("Settle = %v, want [true false false] (the last has no Message-ID)", found)
 	}
 }
+
+// TestSettleWaitsForSearchIndex: a message imported just before a crash
+// may not be found by a search yet (the index lags the mailbox); a record
+// younger than SettleGrace is looked for again once it is that old, and
+// only then reported missing. An old record is not waited for.
+func TestSettleWaitsForSearchIndex(t *testing.T) {
+	tests := []struct {
+		name  string
+		age   time.Duration // of the pending record
+		grace time.Duration
+		lag   time.Duration // of the fake's search index
+		found bool
+		waits bool
+	}{
+		{name: "young record, lagging index: found after the wait", grace: 600 * time.Millisecond, lag: 300 * time.Millisecond, found: true, waits: true},
+		{name: "old record, not imported: not waited for", age: time.Minute, grace: 600 * time.Millisecond, lag: 300 * time.Millisecond, found: false},
+		{name: "young record, never imported: missing after the wait", grace: 300 * time.Millisecond, found: false, waits: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.srv.SetSearchLag(tt.lag)
+			tg := f.target()
+			st, err := tg.Stage(context.Background(), strings.NewReader(message(1, "")), deliver.Envelope{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := st.(deliver.Referenced).Ref()
+			ref.Begun = time.Now().Add(-tt.age)
+			if tt.found {
+				if err := st.Publish(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st.Abort()
+			next := f.target()
+			next.SettleGrace = tt.grace
+			start := time.Now()
+			found, err := next.Settle(context.Background(), []deliver.Ref{ref})
+			took := time.Since(start)
+			if err != nil || found[0] != tt.found {
+				t.Fatalf("Settle = %v, %v; want [%v]", found, err, tt.found)
+			}
+			if waited := took >= tt.grace/2; waited != tt.waits {
+				t.Errorf("Settle took %v (grace %v); want a wait: %v", took, tt.grace, tt.waits)
+			}
+		})
+	}
+	// The wait ends with the poll's context.
+	f := newFixture(t)
+	next := f.target()
+	next.SettleGrace = time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := next.Settle(ctx, []deliver.Ref{{Kind: gmail.Kind, Target: next.Name, Key: "gone@example.org", Begun: time.Now()}})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Settle after the context ended: %v", err)
+	}
+}

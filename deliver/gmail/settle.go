@@ -2,6 +2,7 @@ package gmail
 
 import (
 	"context"
+	"time"
 
 	"github.com/popfetch/popfetch/deliver"
 )
@@ -37,25 +38,68 @@ func (t *Target) Settles(r deliver.Ref) bool {
 	return r.Kind == Kind && r.Target == t.identity()
 }
 
+// DefaultSettleGrace is how old a pending record must be before Settle
+// reports its message missing.
+const DefaultSettleGrace = 30 * time.Second
+
 // Settle implements deliver.Settler: each message is looked for by its
 // Message-ID (see Delivered), one search each; one without a Message-ID
 // is reported missing.
+//
+// An import whose answer a crash cut off may be stored and not yet found
+// by a search (Google's search index follows the mailbox, and Google
+// documents no bound on how far behind): a message not found is looked
+// for again once its record is SettleGrace old, and only then reported
+// missing. That wait happens only right after a crash (a daemon that
+// systemd restarts at once); a poll minutes later does not wait.
 func (t *Target) Settle(ctx context.Context, refs []deliver.Ref) ([]bool, error) {
 	found := make([]bool, len(refs))
 	seen := map[string]bool{}
+	if err := t.settle(ctx, refs, found, seen); err != nil {
+		return nil, err
+	}
+	grace := t.SettleGrace
+	if grace == 0 {
+		grace = DefaultSettleGrace
+	}
+	var wait time.Duration
 	for i, r := range refs {
-		if r.Key == noMessageID {
+		if !found[i] && r.Key != noMessageID {
+			wait = max(wait, time.Until(r.Begun.Add(grace)))
+		}
+	}
+	if wait <= 0 {
+		return found, nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-timer.C:
+	}
+	clear(seen)
+	if err := t.settle(ctx, refs, found, seen); err != nil {
+		return nil, err
+	}
+	return found, nil
+}
+
+// settle searches for each ref not found yet, once per Message-ID.
+func (t *Target) settle(ctx context.Context, refs []deliver.Ref, found []bool, seen map[string]bool) error {
+	for i, r := range refs {
+		if found[i] || r.Key == noMessageID {
 			continue
 		}
 		ok, done := seen[r.Key]
 		if !done {
 			var err error
 			if ok, err = t.Delivered(ctx, r.Key); err != nil {
-				return nil, err
+				return err
 			}
 			seen[r.Key] = ok
 		}
 		found[i] = ok
 	}
-	return found, nil
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/popfetch/popfetch/deliver"
 )
@@ -48,6 +49,9 @@ type Target struct {
 	// and the token file, say): a record of another identity is not this
 	// Target's to settle. "" means Name.
 	Identity string
+	// SettleGrace is how old a pending record must be before Settle
+	// reports its message missing; 0 means DefaultSettleGrace.
+	SettleGrace time.Duration
 
 	mu       sync.Mutex // guards labelIDs
 	labelIDs []string   // resolved; nil until the first Publish

@@ -123,6 +123,8 @@ type Server struct {
 	protos     []string
 	searches   int // messages.list requests answered
 	found      int // of those, the ones that found a message
+	searchLag  time.Duration
+	importedAt map[*Message]time.Time
 }
 
 // Searches returns how many searches (messages.list) the fake answered,
@@ -138,6 +140,15 @@ func (s *Server) Protos() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.protos...)
+}
+
+// SetSearchLag makes a message imported less than d ago invisible to a
+// search (messages.list), as a search index that has not caught up yet.
+// Google documents no bound on that lag, nor that there is none.
+func (s *Server) SetSearchLag(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.searchLag = d
 }
 
 // SetDiscardBodies makes the fake keep only the size and SHA-256 of the
@@ -623,6 +634,10 @@ func (s *Server) store(raw []byte, labelIDs []string, dateSource string, neverSp
 	}
 	msg.LabelIDs = labels
 	s.messages = append(s.messages, msg)
+	if s.importedAt == nil {
+		s.importedAt = map[*Message]time.Time{}
+	}
+	s.importedAt[msg] = time.Now()
 	return msg
 }
 
@@ -741,6 +756,9 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		}
 		if !spamTrash && (contains(m.LabelIDs, "SPAM") || contains(m.LabelIDs, "TRASH")) {
 			continue
+		}
+		if time.Since(s.importedAt[m]) < s.searchLag {
+			continue // not indexed yet
 		}
 		if len(out.Messages) < limit {
 			out.Messages = append(out.Messages, item{m.ID, m.ThreadID})
