@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/popfetch/popfetch/deliver/gmail"
 )
@@ -15,6 +16,10 @@ type Gmail struct {
 	OAuth2        *OAuth2 // [account.gmail.oauth2], required; RefreshTokenFile "" means STATE/oauth2/ACCOUNT.gmail.json
 	// APIURL is the Gmail API's endpoint; "" means Google's. For tests.
 	APIURL string
+	// SettleGrace is how old a pending record must be before a search
+	// that does not find its message counts (gmail.Target.SettleGrace);
+	// 0 means the default.
+	SettleGrace time.Duration
 }
 
 // gmailScopes are the scopes the google preset asks for on the Gmail side:
@@ -30,6 +35,7 @@ type rawGmail struct {
 	NeverMarkSpam *bool      `toml:"never_mark_spam"`
 	OAuth2        *rawOAuth2 `toml:"oauth2"`
 	APIURL        *string    `toml:"api_url"`
+	SettleGrace   *Duration  `toml:"settle_grace"`
 }
 
 // gmailTarget builds the [account.gmail] table, its problems named
@@ -47,6 +53,12 @@ func (b *builder) gmailTarget(r rawGmail) *Gmail {
 		g.APIURL = *r.APIURL
 		if !strings.HasPrefix(g.APIURL, "https://") && !isLoopbackURL(g.APIURL) {
 			problems = append(problems, fmt.Sprintf("api_url %q: must be https:// (http:// only for localhost)", g.APIURL))
+		}
+	}
+	if r.SettleGrace != nil {
+		g.SettleGrace = time.Duration(*r.SettleGrace)
+		if g.SettleGrace < time.Second || g.SettleGrace > time.Hour {
+			problems = append(problems, fmt.Sprintf("settle_grace %v: must be between 1s and 1h", g.SettleGrace))
 		}
 	}
 	if r.OAuth2 == nil {
@@ -73,6 +85,11 @@ func (p *dumper) gmail(name string, g *Gmail) {
 	p.strs("labels", g.Labels)
 	p.bool("never_mark_spam", g.NeverMarkSpam)
 	p.optional("api_url", g.APIURL, "Google's, https://gmail.googleapis.com")
+	if g.SettleGrace != 0 {
+		p.duration("settle_grace", g.SettleGrace)
+	} else {
+		p.comment("settle_grace = %q (the default)", gmail.DefaultSettleGrace.String())
+	}
 	if g.OAuth2 != nil {
 		p.oauth2("[account.gmail.oauth2]", g.OAuth2, fmt.Sprintf("STATE/oauth2/%s.gmail.json", name))
 	}

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 const gmailOAuth2 = `
@@ -31,6 +32,12 @@ func TestParseGmail(t *testing.T) {
 			"scopes = [\"https://www.googleapis.com/auth/gmail.insert\", \"https://www.googleapis.com/auth/gmail.labels\"]\n",
 			want:   &Gmail{Labels: []string{"ISP"}, APIURL: "http://127.0.0.1:8080"},
 			scopes: []string{"https://www.googleapis.com/auth/gmail.insert", "https://www.googleapis.com/auth/gmail.labels"}},
+		{name: "settle_grace", text: "[account.gmail]\nsettle_grace = \"2m\"\n" + gmailOAuth2,
+			want: &Gmail{Labels: []string{"INBOX", "UNREAD"}, SettleGrace: 2 * time.Minute}, scopes: []string{"https://www.googleapis.com/auth/gmail.modify"}},
+		{name: "settle_grace in seconds", text: "[account.gmail]\nsettle_grace = 5\n" + gmailOAuth2,
+			want: &Gmail{Labels: []string{"INBOX", "UNREAD"}, SettleGrace: 5 * time.Second}, scopes: []string{"https://www.googleapis.com/auth/gmail.modify"}},
+		{name: "settle_grace too short", text: "[account.gmail]\nsettle_grace = \"10ms\"\n" + gmailOAuth2, err: "gmail: settle_grace 10ms: must be between 1s and 1h"},
+		{name: "settle_grace not a duration", text: "[account.gmail]\nsettle_grace = \"soon\"\n" + gmailOAuth2, err: "settle_grace"},
 		{name: "no oauth2", text: "[account.gmail]\n", err: `gmail: [account.gmail.oauth2] is missing`},
 		{name: "oauth2 without client", text: "[account.gmail]\n[account.gmail.oauth2]\nprovider = \"google\"\n", err: "gmail: client_id is missing"},
 		{name: "a label twice", text: "[account.gmail]\nlabels = [\"ISP\", \"isp\"]\n" + gmailOAuth2, err: `gmail: labels: label "isp" is listed twice`},
@@ -56,7 +63,7 @@ func TestParseGmail(t *testing.T) {
 			if g == nil || g.OAuth2 == nil {
 				t.Fatalf("no gmail target: %+v", cfg.Accounts[0])
 			}
-			got := &Gmail{Labels: g.Labels, NeverMarkSpam: g.NeverMarkSpam, APIURL: g.APIURL}
+			got := &Gmail{Labels: g.Labels, NeverMarkSpam: g.NeverMarkSpam, APIURL: g.APIURL, SettleGrace: g.SettleGrace}
 			if !reflect.DeepEqual(got, tt.want) || !reflect.DeepEqual(g.OAuth2.Scopes, tt.scopes) {
 				t.Errorf("got %+v scopes %q, want %+v scopes %q", got, g.OAuth2.Scopes, tt.want, tt.scopes)
 			}

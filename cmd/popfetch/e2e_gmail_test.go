@@ -252,6 +252,9 @@ func TestFaultKillLoopGmail(t *testing.T) {
 		}
 		prov := oauth2test.NewProvider(oauth2test.Config{ClientID: "popfetch-test", Refresh: "refresh-gmail"})
 		api := gmailtest.New()
+		// Google's search index lags the mailbox: an import the kill cut
+		// off may not be found at once. settle_grace (below) waits for it.
+		api.SetSearchLag(300 * time.Millisecond)
 		var tokens []string
 		for j := 1; j <= 100; j++ {
 			tokens = append(tokens, oauth2test.AccessToken(j))
@@ -264,6 +267,7 @@ func TestFaultKillLoopGmail(t *testing.T) {
 		e.writeConfig(strings.Replace(string(data), fmt.Sprintf("maildir = %q\n", e.maildir), "", 1) + fmt.Sprintf(`
 [account.gmail]
 api_url = %q
+settle_grace = "1s"
 
 [account.gmail.oauth2]
 token_url = %q

@@ -30,5 +30,5 @@ func newGmailTarget(a config.Account, stateDir string) *gmailTarget {
 // open returns the deliverer for one poll: its labels are looked up anew.
 func (t *gmailTarget) open() (deliver.Deliverer, error) {
 	return &gmail.Target{Client: t.client, Name: "gmail (account " + t.account + ")", Labels: t.cfg.Labels,
-		NeverMarkSpam: t.cfg.NeverMarkSpam, Identity: "gmail " + t.file}, nil
+		NeverMarkSpam: t.cfg.NeverMarkSpam, Identity: "gmail " + t.file, SettleGrace: t.cfg.SettleGrace}, nil
 }
