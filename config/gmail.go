@@ -74,6 +74,6 @@ func (p *dumper) gmail(name string, g *Gmail) {
 	p.bool("never_mark_spam", g.NeverMarkSpam)
 	p.optional("api_url", g.APIURL, "Google's, https://gmail.googleapis.com")
 	if g.OAuth2 != nil {
-		p.oauth2("[account.gmail.oauth2]", g.OAuth2, fmt.Sprintf("STATE/oauth2/%s.gmail.json", name))
+		p.oauth2("[account.gmail.oauth2]", g.OAuth2, fmt.Sprintf("STATE/oauth2/%s.gmail.json", name), gmailScopes)
 	}
 }
