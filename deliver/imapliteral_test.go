@@ -3,6 +3,7 @@ package deliver
 import (
 	"bufio"
 	"io"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -32,7 +33,7 @@ func TestLiteralPlusConn(t *testing.T) {
 	defer server.Close()
 	l := newLiteralPlusConn(client, "")
 	defer l.Close()
-	l.enabled.Store(true)
+	l.trust(math.MaxInt64)
 	srv := bufio.NewReader(server)
 	// The server is in the middle of a response when the APPEND goes out.
 	go server.Write([]byte("* 3 EXI"))
