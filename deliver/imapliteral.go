@@ -52,6 +52,7 @@ type literalPlusConn struct {
 	// a probe passed, then 4096 (LITERAL-) or math.MaxInt64 (LITERAL+).
 	nonSyncMax atomic.Int64
 	armed      atomic.Bool // after login: literals and "+" are checked
+	broken     atomic.Bool // refused: nothing more is written
 
 	wmu     sync.Mutex
 	wline   []byte // the client's current line, held until its end
@@ -205,7 +206,9 @@ func (l *literalPlusConn) refused() error {
 func (l *literalPlusConn) refuse(how string) {
 	l.rbuf = nil
 	l.setErr(&literalRefusedError{how: how})
-	l.Conn.Close()
+	l.broken.Store(true)
+	// Not under l.rmu: a TLS Close may wait for a Write in progress.
+	go l.Conn.Close()
 }
 
 // Read implements net.Conn for go-imap: the server's octets, with the
@@ -395,6 +398,9 @@ func literalAt(line []byte) int64 {
 func (l *literalPlusConn) Write(p []byte) (int, error) {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	if l.broken.Load() {
+		return 0, l.refused()
+	}
 	out := l.wbuf[:0]
 	rest := p
 	for len(rest) > 0 {
@@ -447,6 +453,9 @@ func (l *literalPlusConn) Write(p []byte) (int, error) {
 		l.wline = line[:0]
 	}
 	l.wbuf = out
+	if l.broken.Load() {
+		return 0, l.refused()
+	}
 	if len(out) > 0 {
 		if _, err := l.Conn.Write(out); err != nil {
 			return 0, err
