@@ -290,3 +290,51 @@ func TestIMAPLiteralPlusRefusedAppend(t *testing.T) {
 		t.Errorf("%d messages appended after the retry, want 1", len(f.appended))
 	}
 }
+
+// TestIMAPLiteralPlusLiarConcurrent: two accounts delivering into one
+// lying server at once, sharing what is known of it (as the daemon's
+// targets can), each get their messages in once, and no line of a
+// message runs as a command.
+func TestIMAPLiteralPlusLiarConcurrent(t *testing.T) {
+	f, m1 := newLiteralLiar(t, "bad")
+	trust := &LiteralTrust{}
+	m1.Literals = trust
+	m2 := &IMAP{Addr: m1.Addr, TLS: IMAPNone, AllowInsecureAuth: true, User: "u2", Password: m1.Password,
+		Timeout: 5 * time.Second, SpoolDir: t.TempDir(), Literals: trust}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	msgs := literalMessages()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, m := range []*IMAP{m1, m2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = deliverAll(ctx, m, msgs)
+			m.Close()
+		}()
+	}
+	wg.Wait()
+	if bad := f.fromMessages(); len(bad) > 0 {
+		t.Errorf("the server ran lines of a message as commands: %.200q", bad)
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("account %d: %v", i+1, err)
+		}
+	}
+	if trust.Distrusted() == nil {
+		t.Error("the shared LiteralTrust does not remember the liar")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	count := map[string]int{}
+	for _, a := range f.appended {
+		count[a]++
+	}
+	for _, msg := range msgs {
+		if n := count[strings.ReplaceAll(msg, "\n", "\r\n")]; n != 2 {
+			t.Errorf("message %.20q appended %d times, want 2 (once per account)", msg, n)
+		}
+	}
+}
