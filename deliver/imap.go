@@ -586,12 +586,19 @@ func (m *IMAP) dial(ctx context.Context, redial bool) (*imapclient.Client, error
 	stCmd := c.Status(m.folder(), &imap.StatusOptions{UIDNext: true, UIDValidity: true})
 	if probe != nil {
 		_, perr := probe.Collect()
+		if perr != nil && ctx.Err() != nil {
+			// The poll ended: nothing is known of the server.
+			m.drop()
+			return nil, ctx.Err()
+		}
 		var ie *imap.Error
 		if errors.Is(perr, errLiteralRefused) || (errors.As(perr, &ie) && ie.Type == imap.StatusResponseTypeBad) ||
 			(perr != nil && !errors.As(perr, &ie)) {
-			// BAD, a "+", or the server gone: it is not trusted
-			// with a message's octets in this session's life. A new
-			// session, all literals synchronizing.
+			// BAD, a "+", or the server gone (RFC 7888 lets a server
+			// close the connection on a literal it refuses; a network
+			// failure at this moment costs speed, not mail): it is not
+			// trusted with a message's octets. A new session, all
+			// literals synchronizing.
 			derr := fmt.Errorf("LIST with a non-synchronizing literal: %w", perr)
 			m.trust().distrust(derr)
 			m.drop()
