@@ -66,6 +66,7 @@ var AuthModes = fetch.AuthModes
 // itself, refreshing them with a stored refresh token.
 type OAuth2 struct {
 	Provider      string // "google", "microsoft" or "" (URLs given)
+	Tenant        string // with Provider "microsoft": the tenant as written; "" means "common"
 	TokenURL      string
 	DeviceAuthURL string // for "popfetch auth" with Flow "device" (RFC 8628)
 	AuthURL       string // for "popfetch auth" with Flow "loopback" (RFC 8252)
@@ -674,7 +675,8 @@ func buildOAuth2(r rawOAuth2) (*OAuth2, []string) {
 		if !ok {
 			problems = append(problems, fmt.Sprintf("provider = %q: want \"google\" or \"microsoft\" (or give token_url)", o.Provider))
 		}
-		tenant := str(r.Tenant)
+		o.Tenant = str(r.Tenant)
+		tenant := o.Tenant
 		if tenant == "" {
 			tenant = "common"
 		}

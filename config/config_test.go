@@ -155,7 +155,7 @@ func TestParseOAuth2(t *testing.T) {
 			AuthURL: "https://accounts.google.com/o/oauth2/v2/auth", Flow: FlowDevice,
 			AuthParams: map[string]string{"access_type": "offline", "prompt": "consent"},
 			ClientID:   "id", Scopes: []string{"https://mail.google.com/"}}},
-		{"microsoft, tenant", "provider = 'microsoft'\ntenant = 'contoso.onmicrosoft.com'\nclient_id = 'id'\nrefresh_token_file = '/tmp/rt'\n", OAuth2{Provider: "microsoft",
+		{"microsoft, tenant", "provider = 'microsoft'\ntenant = 'contoso.onmicrosoft.com'\nclient_id = 'id'\nrefresh_token_file = '/tmp/rt'\n", OAuth2{Provider: "microsoft", Tenant: "contoso.onmicrosoft.com",
 			TokenURL: "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token", DeviceAuthURL: "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/devicecode",
 			AuthURL: "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize", Flow: FlowDevice,
 			ClientID: "id", Scopes: []string{"https://outlook.office.com/POP.AccessAsUser.All", "offline_access"}, RefreshTokenFile: "/tmp/rt"}},

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -63,11 +64,7 @@ func (p *dumper) bool(key string, v bool) { p.line(key + " = " + strconv.FormatB
 func (p *dumper) duration(key string, d time.Duration) { p.str(key, d.String()) }
 
 func (p *dumper) strs(key string, vs []string) {
-	q := make([]string, len(vs))
-	for i, v := range vs {
-		q[i] = Quote(v)
-	}
-	p.line(key + " = [" + strings.Join(q, ", ") + "]")
+	p.line(key + " = [" + strings.Join(quoteAll(vs), ", ") + "]")
 }
 
 // optional writes key if v is set, else a comment saying what applies.
@@ -159,7 +156,7 @@ func (p *dumper) account(a Account) {
 	}
 	p.str("pipelining", string(a.Pipelining))
 	if a.OAuth2 != nil {
-		p.oauth2("[account.oauth2]", a.OAuth2, "STATE/oauth2/"+a.Name+".json")
+		p.oauth2("[account.oauth2]", a.OAuth2, "STATE/oauth2/"+a.Name+".json", nil)
 	}
 	if a.IMAP != nil {
 		p.imap(a.Name, a.IMAP)
@@ -191,27 +188,73 @@ func (p *dumper) secret(s Secret) {
 	}
 }
 
-// oauth2 writes an OAuth2 table under the header given.
-func (p *dumper) oauth2(header string, o *OAuth2, tokenFile string) {
+// oauth2 writes an OAuth2 table under the header given. With a provider,
+// the provider (and tenant) is written, and only the keys that differ
+// from what the provider fills in (presetScopes for this table's scopes):
+// the rest are comments. The table then parses back the same, with the
+// provider's AuthParams (Google's access_type and prompt, without which
+// Google gives no refresh token), and later changes to the provider's
+// endpoints still reach it.
+func (p *dumper) oauth2(header string, o *OAuth2, tokenFile string, presetScopes map[string][]string) {
 	p.line(header)
-	if o.Provider != "" {
-		p.comment("provider = %q (and tenant) are resolved into the URLs and scopes below", o.Provider)
+	preset, known := oauth2Providers[o.Provider]
+	if o.Provider != "" && known {
+		p.str("provider", o.Provider)
+		tenant := o.Tenant
+		if o.Tenant != "" {
+			p.str("tenant", o.Tenant)
+		} else if strings.Contains(preset.TokenURL, "%s") {
+			p.comment("tenant: not set; \"common\"")
+			tenant = "common"
+		} else {
+			p.comment("tenant: not set; only provider = \"microsoft\" takes one")
+		}
+		if s, ok := presetScopes[o.Provider]; ok {
+			preset.Scopes = s
+		}
+		fill := func(u string) string { return strings.Replace(u, "%s", tenant, 1) }
+		p.preset("token_url", o.TokenURL, fill(preset.TokenURL))
+		p.preset("device_auth_url", o.DeviceAuthURL, fill(preset.DeviceAuthURL))
+		p.preset("auth_url", o.AuthURL, fill(preset.AuthURL))
+		p.preset("flow", o.Flow, preset.Flow)
 	} else {
 		p.comment("provider: not set; the URLs below are used as they are")
+		p.comment("tenant: not set; only provider = \"microsoft\" takes one")
+		p.str("token_url", o.TokenURL)
+		p.optional("device_auth_url", o.DeviceAuthURL, "popfetch auth cannot use the device flow")
+		p.optional("auth_url", o.AuthURL, "popfetch auth cannot use the loopback flow")
+		p.str("flow", o.Flow)
 	}
-	p.comment("tenant: resolved into the URLs below, if set")
-	p.str("token_url", o.TokenURL)
-	p.optional("device_auth_url", o.DeviceAuthURL, "popfetch auth cannot use the device flow")
-	p.optional("auth_url", o.AuthURL, "popfetch auth cannot use the loopback flow")
-	p.str("flow", o.Flow)
 	p.str("client_id", o.ClientID)
 	if o.ClientSecret != "" {
 		p.str("client_secret", masked)
 	} else {
 		p.comment("client_secret: not set")
 	}
-	p.strs("scopes", o.Scopes)
+	if known && o.Provider != "" && slices.Equal(o.Scopes, preset.Scopes) {
+		p.comment("scopes: from the provider: [%s]", strings.Join(quoteAll(o.Scopes), ", "))
+	} else {
+		p.strs("scopes", o.Scopes)
+	}
 	p.optional("refresh_token_file", o.RefreshTokenFile, tokenFile)
+}
+
+// preset writes key if v differs from what the provider fills in, else
+// a comment with the provider's value.
+func (p *dumper) preset(key, v, fromProvider string) {
+	if v == fromProvider {
+		p.comment("%s: from the provider: %s", key, Quote(v))
+		return
+	}
+	p.str(key, v)
+}
+
+func quoteAll(vs []string) []string {
+	q := make([]string, len(vs))
+	for i, v := range vs {
+		q[i] = Quote(v)
+	}
+	return q
 }
 
 // Quote returns s as a TOML basic string, control characters escaped.

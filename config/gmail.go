@@ -91,6 +91,6 @@ func (p *dumper) gmail(name string, g *Gmail) {
 		p.comment("settle_grace = %q (the default)", gmail.DefaultSettleGrace.String())
 	}
 	if g.OAuth2 != nil {
-		p.oauth2("[account.gmail.oauth2]", g.OAuth2, fmt.Sprintf("STATE/oauth2/%s.gmail.json", name))
+		p.oauth2("[account.gmail.oauth2]", g.OAuth2, fmt.Sprintf("STATE/oauth2/%s.gmail.json", name), gmailScopes)
 	}
 }

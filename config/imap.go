@@ -160,6 +160,6 @@ func (p *dumper) imap(name string, m *IMAP) {
 		p.comment("flags: not set; messages arrive unread")
 	}
 	if m.OAuth2 != nil {
-		p.oauth2("[account.imap.oauth2]", m.OAuth2, fmt.Sprintf("STATE/oauth2/%s.imap.json", name))
+		p.oauth2("[account.imap.oauth2]", m.OAuth2, fmt.Sprintf("STATE/oauth2/%s.imap.json", name), imapScopes)
 	}
 }

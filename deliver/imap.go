@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"net"
 	"net/mail"
 	"net/textproto"
@@ -116,6 +117,13 @@ type IMAP struct {
 	sent     uint64        // APPENDs published, the seq of the last
 	tr       *imapTrace    // the session's trace, if Trace is set
 	caps     imap.CapSet
+	// Literals, if set, remembers for the IMAP values of one target (a
+	// daemon's polls) a server that did not honour non-synchronizing
+	// literals; nil remembers it for this value's life only.
+	Literals *LiteralTrust
+	// literals is the value's own, used when Literals is nil.
+	literals LiteralTrust
+	lp       *literalPlusConn // the session's, under c
 	// live is c, for the watches of contexts, which run without mu.
 	live atomic.Pointer[imapclient.Client]
 	// waiting is held by the one wait (Flush or a Mark's) reading
@@ -159,6 +167,15 @@ func (m *IMAP) fail(err error) error {
 	if errors.As(err, &de) {
 		return err
 	}
+	if lerr := m.lp.refused(); lerr != nil {
+		// The server did not honour a non-synchronizing literal: what
+		// go-imap saw (a BAD, a closed connection) says less than why
+		// the session was cut. Later sessions send none.
+		m.trust().distrust(lerr)
+		if !errors.Is(err, errLiteralRefused) {
+			err = fmt.Errorf("%w (%w)", lerr, err)
+		}
+	}
 	var ie *imap.Error
 	if errors.As(err, &ie) && len(ie.Text) > maxIMAPErrorText {
 		// The server's text goes to logs and the status file: a
@@ -177,6 +194,11 @@ const maxIMAPErrorText = 300
 // login, a message too large (LIMIT, TOOBIG), a folder that cannot be
 // written (NOPERM, CANNOT) need the user.
 func imapTemporary(err error) bool {
+	if errors.Is(err, errLiteralRefused) {
+		// Not temporary: but the next session sends synchronizing
+		// literals only (see LiteralTrust).
+		return false
+	}
 	var ie *imap.Error
 	if !errors.As(err, &ie) {
 		var ae *imapAuthError
@@ -190,6 +212,40 @@ func imapTemporary(err error) bool {
 		return ie.Type == imap.StatusResponseTypeNo
 	}
 	return false
+}
+
+// LiteralTrust remembers a server that did not honour the
+// non-synchronizing literals (LITERAL+, LITERAL-) it advertises, so that
+// later sessions to it send synchronizing ones only: a round trip per
+// message, and no line of a message read as a command. The zero value
+// trusts the server to the extent of its probe; it is safe for
+// concurrent use.
+type LiteralTrust struct {
+	mu  sync.Mutex
+	err error
+}
+
+// Distrusted returns how the server failed, or nil.
+func (t *LiteralTrust) Distrusted() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}
+
+func (t *LiteralTrust) distrust(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.err == nil {
+		t.err = err
+	}
+}
+
+// trust returns the LiteralTrust in use.
+func (m *IMAP) trust() *LiteralTrust {
+	if m.Literals != nil {
+		return m.Literals
+	}
+	return &m.literals
 }
 
 // imapAuthError is a refused login.
@@ -470,6 +526,20 @@ func (m *IMAP) client(ctx context.Context) (*imapclient.Client, error) {
 	if m.c != nil {
 		return m.c, nil
 	}
+	return m.dial(ctx, true)
+}
+
+// literalProbe is the LIST pattern of the probe for non-synchronizing
+// literals: read as a command line, it is a tag alone (BAD); as a
+// pattern, it matches no mailbox of a real user.
+const literalProbe = "popfetch-literal-probe-"
+
+// dial starts a session: connect, log in, probe non-synchronizing
+// literals, read the folder's UIDNEXT and UIDVALIDITY (creating the
+// folder if it is missing). A server that fails the probe gets a
+// new session, once, if redial. m.mu is held.
+func (m *IMAP) dial(ctx context.Context, redial bool) (*imapclient.Client, error) {
+	m.lp = nil
 	d := net.Dialer{Timeout: m.timeout()}
 	conn, err := d.DialContext(ctx, "tcp", m.Addr)
 	if err != nil {
@@ -527,11 +597,62 @@ func (m *IMAP) client(ctx context.Context) (*imapclient.Client, error) {
 		return nil, err
 	}
 	m.setClient(c)
+	m.lp = lp
 	m.caps = c.Caps()
-	if m.caps.Has(imap.CapLiteralPlus) {
-		lp.enabled.Store(true)
+	// Non-synchronizing literals only once the server has shown it
+	// honours them: a probe that carries nothing of a message's, sent
+	// with the STATUS the session begins with (no round trip of its
+	// own). See literalPlusConn.
+	limit := int64(0)
+	switch {
+	case m.trust().Distrusted() != nil:
+	case m.caps.Has(imap.CapLiteralPlus):
+		limit = math.MaxInt64
+	case m.caps.Has(imap.CapLiteralMinus):
+		limit = literalMinusMax
 	}
-	st, err := m.status()
+	lp.arm()
+	var probe *imapclient.ListCommand
+	if limit > 0 {
+		lit := literalProbe
+		if limit == math.MaxInt64 {
+			// Over LITERAL-'s 4096 octets: a server that takes only
+			// small ones fails here, not with a message.
+			lit += strings.Repeat("x", literalMinusMax+1-len(lit))
+		}
+		lp.probe(`"`+literalProbe+`"`, lit)
+		probe = c.List("", literalProbe, nil)
+	}
+	stCmd := c.Status(m.folder(), &imap.StatusOptions{UIDNext: true, UIDValidity: true})
+	if probe != nil {
+		_, perr := probe.Collect()
+		if perr != nil && ctx.Err() != nil {
+			// The poll ended: nothing is known of the server.
+			m.drop()
+			return nil, ctx.Err()
+		}
+		var ie *imap.Error
+		if errors.Is(perr, errLiteralRefused) || (errors.As(perr, &ie) && ie.Type == imap.StatusResponseTypeBad) ||
+			(perr != nil && !errors.As(perr, &ie)) {
+			// BAD, a "+", or the server gone (RFC 7888 lets a server
+			// close the connection on a literal it refuses; a network
+			// failure at this moment costs speed, not mail): it is not
+			// trusted with a message's octets. A new session, all
+			// literals synchronizing.
+			derr := fmt.Errorf("LIST with a non-synchronizing literal: %w", perr)
+			m.trust().distrust(derr)
+			m.drop()
+			if redial {
+				return m.dial(ctx, false)
+			}
+			return nil, derr
+		}
+		lp.trust(limit)
+	}
+	st, err := stCmd.Wait()
+	if err != nil {
+		err = fmt.Errorf("STATUS %q: %w", m.folder(), err)
+	}
 	var ie *imap.Error
 	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
 		// No folder (Dovecot says so without a response code): create

@@ -3,6 +3,7 @@ package deliver
 import (
 	"bufio"
 	"io"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -32,7 +33,7 @@ func TestLiteralPlusConn(t *testing.T) {
 	defer server.Close()
 	l := newLiteralPlusConn(client, "")
 	defer l.Close()
-	l.enabled.Store(true)
+	l.trust(math.MaxInt64)
 	srv := bufio.NewReader(server)
 	// The server is in the middle of a response when the APPEND goes out.
 	go server.Write([]byte("* 3 EXI"))
@@ -105,5 +106,106 @@ func TestStartTLSInjection(t *testing.T) {
 		}
 		client.Close()
 		server.Close()
+	}
+}
+
+// TestLiteralConnGuard: before a server has passed the probe, no literal
+// goes non-synchronizing, whatever go-imap sends; after it, a "+" that
+// no literal asked for, or a BAD to a non-synchronizing one, ends the
+// session at once.
+func TestLiteralConnGuard(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		trusted bool
+		client  string // go-imap's command, written in one go
+		wire    string // what the server must have read when it answers
+		answer  string // the server's answer
+		after   string // what the server reads after its answer
+		toIMAP  string // what go-imap reads
+		err     string // the error of Write or Read, if any
+	}{
+		{name: "own non-sync held until +", client: "T1 APPEND INBOX {5+}\r\nhello\r\n",
+			wire: "T1 APPEND INBOX {5}\r\n", answer: "+ go\r\nT1 OK done\r\n", after: "hello\r\n", toIMAP: "T1 OK done\r\n"},
+		{name: "own non-sync refused before the literal", client: "T1 APPEND INBOX {5+}\r\nhello\r\n",
+			wire: "T1 APPEND INBOX {5}\r\n", answer: "T1 NO [TRYCREATE] no\r\n", toIMAP: "T1 NO [TRYCREATE] no\r\n", err: "before the literal"},
+		{name: "sync passes, its + too", client: "T1 APPEND INBOX {5}\r\n",
+			wire: "T1 APPEND INBOX {5}\r\n", answer: "+ go\r\n", toIMAP: "+ go\r\n"},
+		{name: "unasked +", trusted: true, client: "T1 APPEND INBOX {5}\r\nhello\r\n",
+			wire: "T1 APPEND INBOX {5+}\r\nhello\r\n", answer: "+ go\r\n", toIMAP: "+ popfetch: LITERAL+\r\n", err: "no synchronizing literal asked for"},
+		{name: "BAD to non-sync", trusted: true, client: "T1 APPEND INBOX {5+}\r\nhello\r\n",
+			wire: "T1 APPEND INBOX {5+}\r\nhello\r\n", answer: "T1 BAD what\r\n", toIMAP: "T1 BAD what\r\n", err: "answered BAD"},
+		{name: "probe", client: "T2 LIST \"\" \"popfetch-literal-probe-\"\r\n",
+			wire: "T2 LIST \"\" {26+}\r\npopfetch-literal-probe-xxx\r\n", answer: "T2 OK done\r\n", toIMAP: "T2 OK done\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, server := net.Pipe()
+			defer server.Close()
+			l := newLiteralPlusConn(client, "")
+			defer l.Close()
+			l.arm()
+			if tc.trusted {
+				l.trust(math.MaxInt64)
+			}
+			if tc.name == "probe" {
+				l.probe(`"popfetch-literal-probe-"`, "popfetch-literal-probe-xxx")
+			}
+			werr := make(chan error, 1)
+			go func() { _, err := l.Write([]byte(tc.client)); werr <- err }()
+			srv := bufio.NewReader(server)
+			got := make([]byte, len(tc.wire))
+			if _, err := io.ReadFull(srv, got); err != nil || string(got) != tc.wire {
+				t.Fatalf("the server read %q, %v; want %q", got, err, tc.wire)
+			}
+			if strings.HasPrefix(tc.name, "own non-sync") {
+				// The literal's octets wait for the server's "+".
+				server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+				if b, err := srv.ReadByte(); err == nil {
+					t.Fatalf("the server read %q before its go-ahead", b)
+				}
+				server.SetReadDeadline(time.Time{})
+			}
+			go server.Write([]byte(tc.answer))
+			r := bufio.NewReader(l)
+			var toIMAP []byte
+			var rerr error
+			for len(toIMAP) < len(tc.toIMAP) && rerr == nil {
+				var b byte
+				b, rerr = r.ReadByte()
+				if rerr == nil {
+					toIMAP = append(toIMAP, b)
+				}
+			}
+			if string(toIMAP) != tc.toIMAP {
+				t.Errorf("go-imap read %q (%v), want %q", toIMAP, rerr, tc.toIMAP)
+			}
+			if tc.after != "" {
+				got := make([]byte, len(tc.after))
+				if _, err := io.ReadFull(srv, got); err != nil || string(got) != tc.after {
+					t.Errorf("after its answer the server read %q, %v; want %q", got, err, tc.after)
+				}
+			}
+			if tc.err == "" {
+				return
+			}
+			// The error shows at the next read, or at the Write.
+			var err error
+			select {
+			case err = <-werr:
+			case <-time.After(100 * time.Millisecond):
+			}
+			if err == nil {
+				_, err = r.ReadByte()
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("error %v, want %q", err, tc.err)
+			}
+			if strings.Contains(tc.err, "asked for") || strings.Contains(tc.err, "BAD") {
+				// Closed at once: the server reads the end.
+				server.SetReadDeadline(time.Now().Add(2 * time.Second))
+				if _, err := srv.ReadByte(); err == nil {
+					t.Error("the connection is still open, or the client sent more")
+				}
+			}
+		})
 	}
 }

@@ -21,6 +21,9 @@ type imapTarget struct {
 	token   *oauth2token.Source // nil without [account.imap.oauth2]
 	timeout time.Duration       // the account's timeout, for each read and write
 	trace   io.Writer           // the protocol trace (-vv), nil for none
+	// literals remembers, for the daemon's life, a server that did not
+	// honour the non-synchronizing literals it advertises.
+	literals deliver.LiteralTrust
 }
 
 func newIMAPTarget(a config.Account, stateDir string) *imapTarget {
@@ -45,7 +48,7 @@ func (t *imapTarget) open() (deliver.Deliverer, error) {
 	m := &deliver.IMAP{
 		Addr: net.JoinHostPort(c.Server, strconv.Itoa(c.Port)), User: c.User,
 		Auth: string(c.Auth), AllowInsecureAuth: c.AllowInsecureAuth, Folder: c.Folder, Flags: c.Flags,
-		Timeout: t.timeout, Trace: t.trace,
+		Timeout: t.timeout, Trace: t.trace, Literals: &t.literals,
 	}
 	switch c.TLS {
 	case config.TLSStartTLS:

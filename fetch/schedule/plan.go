@@ -27,6 +27,7 @@ type plan struct {
 	maxBackoff   time.Duration
 	jitter       func(max time.Duration) time.Duration
 	log          *slog.Logger
+	tick         time.Duration // Config.Tick when it is 0: see autoTick
 
 	entries []*entry // in the order of the configuration
 	// due[i] is when entries[i] is due, as the time since epoch, or
@@ -112,6 +113,7 @@ func (p *plan) setLimits() {
 		total += r
 		rates[e.job.Server] += r
 	}
+	p.tick = autoTick(p.entries)
 	p.pollLimit = p.maxPolls
 	if p.pollLimit <= 0 {
 		p.pollLimit = max(minAutoPolls, int(math.Ceil(total)))
@@ -123,6 +125,25 @@ func (p *plan) setLimits() {
 			p.serverLimit[srv] = max(minAutoPerServer, int(math.Ceil(r)))
 		}
 	}
+}
+
+// The automatic tick (Config.Tick) is a hundredth of the shortest
+// interval, between these bounds.
+const (
+	minAutoTick = 100 * time.Millisecond
+	maxAutoTick = time.Second
+)
+
+// autoTick returns the tick for jobs: a poll started up to a hundredth
+// of its interval late goes unnoticed, and a longer tick gathers more
+// polls a wake (each wake from idle costs the daemon more CPU than a
+// small poll's own work).
+func autoTick(entries []*entry) time.Duration {
+	shortest := time.Duration(math.MaxInt64)
+	for _, e := range entries {
+		shortest = min(shortest, e.job.Interval)
+	}
+	return min(max(shortest/100, minAutoTick), maxAutoTick)
 }
 
 // serverMax returns the limit of polls at once on server.

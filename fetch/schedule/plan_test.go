@@ -407,3 +407,35 @@ func TestPlanAutoLimits(t *testing.T) {
 		t.Errorf("configured: %d, %d; want 3, 1", p2.pollLimit, p2.serverMax("big:110"))
 	}
 }
+
+// TestPlanAutoTick: the tick that gathers due polls is a hundredth of
+// the shortest interval, between 100 ms and 1 s, and follows a reload.
+func TestPlanAutoTick(t *testing.T) {
+	tests := []struct {
+		intervals []time.Duration
+		want      time.Duration
+	}{
+		{[]time.Duration{5 * time.Minute}, time.Second},
+		{[]time.Duration{5 * time.Minute, time.Minute}, 600 * time.Millisecond},
+		{[]time.Duration{time.Hour, 20 * time.Second}, 200 * time.Millisecond},
+		{[]time.Duration{2 * time.Second}, 100 * time.Millisecond},
+		{[]time.Duration{24 * time.Hour}, time.Second},
+	}
+	for _, tt := range tests {
+		p := newPlan(0, 0, time.Hour, noJitter, slog.New(slog.DiscardHandler))
+		var jobs []Job
+		for i, d := range tt.intervals {
+			jobs = append(jobs, job(fmt.Sprint(i), "s:110", d))
+		}
+		p.update(jobs, t0)
+		if p.tick != tt.want {
+			t.Errorf("intervals %v: tick %v, want %v", tt.intervals, p.tick, tt.want)
+		}
+	}
+	p := newPlan(0, 0, time.Hour, noJitter, slog.New(slog.DiscardHandler))
+	p.update([]Job{job("a", "s:110", 5*time.Minute)}, t0)
+	p.update([]Job{job("a", "s:110", 5*time.Minute), job("b", "s:110", 10*time.Second)}, t0)
+	if p.tick != 100*time.Millisecond {
+		t.Errorf("after a reload that added a 10 s job: tick %v, want 100ms", p.tick)
+	}
+}

@@ -86,12 +86,14 @@ type Config struct {
 	// StoreGap (defaults 5s and 150ms).
 	StoreHold, StoreGap time.Duration
 	// Tick gathers the polls that fall due while the daemon is idle: the
-	// loop wakes for them at the next multiple of Tick (default 100 ms),
-	// not at each one's due time. Every wake from idle costs the process
-	// more than the poll's own work in the Go runtime and the kernel
-	// (threads woken, the runtime's monitor spinning up); with a poll
-	// every 30 ms, a few polls a wake halve that. Polls start up to Tick
-	// late. A negative Tick wakes at each due time.
+	// loop wakes for them at the next multiple of Tick, not at each one's
+	// due time. Every wake from idle costs the process more than the
+	// poll's own work in the Go runtime and the kernel (threads woken,
+	// the runtime's monitor spinning up); with a poll every 30 ms, a few
+	// polls a wake halve that. Polls start up to Tick late. 0 means a
+	// hundredth of the shortest interval, at least 100 ms and at most
+	// 1 s (3 s for 5 minutes would be late enough to notice in a log).
+	// A negative Tick wakes at each due time.
 	Tick time.Duration
 }
 
@@ -130,9 +132,6 @@ func New(cfg Config, jobs []Job) *Scheduler {
 	}
 	if cfg.StoreGap <= 0 {
 		cfg.StoreGap = 150 * time.Millisecond
-	}
-	if cfg.Tick == 0 {
-		cfg.Tick = 100 * time.Millisecond
 	}
 	log := cfg.Log
 	if log == nil {
@@ -385,12 +384,16 @@ func (l *runLoop) startDue(now time.Time) {
 // or the store may be opened again.
 func (l *runLoop) wait(now time.Time) time.Duration {
 	var wakeAt time.Time
+	tick := l.s.cfg.Tick
 	l.s.mu.Lock()
 	next, ok := l.s.plan.wake(now)
+	if tick == 0 {
+		tick = l.s.plan.tick
+	}
 	l.s.mu.Unlock()
 	if ok {
 		wakeAt = next
-		if tick := l.s.cfg.Tick; tick > 0 {
+		if tick > 0 {
 			if t := next.Truncate(tick); t.Before(next) {
 				wakeAt = t.Add(tick)
 			}
