@@ -460,6 +460,16 @@ func markServer(t *testing.T, answers map[int]string, release <-chan struct{}) *
 				fmt.Fprintf(c, "* STATUS INBOX (UIDNEXT 1 UIDVALIDITY 1)\r\n%s OK\r\n", tag)
 			case strings.Contains(cmd, "CAPABILITY"):
 				fmt.Fprintf(c, "* CAPABILITY IMAP4rev1 LITERAL+\r\n%s OK\r\n", tag)
+			case strings.Contains(cmd, " LIST "):
+				// The session's probe of LITERAL+: the pattern comes as a
+				// non-synchronizing literal, honoured here.
+				if n := literalAt([]byte(strings.TrimSuffix(line, "\n"))); n > 0 {
+					if _, err := io.CopyN(io.Discard, r, n); err != nil {
+						return
+					}
+					r.ReadString('\n')
+				}
+				fmt.Fprintf(c, "%s OK\r\n", tag)
 			case strings.Contains(cmd, "APPEND"):
 				n := literalAt([]byte(strings.TrimSuffix(line, "\n")))
 				if !strings.HasSuffix(line, "+}\r\n") {
