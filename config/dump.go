@@ -194,8 +194,13 @@ func (p *dumper) secret(s Secret) {
 // oauth2 writes an OAuth2 table under the header given.
 func (p *dumper) oauth2(header string, o *OAuth2, tokenFile string) {
 	p.line(header)
+	// The provider is written as a key, not only resolved into the URLs:
+	// it also brings what has no key of its own (Google's access_type
+	// and prompt, without which popfetch auth gets no refresh token), and
+	// a dump saved as the configuration must mean the same. URLs given
+	// with it win over its own, so the tenant need not be written.
 	if o.Provider != "" {
-		p.comment("provider = %q (and tenant) are resolved into the URLs and scopes below", o.Provider)
+		p.str("provider", o.Provider)
 	} else {
 		p.comment("provider: not set; the URLs below are used as they are")
 	}

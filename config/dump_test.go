@@ -139,17 +139,15 @@ flags = ['\Seen']
 		}
 		if want.OAuth2 != nil {
 			w, g := *want.OAuth2, *got.OAuth2
-			w.Provider, w.ClientSecret, g.ClientSecret = "", "", ""
+			w.ClientSecret, g.ClientSecret = "", ""
 			want.OAuth2, got.OAuth2 = &w, &g
 		}
 		if want.Gmail != nil && want.Gmail.OAuth2 != nil && got.Gmail != nil && got.Gmail.OAuth2 != nil {
 			wg, gg := *want.Gmail, *got.Gmail
 			wo, go_ := *wg.OAuth2, *gg.OAuth2
-			// The dump writes the provider's endpoints, not its name;
-			// Google's AuthParams (access_type, prompt) are lost with
-			// it, as for [account.oauth2].
+			// The provider comes back, and with it Google's
+			// AuthParams (access_type, prompt), which have no key.
 			wo.ClientSecret, go_.ClientSecret = "", ""
-			wo.Provider, wo.AuthParams, go_.AuthParams = "", nil, nil
 			wg.OAuth2, gg.OAuth2 = &wo, &go_
 			want.Gmail, got.Gmail = &wg, &gg
 		}
