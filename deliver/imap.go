@@ -496,7 +496,7 @@ func (m *IMAP) client(ctx context.Context) (*imapclient.Client, error) {
 	case IMAPStartTLS:
 		if err := startTLS(traced(dc)); err != nil {
 			conn.Close()
-			return nil, err
+			return nil, m.dialHint(err)
 		}
 		tconn := tls.Client(dc, tc)
 		if err := tconn.HandshakeContext(ctx); err != nil {
@@ -513,14 +513,21 @@ func (m *IMAP) client(ctx context.Context) (*imapclient.Client, error) {
 		tconn := tls.Client(dc, tc)
 		if err := tconn.HandshakeContext(ctx); err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("TLS: %w", err)
+			return nil, m.dialHint(fmt.Errorf("TLS: %w", err))
 		}
 		lp = newLiteralPlusConn(traced(tconn), "")
 	}
 	c := imapclient.New(lp, opts)
 	if err := c.WaitGreeting(); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("greeting: %w", err)
+		err = fmt.Errorf("greeting: %w", err)
+		if strings.Contains(err.Error(), "imapwire:") {
+			// go-imap could not parse the greeting (it does not wrap
+			// its error): not an IMAP server's, as the POP3 server's
+			// "+OK" on its POP3S port.
+			err = fmt.Errorf("%w; that is not an IMAP server's greeting: check the port of [account.imap] (IMAP: usually 993, or 143 with tls = \"starttls\")", err)
+		}
+		return nil, err
 	}
 	if err := m.login(ctx, c); err != nil {
 		c.Close()
@@ -555,6 +562,35 @@ func (m *IMAP) client(ctx context.Context) (*imapclient.Client, error) {
 		m.validity = st.UIDValidity
 	}
 	return c, nil
+}
+
+// dialHint adds to an error of the greeting or the TLS handshake what
+// to change when the port and tls do not match, as the POP3 side does:
+// a plain-text answer to a TLS handshake, a greeting that never comes
+// to a client waiting for one on an IMAPS port, a POP3 server's.
+func (m *IMAP) dialHint(err error) error {
+	_, port, _ := net.SplitHostPort(m.Addr)
+	var (
+		rec  tls.RecordHeaderError
+		none *noGreetingError
+		pop3 *pop3GreetingError
+	)
+	switch {
+	case errors.As(err, &rec):
+		hint := fmt.Sprintf("the server does not speak TLS on port %s", port)
+		switch rec.RecordHeader[0] {
+		case '*':
+			hint = fmt.Sprintf("the server answered in plain text (an IMAP greeting): it does not speak TLS on port %s", port)
+		case '+', '-':
+			hint = fmt.Sprintf("the server answered in plain text, as a POP3 server does: port %s is not an IMAPS port", port)
+		}
+		return fmt.Errorf("%w; %s: use tls = \"starttls\" in [account.imap] (or the server's IMAPS port, usually 993)", err, hint)
+	case errors.As(err, &none):
+		return fmt.Errorf("%w; an IMAPS port (usually 993) sends no greeting before a TLS handshake: if port %s is one, use tls = \"implicit\" in [account.imap]", err, port)
+	case errors.As(err, &pop3):
+		return fmt.Errorf("%w; that is a POP3 server's greeting: check the port of [account.imap] (IMAP: usually 993, or 143 with tls = \"starttls\")", err)
+	}
+	return err
 }
 
 func (m *IMAP) status() (*imap.StatusData, error) {

@@ -362,3 +362,59 @@ func TestDovecotIMAPCutConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestDovecotIMAPPortMismatch: an [account.imap] whose port and tls do
+// not go together (implicit TLS on the STARTTLS port, STARTTLS on the
+// IMAPS port, the POP3 server's ports) fails as a delivery failure
+// (exit 10, the message left on the POP3 server) with an error that
+// names the IMAP side and says what to change, as the POP3 side's do.
+func TestDovecotIMAPPortMismatch(t *testing.T) {
+	dc := startDovecotWith(t, dovecot.Options{IMAP: true})
+	e := newE2E(t, dc, "imapport-src", "none", `timeout = "2s"`)
+	if err := dc.AddUser("imapport-dest", "pw-imapport-dest"); err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(base), fmt.Sprintf("maildir = %q\n", e.maildir), "", 1)
+	e.fill(0, 0)
+	for _, c := range []struct {
+		name string
+		port int
+		tls  string
+		want []string
+	}{
+		{"implicit on the STARTTLS port", dc.IMAPPort, "implicit",
+			[]string{"the server answered in plain text (an IMAP greeting)", `use tls = "starttls" in [account.imap]`}},
+		{"starttls on the IMAPS port", dc.IMAPSPort, "starttls",
+			[]string{"an IMAPS port (usually 993) sends no greeting before a TLS handshake", `use tls = "implicit" in [account.imap]`}},
+		{"starttls on the POP3 port", dc.PlainPort, "starttls",
+			[]string{"that is a POP3 server's greeting: check the port of [account.imap]"}},
+		{"implicit on the POP3S port", dc.TLSPort, "implicit",
+			[]string{"that is not an IMAP server's greeting: check the port of [account.imap]"}},
+	} {
+		e.writeConfig(text + fmt.Sprintf(`
+[account.imap]
+server = "127.0.0.1"
+port = %d
+tls = %q
+ca_file = %q
+user = "imapport-dest"
+password = "pw-imapport-dest"
+`, c.port, c.tls, dc.CertFile))
+		code, out := e.run()
+		if code != exitDelivery {
+			t.Errorf("%s: exit %d, want %d\n%s", c.name, code, exitDelivery, out)
+		}
+		for _, w := range append(c.want, fmt.Sprintf("imap://imapport-dest@127.0.0.1:%d", c.port)) {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: the error does not say %q:\n%s", c.name, w, out)
+			}
+		}
+		if n := dc.Count("imapport-src"); n != len(e.sent) {
+			t.Fatalf("%s: %d messages on the POP3 server, want %d", c.name, n, len(e.sent))
+		}
+	}
+}
