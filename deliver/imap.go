@@ -159,6 +159,11 @@ func (m *IMAP) fail(err error) error {
 	if errors.As(err, &de) {
 		return err
 	}
+	var ce *imapCredentialError
+	if errors.As(err, &ce) {
+		// Not the server's doing: it has not been asked.
+		return &Error{Target: m.target(), Err: err}
+	}
 	var ie *imap.Error
 	if errors.As(err, &ie) && len(ie.Text) > maxIMAPErrorText {
 		// The server's text goes to logs and the status file: a
@@ -191,6 +196,24 @@ func imapTemporary(err error) bool {
 	}
 	return false
 }
+
+// imapCredentialError is a login that never reached the server: the
+// password or token could not be had here (a password file others can
+// read, a password_command that failed, a refresh token the provider
+// refused), or the configuration allows none. It needs the user, and must
+// not read as the IMAP server's refusal.
+type imapCredentialError struct {
+	what string // "password", "token", or "" for the configuration
+	err  error
+}
+
+func (e *imapCredentialError) Error() string {
+	if e.what == "" {
+		return "no login to the IMAP server: " + e.err.Error()
+	}
+	return "no login to the IMAP server: the " + e.what + ": " + e.err.Error()
+}
+func (e *imapCredentialError) Unwrap() error { return e.err }
 
 // imapAuthError is a refused login.
 type imapAuthError struct{ err error }
@@ -617,7 +640,7 @@ func (m *IMAP) create() error {
 // AUTHENTICATE PLAIN where LOGIN is disabled.
 func (m *IMAP) login(ctx context.Context, c *imapclient.Client) error {
 	if m.TLS == IMAPNone && !m.AllowInsecureAuth {
-		return &imapAuthError{errors.New("the connection is not encrypted and allow_insecure_auth is not set")}
+		return &imapCredentialError{"", errors.New("the connection is not encrypted and allow_insecure_auth is not set")}
 	}
 	caps := c.Caps()
 	mech := m.Auth
@@ -643,11 +666,11 @@ func (m *IMAP) login(ctx context.Context, c *imapclient.Client) error {
 			token = m.Password
 		}
 		if token == nil {
-			return &imapAuthError{fmt.Errorf("auth = %q needs an OAuth2 token ([account.imap.oauth2], or a password_command that prints one)", mech)}
+			return &imapCredentialError{"", fmt.Errorf("auth = %q needs an OAuth2 token ([account.imap.oauth2], or a password_command that prints one)", mech)}
 		}
 		tok, terr := token(ctx)
 		if terr != nil {
-			return &imapAuthError{terr}
+			return &imapCredentialError{"token", terr}
 		}
 		m.redact(tok)
 		if mech == IMAPAuthXOAuth2 {
@@ -658,11 +681,11 @@ func (m *IMAP) login(ctx context.Context, c *imapclient.Client) error {
 		}
 	default:
 		if m.Password == nil {
-			return &imapAuthError{errors.New("no password")}
+			return &imapCredentialError{"password", errors.New("none is set")}
 		}
 		pw, perr := m.Password(ctx)
 		if perr != nil {
-			return &imapAuthError{perr}
+			return &imapCredentialError{"password", perr}
 		}
 		m.redact(pw)
 		if mech == IMAPAuthPlain {

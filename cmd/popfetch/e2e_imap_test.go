@@ -418,3 +418,42 @@ password = "pw-imapport-dest"
 		}
 	}
 }
+
+// TestDovecotIMAPPasswordNotHad: an IMAP password popfetch cannot get (a
+// password_file others can read, a password_command that fails) is not
+// the IMAP server's refusal, and the error does not say it is: it names
+// the password, and the exit code is the one for the cause (6 for the
+// file's mode), the message left on the POP3 server.
+func TestDovecotIMAPPasswordNotHad(t *testing.T) {
+	dc := startDovecotWith(t, dovecot.Options{IMAP: true})
+	e := newE2E(t, dc, "imappw-src", "none", "")
+	e.toIMAP("imappw-dest", "")
+	e.fill(0, 0)
+	pwFile := filepath.Join(e.dir, "imap.pw")
+	if err := os.WriteFile(pwFile, []byte("pw-imappw-dest\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, key string
+		code      int
+		want      string
+	}{
+		{"a password file others can read", fmt.Sprintf("password_file = %q", pwFile), exitPermissions,
+			"no login to the IMAP server: the password: " + pwFile + " holds a password but has mode 0644"},
+		{"a failing password_command", `password_command = ["false"]`, exitDelivery,
+			"no login to the IMAP server: the password: password_command false: exit status 1"},
+	} {
+		e.writeConfig(strings.Replace(string(base), `password = "pw-imappw-dest"`, c.key, 1))
+		code, out := e.run()
+		if code != c.code || !strings.Contains(out, c.want) || strings.Contains(out, "login refused") {
+			t.Errorf("%s: exit %d, want %d with %q, not blaming the server:\n%s", c.name, code, c.code, c.want, out)
+		}
+		if n := dc.Count("imappw-src"); n != len(e.sent) {
+			t.Fatalf("%s: %d messages on the POP3 server, want %d", c.name, n, len(e.sent))
+		}
+	}
+}
