@@ -605,7 +605,7 @@ func (m *IMAP) dialHint(err error) error {
 		case '*':
 			hint = fmt.Sprintf("the server answered in plain text (an IMAP greeting): it does not speak TLS on port %s", port)
 		case '+', '-':
-			hint = fmt.Sprintf("the server answered in plain text, as a POP3 server does: port %s is not an IMAPS port", port)
+			return fmt.Errorf("%w; the server answered in plain text, as a POP3 server does: check the port of [account.imap] (IMAP: usually 993, or 143 with tls = \"starttls\")", err)
 		}
 		return fmt.Errorf("%w; %s: use tls = \"starttls\" in [account.imap] (or the server's IMAPS port, usually 993)", err, hint)
 	case errors.As(err, &none):

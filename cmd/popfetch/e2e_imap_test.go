@@ -392,6 +392,8 @@ func TestDovecotIMAPPortMismatch(t *testing.T) {
 			[]string{"an IMAPS port (usually 993) sends no greeting before a TLS handshake", `use tls = "implicit" in [account.imap]`}},
 		{"starttls on the POP3 port", dc.PlainPort, "starttls",
 			[]string{"that is a POP3 server's greeting: check the port of [account.imap]"}},
+		{"implicit on the POP3 port", dc.PlainPort, "implicit",
+			[]string{"the server answered in plain text, as a POP3 server does: check the port of [account.imap]"}},
 		{"implicit on the POP3S port", dc.TLSPort, "implicit",
 			[]string{"that is not an IMAP server's greeting: check the port of [account.imap]"}},
 	} {
