@@ -167,6 +167,11 @@ func (m *IMAP) fail(err error) error {
 	if errors.As(err, &de) {
 		return err
 	}
+	var ce *imapCredentialError
+	if errors.As(err, &ce) {
+		// Not the server's doing: it has not been asked.
+		return &Error{Target: m.target(), Err: err}
+	}
 	if lerr := m.lp.refused(); lerr != nil {
 		// The server did not honour a non-synchronizing literal: what
 		// go-imap saw (a BAD, a closed connection) says less than why
@@ -247,6 +252,24 @@ func (m *IMAP) trust() *LiteralTrust {
 	}
 	return &m.literals
 }
+
+// imapCredentialError is a login that never reached the server: the
+// password or token could not be had here (a password file others can
+// read, a password_command that failed, a refresh token the provider
+// refused), or the configuration allows none. It needs the user, and must
+// not read as the IMAP server's refusal.
+type imapCredentialError struct {
+	what string // "password", "token", or "" for the configuration
+	err  error
+}
+
+func (e *imapCredentialError) Error() string {
+	if e.what == "" {
+		return "no login to the IMAP server: " + e.err.Error()
+	}
+	return "no login to the IMAP server: the " + e.what + ": " + e.err.Error()
+}
+func (e *imapCredentialError) Unwrap() error { return e.err }
 
 // imapAuthError is a refused login.
 type imapAuthError struct{ err error }
@@ -566,7 +589,7 @@ func (m *IMAP) dial(ctx context.Context, redial bool) (*imapclient.Client, error
 	case IMAPStartTLS:
 		if err := startTLS(traced(dc)); err != nil {
 			conn.Close()
-			return nil, err
+			return nil, m.dialHint(err)
 		}
 		tconn := tls.Client(dc, tc)
 		if err := tconn.HandshakeContext(ctx); err != nil {
@@ -583,14 +606,21 @@ func (m *IMAP) dial(ctx context.Context, redial bool) (*imapclient.Client, error
 		tconn := tls.Client(dc, tc)
 		if err := tconn.HandshakeContext(ctx); err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("TLS: %w", err)
+			return nil, m.dialHint(fmt.Errorf("TLS: %w", err))
 		}
 		lp = newLiteralPlusConn(traced(tconn), "")
 	}
 	c := imapclient.New(lp, opts)
 	if err := c.WaitGreeting(); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("greeting: %w", err)
+		err = fmt.Errorf("greeting: %w", err)
+		if strings.Contains(err.Error(), "imapwire:") {
+			// go-imap could not parse the greeting (it does not wrap
+			// its error): not an IMAP server's, as the POP3 server's
+			// "+OK" on its POP3S port.
+			err = fmt.Errorf("%w; that is not an IMAP server's greeting: check the port of [account.imap] (IMAP: usually 993, or 143 with tls = \"starttls\")", err)
+		}
+		return nil, err
 	}
 	if err := m.login(ctx, c); err != nil {
 		c.Close()
@@ -678,6 +708,35 @@ func (m *IMAP) dial(ctx context.Context, redial bool) (*imapclient.Client, error
 	return c, nil
 }
 
+// dialHint adds to an error of the greeting or the TLS handshake what
+// to change when the port and tls do not match, as the POP3 side does:
+// a plain-text answer to a TLS handshake, a greeting that never comes
+// to a client waiting for one on an IMAPS port, a POP3 server's.
+func (m *IMAP) dialHint(err error) error {
+	_, port, _ := net.SplitHostPort(m.Addr)
+	var (
+		rec  tls.RecordHeaderError
+		none *noGreetingError
+		pop3 *pop3GreetingError
+	)
+	switch {
+	case errors.As(err, &rec):
+		hint := fmt.Sprintf("the server does not speak TLS on port %s", port)
+		switch rec.RecordHeader[0] {
+		case '*':
+			hint = fmt.Sprintf("the server answered in plain text (an IMAP greeting): it does not speak TLS on port %s", port)
+		case '+', '-':
+			return fmt.Errorf("%w; the server answered in plain text, as a POP3 server does: check the port of [account.imap] (IMAP: usually 993, or 143 with tls = \"starttls\")", err)
+		}
+		return fmt.Errorf("%w; %s: use tls = \"starttls\" in [account.imap] (or the server's IMAPS port, usually 993)", err, hint)
+	case errors.As(err, &none):
+		return fmt.Errorf("%w; an IMAPS port (usually 993) sends no greeting before a TLS handshake: if port %s is one, use tls = \"implicit\" in [account.imap]", err, port)
+	case errors.As(err, &pop3):
+		return fmt.Errorf("%w; that is a POP3 server's greeting: check the port of [account.imap] (IMAP: usually 993, or 143 with tls = \"starttls\")", err)
+	}
+	return err
+}
+
 func (m *IMAP) status() (*imap.StatusData, error) {
 	st, err := m.c.Status(m.folder(), &imap.StatusOptions{UIDNext: true, UIDValidity: true}).Wait()
 	if err != nil {
@@ -702,7 +761,7 @@ func (m *IMAP) create() error {
 // AUTHENTICATE PLAIN where LOGIN is disabled.
 func (m *IMAP) login(ctx context.Context, c *imapclient.Client) error {
 	if m.TLS == IMAPNone && !m.AllowInsecureAuth {
-		return &imapAuthError{errors.New("the connection is not encrypted and allow_insecure_auth is not set")}
+		return &imapCredentialError{"", errors.New("the connection is not encrypted and allow_insecure_auth is not set")}
 	}
 	caps := c.Caps()
 	mech := m.Auth
@@ -728,11 +787,11 @@ func (m *IMAP) login(ctx context.Context, c *imapclient.Client) error {
 			token = m.Password
 		}
 		if token == nil {
-			return &imapAuthError{fmt.Errorf("auth = %q needs an OAuth2 token ([account.imap.oauth2], or a password_command that prints one)", mech)}
+			return &imapCredentialError{"", fmt.Errorf("auth = %q needs an OAuth2 token ([account.imap.oauth2], or a password_command that prints one)", mech)}
 		}
 		tok, terr := token(ctx)
 		if terr != nil {
-			return &imapAuthError{terr}
+			return &imapCredentialError{"token", terr}
 		}
 		m.redact(tok)
 		if mech == IMAPAuthXOAuth2 {
@@ -743,11 +802,11 @@ func (m *IMAP) login(ctx context.Context, c *imapclient.Client) error {
 		}
 	default:
 		if m.Password == nil {
-			return &imapAuthError{errors.New("no password")}
+			return &imapCredentialError{"password", errors.New("none is set")}
 		}
 		pw, perr := m.Password(ctx)
 		if perr != nil {
-			return &imapAuthError{perr}
+			return &imapCredentialError{"password", perr}
 		}
 		m.redact(pw)
 		if mech == IMAPAuthPlain {

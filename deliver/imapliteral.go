@@ -534,10 +534,18 @@ func startTLS(c net.Conn) error {
 	}
 	g, err := line()
 	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return &noGreetingError{err}
+		}
 		return err
 	}
 	if !strings.HasPrefix(g, "* OK") {
-		return fmt.Errorf("STARTTLS: the greeting is not OK: %.100q", g)
+		err := fmt.Errorf("STARTTLS: the greeting is not OK: %.100q", g)
+		if strings.HasPrefix(g, "+OK") {
+			return &pop3GreetingError{err}
+		}
+		return err
 	}
 	if _, err := c.Write([]byte("S1 STARTTLS\r\n")); err != nil {
 		return fmt.Errorf("STARTTLS: %w", err)
@@ -560,3 +568,18 @@ func startTLS(c net.Conn) error {
 	}
 	return nil
 }
+
+// noGreetingError is a greeting that did not come in time: the most
+// common cause is tls = "starttls" on an IMAPS port, which waits for a
+// TLS handshake before it says anything.
+type noGreetingError struct{ err error }
+
+func (e *noGreetingError) Error() string { return e.err.Error() }
+func (e *noGreetingError) Unwrap() error { return e.err }
+
+// pop3GreetingError is a greeting of a POP3 server's ("+OK"): the
+// port is the POP3 server's, not the IMAP server's.
+type pop3GreetingError struct{ err error }
+
+func (e *pop3GreetingError) Error() string { return e.err.Error() }
+func (e *pop3GreetingError) Unwrap() error { return e.err }

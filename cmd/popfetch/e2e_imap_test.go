@@ -362,3 +362,100 @@ func TestDovecotIMAPCutConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestDovecotIMAPPortMismatch: an [account.imap] whose port and tls do
+// not go together (implicit TLS on the STARTTLS port, STARTTLS on the
+// IMAPS port, the POP3 server's ports) fails as a delivery failure
+// (exit 10, the message left on the POP3 server) with an error that
+// names the IMAP side and says what to change, as the POP3 side's do.
+func TestDovecotIMAPPortMismatch(t *testing.T) {
+	dc := startDovecotWith(t, dovecot.Options{IMAP: true})
+	e := newE2E(t, dc, "imapport-src", "none", `timeout = "2s"`)
+	if err := dc.AddUser("imapport-dest", "pw-imapport-dest"); err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(base), fmt.Sprintf("maildir = %q\n", e.maildir), "", 1)
+	e.fill(0, 0)
+	for _, c := range []struct {
+		name string
+		port int
+		tls  string
+		want []string
+	}{
+		{"implicit on the STARTTLS port", dc.IMAPPort, "implicit",
+			[]string{"the server answered in plain text (an IMAP greeting)", `use tls = "starttls" in [account.imap]`}},
+		{"starttls on the IMAPS port", dc.IMAPSPort, "starttls",
+			[]string{"an IMAPS port (usually 993) sends no greeting before a TLS handshake", `use tls = "implicit" in [account.imap]`}},
+		{"starttls on the POP3 port", dc.PlainPort, "starttls",
+			[]string{"that is a POP3 server's greeting: check the port of [account.imap]"}},
+		{"implicit on the POP3 port", dc.PlainPort, "implicit",
+			[]string{"the server answered in plain text, as a POP3 server does: check the port of [account.imap]"}},
+		{"implicit on the POP3S port", dc.TLSPort, "implicit",
+			[]string{"that is not an IMAP server's greeting: check the port of [account.imap]"}},
+	} {
+		e.writeConfig(text + fmt.Sprintf(`
+[account.imap]
+server = "127.0.0.1"
+port = %d
+tls = %q
+ca_file = %q
+user = "imapport-dest"
+password = "pw-imapport-dest"
+`, c.port, c.tls, dc.CertFile))
+		code, out := e.run()
+		if code != exitDelivery {
+			t.Errorf("%s: exit %d, want %d\n%s", c.name, code, exitDelivery, out)
+		}
+		for _, w := range append(c.want, fmt.Sprintf("imap://imapport-dest@127.0.0.1:%d", c.port)) {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: the error does not say %q:\n%s", c.name, w, out)
+			}
+		}
+		if n := dc.Count("imapport-src"); n != len(e.sent) {
+			t.Fatalf("%s: %d messages on the POP3 server, want %d", c.name, n, len(e.sent))
+		}
+	}
+}
+
+// TestDovecotIMAPPasswordNotHad: an IMAP password popfetch cannot get (a
+// password_file others can read, a password_command that fails) is not
+// the IMAP server's refusal, and the error does not say it is: it names
+// the password, and the exit code is the one for the cause (6 for the
+// file's mode), the message left on the POP3 server.
+func TestDovecotIMAPPasswordNotHad(t *testing.T) {
+	dc := startDovecotWith(t, dovecot.Options{IMAP: true})
+	e := newE2E(t, dc, "imappw-src", "none", "")
+	e.toIMAP("imappw-dest", "")
+	e.fill(0, 0)
+	pwFile := filepath.Join(e.dir, "imap.pw")
+	if err := os.WriteFile(pwFile, []byte("pw-imappw-dest\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, key string
+		code      int
+		want      string
+	}{
+		{"a password file others can read", fmt.Sprintf("password_file = %q", pwFile), exitPermissions,
+			"no login to the IMAP server: the password: " + pwFile + " holds a password but has mode 0644"},
+		{"a failing password_command", `password_command = ["false"]`, exitDelivery,
+			"no login to the IMAP server: the password: password_command false: exit status 1"},
+	} {
+		e.writeConfig(strings.Replace(string(base), `password = "pw-imappw-dest"`, c.key, 1))
+		code, out := e.run()
+		if code != c.code || !strings.Contains(out, c.want) || strings.Contains(out, "login refused") {
+			t.Errorf("%s: exit %d, want %d with %q, not blaming the server:\n%s", c.name, code, c.code, c.want, out)
+		}
+		if n := dc.Count("imappw-src"); n != len(e.sent) {
+			t.Fatalf("%s: %d messages on the POP3 server, want %d", c.name, n, len(e.sent))
+		}
+	}
+}
