@@ -821,6 +821,10 @@ func (m *IMAP) Settle(ctx context.Context, refs []Ref) ([]bool, error) {
 	if wait <= 0 {
 		return found, nil
 	}
+	// A record is never more than grace from being old enough: one
+	// written ahead of now (the clock was set back since) is not
+	// waited for until the clock catches up with it.
+	wait = min(wait, grace)
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {

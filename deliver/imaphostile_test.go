@@ -575,3 +575,26 @@ func TestIMAPMarkAfterFailure(t *testing.T) {
 		t.Fatal("APPENDs sent on a dropped session were taken as delivered")
 	}
 }
+
+// TestIMAPSettleClockSetBack: a pending record written before the clock
+// was set back is ahead of now; Settle waits no more than the grace for
+// it, not until the clock catches up (which would hold every poll until
+// its ceiling, and fail it, for as long as the clock is behind).
+func TestIMAPSettleClockSetBack(t *testing.T) {
+	msgs := []string{"Subject: one\r\n\r\nfirst\r\n"}
+	m := hostileIMAP(t, settleServer(1, msgs))
+	m.SettleGrace = 300 * time.Millisecond
+	defer m.Close()
+	r := imapRef(m, "Subject: gone\r\n\r\nnot there\r\n", 1, 1)
+	r.Begun = time.Now().Add(24 * time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	found, err := m.Settle(ctx, []Ref{r})
+	if err != nil || found[0] {
+		t.Fatalf("Settle = %v, %v; want [false] once the grace has passed", found, err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Settle took %v with a grace of %v", took, m.SettleGrace)
+	}
+}
