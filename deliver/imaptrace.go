@@ -276,10 +276,32 @@ func (t *imapTrace) literalDone(d *traceStream, note string) {
 // replaced, cut to maxTraceLine and escaped. A line cut already (cut) or
 // here is marked with its length on the wire, whole. t.mu is held.
 func (t *imapTrace) write(side, text string, cut bool, whole int64, note string) {
+	if len(text) > maxTraceLine {
+		// Cut before the secrets are replaced, in the octets that
+		// came: cut after, a replacement that shortened the line would
+		// pull in the part of a later echo that was kept (t.keep). An
+		// echo that begins within the part shown is kept whole, to be
+		// replaced; one that begins after it is not shown at all.
+		end := maxTraceLine
+		for _, s := range t.secrets {
+			for i := 0; i < maxTraceLine; {
+				j := strings.Index(text[i:], s)
+				if j < 0 || i+j >= maxTraceLine {
+					break
+				}
+				end = max(end, i+j+len(s))
+				i += j + 1
+			}
+		}
+		if end < len(text) {
+			cut, text = true, text[:end]
+		}
+	}
 	for _, s := range t.secrets {
 		text = strings.ReplaceAll(text, s, "<redacted>")
 	}
 	if len(text) > maxTraceLine {
+		// No secret is left to cut into.
 		cut, text = true, text[:maxTraceLine]
 	}
 	line := side + ": " + termsafe.String(text)

@@ -417,3 +417,30 @@ func TestIMAPTraceLongSASL(t *testing.T) {
 		t.Errorf("trace:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// TestIMAPTraceEchoAtCut: a line the server makes longer than the trace
+// shows, with the secret echoed at its start and again where the kept
+// part ends. Replacing the first echo shortens the line, which must not
+// pull the part of the second echo that was kept into what is shown.
+func TestIMAPTraceEchoAtCut(t *testing.T) {
+	tok := "tok-" + strings.Repeat("Q", 1996) // an OAuth2 token's size
+	for _, pad := range []int{0, 1, 50, 990} {
+		line := "* NO " + strings.Repeat("y", pad) + tok + tok + tok + "\r\n"
+		out := runTrace(t, []string{tok}, []traceStep{sv(line)})
+		if strings.Contains(out, "QQQQ") {
+			t.Errorf("pad %d: part of the token shown: %.200q...", pad, out)
+		}
+		if !strings.Contains(out, "<reda") {
+			t.Errorf("pad %d: %.200q: no <redacted> where the token was", pad, out)
+		}
+	}
+	pw := "pw-0123456789abcdefghijklmnopqrstuvwxyz"
+	line := "* NO x" + strings.Repeat(pw, 30) + "\r\n"
+	out := runTrace(t, []string{pw}, []traceStep{sv(line)})
+	for i := 4; i < len(pw); i++ {
+		if strings.HasSuffix(strings.TrimSuffix(strings.SplitN(out, " ...(cut", 2)[0], "\n"), pw[:i]) {
+			t.Errorf("a prefix of the password shown: %q", out)
+			break
+		}
+	}
+}
