@@ -598,3 +598,44 @@ func TestIMAPSettleClockSetBack(t *testing.T) {
 		t.Errorf("Settle took %v with a grace of %v", took, m.SettleGrace)
 	}
 }
+
+// TestIMAPAuthenticateAnsweredEarly: a server that sends its tagged
+// answer to AUTHENTICATE along with its "+", before the client's
+// response, leaves go-imap's Authenticate waiting for ever (no read
+// timeout or closed connection ends it). The login is given up after
+// the timeout, as a temporary failure.
+func TestIMAPAuthenticateAnsweredEarly(t *testing.T) {
+	for _, answer := range []string{"OK early", "NO early"} {
+		m := hostileIMAP(t, func(c net.Conn, r *bufio.Reader) {
+			c.Write([]byte("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake\r\n"))
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				tag := tagOf(line)
+				switch {
+				case strings.Contains(line, "AUTHENTICATE"):
+					fmt.Fprintf(c, "+ \r\n%s %s\r\n", tag, answer)
+				case strings.Contains(line, "STATUS"):
+					fmt.Fprintf(c, "* STATUS INBOX (UIDNEXT 1 UIDVALIDITY 1)\r\n%s OK\r\n", tag)
+				default:
+					fmt.Fprintf(c, "%s OK\r\n", tag)
+				}
+			}
+		})
+		m.Auth, m.Timeout = IMAPAuthPlain, 500*time.Millisecond
+		err := waitWithin(t, 10*time.Second, func() error {
+			s, err := m.Stage(context.Background(), strings.NewReader("Subject: x\n\nhi\n"), Envelope{})
+			if err == nil {
+				s.Abort()
+			}
+			return err
+		})
+		var de *Error
+		if !errors.As(err, &de) || !de.Temporary {
+			t.Errorf("%s: Stage: %v, want a temporary failure", answer, err)
+		}
+		m.Close()
+	}
+}
