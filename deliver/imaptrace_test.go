@@ -344,6 +344,21 @@ func TestIMAPTraceSession(t *testing.T) {
 				"S: T1 OK [ALERT] you sent <redacted> and <redacted>\n"},
 		},
 		{
+			// The server's tagged answer comes in the same read as its
+			// "+", before the client's response is sent: the trace
+			// still takes that response for a SASL one.
+			name: "PLAIN answered before the response", caps: "AUTH=PLAIN", auth: IMAPAuthPlain,
+			script: func(c net.Conn, r *bufio.Reader, tag string) bool {
+				fmt.Fprintf(c, "+ \r\n%s OK early\r\n", tag)
+				if _, err := r.ReadString('\n'); err != nil {
+					return false
+				}
+				return true
+			},
+			fails: true, // go-imap never ends that exchange: it is given up
+			want:  []string{"C: T1 AUTHENTICATE PLAIN\n", "S: + \n", "S: T1 OK early\n"},
+		},
+		{
 			name: "LOGIN with a literal password", caps: "", auth: IMAPAuthLogin,
 			want: []string{"C: T1 LOGIN <redacted>\n", `S: T1 OK welcome, you said "T1 LOGIN \"u\" <redacted>"` + "\n"},
 		},
@@ -442,5 +457,29 @@ func TestIMAPTraceEchoAtCut(t *testing.T) {
 			t.Errorf("a prefix of the password shown: %q", out)
 			break
 		}
+	}
+}
+
+// TestIMAPTraceResponseAfterAnswer: a SASL response the client sends
+// after the server's tagged answer (to a "+" that came with it) is still
+// hidden; a command line in its place keeps its literal hidden too.
+func TestIMAPTraceResponseAfterAnswer(t *testing.T) {
+	resp := b64("\x00me\x00s3cr3t-Pa55")
+	got := runTrace(t, nil, []traceStep{
+		c("A1 AUTHENTICATE PLAIN\r\n"),
+		sv("+ \r\nA1 OK early\r\n"),
+		c(resp + "\r\n"),
+		c("A2 NOOP\r\n"),
+	})
+	if want := "C: A1 AUTHENTICATE PLAIN\nS: + \nS: A1 OK early\nC: <SASL response redacted>\nC: A2 NOOP\n"; got != want {
+		t.Errorf("trace:\n%s\nwant:\n%s", got, want)
+	}
+	got = runTrace(t, nil, []traceStep{
+		c("A1 AUTHENTICATE PLAIN\r\n"),
+		sv("+ \r\nA1 NO early\r\n"),
+		c("A2 APPEND INBOX {12}\r\nprivate body\r\n"),
+	})
+	if strings.Contains(got, "private") {
+		t.Errorf("a literal shown:\n%s", got)
 	}
 }
