@@ -795,10 +795,10 @@ func (m *IMAP) login(ctx context.Context, c *imapclient.Client) error {
 		}
 		m.redact(tok)
 		if mech == IMAPAuthXOAuth2 {
-			err = c.Authenticate(&xoauth2Client{user: m.User, token: tok})
+			err = m.authenticate(ctx, c, &xoauth2Client{user: m.User, token: tok})
 		} else {
 			host, _, _ := net.SplitHostPort(m.Addr)
-			err = c.Authenticate(sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{Username: m.User, Token: tok, Host: host}))
+			err = m.authenticate(ctx, c, sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{Username: m.User, Token: tok, Host: host}))
 		}
 	default:
 		if m.Password == nil {
@@ -810,7 +810,7 @@ func (m *IMAP) login(ctx context.Context, c *imapclient.Client) error {
 		}
 		m.redact(pw)
 		if mech == IMAPAuthPlain {
-			err = c.Authenticate(sasl.NewPlainClient("", m.User, pw))
+			err = m.authenticate(ctx, c, sasl.NewPlainClient("", m.User, pw))
 		} else {
 			err = c.Login(m.User, pw).Wait()
 		}
@@ -826,6 +826,31 @@ func (m *IMAP) login(ctx context.Context, c *imapclient.Client) error {
 		return fmt.Errorf("login: %w", err)
 	}
 	return nil
+}
+
+// authenticate runs go-imap's Authenticate, bounded by the timeout of
+// one read and by ctx. go-imap (v2.0.0-beta.8) registers its wait for
+// the next continuation request after it answers one; a server whose
+// tagged answer comes before that (sent along with its "+", ahead of the
+// client's response) leaves Authenticate waiting for ever, holding the
+// client's command lock, and neither a read timeout nor closing the
+// connection ends the wait. The connection is then closed and the
+// goroutine left behind, stuck in go-imap with nothing of ours.
+func (m *IMAP) authenticate(ctx context.Context, c *imapclient.Client, sc sasl.Client) error {
+	done := make(chan error, 1)
+	go func() { done <- c.Authenticate(sc) }()
+	t := time.NewTimer(m.timeout())
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		c.Close()
+		return ctx.Err()
+	case <-t.C:
+		c.Close()
+		return fmt.Errorf("AUTHENTICATE: the exchange did not end within %v (did the server answer before the client's response?)", m.timeout())
+	}
 }
 
 // redact has the trace, if any, replace secret wherever it appears.
@@ -1001,6 +1026,10 @@ func (m *IMAP) Settle(ctx context.Context, refs []Ref) ([]bool, error) {
 	if wait <= 0 {
 		return found, nil
 	}
+	// A record is never more than grace from being old enough: one
+	// written ahead of now (the clock was set back since) is not
+	// waited for until the clock catches up with it.
+	wait = min(wait, grace)
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {

@@ -585,3 +585,67 @@ func TestIMAPMarkAfterFailure(t *testing.T) {
 		t.Fatal("APPENDs sent on a dropped session were taken as delivered")
 	}
 }
+
+// TestIMAPSettleClockSetBack: a pending record written before the clock
+// was set back is ahead of now; Settle waits no more than the grace for
+// it, not until the clock catches up (which would hold every poll until
+// its ceiling, and fail it, for as long as the clock is behind).
+func TestIMAPSettleClockSetBack(t *testing.T) {
+	msgs := []string{"Subject: one\r\n\r\nfirst\r\n"}
+	m := hostileIMAP(t, settleServer(1, msgs))
+	m.SettleGrace = 300 * time.Millisecond
+	defer m.Close()
+	r := imapRef(m, "Subject: gone\r\n\r\nnot there\r\n", 1, 1)
+	r.Begun = time.Now().Add(24 * time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	found, err := m.Settle(ctx, []Ref{r})
+	if err != nil || found[0] {
+		t.Fatalf("Settle = %v, %v; want [false] once the grace has passed", found, err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Settle took %v with a grace of %v", took, m.SettleGrace)
+	}
+}
+
+// TestIMAPAuthenticateAnsweredEarly: a server that sends its tagged
+// answer to AUTHENTICATE along with its "+", before the client's
+// response, leaves go-imap's Authenticate waiting for ever (no read
+// timeout or closed connection ends it). The login is given up after
+// the timeout, as a temporary failure.
+func TestIMAPAuthenticateAnsweredEarly(t *testing.T) {
+	for _, answer := range []string{"OK early", "NO early"} {
+		m := hostileIMAP(t, func(c net.Conn, r *bufio.Reader) {
+			c.Write([]byte("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake\r\n"))
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				tag := tagOf(line)
+				switch {
+				case strings.Contains(line, "AUTHENTICATE"):
+					fmt.Fprintf(c, "+ \r\n%s %s\r\n", tag, answer)
+				case strings.Contains(line, "STATUS"):
+					fmt.Fprintf(c, "* STATUS INBOX (UIDNEXT 1 UIDVALIDITY 1)\r\n%s OK\r\n", tag)
+				default:
+					fmt.Fprintf(c, "%s OK\r\n", tag)
+				}
+			}
+		})
+		m.Auth, m.Timeout = IMAPAuthPlain, 500*time.Millisecond
+		err := waitWithin(t, 10*time.Second, func() error {
+			s, err := m.Stage(context.Background(), strings.NewReader("Subject: x\n\nhi\n"), Envelope{})
+			if err == nil {
+				s.Abort()
+			}
+			return err
+		})
+		var de *Error
+		if !errors.As(err, &de) || !de.Temporary {
+			t.Errorf("%s: Stage: %v, want a temporary failure", answer, err)
+		}
+		m.Close()
+	}
+}

@@ -71,6 +71,11 @@ type imapTrace struct {
 	// set when the client's command line ends, cleared by the server's
 	// tagged response.
 	authTag string
+	// saslOwed: the server sent a "+" during that AUTHENTICATE that the
+	// client has not answered yet. The client may answer it after the
+	// server's tagged response (go-imap does, to a server that sends
+	// both at once), and that answer is a SASL response all the same.
+	saslOwed bool
 }
 
 // traceStream is one direction of the session, as the trace follows it.
@@ -197,6 +202,9 @@ func (t *imapTrace) lineDone(d *traceStream, note string) {
 		show, ok, lit = t.clientLine(d, text, cut, lit)
 	} else {
 		show = text
+		if !d.cont && t.authTag != "" && strings.HasPrefix(text, "+") {
+			t.saslOwed = true
+		}
 		if !d.cont && t.authTag != "" && strings.HasPrefix(text, t.authTag+" ") {
 			t.authTag = ""
 		}
@@ -215,16 +223,22 @@ func (t *imapTrace) lineDone(d *traceStream, note string) {
 // (ok false: nothing; cut: the line was longer than kept), and the size
 // of the literal it announces as the trace follows it. t.mu is held.
 func (t *imapTrace) clientLine(d *traceStream, text string, cut bool, lit int64) (show string, ok bool, _ int64) {
-	if t.authTag != "" && !d.cont {
+	if (t.authTag != "" || t.saslOwed) && !d.cont {
 		// A SASL response (a base64 line, never a literal): hidden
-		// here, and wherever the server echoes it.
+		// here, and wherever the server echoes it. One owed after the
+		// exchange ended may be a command line instead: its literal
+		// is followed all the same.
+		if t.authTag != "" {
+			lit = 0
+		}
+		t.saslOwed = false
 		if text == "*" {
 			return "*", true, 0
 		}
 		if !cut {
 			t.addSecret(text)
 		}
-		return "<SASL response redacted>", true, 0
+		return "<SASL response redacted>", true, lit
 	}
 	if d.cont {
 		// The command goes on after a literal.
@@ -276,10 +290,32 @@ func (t *imapTrace) literalDone(d *traceStream, note string) {
 // replaced, cut to maxTraceLine and escaped. A line cut already (cut) or
 // here is marked with its length on the wire, whole. t.mu is held.
 func (t *imapTrace) write(side, text string, cut bool, whole int64, note string) {
+	if len(text) > maxTraceLine {
+		// Cut before the secrets are replaced, in the octets that
+		// came: cut after, a replacement that shortened the line would
+		// pull in the part of a later echo that was kept (t.keep). An
+		// echo that begins within the part shown is kept whole, to be
+		// replaced; one that begins after it is not shown at all.
+		end := maxTraceLine
+		for _, s := range t.secrets {
+			for i := 0; i < maxTraceLine; {
+				j := strings.Index(text[i:], s)
+				if j < 0 || i+j >= maxTraceLine {
+					break
+				}
+				end = max(end, i+j+len(s))
+				i += j + 1
+			}
+		}
+		if end < len(text) {
+			cut, text = true, text[:end]
+		}
+	}
 	for _, s := range t.secrets {
 		text = strings.ReplaceAll(text, s, "<redacted>")
 	}
 	if len(text) > maxTraceLine {
+		// No secret is left to cut into.
 		cut, text = true, text[:maxTraceLine]
 	}
 	line := side + ": " + termsafe.String(text)

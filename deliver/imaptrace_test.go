@@ -344,6 +344,21 @@ func TestIMAPTraceSession(t *testing.T) {
 				"S: T1 OK [ALERT] you sent <redacted> and <redacted>\n"},
 		},
 		{
+			// The server's tagged answer comes in the same read as its
+			// "+", before the client's response is sent: the trace
+			// still takes that response for a SASL one.
+			name: "PLAIN answered before the response", caps: "AUTH=PLAIN", auth: IMAPAuthPlain,
+			script: func(c net.Conn, r *bufio.Reader, tag string) bool {
+				fmt.Fprintf(c, "+ \r\n%s OK early\r\n", tag)
+				if _, err := r.ReadString('\n'); err != nil {
+					return false
+				}
+				return true
+			},
+			fails: true, // go-imap never ends that exchange: it is given up
+			want:  []string{"C: T1 AUTHENTICATE PLAIN\n", "S: + \n", "S: T1 OK early\n"},
+		},
+		{
 			name: "LOGIN with a literal password", caps: "", auth: IMAPAuthLogin,
 			want: []string{"C: T1 LOGIN <redacted>\n", `S: T1 OK welcome, you said "T1 LOGIN \"u\" <redacted>"` + "\n"},
 		},
@@ -415,5 +430,56 @@ func TestIMAPTraceLongSASL(t *testing.T) {
 	})
 	if want := "C: A1 AUTHENTICATE XOAUTH2 <initial response redacted>\nS: A1 NO you sent <redacted>\n"; got != want {
 		t.Errorf("trace:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestIMAPTraceEchoAtCut: a line the server makes longer than the trace
+// shows, with the secret echoed at its start and again where the kept
+// part ends. Replacing the first echo shortens the line, which must not
+// pull the part of the second echo that was kept into what is shown.
+func TestIMAPTraceEchoAtCut(t *testing.T) {
+	tok := "tok-" + strings.Repeat("Q", 1996) // an OAuth2 token's size
+	for _, pad := range []int{0, 1, 50, 990} {
+		line := "* NO " + strings.Repeat("y", pad) + tok + tok + tok + "\r\n"
+		out := runTrace(t, []string{tok}, []traceStep{sv(line)})
+		if strings.Contains(out, "QQQQ") {
+			t.Errorf("pad %d: part of the token shown: %.200q...", pad, out)
+		}
+		if !strings.Contains(out, "<reda") {
+			t.Errorf("pad %d: %.200q: no <redacted> where the token was", pad, out)
+		}
+	}
+	pw := "pw-0123456789abcdefghijklmnopqrstuvwxyz"
+	line := "* NO x" + strings.Repeat(pw, 30) + "\r\n"
+	out := runTrace(t, []string{pw}, []traceStep{sv(line)})
+	for i := 4; i < len(pw); i++ {
+		if strings.HasSuffix(strings.TrimSuffix(strings.SplitN(out, " ...(cut", 2)[0], "\n"), pw[:i]) {
+			t.Errorf("a prefix of the password shown: %q", out)
+			break
+		}
+	}
+}
+
+// TestIMAPTraceResponseAfterAnswer: a SASL response the client sends
+// after the server's tagged answer (to a "+" that came with it) is still
+// hidden; a command line in its place keeps its literal hidden too.
+func TestIMAPTraceResponseAfterAnswer(t *testing.T) {
+	resp := b64("\x00me\x00s3cr3t-Pa55")
+	got := runTrace(t, nil, []traceStep{
+		c("A1 AUTHENTICATE PLAIN\r\n"),
+		sv("+ \r\nA1 OK early\r\n"),
+		c(resp + "\r\n"),
+		c("A2 NOOP\r\n"),
+	})
+	if want := "C: A1 AUTHENTICATE PLAIN\nS: + \nS: A1 OK early\nC: <SASL response redacted>\nC: A2 NOOP\n"; got != want {
+		t.Errorf("trace:\n%s\nwant:\n%s", got, want)
+	}
+	got = runTrace(t, nil, []traceStep{
+		c("A1 AUTHENTICATE PLAIN\r\n"),
+		sv("+ \r\nA1 NO early\r\n"),
+		c("A2 APPEND INBOX {12}\r\nprivate body\r\n"),
+	})
+	if strings.Contains(got, "private") {
+		t.Errorf("a literal shown:\n%s", got)
 	}
 }

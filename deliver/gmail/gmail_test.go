@@ -674,3 +674,24 @@ func TestSettleWaitsForSearchIndex(t *testing.T) {
 		t.Errorf("Settle after the context ended: %v", err)
 	}
 }
+
+// TestSettleClockSetBack: a pending record written before the clock was
+// set back is ahead of now; Settle waits no more than the grace for it,
+// not until the clock catches up (which would hold every poll until its
+// ceiling, and fail it, for as long as the clock is behind).
+func TestSettleClockSetBack(t *testing.T) {
+	f := newFixture(t)
+	next := f.target()
+	next.SettleGrace = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ref := deliver.Ref{Kind: gmail.Kind, Target: next.Name, Key: "gone@example.org", Begun: time.Now().Add(24 * time.Hour)}
+	start := time.Now()
+	found, err := next.Settle(ctx, []deliver.Ref{ref})
+	if err != nil || found[0] {
+		t.Fatalf("Settle = %v, %v; want [false] once the grace has passed", found, err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Settle took %v with a grace of %v", took, next.SettleGrace)
+	}
+}

@@ -71,6 +71,10 @@ func (t *Target) Settle(ctx context.Context, refs []deliver.Ref) ([]bool, error)
 	if wait <= 0 {
 		return found, nil
 	}
+	// A record is never more than grace from being old enough: one
+	// written ahead of now (the clock was set back since) is not
+	// waited for until the clock catches up with it.
+	wait = min(wait, grace)
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
