@@ -133,7 +133,14 @@ type Settler interface {
 type Error struct {
 	Target    string // "maildir /path" or "mda /usr/bin/procmail"
 	Temporary bool
-	Err       error
+	// Down reports that the target cannot take any message now, not
+	// this one only: it could not be reached, or refused the login,
+	// before anything of the message was sent. The caller stops
+	// delivering for the poll instead of trying each message in turn
+	// (each try another login the server refuses, or another wait for a
+	// timeout).
+	Down bool
+	Err  error
 }
 
 func (e *Error) Error() string {

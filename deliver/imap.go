@@ -190,6 +190,17 @@ func (m *IMAP) fail(err error) error {
 	return &Error{Target: m.target(), Temporary: imapTemporary(err), Err: fmt.Errorf("the IMAP server: %w", err)}
 }
 
+// down marks err, a failure to open a session (connecting, TLS, the
+// login, the folder), as the target's: no other message would fare
+// better this poll (Error.Down).
+func down(err error) error {
+	var de *Error
+	if errors.As(err, &de) {
+		de.Down = true
+	}
+	return err
+}
+
 // maxIMAPErrorText bounds the server's text kept in an error.
 const maxIMAPErrorText = 300
 
@@ -314,7 +325,7 @@ func (m *IMAP) Stage(ctx context.Context, r io.Reader, env Envelope) (Staged, er
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return nil, m.fail(err)
+		return nil, down(m.fail(err))
 	}
 	s.validity, s.floor = m.validity, m.floor
 	return s, nil
@@ -961,6 +972,15 @@ func (s *stagedIMAP) Publish(ctx context.Context) error {
 	defer m.mu.Unlock()
 	defer m.closeOnDone(ctx)()
 	_, err := m.client(ctx)
+	if err != nil {
+		// No session: connecting, TLS or the login failed. The next
+		// message would fare no better.
+		m.drop()
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return down(m.fail(err))
+	}
 	if err == nil {
 		a := &imapAppend{s: s, spool: s.spool}
 		if err = m.send(a); err == nil {

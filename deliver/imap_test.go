@@ -102,12 +102,13 @@ func TestIMAPRefusals(t *testing.T) {
 		answers map[string]string
 		temp    bool
 		want    string
+		down    bool // no session: no other message would fare better
 	}{
-		{"over quota", map[string]string{"APPEND": "NO [OVERQUOTA] Quota exceeded"}, true, "OVERQUOTA"},
-		{"too large", map[string]string{"APPEND": "NO [LIMIT] too big"}, false, "LIMIT"},
-		{"login refused", map[string]string{"LOGIN": "NO [AUTHENTICATIONFAILED] bad password"}, false, "login refused"},
-		{"server busy", map[string]string{"LOGIN": "NO [UNAVAILABLE] try later"}, true, "UNAVAILABLE"},
-		{"no permission", map[string]string{"STATUS": "NO [NOPERM] no", "CREATE": "NO [NOPERM] no"}, false, "NOPERM"},
+		{"over quota", map[string]string{"APPEND": "NO [OVERQUOTA] Quota exceeded"}, true, "OVERQUOTA", false},
+		{"too large", map[string]string{"APPEND": "NO [LIMIT] too big"}, false, "LIMIT", false},
+		{"login refused", map[string]string{"LOGIN": "NO [AUTHENTICATIONFAILED] bad password"}, false, "login refused", true},
+		{"server busy", map[string]string{"LOGIN": "NO [UNAVAILABLE] try later"}, true, "UNAVAILABLE", true},
+		{"no permission", map[string]string{"STATUS": "NO [NOPERM] no", "CREATE": "NO [NOPERM] no"}, false, "NOPERM", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeIMAP(t, tc.answers)
@@ -120,6 +121,9 @@ func TestIMAPRefusals(t *testing.T) {
 			}
 			if de.Temporary != tc.temp || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "IMAP server") {
 				t.Errorf("error %q temporary=%v, want %q, temporary=%v, naming the IMAP server", err, de.Temporary, tc.want, tc.temp)
+			}
+			if de.Down != tc.down {
+				t.Errorf("error %q: Down=%v, want %v", err, de.Down, tc.down)
 			}
 		})
 	}

@@ -26,6 +26,7 @@ type remoteTarget struct {
 	published []int // the messages' numbers, in the order published
 	marks     int
 	waited    int
+	ahead     int   // the most marks not yet waited for, at any time
 	covered   []int // per wait: messages published when it was marked
 	overlap   int   // waits that returned after later messages were published
 	misuse    []string
@@ -75,6 +76,7 @@ func (r *remoteTarget) Mark() func() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.marks++
+	r.ahead = max(r.ahead, r.marks-r.waited)
 	n, upTo := r.marks, len(r.published)
 	r.covered = append(r.covered, upTo)
 	called := false
@@ -125,6 +127,9 @@ func TestPollOverlapsRemoteWaits(t *testing.T) {
 	}
 	if r.overlap == 0 {
 		t.Errorf("no wait overlapped the next batch's publishing (%d waits)", r.waited)
+	}
+	if r.ahead > 2 {
+		t.Errorf("%d batches published and not committed at once, want at most 2", r.ahead)
 	}
 	if left := len(f.srv.Messages()); left != 0 {
 		t.Errorf("%d messages left on the server", left)
@@ -181,4 +186,75 @@ func TestPollRemoteWaitFails(t *testing.T) {
 		t.Errorf("%d pending records, want %d (published and not known to be delivered)", len(pending), published-safe)
 	}
 	t.Logf("%d published, %d recorded, %d pending", published, safe, len(pending))
+}
+
+// downTarget is a Deliverer that cannot be reached: each Publish fails
+// with a deliver.Error that says so (Down), and is counted.
+type downTarget struct {
+	remoteTarget
+	atStage bool // fail at Stage (where the IMAP target logs in), not Publish
+}
+
+type downStaged struct{ remoteStaged }
+
+func (d *downTarget) Stage(ctx context.Context, rd io.Reader, env deliver.Envelope) (deliver.Staged, error) {
+	st, err := d.remoteTarget.Stage(ctx, rd, env)
+	if err != nil {
+		return nil, err
+	}
+	if d.atStage {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.published = append(d.published, -st.(*remoteStaged).num)
+		return nil, &deliver.Error{Target: "imap", Down: true, Err: errors.New("login refused: bad password")}
+	}
+	return &downStaged{*st.(*remoteStaged)}, nil
+}
+
+func (s *downStaged) Publish(context.Context) error {
+	d := s.r
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.published = append(d.published, -s.num)
+	return &deliver.Error{Target: "imap", Down: true, Err: errors.New("login refused: bad password")}
+}
+
+// TestPollTargetDown: a target that cannot be reached or refuses the
+// login (deliver.Error.Down) is tried once a poll, not once a message
+// (each try another refused login at the IMAP server, or another
+// timeout); nothing is deleted, and no pending record is left for
+// messages never sent.
+func TestPollTargetDown(t *testing.T) {
+	for _, atStage := range []bool{true, false} {
+		t.Run(fmt.Sprintf("at Stage %v", atStage), func(t *testing.T) {
+			const n = 40
+			f := newFixture(t, pop3test.Config{Pipelining: true}, testMessages(n))
+			d := &downTarget{atStage: atStage}
+			tune := tuning{window: 64, syncers: 4, queue: 64, batch: 8, batchWait: time.Millisecond}
+			st, err := Poll(context.Background(), f.acct, f.store, d, &Options{tune: &tune})
+			var de *deliver.Error
+			if !errors.As(err, &de) || !de.Down {
+				t.Fatalf("Poll: %+v, %v; want the target's error", st, err)
+			}
+			d.mu.Lock()
+			tries := len(d.published)
+			d.mu.Unlock()
+			if tries != 1 {
+				t.Errorf("%d deliveries tried, want 1", tries)
+			}
+			if st.Failed != 1 || st.Delivered != 0 {
+				t.Errorf("stats %+v, want 1 failed, 0 delivered", st)
+			}
+			if c := f.srv.Count("DELE"); c != 0 {
+				t.Errorf("%d DELEs", c)
+			}
+			if left := len(f.srv.Messages()); left != n {
+				t.Errorf("%d messages left on the server, want %d", left, n)
+			}
+			pending, err := f.store.Pending(f.acct.Key())
+			if err != nil || len(pending) != 0 {
+				t.Errorf("pending records %v, %v; want none (nothing was sent)", pending, err)
+			}
+		})
+	}
 }

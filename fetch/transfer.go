@@ -147,6 +147,7 @@ type transferRun struct {
 	quitErr   error        // the reader's: QUIT was answered -ERR (the deletions may not have happened)
 	failures  atomic.Int64 // deliveries failed in a row, by the reader or the sequencer
 	stopped   atomic.Bool  // a stop gave up the network side
+	down      atomic.Bool  // the target can take no message (deliver.Error.Down)
 
 	queue *batchQueue // staged messages in server order, to the sequencer
 	stop  stopState
@@ -484,6 +485,13 @@ func (t *transferRun) retrieved(ctx context.Context, m message, r pop3.Reply) bo
 	case errors.As(err, &tl):
 		t.tooLarge(m, tl)
 		return true
+	case errors.As(err, &derr) && derr.Down:
+		// The target cannot be reached or refuses the login: the next
+		// message would fare no better (see targetDown).
+		t.down.Store(true)
+		t.deliveryFailed(&t.read, m, err)
+		t.fail(err)
+		return false
 	case errors.As(err, &derr):
 		t.deliveryFailed(&t.read, m, err)
 		return !t.failed()
@@ -520,8 +528,10 @@ func (t *transferRun) sequence(ctx context.Context) {
 	// The committer waits for what the sequencer published, a batch
 	// behind it: a deliverer that waits on another machine (deliver.Marker:
 	// IMAP) has the next batch sent while the answers for the last are on
-	// their way. At most two batches are published and not committed.
-	commits := make(chan *publishedBatch, 1)
+	// their way. The channel holds none: the batch being committed and
+	// the one published behind it, waiting to be taken, are the two at
+	// most published and not committed (TestPollOverlapsRemoteWaits).
+	commits := make(chan *publishedBatch)
 	committed := make(chan struct{})
 	go func() {
 		defer close(committed)
@@ -600,6 +610,14 @@ type publishedBatch struct {
 func (t *transferRun) publishBatch(ctx context.Context, dir string, batch []*fetched) *publishedBatch {
 	s := t.s
 	pb := &publishedBatch{batch: batch}
+	if t.down.Load() {
+		// The target could not be reached or refused the login: the
+		// messages stay on the server, untried, for the next poll.
+		for _, f := range batch {
+			f.staged.Abort()
+		}
+		return pb
+	}
 	good := make([]*fetched, 0, len(batch))
 	for _, f := range batch {
 		if f.syncErr != nil {
@@ -640,6 +658,11 @@ func (t *transferRun) publishBatch(ctx context.Context, dir string, batch []*fet
 		if err := f.staged.Publish(ctx); err != nil {
 			f.staged.Abort()
 			f.pubErr = err
+			var de *deliver.Error
+			if errors.As(err, &de) && de.Down {
+				t.targetDown(err, good[i:])
+				break
+			}
 			continue
 		}
 		if pb.recorded {
@@ -662,6 +685,29 @@ func (t *transferRun) publishBatch(ctx context.Context, dir string, batch []*fet
 		pb.wait = s.d.Flush
 	}
 	return pb
+}
+
+// targetDown ends the transfer after a failure that no other message
+// would fare better with (deliver.Error.Down: the IMAP server cannot be
+// reached, or refuses the login): trying each message in turn would
+// only repeat the refused login, or the wait for a timeout. rest (the
+// message that failed first) were recorded as pending and never sent:
+// their records go.
+func (t *transferRun) targetDown(err error, rest []*fetched) {
+	s := t.s
+	t.down.Store(true)
+	uids := make([]string, 0, len(rest))
+	for _, f := range rest {
+		f.staged.Abort()
+		uids = append(uids, f.uid)
+	}
+	if t.hasUIDL && len(uids) > 0 {
+		if uerr := s.store.Unpend(s.acct.Key(), uids...); uerr != nil {
+			// Harmless: the next poll finds them missing at the target.
+			s.log.Warn("could not drop pending records of messages never sent", "err", uerr)
+		}
+	}
+	t.fail(err)
 }
 
 // commitBatch finishes a published batch: it counts the failures, waits

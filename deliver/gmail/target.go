@@ -237,7 +237,14 @@ func (s *Staged) Publish(ctx context.Context) error {
 	defer s.Abort()
 	ids, err := s.t.labels(ctx)
 	if err != nil {
-		return s.t.wrap(err)
+		// No label lookup, no import: the API cannot be reached, or
+		// refuses the token. The next message would fare no better.
+		err = s.t.wrap(err)
+		var de *deliver.Error
+		if errors.As(err, &de) {
+			de.Down = true
+		}
+		return err
 	}
 	_, err = s.t.Client.Import(ctx, s.f, s.size, ImportOptions{LabelIDs: ids, NeverMarkSpam: s.t.NeverMarkSpam, MessageID: s.id})
 	if err != nil {
