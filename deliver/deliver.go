@@ -90,8 +90,9 @@ type Ref struct {
 	Kind   string
 	Target string
 	Key    string
-	// Begun is when the delivery was recorded as begun: set for Settle,
-	// ignored when recording.
+	// Begun is when the delivery was recorded as begun, or up to a
+	// second later (never earlier: the store keeps whole seconds): set
+	// for Settle, ignored when recording.
 	Begun time.Time
 }
 

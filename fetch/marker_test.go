@@ -12,6 +12,7 @@ import (
 
 	"github.com/popfetch/popfetch/deliver"
 	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
+	"github.com/popfetch/popfetch/uidstore"
 )
 
 // remoteTarget is a Deliverer a round trip away, as an IMAP server is
@@ -256,5 +257,42 @@ func TestPollTargetDown(t *testing.T) {
 				t.Errorf("pending records %v, %v; want none (nothing was sent)", pending, err)
 			}
 		})
+	}
+}
+
+// settlingTarget is a remoteTarget that settles its own pending records
+// (deliver.Settler), noting the refs it is asked about.
+type settlingTarget struct {
+	remoteTarget
+	refs []deliver.Ref
+}
+
+func (s *settlingTarget) Settles(r deliver.Ref) bool { return r.Kind == "remote" }
+
+func (s *settlingTarget) Settle(_ context.Context, refs []deliver.Ref) ([]bool, error) {
+	s.refs = append(s.refs, refs...)
+	return make([]bool, len(refs)), nil
+}
+
+// TestPollSettleBegunNotEarly: the store keeps a pending record's time in
+// whole seconds; the time Settle is given is never earlier than the
+// record was made, so that a target's grace (the Gmail target's
+// settle_grace, the IMAP target's 5 s) is never cut short. The Gmail kill
+// loop duplicated messages with a grace of 1 s before.
+func TestPollSettleBegunNotEarly(t *testing.T) {
+	f := newFixture(t, pop3test.Config{Pipelining: true}, testMessages(1))
+	made := time.Now()
+	if err := f.store.Pend(f.acct.Key(), []uidstore.Pending{{UID: "uid-1", Kind: "remote", Dir: "remote", Name: "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	d := &settlingTarget{}
+	if _, err := Poll(context.Background(), f.acct, f.store, d, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.refs) != 1 {
+		t.Fatalf("Settle asked about %v", d.refs)
+	}
+	if b := d.refs[0].Begun; b.Before(made) {
+		t.Errorf("Begun %v, before the record was made (%v)", b, made)
 	}
 }

@@ -509,7 +509,10 @@ func (s *session) findPending(ctx context.Context, kind, dir string, ps []uidsto
 	}
 	refs := make([]deliver.Ref, len(ps))
 	for i, p := range ps {
-		refs[i] = deliver.Ref{Kind: kind, Target: dir, Key: p.Name, Begun: p.Time}
+		// The store keeps whole seconds: the record was made up to a
+		// second after p.Time, and a target's grace (Settle) counts from
+		// the latest it can have been made.
+		refs[i] = deliver.Ref{Kind: kind, Target: dir, Key: p.Name, Begun: p.Time.Add(time.Second)}
 	}
 	if s.d == nil {
 		return nil, nil

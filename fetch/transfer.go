@@ -627,20 +627,28 @@ func (t *transferRun) publishBatch(ctx context.Context, dir string, batch []*fet
 		}
 		good = append(good, f)
 	}
-	if t.hasUIDL && len(good) > 0 {
-		records := make([]uidstore.Pending, 0, len(good))
-		for _, f := range good {
-			switch st := f.staged.(type) {
-			case deliver.Referenced:
-				r := st.Ref()
-				records = append(records, uidstore.Pending{UID: f.uid, Kind: r.Kind, Dir: r.Target, Name: r.Key})
-			case deliver.Named:
-				if dir != "" {
-					records = append(records, uidstore.Pending{UID: f.uid, Dir: dir, Name: st.Name()})
-				}
+	// A target whose every Publish is final (deliver.EachDurable) has
+	// each message recorded as pending just before it is published, and
+	// its UID as delivered as soon as it is: a crash then leaves unknown
+	// only the message being published, not the batch, and its record's
+	// time is its own (the Gmail target's settle_grace counts from it).
+	if ed, ok := s.d.(deliver.EachDurable); ok && t.hasUIDL {
+		pb.recorded = ed.EachDurable()
+	}
+	pend := func(fs []*fetched) error {
+		if !t.hasUIDL {
+			return nil
+		}
+		records := make([]uidstore.Pending, 0, len(fs))
+		for _, f := range fs {
+			if r, ok := pendingRecord(f, dir); ok {
+				records = append(records, r)
 			}
 		}
-		if err := s.store.Pend(s.acct.Key(), records); err != nil {
+		return s.store.Pend(s.acct.Key(), records)
+	}
+	if !pb.recorded && len(good) > 0 {
+		if err := pend(good); err != nil {
 			for _, f := range good {
 				f.staged.Abort()
 			}
@@ -648,13 +656,16 @@ func (t *transferRun) publishBatch(ctx context.Context, dir string, batch []*fet
 			return pb
 		}
 	}
-	// A target whose every Publish is final (deliver.EachDurable) has
-	// each UID recorded as soon as its message is published: a crash then
-	// leaves unknown only the message being published, not the batch.
-	if ed, ok := s.d.(deliver.EachDurable); ok && t.hasUIDL {
-		pb.recorded = ed.EachDurable()
-	}
 	for i, f := range good {
+		if pb.recorded {
+			if err := pend(good[i : i+1]); err != nil {
+				for _, rest := range good[i:] {
+					rest.staged.Abort()
+				}
+				pb.err = err
+				break
+			}
+		}
 		if err := f.staged.Publish(ctx); err != nil {
 			f.staged.Abort()
 			f.pubErr = err
@@ -685,6 +696,21 @@ func (t *transferRun) publishBatch(ctx context.Context, dir string, batch []*fet
 		pb.wait = s.d.Flush
 	}
 	return pb
+}
+
+// pendingRecord returns the pending record of f, and whether it has one:
+// a target's Ref, or a Maildir's file name in dir.
+func pendingRecord(f *fetched, dir string) (uidstore.Pending, bool) {
+	switch st := f.staged.(type) {
+	case deliver.Referenced:
+		r := st.Ref()
+		return uidstore.Pending{UID: f.uid, Kind: r.Kind, Dir: r.Target, Name: r.Key}, true
+	case deliver.Named:
+		if dir != "" {
+			return uidstore.Pending{UID: f.uid, Dir: dir, Name: st.Name()}, true
+		}
+	}
+	return uidstore.Pending{}, false
 }
 
 // targetDown ends the transfer after a failure that no other message
