@@ -62,6 +62,7 @@ type literalPlusConn struct {
 	wcont   bool   // the current line goes on after a literal
 	probeQ  []byte // with probeLit: the quoted argument that probe replaces
 	probeLt []byte // the probe's literal
+	werr    error  // the first Write that failed (see writeErr)
 
 	rmu        sync.Mutex
 	ready      chan struct{} // signalled when inject grows
@@ -392,12 +393,31 @@ func literalAt(line []byte) int64 {
 	return n
 }
 
+// writeErr returns the first failure of a Write, or nil. go-imap
+// (v2.0.0-beta.8) does not return the failure of the flush that ends a
+// command: it closes the connection, and a command whose answer was
+// read first (an APPEND answered OK before the "+" its held literal
+// waited for) keeps that answer, its message never sent. l may be nil.
+func (l *literalPlusConn) writeErr() error {
+	if l == nil {
+		return nil
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	return l.werr
+}
+
 // Write implements net.Conn for go-imap: its octets, each literal's
 // announcement made synchronizing or not as the server has earned (see
 // literalPlusConn).
-func (l *literalPlusConn) Write(p []byte) (int, error) {
+func (l *literalPlusConn) Write(p []byte) (n int, err error) {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	defer func() {
+		if err != nil && l.werr == nil {
+			l.werr = err
+		}
+	}()
 	if l.broken.Load() {
 		return 0, l.refused()
 	}

@@ -22,7 +22,10 @@ import (
 //   - "plus": it answers "{N+}" with a continuation request, as if it
 //     were "{N}" (a proxy that knows only synchronizing literals);
 //   - "appendbad": it honours LITERAL+ except for APPEND, which gets BAD,
-//     the message then read as commands.
+//     the message then read as commands;
+//   - "okfirst": as "bad", and it answers OK to an APPEND with a
+//     synchronizing literal at once, without its "+" (the literal never
+//     comes).
 //
 // Every line it reads in the place of a command is kept in cmds; a
 // command it does not know is "run" (OK), as a server that executes a
@@ -85,9 +88,13 @@ func (f *literalLiar) serve(c net.Conn) {
 		if n := literalAt([]byte(strings.TrimSuffix(line, "\n"))); n > 0 {
 			nonSync := strings.HasSuffix(line, "+}\r\n")
 			switch {
+			case f.mode == "okfirst" && !nonSync && cmd == "APPEND":
+				// Answered before the "+": the literal never comes.
+				fmt.Fprintf(c, "%s OK [APPENDUID 7 1] done\r\n", tag)
+				continue
 			case !nonSync, f.mode == "plus":
 				c.Write([]byte("+ go ahead\r\n"))
-			case f.mode == "bad", f.mode == "appendbad" && cmd == "APPEND":
+			case f.mode == "bad", f.mode == "okfirst", f.mode == "appendbad" && cmd == "APPEND":
 				fmt.Fprintf(c, "%s BAD unknown literal syntax\r\n", tag)
 				continue // the literal's lines come next, as commands
 			}
@@ -335,6 +342,27 @@ func TestIMAPLiteralPlusLiarConcurrent(t *testing.T) {
 	for _, msg := range msgs {
 		if n := count[strings.ReplaceAll(msg, "\n", "\r\n")]; n != 2 {
 			t.Errorf("message %.20q appended %d times, want 2 (once per account)", msg, n)
+		}
+	}
+}
+
+// TestIMAPLiteralHeldAnsweredOK: a server that failed the probe gets
+// go-imap's small non-synchronizing literals as synchronizing ones, the
+// octets held until its "+". One that answers OK to such an APPEND
+// before its "+" has not been sent the message: the APPEND must not
+// count as delivered (the POP3 side would delete the message).
+func TestIMAPLiteralHeldAnsweredOK(t *testing.T) {
+	for i := 0; i < 5; i++ {
+		f, m := newLiteralLiar(t, "okfirst")
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := deliverAll(ctx, m, literalMessages()[:1])
+		m.Close()
+		cancel()
+		f.mu.Lock()
+		n := len(f.appended)
+		f.mu.Unlock()
+		if err == nil && n == 0 {
+			t.Fatalf("try %d: an APPEND answered OK before its literal was sent counts as delivered", i)
 		}
 	}
 }
