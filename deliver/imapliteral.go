@@ -33,7 +33,10 @@ import (
 // LITERAL+ and does not honour it would read a non-synchronizing
 // literal's lines as commands: a message line "x DELETE INBOX" would run
 // against the mailbox. Once octets are in TCP nothing calls them back, so
-// the only guarantee there is comes before they are sent.
+// the only guarantee there is comes before they are sent. This holds
+// from the first command: LOGIN sends a user name or password with 8-bit
+// characters as a literal, and a server that read it as a command line
+// would refuse the login and might log the password.
 //
 // Once armed (after login), the server's answers are checked too: a "+"
 // that no synchronizing literal asked for, or a BAD to a command sent
@@ -51,7 +54,7 @@ type literalPlusConn struct {
 	// nonSyncMax is the largest literal sent non-synchronizing: 0 until
 	// a probe passed, then 4096 (LITERAL-) or math.MaxInt64 (LITERAL+).
 	nonSyncMax atomic.Int64
-	armed      atomic.Bool // after login: literals and "+" are checked
+	armed      atomic.Bool // after login: an unasked "+" and BADs are checked
 	broken     atomic.Bool // refused: nothing more is written
 
 	wmu     sync.Mutex
@@ -128,9 +131,11 @@ func newLiteralPlusConn(c net.Conn, greeting string) *literalPlusConn {
 	return l
 }
 
-// arm starts the checks: from here on, every literal goes synchronizing
-// until trust, and the server's "+" and BADs are watched. Call it after
-// login, with no command in flight.
+// arm starts the checks of the server's answers: from here on, a "+"
+// that no literal asked for and a BAD to a non-synchronizing literal end
+// the session. Call it after login (AUTHENTICATE has "+" of its own),
+// with no command in flight. Literals go synchronizing from the first
+// command on, LOGIN's too, until trust.
 func (l *literalPlusConn) arm() { l.armed.Store(true) }
 
 // trust lets literals up to max octets go non-synchronizing.
@@ -281,7 +286,7 @@ func (l *literalPlusConn) take(p []byte, stop bool) int {
 			l.rbuf, l.rlit, n = l.rbuf[k:], l.rlit-int64(k), n+k
 			continue
 		}
-		if l.rlen == 0 && !l.rcont && l.rbuf[0] == '+' && l.armed.Load() {
+		if l.rlen == 0 && !l.rcont && l.rbuf[0] == '+' && (l.hold != nil || l.expectPlus > 0 || l.armed.Load()) {
 			switch {
 			case l.hold != nil:
 				// The "+" the shim asked for in go-imap's stead:
@@ -326,7 +331,7 @@ func (l *literalPlusConn) take(p []byte, stop bool) int {
 			}
 			continue
 		}
-		if !l.rcont && l.armed.Load() {
+		if !l.rcont {
 			if l.checkTagged() {
 				return n
 			}
@@ -458,7 +463,7 @@ func (l *literalPlusConn) Write(p []byte) (n int, err error) {
 		}
 		n := literalAt(line[:len(line)-1])
 		l.wcont = n > 0
-		if n > 0 && l.armed.Load() && bytes.HasSuffix(line, []byte("}\r\n")) {
+		if n > 0 && bytes.HasSuffix(line, []byte("}\r\n")) {
 			var err error
 			if out, err = l.literal(out, line, n); err != nil {
 				l.wbuf = out[:0]

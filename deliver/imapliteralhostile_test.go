@@ -366,3 +366,30 @@ func TestIMAPLiteralHeldAnsweredOK(t *testing.T) {
 		}
 	}
 }
+
+// TestIMAPLiteralPlusLiarLogin: a password with 8-bit characters goes
+// as a literal (go-imap cannot quote it); before the probe, it goes
+// synchronizing, so that a server that does not honour LITERAL+ never
+// reads the password as a command line, and the login works.
+func TestIMAPLiteralPlusLiarLogin(t *testing.T) {
+	const pw = "p\u00e4sswort"
+	f, m := newLiteralLiar(t, "bad")
+	m.Password = func(context.Context) (string, error) { return pw, nil }
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := deliverAll(ctx, m, literalMessages()[:1])
+	m.Close()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.cmds {
+		if strings.Contains(c, "LOGIN") && strings.HasSuffix(c, "+}\r\n") || strings.HasPrefix(c, pw) {
+			t.Errorf("the password went non-synchronizing before the probe: the server read %.80q", c)
+		}
+	}
+	if err != nil {
+		t.Fatalf("delivery: %v", err)
+	}
+	if len(f.appended) != 1 {
+		t.Errorf("%d messages appended, want 1", len(f.appended))
+	}
+}
