@@ -336,15 +336,14 @@ func (l *literalPlusConn) take(p []byte, stop bool) int {
 				return n
 			}
 		}
-		l.rlit = literalAt(l.rline)
+		l.rlit, l.rcont = announced(l.rline)
 		l.rline, l.rhead, l.rlen = l.rline[:0], l.rhead[:0], 0
-		l.rcont = l.rlit > 0
-		if l.rlit > 0 {
-			// The response goes on after the literal: not a boundary
-			// until its line ends.
+		if l.rcont {
+			// The response goes on after the literal (an empty one
+			// too): not a boundary until its line ends.
 			l.rline = append(l.rline, '{')
 		}
-		if stop && l.rlit == 0 {
+		if stop && !l.rcont {
 			break
 		}
 	}
@@ -380,22 +379,31 @@ func (l *literalPlusConn) checkTagged() bool {
 }
 
 // literalAt returns the size of the literal a line announces at its end
-// ("{N}\r" or "{N+}\r", the LF taken off), or 0.
+// ("{N}\r" or "{N+}\r", the LF taken off), or 0 (see announced).
 func literalAt(line []byte) int64 {
+	n, _ := announced(line)
+	return n
+}
+
+// announced returns the size of the literal a line announces at its
+// end, and whether it announces one: "{0}" does, and the command or
+// response goes on after it (a synchronizing one waits for a "+" like
+// any other).
+func announced(line []byte) (int64, bool) {
 	s := strings.TrimSuffix(string(line), "\r")
 	if !strings.HasSuffix(s, "}") {
-		return 0
+		return 0, false
 	}
 	i := strings.LastIndexByte(s, '{')
 	if i < 0 {
-		return 0
+		return 0, false
 	}
 	num := strings.TrimSuffix(strings.TrimSuffix(s[i+1:len(s)-1], "+"), "-")
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || n < 0 {
-		return 0
+		return 0, false
 	}
-	return n
+	return n, true
 }
 
 // writeErr returns the first failure of a Write, or nil. go-imap
@@ -461,9 +469,9 @@ func (l *literalPlusConn) Write(p []byte) (n int, err error) {
 			l.wline, l.wcont = line[:0], false
 			continue
 		}
-		n := literalAt(line[:len(line)-1])
-		l.wcont = n > 0
-		if n > 0 && bytes.HasSuffix(line, []byte("}\r\n")) {
+		n, lit := announced(line[:len(line)-1])
+		l.wcont = lit
+		if lit && bytes.HasSuffix(line, []byte("}\r\n")) {
 			var err error
 			if out, err = l.literal(out, line, n); err != nil {
 				l.wbuf = out[:0]
@@ -501,7 +509,7 @@ func (l *literalPlusConn) literal(out, line []byte, n int64) ([]byte, error) {
 	if l.rerr != nil {
 		return out, l.rerr
 	}
-	if n <= l.nonSyncMax.Load() {
+	if limit := l.nonSyncMax.Load(); limit > 0 && n <= limit {
 		if !nonSync {
 			line = append(line[:len(line)-3], "+}\r\n"...)
 			// go-imap waits for a "+": it gets one, made here.

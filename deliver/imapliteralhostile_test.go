@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ import (
 //     were "{N}" (a proxy that knows only synchronizing literals);
 //   - "appendbad": it honours LITERAL+ except for APPEND, which gets BAD,
 //     the message then read as commands;
+//   - "plain": it does not advertise LITERAL+;
 //   - "okfirst": as "bad", and it answers OK to an APPEND with a
 //     synchronizing literal at once, without its "+" (the literal never
 //     comes).
@@ -69,7 +71,11 @@ func (f *literalLiar) serve(c net.Conn) {
 	f.sessions++
 	f.mu.Unlock()
 	r := bufio.NewReader(c)
-	c.Write([]byte("* OK [CAPABILITY IMAP4rev1 LITERAL+ UIDPLUS] liar\r\n"))
+	caps := "IMAP4rev1 LITERAL+ UIDPLUS"
+	if f.mode == "plain" {
+		caps = "IMAP4rev1 UIDPLUS"
+	}
+	c.Write([]byte("* OK [CAPABILITY " + caps + "] liar\r\n"))
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
@@ -85,7 +91,8 @@ func (f *literalLiar) serve(c net.Conn) {
 			cmd = strings.ToUpper(fields[1])
 		}
 		var lit []byte
-		if n := literalAt([]byte(strings.TrimSuffix(line, "\n"))); n > 0 {
+		if m := literalRE.FindStringSubmatch(line); m != nil {
+			n, _ := strconv.Atoi(m[1])
 			nonSync := strings.HasSuffix(line, "+}\r\n")
 			switch {
 			case f.mode == "okfirst" && !nonSync && cmd == "APPEND":
@@ -108,7 +115,7 @@ func (f *literalLiar) serve(c net.Conn) {
 		}
 		switch cmd {
 		case "CAPABILITY":
-			fmt.Fprintf(c, "* CAPABILITY IMAP4rev1 LITERAL+ UIDPLUS\r\n%s OK\r\n", tag)
+			fmt.Fprintf(c, "* CAPABILITY %s\r\n%s OK\r\n", caps, tag)
 		case "STATUS":
 			f.mu.Lock()
 			next := len(f.appended) + 1
@@ -391,5 +398,32 @@ func TestIMAPLiteralPlusLiarLogin(t *testing.T) {
 	}
 	if len(f.appended) != 1 {
 		t.Errorf("%d messages appended, want 1", len(f.appended))
+	}
+}
+
+// TestIMAPLiteralEmptyMessage: an empty message (add_received = false,
+// a message of no octets) goes as "{0}", which waits for the server's
+// "+" like any synchronizing literal: that "+" is not one that no
+// literal asked for, and the server is not taken for a liar.
+func TestIMAPLiteralEmptyMessage(t *testing.T) {
+	for _, mode := range []string{"plain", "honest", "bad"} {
+		t.Run(mode, func(t *testing.T) {
+			f, m := newLiteralLiar(t, mode)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err := deliverAll(ctx, m, []string{""})
+			m.Close()
+			if err != nil {
+				t.Fatalf("delivery: %v", err)
+			}
+			if mode != "bad" && m.trust().Distrusted() != nil {
+				t.Errorf("distrusted: %v", m.trust().Distrusted())
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if len(f.appended) != 1 || f.appended[0] != "" {
+				t.Errorf("appended %q, want one empty message", f.appended)
+			}
+		})
 	}
 }
