@@ -336,7 +336,13 @@ func (l *literalPlusConn) take(p []byte, stop bool) int {
 				return n
 			}
 		}
+		cont := l.rcont
 		l.rlit, l.rcont = announced(l.rline)
+		if !cont && len(l.rhead) > 0 && textOnly(l.rhead) {
+			// go-imap reads no literal in a status response's text,
+			// nor in a "+": neither does the shim.
+			l.rlit, l.rcont = 0, false
+		}
 		l.rline, l.rhead, l.rlen = l.rline[:0], l.rhead[:0], 0
 		if l.rcont {
 			// The response goes on after the literal (an empty one
@@ -373,6 +379,23 @@ func (l *literalPlusConn) checkTagged() bool {
 	if status == "BAD" {
 		// The server may be reading the literal's lines as commands.
 		l.refuse(fmt.Sprintf("it answered BAD to command %.40s, sent with a non-synchronizing literal", tag))
+		return true
+	}
+	return false
+}
+
+// textOnly reports whether a server's line that begins with head (not
+// the rest of a line after a literal) ends in text that go-imap reads
+// to the line's end, literals and all: a continuation request, or a
+// status response (OK, NO, BAD, BYE, PREAUTH; resp-text, RFC 3501).
+func textOnly(head []byte) bool {
+	if head[0] == '+' {
+		return true
+	}
+	_, rest, _ := strings.Cut(string(head), " ")
+	word, _, _ := strings.Cut(rest, " ")
+	switch strings.ToUpper(strings.TrimRight(word, "\r")) {
+	case "OK", "NO", "BAD", "BYE", "PREAUTH":
 		return true
 	}
 	return false

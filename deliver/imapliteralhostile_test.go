@@ -25,6 +25,8 @@ import (
 //   - "appendbad": it honours LITERAL+ except for APPEND, which gets BAD,
 //     the message then read as commands;
 //   - "plain": it does not advertise LITERAL+;
+//   - "bracetext": as "honest", and its untagged OK to STATUS has
+//     text that ends in "{99999}";
 //   - "okfirst": as "bad", and it answers OK to an APPEND with a
 //     synchronizing literal at once, without its "+" (the literal never
 //     comes).
@@ -120,6 +122,12 @@ func (f *literalLiar) serve(c net.Conn) {
 			f.mu.Lock()
 			next := len(f.appended) + 1
 			f.mu.Unlock()
+			if f.mode == "bracetext" {
+				// Text that ends as a literal's announcement does,
+				// in a status response: go-imap reads no literal
+				// there.
+				c.Write([]byte("* OK [ALERT] quota at 90% {99999}\r\n"))
+			}
 			fmt.Fprintf(c, "* STATUS INBOX (UIDNEXT %d UIDVALIDITY 7)\r\n%s OK\r\n", next, tag)
 		case "APPEND":
 			f.mu.Lock()
@@ -425,5 +433,28 @@ func TestIMAPLiteralEmptyMessage(t *testing.T) {
 				t.Errorf("appended %q, want one empty message", f.appended)
 			}
 		})
+	}
+}
+
+// TestIMAPLiteralBraceText: a status response whose text ends in what
+// looks like a literal's announcement ("{99999}") announces none, for
+// go-imap; the shim that took the next 99999 octets for a literal
+// never found the boundary to put its local "+" at, and the large
+// message's APPEND waited for the timeout and failed.
+func TestIMAPLiteralBraceText(t *testing.T) {
+	f, m := newLiteralLiar(t, "bracetext")
+	m.Timeout = 2 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	msgs := literalMessages()
+	err := deliverAll(ctx, m, msgs)
+	m.Close()
+	if err != nil {
+		t.Fatalf("delivery: %v", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.appended) != len(msgs) {
+		t.Errorf("%d messages appended, want %d", len(f.appended), len(msgs))
 	}
 }
