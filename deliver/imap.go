@@ -917,6 +917,12 @@ func (m *IMAP) send(a *imapAppend) error {
 	if cerr := cmd.Close(); err == nil {
 		err = cerr
 	}
+	if werr := m.lp.writeErr(); err == nil && werr != nil {
+		// go-imap ends a command with a flush whose failure it does
+		// not return: the message may not have gone out, whatever
+		// the server answers (see literalPlusConn.writeErr).
+		err = werr
+	}
 	if err != nil {
 		return fmt.Errorf("APPEND: %w", err)
 	}

@@ -33,7 +33,10 @@ import (
 // LITERAL+ and does not honour it would read a non-synchronizing
 // literal's lines as commands: a message line "x DELETE INBOX" would run
 // against the mailbox. Once octets are in TCP nothing calls them back, so
-// the only guarantee there is comes before they are sent.
+// the only guarantee there is comes before they are sent. This holds
+// from the first command: LOGIN sends a user name or password with 8-bit
+// characters as a literal, and a server that read it as a command line
+// would refuse the login and might log the password.
 //
 // Once armed (after login), the server's answers are checked too: a "+"
 // that no synchronizing literal asked for, or a BAD to a command sent
@@ -51,7 +54,7 @@ type literalPlusConn struct {
 	// nonSyncMax is the largest literal sent non-synchronizing: 0 until
 	// a probe passed, then 4096 (LITERAL-) or math.MaxInt64 (LITERAL+).
 	nonSyncMax atomic.Int64
-	armed      atomic.Bool // after login: literals and "+" are checked
+	armed      atomic.Bool // after login: an unasked "+" and BADs are checked
 	broken     atomic.Bool // refused: nothing more is written
 
 	wmu     sync.Mutex
@@ -62,6 +65,7 @@ type literalPlusConn struct {
 	wcont   bool   // the current line goes on after a literal
 	probeQ  []byte // with probeLit: the quoted argument that probe replaces
 	probeLt []byte // the probe's literal
+	werr    error  // the first Write that failed (see writeErr)
 
 	rmu        sync.Mutex
 	ready      chan struct{} // signalled when inject grows
@@ -127,9 +131,11 @@ func newLiteralPlusConn(c net.Conn, greeting string) *literalPlusConn {
 	return l
 }
 
-// arm starts the checks: from here on, every literal goes synchronizing
-// until trust, and the server's "+" and BADs are watched. Call it after
-// login, with no command in flight.
+// arm starts the checks of the server's answers: from here on, a "+"
+// that no literal asked for and a BAD to a non-synchronizing literal end
+// the session. Call it after login (AUTHENTICATE has "+" of its own),
+// with no command in flight. Literals go synchronizing from the first
+// command on, LOGIN's too, until trust.
 func (l *literalPlusConn) arm() { l.armed.Store(true) }
 
 // trust lets literals up to max octets go non-synchronizing.
@@ -280,7 +286,7 @@ func (l *literalPlusConn) take(p []byte, stop bool) int {
 			l.rbuf, l.rlit, n = l.rbuf[k:], l.rlit-int64(k), n+k
 			continue
 		}
-		if l.rlen == 0 && !l.rcont && l.rbuf[0] == '+' && l.armed.Load() {
+		if l.rlen == 0 && !l.rcont && l.rbuf[0] == '+' && (l.hold != nil || l.expectPlus > 0 || l.armed.Load()) {
 			switch {
 			case l.hold != nil:
 				// The "+" the shim asked for in go-imap's stead:
@@ -325,20 +331,25 @@ func (l *literalPlusConn) take(p []byte, stop bool) int {
 			}
 			continue
 		}
-		if !l.rcont && l.armed.Load() {
+		if !l.rcont {
 			if l.checkTagged() {
 				return n
 			}
 		}
-		l.rlit = literalAt(l.rline)
+		cont := l.rcont
+		l.rlit, l.rcont = announced(l.rline)
+		if !cont && len(l.rhead) > 0 && textOnly(l.rhead) {
+			// go-imap reads no literal in a status response's text,
+			// nor in a "+": neither does the shim.
+			l.rlit, l.rcont = 0, false
+		}
 		l.rline, l.rhead, l.rlen = l.rline[:0], l.rhead[:0], 0
-		l.rcont = l.rlit > 0
-		if l.rlit > 0 {
-			// The response goes on after the literal: not a boundary
-			// until its line ends.
+		if l.rcont {
+			// The response goes on after the literal (an empty one
+			// too): not a boundary until its line ends.
 			l.rline = append(l.rline, '{')
 		}
-		if stop && l.rlit == 0 {
+		if stop && !l.rcont {
 			break
 		}
 	}
@@ -373,31 +384,76 @@ func (l *literalPlusConn) checkTagged() bool {
 	return false
 }
 
+// textOnly reports whether a server's line that begins with head (not
+// the rest of a line after a literal) ends in text that go-imap reads
+// to the line's end, literals and all: a continuation request, or a
+// status response (OK, NO, BAD, BYE, PREAUTH; resp-text, RFC 3501).
+func textOnly(head []byte) bool {
+	if head[0] == '+' {
+		return true
+	}
+	_, rest, _ := strings.Cut(string(head), " ")
+	word, _, _ := strings.Cut(rest, " ")
+	switch strings.ToUpper(strings.TrimRight(word, "\r")) {
+	case "OK", "NO", "BAD", "BYE", "PREAUTH":
+		return true
+	}
+	return false
+}
+
 // literalAt returns the size of the literal a line announces at its end
-// ("{N}\r" or "{N+}\r", the LF taken off), or 0.
+// ("{N}\r" or "{N+}\r", the LF taken off), or 0 (see announced).
 func literalAt(line []byte) int64 {
+	n, _ := announced(line)
+	return n
+}
+
+// announced returns the size of the literal a line announces at its
+// end, and whether it announces one: "{0}" does, and the command or
+// response goes on after it (a synchronizing one waits for a "+" like
+// any other).
+func announced(line []byte) (int64, bool) {
 	s := strings.TrimSuffix(string(line), "\r")
 	if !strings.HasSuffix(s, "}") {
-		return 0
+		return 0, false
 	}
 	i := strings.LastIndexByte(s, '{')
 	if i < 0 {
-		return 0
+		return 0, false
 	}
 	num := strings.TrimSuffix(strings.TrimSuffix(s[i+1:len(s)-1], "+"), "-")
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || n < 0 {
-		return 0
+		return 0, false
 	}
-	return n
+	return n, true
+}
+
+// writeErr returns the first failure of a Write, or nil. go-imap
+// (v2.0.0-beta.8) does not return the failure of the flush that ends a
+// command: it closes the connection, and a command whose answer was
+// read first (an APPEND answered OK before the "+" its held literal
+// waited for) keeps that answer, its message never sent. l may be nil.
+func (l *literalPlusConn) writeErr() error {
+	if l == nil {
+		return nil
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	return l.werr
 }
 
 // Write implements net.Conn for go-imap: its octets, each literal's
 // announcement made synchronizing or not as the server has earned (see
 // literalPlusConn).
-func (l *literalPlusConn) Write(p []byte) (int, error) {
+func (l *literalPlusConn) Write(p []byte) (n int, err error) {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	defer func() {
+		if err != nil && l.werr == nil {
+			l.werr = err
+		}
+	}()
 	if l.broken.Load() {
 		return 0, l.refused()
 	}
@@ -436,9 +492,9 @@ func (l *literalPlusConn) Write(p []byte) (int, error) {
 			l.wline, l.wcont = line[:0], false
 			continue
 		}
-		n := literalAt(line[:len(line)-1])
-		l.wcont = n > 0
-		if n > 0 && l.armed.Load() && bytes.HasSuffix(line, []byte("}\r\n")) {
+		n, lit := announced(line[:len(line)-1])
+		l.wcont = lit
+		if lit && bytes.HasSuffix(line, []byte("}\r\n")) {
 			var err error
 			if out, err = l.literal(out, line, n); err != nil {
 				l.wbuf = out[:0]
@@ -476,7 +532,7 @@ func (l *literalPlusConn) literal(out, line []byte, n int64) ([]byte, error) {
 	if l.rerr != nil {
 		return out, l.rerr
 	}
-	if n <= l.nonSyncMax.Load() {
+	if limit := l.nonSyncMax.Load(); limit > 0 && n <= limit {
 		if !nonSync {
 			line = append(line[:len(line)-3], "+}\r\n"...)
 			// go-imap waits for a "+": it gets one, made here.

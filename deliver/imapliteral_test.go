@@ -22,6 +22,12 @@ func TestLiteralAt(t *testing.T) {
 		if got := literalAt([]byte(tc.line)); got != tc.want {
 			t.Errorf("literalAt(%q) = %d, want %d", tc.line, got, tc.want)
 		}
+		if _, ok := announced([]byte(tc.line)); ok != (tc.want > 0) {
+			t.Errorf("announced(%q) = %v", tc.line, ok)
+		}
+	}
+	if n, ok := announced([]byte("T1 APPEND INBOX {0}\r")); n != 0 || !ok {
+		t.Errorf("announced(an empty literal) = %d, %v; want 0, true", n, ok)
 	}
 }
 

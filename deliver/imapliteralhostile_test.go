@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +23,13 @@ import (
 //   - "plus": it answers "{N+}" with a continuation request, as if it
 //     were "{N}" (a proxy that knows only synchronizing literals);
 //   - "appendbad": it honours LITERAL+ except for APPEND, which gets BAD,
-//     the message then read as commands.
+//     the message then read as commands;
+//   - "plain": it does not advertise LITERAL+;
+//   - "bracetext": as "honest", and its untagged OK to STATUS has
+//     text that ends in "{99999}";
+//   - "okfirst": as "bad", and it answers OK to an APPEND with a
+//     synchronizing literal at once, without its "+" (the literal never
+//     comes).
 //
 // Every line it reads in the place of a command is kept in cmds; a
 // command it does not know is "run" (OK), as a server that executes a
@@ -66,7 +73,11 @@ func (f *literalLiar) serve(c net.Conn) {
 	f.sessions++
 	f.mu.Unlock()
 	r := bufio.NewReader(c)
-	c.Write([]byte("* OK [CAPABILITY IMAP4rev1 LITERAL+ UIDPLUS] liar\r\n"))
+	caps := "IMAP4rev1 LITERAL+ UIDPLUS"
+	if f.mode == "plain" {
+		caps = "IMAP4rev1 UIDPLUS"
+	}
+	c.Write([]byte("* OK [CAPABILITY " + caps + "] liar\r\n"))
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
@@ -82,12 +93,17 @@ func (f *literalLiar) serve(c net.Conn) {
 			cmd = strings.ToUpper(fields[1])
 		}
 		var lit []byte
-		if n := literalAt([]byte(strings.TrimSuffix(line, "\n"))); n > 0 {
+		if m := literalRE.FindStringSubmatch(line); m != nil {
+			n, _ := strconv.Atoi(m[1])
 			nonSync := strings.HasSuffix(line, "+}\r\n")
 			switch {
+			case f.mode == "okfirst" && !nonSync && cmd == "APPEND":
+				// Answered before the "+": the literal never comes.
+				fmt.Fprintf(c, "%s OK [APPENDUID 7 1] done\r\n", tag)
+				continue
 			case !nonSync, f.mode == "plus":
 				c.Write([]byte("+ go ahead\r\n"))
-			case f.mode == "bad", f.mode == "appendbad" && cmd == "APPEND":
+			case f.mode == "bad", f.mode == "okfirst", f.mode == "appendbad" && cmd == "APPEND":
 				fmt.Fprintf(c, "%s BAD unknown literal syntax\r\n", tag)
 				continue // the literal's lines come next, as commands
 			}
@@ -101,11 +117,17 @@ func (f *literalLiar) serve(c net.Conn) {
 		}
 		switch cmd {
 		case "CAPABILITY":
-			fmt.Fprintf(c, "* CAPABILITY IMAP4rev1 LITERAL+ UIDPLUS\r\n%s OK\r\n", tag)
+			fmt.Fprintf(c, "* CAPABILITY %s\r\n%s OK\r\n", caps, tag)
 		case "STATUS":
 			f.mu.Lock()
 			next := len(f.appended) + 1
 			f.mu.Unlock()
+			if f.mode == "bracetext" {
+				// Text that ends as a literal's announcement does,
+				// in a status response: go-imap reads no literal
+				// there.
+				c.Write([]byte("* OK [ALERT] quota at 90% {99999}\r\n"))
+			}
 			fmt.Fprintf(c, "* STATUS INBOX (UIDNEXT %d UIDVALIDITY 7)\r\n%s OK\r\n", next, tag)
 		case "APPEND":
 			f.mu.Lock()
@@ -336,5 +358,103 @@ func TestIMAPLiteralPlusLiarConcurrent(t *testing.T) {
 		if n := count[strings.ReplaceAll(msg, "\n", "\r\n")]; n != 2 {
 			t.Errorf("message %.20q appended %d times, want 2 (once per account)", msg, n)
 		}
+	}
+}
+
+// TestIMAPLiteralHeldAnsweredOK: a server that failed the probe gets
+// go-imap's small non-synchronizing literals as synchronizing ones, the
+// octets held until its "+". One that answers OK to such an APPEND
+// before its "+" has not been sent the message: the APPEND must not
+// count as delivered (the POP3 side would delete the message).
+func TestIMAPLiteralHeldAnsweredOK(t *testing.T) {
+	for i := 0; i < 5; i++ {
+		f, m := newLiteralLiar(t, "okfirst")
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := deliverAll(ctx, m, literalMessages()[:1])
+		m.Close()
+		cancel()
+		f.mu.Lock()
+		n := len(f.appended)
+		f.mu.Unlock()
+		if err == nil && n == 0 {
+			t.Fatalf("try %d: an APPEND answered OK before its literal was sent counts as delivered", i)
+		}
+	}
+}
+
+// TestIMAPLiteralPlusLiarLogin: a password with 8-bit characters goes
+// as a literal (go-imap cannot quote it); before the probe, it goes
+// synchronizing, so that a server that does not honour LITERAL+ never
+// reads the password as a command line, and the login works.
+func TestIMAPLiteralPlusLiarLogin(t *testing.T) {
+	const pw = "p\u00e4sswort"
+	f, m := newLiteralLiar(t, "bad")
+	m.Password = func(context.Context) (string, error) { return pw, nil }
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := deliverAll(ctx, m, literalMessages()[:1])
+	m.Close()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.cmds {
+		if strings.Contains(c, "LOGIN") && strings.HasSuffix(c, "+}\r\n") || strings.HasPrefix(c, pw) {
+			t.Errorf("the password went non-synchronizing before the probe: the server read %.80q", c)
+		}
+	}
+	if err != nil {
+		t.Fatalf("delivery: %v", err)
+	}
+	if len(f.appended) != 1 {
+		t.Errorf("%d messages appended, want 1", len(f.appended))
+	}
+}
+
+// TestIMAPLiteralEmptyMessage: an empty message (add_received = false,
+// a message of no octets) goes as "{0}", which waits for the server's
+// "+" like any synchronizing literal: that "+" is not one that no
+// literal asked for, and the server is not taken for a liar.
+func TestIMAPLiteralEmptyMessage(t *testing.T) {
+	for _, mode := range []string{"plain", "honest", "bad"} {
+		t.Run(mode, func(t *testing.T) {
+			f, m := newLiteralLiar(t, mode)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err := deliverAll(ctx, m, []string{""})
+			m.Close()
+			if err != nil {
+				t.Fatalf("delivery: %v", err)
+			}
+			if mode != "bad" && m.trust().Distrusted() != nil {
+				t.Errorf("distrusted: %v", m.trust().Distrusted())
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if len(f.appended) != 1 || f.appended[0] != "" {
+				t.Errorf("appended %q, want one empty message", f.appended)
+			}
+		})
+	}
+}
+
+// TestIMAPLiteralBraceText: a status response whose text ends in what
+// looks like a literal's announcement ("{99999}") announces none, for
+// go-imap; the shim that took the next 99999 octets for a literal
+// never found the boundary to put its local "+" at, and the large
+// message's APPEND waited for the timeout and failed.
+func TestIMAPLiteralBraceText(t *testing.T) {
+	f, m := newLiteralLiar(t, "bracetext")
+	m.Timeout = 2 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	msgs := literalMessages()
+	err := deliverAll(ctx, m, msgs)
+	m.Close()
+	if err != nil {
+		t.Fatalf("delivery: %v", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.appended) != len(msgs) {
+		t.Errorf("%d messages appended, want %d", len(f.appended), len(msgs))
 	}
 }
