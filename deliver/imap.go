@@ -1091,10 +1091,10 @@ func (m *IMAP) settle(refs []Ref, found []bool, used map[string]bool) error {
 			return fmt.Errorf("a pending IMAP record is damaged: %w", err)
 		}
 		folder := v.Get("f")
-		size, _ := strconv.ParseInt(v.Get("n"), 10, 64)
+		size, serr := strconv.ParseInt(v.Get("n"), 10, 64)
 		floor, _ := strconv.ParseUint(v.Get("u"), 10, 32)
 		validity, _ := strconv.ParseUint(v.Get("v"), 10, 32)
-		if folder == "" || size <= 0 || v.Get("h") == "" {
+		if folder == "" || serr != nil || size < 0 || v.Get("h") == "" {
 			return errors.New("a pending IMAP record is damaged")
 		}
 		if folder != selected {
@@ -1117,7 +1117,12 @@ func (m *IMAP) settle(refs []Ref, found []bool, used map[string]bool) error {
 			// one, says nothing of the new UIDs.
 			floor = 1
 		}
-		crit := &imap.SearchCriteria{Larger: size - 1, Smaller: size + 1}
+		crit := &imap.SearchCriteria{Smaller: size + 1}
+		if size > 0 {
+			// An empty message (a POP3 message of no octets) is only
+			// SMALLER 1: LARGER takes no negative number.
+			crit.Larger = size - 1
+		}
 		if floor > 1 {
 			crit.UID = []imap.UIDSet{{imap.UIDRange{Start: imap.UID(floor), Stop: 0}}}
 		}

@@ -102,6 +102,8 @@ func settleServer(validity int, msgs []string) func(c net.Conn, r *bufio.Reader)
 				fmt.Fprintf(c, "* STATUS INBOX (UIDNEXT %d UIDVALIDITY %d)\r\n%s OK\r\n", len(msgs)+1, validity, tag)
 			case strings.Contains(cmd, "EXAMINE"):
 				fmt.Fprintf(c, "* %d EXISTS\r\n* OK [UIDVALIDITY %d] x\r\n%s OK [READ-ONLY] done\r\n", len(msgs), validity, tag)
+			case strings.Contains(cmd, "UID SEARCH") && strings.Contains(cmd, "LARGER -"):
+				fmt.Fprintf(c, "%s BAD LARGER takes a number (RFC 9051 section 9)\r\n", tag)
 			case strings.Contains(cmd, "UID SEARCH"):
 				f := strings.Fields(cmd)
 				var uids []string
@@ -645,6 +647,25 @@ func TestIMAPAuthenticateAnsweredEarly(t *testing.T) {
 		var de *Error
 		if !errors.As(err, &de) || !de.Temporary {
 			t.Errorf("%s: Stage: %v, want a temporary failure", answer, err)
+		}
+		m.Close()
+	}
+}
+
+// TestIMAPSettleEmptyMessage: the pending record of an empty message (a
+// POP3 message of no octets) is settled like any other, not taken for a
+// damaged record that would stop every poll: found when it is there,
+// missing when it is not.
+func TestIMAPSettleEmptyMessage(t *testing.T) {
+	for _, there := range []bool{true, false} {
+		msgs := []string{"Subject: x\r\n\r\ny\r\n"}
+		if there {
+			msgs = append(msgs, "")
+		}
+		m := hostileIMAP(t, settleServer(1, msgs))
+		found, err := m.Settle(context.Background(), []Ref{imapRef(m, "", 1, 1)})
+		if err != nil || found[0] != there {
+			t.Errorf("in the folder: %v; Settle = %v, %v", there, found, err)
 		}
 		m.Close()
 	}
