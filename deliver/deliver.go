@@ -115,6 +115,33 @@ type EachDurable interface {
 	EachDurable() bool
 }
 
+// WaitGrace is for a Settler whose target may take a moment to show a
+// message (an APPEND still in the server's buffers, a search index that
+// lags): it waits until every ref for which missing(i) reports true is
+// grace old, counted from its Begun, and reports whether it waited, so
+// that the caller looks again. A wait is never longer than grace, also
+// for a record written ahead of now (the clock was set back since); it
+// ends early with ctx's error.
+func WaitGrace(ctx context.Context, refs []Ref, missing func(i int) bool, grace time.Duration) (bool, error) {
+	var wait time.Duration
+	for i, r := range refs {
+		if missing(i) {
+			wait = max(wait, time.Until(r.Begun.Add(grace)))
+		}
+	}
+	if wait <= 0 {
+		return false, nil
+	}
+	t := time.NewTimer(min(wait, grace))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-t.C:
+		return true, nil
+	}
+}
+
 // Settler is implemented by a Deliverer that can tell whether messages
 // arrived whose delivery a crash interrupted.
 type Settler interface {

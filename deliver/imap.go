@@ -1043,25 +1043,12 @@ func (m *IMAP) Settle(ctx context.Context, refs []Ref) ([]bool, error) {
 	if grace == 0 {
 		grace = DefaultIMAPSettleGrace
 	}
-	var wait time.Duration
-	for i, r := range refs {
-		if !found[i] {
-			wait = max(wait, time.Until(r.Begun.Add(grace)))
-		}
+	waited, err := WaitGrace(ctx, refs, func(i int) bool { return !found[i] }, grace)
+	if err != nil {
+		return nil, err
 	}
-	if wait <= 0 {
+	if !waited {
 		return found, nil
-	}
-	// A record is never more than grace from being old enough: one
-	// written ahead of now (the clock was set back since) is not
-	// waited for until the clock catches up with it.
-	wait = min(wait, grace)
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-t.C:
 	}
 	var again []Ref
 	var at []int

@@ -62,25 +62,13 @@ func (t *Target) Settle(ctx context.Context, refs []deliver.Ref) ([]bool, error)
 	if grace == 0 {
 		grace = DefaultSettleGrace
 	}
-	var wait time.Duration
-	for i, r := range refs {
-		if !found[i] && r.Key != noMessageID {
-			wait = max(wait, time.Until(r.Begun.Add(grace)))
-		}
+	missing := func(i int) bool { return !found[i] && refs[i].Key != noMessageID }
+	waited, err := deliver.WaitGrace(ctx, refs, missing, grace)
+	if err != nil {
+		return nil, err
 	}
-	if wait <= 0 {
+	if !waited {
 		return found, nil
-	}
-	// A record is never more than grace from being old enough: one
-	// written ahead of now (the clock was set back since) is not
-	// waited for until the clock catches up with it.
-	wait = min(wait, grace)
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-timer.C:
 	}
 	clear(seen)
 	if err := t.settle(ctx, refs, found, seen); err != nil {
