@@ -276,11 +276,23 @@ func (t *transferRun) failed() bool {
 // deliveryFailed counts a failed delivery in the stage's counts c;
 // enough in a row end the transfer.
 func (t *transferRun) deliveryFailed(c *counts, m message, err error) {
+	t.countFailed(c, m, err)
+	t.failedInARow(err)
+}
+
+// countFailed counts and logs a failed delivery in the stage's counts c.
+func (t *transferRun) countFailed(c *counts, m message, err error) {
 	c.failed++
 	c.lastErr = err
-	n := t.failures.Add(1)
 	t.s.log.Error("delivery failed; message left on the server", "uid", m.uid, "number", m.num, "err", err)
-	if n >= maxConsecutiveFailures {
+}
+
+// failedInARow notes one more failed delivery in a row, and ends the
+// transfer when there are enough. The sequencer notes its failures as
+// they happen, not when the committer counts them a batch later: a
+// broken target must stop the downloading soon.
+func (t *transferRun) failedInARow(err error) {
+	if n := t.failures.Add(1); n >= maxConsecutiveFailures {
 		t.fail(fmt.Errorf("giving up after %d failed deliveries in a row: %w", n, err))
 	}
 }
@@ -623,6 +635,7 @@ func (t *transferRun) publishBatch(ctx context.Context, dir string, batch []*fet
 		if f.syncErr != nil {
 			f.pubErr = f.syncErr
 			f.staged.Abort()
+			t.failedInARow(f.syncErr)
 			continue
 		}
 		good = append(good, f)
@@ -674,8 +687,10 @@ func (t *transferRun) publishBatch(ctx context.Context, dir string, batch []*fet
 				t.targetDown(err, good[i:])
 				break
 			}
+			t.failedInARow(err)
 			continue
 		}
+		t.failures.Store(0)
 		if pb.recorded {
 			if err := s.store.Record(s.acct.Key(), f.uid); err != nil {
 				// Delivered and not recorded: its pending record
@@ -750,11 +765,10 @@ func (t *transferRun) commitBatch(pb *publishedBatch) error {
 	for _, f := range pb.batch {
 		if !f.published {
 			if f.pubErr != nil {
-				t.deliveryFailed(&t.committed, f.message, f.pubErr)
+				t.countFailed(&t.committed, f.message, f.pubErr)
 			}
 			continue
 		}
-		t.failures.Store(0)
 		published = append(published, f)
 	}
 	if len(published) == 0 {
