@@ -429,7 +429,10 @@ func TestHabitsWakeDuringPoll(t *testing.T) {
 		t.Fatalf("-d: exit %d, %s", code, stderr)
 	}
 	pid, _ := daemonRunning(f.stateDir)
-	waitUntil(t, "the first poll", func() bool { return f.srv.Sessions() == 1 })
+	// The first poll must be over, not only connected: one that has not
+	// listed the mailbox yet would take the message added below, stall
+	// on it, and leave the later polls one session short.
+	waitUntil(t, "the first poll", func() bool { return f.srv.Count("QUIT") == 1 })
 	// The next poll stalls at its RETR for 2 s.
 	f.srv.SetFaults(pop3test.Fault{Command: "RETR", Nth: 1, Action: pop3test.Stall, Delay: 2 * time.Second})
 	f.srv.Add(pop3test.Message{UID: "first", Data: []byte("Subject: first\n\nfirst\n")})
