@@ -73,7 +73,7 @@ func main() {
 		bin      = flag.String("popfetch", "bin/popfetch", "the popfetch binary")
 		runs     = flag.Int("runs", 3, "timed runs per tool and case")
 		only     = flag.String("cases", "", "comma-separated cases to run (default all): 4k-rtt20,4k,mix,huge,nonew,nonew-rtt20,imap-rtt20,imap")
-		toolList = flag.String("tools", "popfetch,mpop,fetchmail", "tools to compare (missing ones are skipped); \"base\" is the -base binary")
+		toolList = flag.String("tools", "popfetch,mpop,fetchmail,gofloor", "tools to compare (missing ones are skipped); \"base\" is the -base binary, \"gofloor\" the least a Go client does (cmd/internal/gofloor, fetch cases only)")
 		baseBin  = flag.String("base", "", "an earlier popfetch binary, the tool \"base\" (added to -tools when set)")
 		small    = flag.Int("messages", 2000, "messages in the 4 KiB cases")
 		nonew    = flag.Int("kept", 50000, "messages kept on the server in the no-new-mail cases")
@@ -123,7 +123,7 @@ func run(bin, base string, runs int, only, toolList string, small, nonew int, di
 	}
 	var tools []tool
 	for _, name := range strings.Split(toolList, ",") {
-		t, err := newTool(strings.TrimSpace(name), abs, base)
+		t, err := newTool(strings.TrimSpace(name), abs, base, dir)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "popbench: skipping %s: %v\n", name, err)
 			continue
@@ -462,6 +462,9 @@ func (b *bench) prime(ctx context.Context, c benchCase, line *delayline.Line) ([
 	}
 	var ps []primed
 	for _, t := range b.tools {
+		if t.fetchOnly {
+			continue
+		}
 		user, pass, err := b.newUser()
 		if err != nil {
 			return nil, err

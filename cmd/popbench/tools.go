@@ -18,9 +18,18 @@ type tool struct {
 	// keeping the mail on the server if keep is set. Its state lives in
 	// work, so that a later call continues where this one left off.
 	fetch func(work, user, pass string, port int, keep bool) (measure.Result, error)
+	// fetchOnly: the tool cannot keep mail, so it has no row in the
+	// no-new-mail cases.
+	fetchOnly bool
 }
 
-func newTool(name, popfetch, base string) (tool, error) {
+// goFloorRow names the tool gofloor (cmd/internal/gofloor): the least a Go
+// program does to move the mailbox into a Maildir durably.
+const goFloorRow = "Go floor (Maildir system calls only: no UID store, DELE not waiting)"
+
+// newTool returns the tool name; popfetch and base are popfetch binaries,
+// and dir is the bench's work directory, for what a tool must build.
+func newTool(name, popfetch, base, dir string) (tool, error) {
 	switch name {
 	case "base":
 		// An earlier popfetch, run as the other tools are, for before
@@ -28,7 +37,7 @@ func newTool(name, popfetch, base string) (tool, error) {
 		if base == "" {
 			return tool{}, fmt.Errorf("-base names no binary")
 		}
-		t, err := newTool("popfetch", base, "")
+		t, err := newTool("popfetch", base, "", dir)
 		t.name = "popfetch (base)"
 		return t, err
 	case "popfetch":
@@ -56,6 +65,24 @@ maildir = %q
 				return measure.Result{}, err
 			}
 			return runTool(work, nil, popfetch, "--config", conf, "--state-dir", filepath.Join(work, "state"), "-q")
+		}}, nil
+	case "gofloor":
+		bin := filepath.Join(dir, "gofloor")
+		// Static, as make build builds popfetch, so that the two binaries'
+		// resident memory compares.
+		build := exec.Command("go", "build", "-o", bin, "github.com/popfetch/popfetch/cmd/internal/gofloor")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			return tool{}, fmt.Errorf("building gofloor: %v\n%s", err, out)
+		}
+		return tool{name: goFloorRow, version: "cmd/internal/gofloor", fetchOnly: true, fetch: func(work, user, pass string, port int, keep bool) (measure.Result, error) {
+			if keep {
+				return measure.Result{}, fmt.Errorf("gofloor cannot keep mail")
+			}
+			if err := prepare(work); err != nil {
+				return measure.Result{}, err
+			}
+			return runTool(work, nil, bin, fmt.Sprintf("127.0.0.1:%d", port), user, pass, filepath.Join(work, "Maildir"))
 		}}, nil
 	case "mpop":
 		path, err := exec.LookPath("mpop")
