@@ -9,7 +9,10 @@
 // and popfetch's ratio to each peer measured in the same run.
 //
 // Every tool delivers durably: popfetch and mpop into a Maildir, fetchmail
-// through safecat (which fsyncs) into a Maildir.
+// through safecat (which fsyncs) into a Maildir. The Go floor (gofloor,
+// cmd/internal/gofloor) fsyncs every message too, but sends its DELEs
+// without waiting for the disk and keeps no record of what it delivered:
+// it measures what the work costs in Go, and is not a client to use.
 package main
 
 import (
@@ -131,7 +134,7 @@ func run(bin, base string, runs int, only, toolList string, small, nonew int, di
 		tools = append(tools, t)
 	}
 	if len(tools) == 0 || tools[0].name != "popfetch" {
-		return errors.New("popfetch must be among the tools")
+		return errors.New("popfetch must come first in -tools (the ratios are popfetch's to each tool)")
 	}
 	ctx := context.Background()
 	// The server's mail lives on a tmpfs: in real use the server is

@@ -5,16 +5,20 @@
 // and nothing else.
 //
 // It logs in with USER and PASS, asks STAT, sends RETR and DELE for every
-// message and QUIT at once (without waiting for any reply or disk), and,
-// reading the replies on one goroutine, writes each message into the
-// Maildir with the system calls a durable delivery cannot do without: an
-// unnamed file in new/ (O_TMPFILE), one write per 64 KiB, fsync, a link
-// to its name, close; new/ is fsync'd once at the end. No UID store, no
-// configuration, no logging, no goroutine per message, no os.File: raw
-// descriptors and one reused buffer. It is not a safe client (it deletes
-// before the messages are on disk); it is what the work costs in Go.
+// message at once (without waiting for any reply or disk), and, reading
+// the replies on one goroutine, writes each message into the Maildir with
+// the system calls a durable delivery cannot do without: an unnamed file
+// in new/ (O_TMPFILE), one write per 64 KiB, fsync, a link to its name,
+// close; new/ is fsync'd once at the end, and only then is QUIT sent, so
+// that a failure leaves the mailbox as it was (RFC 1939 deletes at QUIT
+// only). No UID store, no configuration, no logging, no goroutine per
+// message, no os.File: raw descriptors and one reused buffer. It is not a
+// client to use (it sends DELE before the message is on disk, and keeps
+// no record of what it delivered); it is what the work costs in Go.
 //
 // Usage: gofloor HOST:PORT USER PASS MAILDIR
+//
+// Exit codes: 0 mail fetched, 1 no mail (as popfetch), 2 usage, 3 error.
 package main
 
 import (
@@ -39,7 +43,7 @@ func main() {
 	n, err := run(os.Args[1], os.Args[2], os.Args[3], os.Args[4])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gofloor:", err)
-		os.Exit(1)
+		os.Exit(3)
 	}
 	if n == 0 {
 		os.Exit(1) // as popfetch: no mail
@@ -56,13 +60,15 @@ func run(addr, user, pass, maildir string) (int, error) {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(10 * time.Minute))
 	r := bufio.NewReaderSize(conn, 64<<10)
+	// reply reads a status line, at most the reader's 64 KiB.
 	reply := func(what string) (string, error) {
-		line, err := r.ReadString('\n')
+		b, err := r.ReadSlice('\n')
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", what, err)
 		}
+		line := string(b)
 		if !strings.HasPrefix(line, "+OK") {
-			return "", fmt.Errorf("%s: %s", what, strings.TrimSpace(line))
+			return "", fmt.Errorf("%s: %.200q", what, strings.TrimSpace(line))
 		}
 		return line, nil
 	}
@@ -83,8 +89,8 @@ func run(addr, user, pass, maildir string) (int, error) {
 		return 0, fmt.Errorf("STAT: %q", stat)
 	}
 	n, err := strconv.Atoi(f[1])
-	if err != nil {
-		return 0, fmt.Errorf("STAT: %w", err)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("STAT: %.200q", stat)
 	}
 	sent := make(chan error, 1)
 	go func() {
@@ -98,7 +104,6 @@ func run(addr, user, pass, maildir string) (int, error) {
 			b = append(b, "\r\n"...)
 			w.Write(b)
 		}
-		w.WriteString("QUIT\r\n")
 		sent <- w.Flush()
 	}()
 	newDir := maildir + "/new"
@@ -107,7 +112,6 @@ func run(addr, user, pass, maildir string) (int, error) {
 		return 0, fmt.Errorf("open %s: %w", newDir, err)
 	}
 	defer unix.Close(dirfd)
-	host, _ := os.Hostname()
 	pid := os.Getpid()
 	buf := make([]byte, 0, 64<<10)
 	var name []byte
@@ -121,23 +125,34 @@ func run(addr, user, pass, maildir string) (int, error) {
 		}
 		buf = buf[:0]
 		atStart := true // of a line
+		cr := false     // the last piece of a line too long for the reader ended in CR
 		for {
 			line, err := r.ReadSlice('\n')
 			if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 				unix.Close(fd)
 				return 0, fmt.Errorf("RETR %d: %w", i, err)
 			}
-			start := atStart
-			atStart = err == nil
+			start, whole := atStart, err == nil
+			atStart = whole
 			if start && len(line) >= 2 && line[0] == '.' {
 				if bytes.Equal(line, []byte(".\r\n")) {
 					break
 				}
 				line = line[1:] // dot-stuffed
 			}
-			if err == nil && bytes.HasSuffix(line, []byte("\r\n")) {
+			switch {
+			case whole && bytes.HasSuffix(line, []byte("\r\n")):
 				line = append(line[:len(line)-2], '\n')
+			case whole && cr && len(line) == 1:
+				// The CR went out with the last piece: take it back.
+				if len(buf) > 0 {
+					buf = buf[:len(buf)-1]
+				} else if _, err := unix.Seek(fd, -1, 1); err != nil {
+					unix.Close(fd)
+					return 0, fmt.Errorf("seek: %w", err)
+				}
 			}
+			cr = !whole && len(line) > 0 && line[len(line)-1] == '\r'
 			if len(buf)+len(line) > cap(buf) {
 				if err := writeAll(fd, buf); err != nil {
 					unix.Close(fd)
@@ -155,7 +170,7 @@ func run(addr, user, pass, maildir string) (int, error) {
 			unix.Close(fd)
 			return 0, fmt.Errorf("fsync: %w", err)
 		}
-		name = fmt.Appendf(name[:0], "%d.M%dP%d.%s", time.Now().Unix(), i, pid, host)
+		name = fmt.Appendf(name[:0], "%d.M%dP%d.gofloor", time.Now().Unix(), i, pid)
 		err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), dirfd, string(name), unix.AT_SYMLINK_FOLLOW)
 		unix.Close(fd)
 		if err != nil {
@@ -168,10 +183,16 @@ func run(addr, user, pass, maildir string) (int, error) {
 	if err := unix.Fsync(dirfd); err != nil {
 		return 0, fmt.Errorf("fsync new/: %w", err)
 	}
+	if err := <-sent; err != nil {
+		return 0, err
+	}
+	if _, err := conn.Write([]byte("QUIT\r\n")); err != nil {
+		return 0, err
+	}
 	if _, err := reply("QUIT"); err != nil {
 		return 0, err
 	}
-	return n, <-sent
+	return n, nil
 }
 
 // writeAll writes b to fd in full.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/popfetch/popfetch/fetch/pop3/pop3test"
 )
@@ -81,5 +82,64 @@ func TestFloorBadLogin(t *testing.T) {
 	defer srv.Close()
 	if _, err := run(srv.Addr(), "u", "wrong", t.TempDir()); err == nil || !strings.Contains(err.Error(), "PASS") {
 		t.Errorf("run with a wrong password: %v, want an error naming PASS", err)
+	}
+}
+
+// TestFloorCRLFAtBufferEdge: a line longer than the reader's 64 KiB
+// buffer whose CR ends one piece and LF starts the next is still written
+// with LF alone (found by a cold review), whatever the line's length
+// around the edge.
+func TestFloorCRLFAtBufferEdge(t *testing.T) {
+	for _, n := range []int{65533, 65534, 65535, 65536, 65537, 2*65536 - 1} {
+		data := "Subject: s\n\n" + strings.Repeat("x", n) + "\nend\n"
+		srv, err := pop3test.NewServer(pop3test.Config{User: "u", Password: "p", Pipelining: true},
+			pop3test.Message{UID: "a", Data: []byte(data)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		md := t.TempDir()
+		for _, d := range []string{"new", "cur", "tmp"} {
+			if err := os.Mkdir(filepath.Join(md, d), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := run(srv.Addr(), "u", "p", md); err != nil {
+			t.Fatal(err)
+		}
+		srv.Close()
+		es, err := os.ReadDir(filepath.Join(md, "new"))
+		if err != nil || len(es) != 1 {
+			t.Fatalf("line of %d: %d files in new/ (%v)", n, len(es), err)
+		}
+		b, err := os.ReadFile(filepath.Join(md, "new", es[0].Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b) != data {
+			t.Errorf("line of %d: got %d bytes, want %d; CR kept: %v", n, len(b), len(data), strings.Contains(string(b), "\r"))
+		}
+	}
+}
+
+// TestFloorFailureDeletesNothing: the Go floor sends QUIT, which makes its
+// DELEs take effect, only once every message is on disk. A delivery that
+// fails (here new/ is missing) leaves the mailbox whole.
+func TestFloorFailureDeletesNothing(t *testing.T) {
+	srv, err := pop3test.NewServer(pop3test.Config{User: "u", Password: "p", Pipelining: true},
+		pop3test.Message{UID: "a", Data: []byte("Subject: a\n\na\n")},
+		pop3test.Message{UID: "b", Data: []byte("Subject: b\n\nb\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if _, err := run(srv.Addr(), "u", "p", filepath.Join(t.TempDir(), "no-such-maildir")); err == nil {
+		t.Fatal("run into a missing Maildir: no error")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Locked() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if left := len(srv.Messages()); left != 2 || srv.Count("QUIT") != 0 {
+		t.Errorf("after a failed run: %d messages left (want 2), %d QUITs (want 0)", left, srv.Count("QUIT"))
 	}
 }
