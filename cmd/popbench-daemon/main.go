@@ -1,5 +1,5 @@
 // Command popbench-daemon measures "popfetch daemon" polling many accounts:
-// N accounts with empty mailboxes on one private Dovecot (STLS, loopback,
+// N accounts with empty mailboxes on one private Dovecot (STLS or, with -tls implicit, POP3S; loopback;
 // Dovecot in its high-performance mode so that it does not fork for every
 // session), each polled at an interval. After a warm-up in which every
 // account has polled once, it measures over a window (two intervals by
@@ -47,6 +47,7 @@ type params struct {
 	perf         string
 	dir          string
 	auth         string
+	tls          string // "starttls" or "implicit", as the config key tls
 }
 
 func main() {
@@ -62,6 +63,7 @@ func main() {
 	flag.StringVar(&p.auth, "auth", "scram", "how the accounts log in: scram (auth = \"auto\" takes SCRAM-SHA-256; the server stores SCRAM credentials), "+
 		"scram-fresh-salt (the same, but Dovecot keeps plain passwords and salts every login anew, so the client runs PBKDF2 every poll), "+
 		"or user (USER/PASS)")
+	flag.StringVar(&p.tls, "tls", "starttls", "how the accounts connect: starttls (STLS on the plain port, CAPA again after it) or implicit (POP3S: two round trips fewer)")
 	flag.StringVar(&p.dir, "dir", "", "working directory (default: a temporary one on /dev/shm, removed)")
 	echo := flag.Bool("echo-server", false, "internal: serve the round-trip measurement (see roundTripCost)")
 	rtOnly := flag.Bool("round-trip", false, "only measure what a bare round trip costs a Go client in CPU here, and exit")
@@ -130,6 +132,9 @@ func run(p params) error {
 	}
 	if p.auth != "scram" && p.auth != "scram-fresh-salt" && p.auth != "user" {
 		return fmt.Errorf("-auth %q: want scram, scram-fresh-salt or user", p.auth)
+	}
+	if p.tls != "starttls" && p.tls != "implicit" {
+		return fmt.Errorf("-tls %q: want starttls or implicit", p.tls)
 	}
 	if err := srv.AddManyUsers(names, "pw", p.auth == "scram"); err != nil {
 		return err
@@ -252,7 +257,8 @@ sampling:
 	rssMean := rssSum / max(samples, 1)
 	failed := after.failing()
 
-	fmt.Printf("\n%d accounts, interval %v, STLS, login %s, empty mailboxes, Dovecot (high-performance) on loopback\n", p.accounts, p.interval, p.auth)
+	conn := map[string]string{"starttls": "STLS", "implicit": "POP3S"}[p.tls]
+	fmt.Printf("\n%d accounts, interval %v, %s, login %s, empty mailboxes, Dovecot (high-performance) on loopback\n", p.accounts, p.interval, conn, p.auth)
 	fmt.Printf("warm-up %v (every account polled once); window %v; SIGTERM to exit %v\n",
 		warm.Round(time.Second), elapsed.Round(time.Second), stopTook.Round(time.Millisecond))
 	fmt.Printf("polls %d (%.1f/s), daemon CPU %v = %.2f ms/poll (%.1f%% of a core); Dovecot %.2f ms/poll\n",
@@ -287,8 +293,12 @@ func configText(p params, srv *dovecot.Server, names []string) string {
 	if p.maxPerServer > 0 {
 		fmt.Fprintf(&b, "max_sessions_per_server = %d\n", p.maxPerServer)
 	}
-	fmt.Fprintf(&b, "\n[defaults]\nserver = \"127.0.0.1\"\nport = %d\ntls = \"starttls\"\nca_file = %q\n"+
-		"password = \"pw\"\ninterval = %q\ntimeout = \"30s\"\n", srv.PlainPort, srv.CertFile, p.interval.String())
+	port := srv.PlainPort
+	if p.tls == "implicit" {
+		port = srv.TLSPort
+	}
+	fmt.Fprintf(&b, "\n[defaults]\nserver = \"127.0.0.1\"\nport = %d\ntls = %q\nca_file = %q\n"+
+		"password = \"pw\"\ninterval = %q\ntimeout = \"30s\"\n", port, p.tls, srv.CertFile, p.interval.String())
 	if p.auth == "user" {
 		b.WriteString("auth = \"user\"\n")
 	}
