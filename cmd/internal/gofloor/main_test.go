@@ -29,12 +29,7 @@ func TestFloorFetchesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	md := t.TempDir()
-	for _, d := range []string{"new", "cur", "tmp"} {
-		if err := os.Mkdir(filepath.Join(md, d), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
+	md := newMaildir(t)
 	n, err := run(srv.Addr(), "u", "p", md)
 	if err != nil {
 		t.Fatal(err)
@@ -97,12 +92,7 @@ func TestFloorCRLFAtBufferEdge(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		md := t.TempDir()
-		for _, d := range []string{"new", "cur", "tmp"} {
-			if err := os.Mkdir(filepath.Join(md, d), 0o700); err != nil {
-				t.Fatal(err)
-			}
-		}
+		md := newMaildir(t)
 		if _, err := run(srv.Addr(), "u", "p", md); err != nil {
 			t.Fatal(err)
 		}
@@ -142,4 +132,16 @@ func TestFloorFailureDeletesNothing(t *testing.T) {
 	if left := len(srv.Messages()); left != 2 || srv.Count("QUIT") != 0 {
 		t.Errorf("after a failed run: %d messages left (want 2), %d QUITs (want 0)", left, srv.Count("QUIT"))
 	}
+}
+
+// newMaildir returns an empty Maildir in a temporary directory.
+func newMaildir(t *testing.T) string {
+	t.Helper()
+	md := t.TempDir()
+	for _, d := range []string{"new", "cur", "tmp"} {
+		if err := os.Mkdir(filepath.Join(md, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return md
 }
