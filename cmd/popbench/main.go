@@ -4,7 +4,8 @@
 //
 // Each case fills a fresh mailbox per tool and run with the same messages,
 // runs the tools interleaved, verifies every delivered message by its
-// Message-ID and that the server was emptied (or kept), and prints one
+// Message-ID and its body (as sent, octet for octet) and that the server
+// was emptied (or kept), and prints one
 // table: wall time median/min/max, messages/s, MiB/s, peak RSS, round trips
 // and popfetch's ratio to each peer measured in the same run.
 //
@@ -17,10 +18,14 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
+	"hash"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -220,17 +225,19 @@ func (b *bench) newUser() (string, string, error) {
 }
 
 // fill puts the case's messages into user's mailbox and returns their
-// Message-IDs and total size.
-func (b *bench) fill(ctx context.Context, c benchCase, user, pass string) (map[string]bool, int64, error) {
-	ids := make(map[string]bool, c.count)
+// bodies' sums by Message-ID, and their total size.
+func (b *bench) fill(ctx context.Context, c benchCase, user, pass string) (map[string]bodySum, int64, error) {
+	ids := make(map[string]bodySum, c.count)
 	var total int64
 	for i := 0; i < c.count; i++ {
 		id := fmt.Sprintf("%d.%s@popbench", i, c.name)
 		size := c.sizes(i)
-		if err := b.dc.DeliverFrom(user, dovecot.Message(id, fmt.Sprintf("bench %s %d", c.name, i), size)); err != nil {
+		body := newBodyHasher()
+		msg := io.TeeReader(dovecot.Message(id, fmt.Sprintf("bench %s %d", c.name, i), size), body)
+		if err := b.dc.DeliverFrom(user, msg); err != nil {
 			return nil, 0, err
 		}
-		ids["<"+id+">"] = true
+		ids["<"+id+">"] = body.sum()
 		total += size
 	}
 	_, err := b.dc.Index(ctx, user, pass)
@@ -513,15 +520,21 @@ func settle() {
 	time.Sleep(300 * time.Millisecond)
 }
 
-// verify checks that the Maildir holds exactly the messages with ids.
-func verify(maildir string, ids map[string]bool) error {
+// verify checks that the Maildir holds exactly the messages with ids, each
+// once and whole: its body (what follows the header) as it was sent. The
+// tools add header fields; none may change a body.
+func verify(maildir string, ids map[string]bodySum) error {
 	got := map[string]int{}
 	for _, sub := range []string{"new", "cur"} {
 		entries, _ := os.ReadDir(filepath.Join(maildir, sub))
 		for _, e := range entries {
-			id, err := messageID(filepath.Join(maildir, sub, e.Name()))
+			path := filepath.Join(maildir, sub, e.Name())
+			id, body, err := readMessage(path)
 			if err != nil {
 				return err
+			}
+			if want, ok := ids[id]; ok && body != want {
+				return fmt.Errorf("message %s (%s): body of %d octets differs from the %d sent", id, path, body.n, want.n)
 			}
 			got[id]++
 		}
@@ -541,24 +554,73 @@ func verify(maildir string, ids map[string]bool) error {
 	return nil
 }
 
-// messageID reads the Message-ID field from the start of a message file.
-func messageID(path string) (string, error) {
+// bodySum is what verify compares of a message's body: its length and
+// SHA-256.
+type bodySum struct {
+	n   int64
+	sum [sha256.Size]byte
+}
+
+// bodyHasher sums what is written to it after the header's blank line.
+type bodyHasher struct {
+	h      hash.Hash
+	n      int64
+	inBody bool
+	lastNL bool // the last octet of the header so far was LF
+}
+
+func newBodyHasher() *bodyHasher { return &bodyHasher{h: sha256.New()} }
+
+func (w *bodyHasher) Write(p []byte) (int, error) {
+	total := len(p)
+	for !w.inBody && len(p) > 0 {
+		c := p[0]
+		p = p[1:]
+		w.inBody = c == '\n' && w.lastNL
+		w.lastNL = c == '\n'
+	}
+	w.h.Write(p)
+	w.n += int64(len(p))
+	return total, nil
+}
+
+func (w *bodyHasher) sum() bodySum {
+	s := bodySum{n: w.n}
+	w.h.Sum(s.sum[:0])
+	return s
+}
+
+// readMessage reads a delivered message: the Message-ID field of its
+// header, and its body's sum.
+func readMessage(path string) (string, bodySum, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", err
+		return "", bodySum{}, err
 	}
 	defer f.Close()
-	buf := make([]byte, 4096)
-	n, _ := f.Read(buf)
-	for _, line := range strings.Split(string(buf[:n]), "\n") {
-		if v, ok := strings.CutPrefix(line, "Message-ID: "); ok {
-			return strings.TrimSpace(v), nil
+	r := bufio.NewReaderSize(f, 64<<10)
+	id := ""
+	for {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			return "", bodySum{}, fmt.Errorf("%s: header: %w", path, err)
 		}
-		if line == "" {
-			break
+		if v, ok := bytes.CutPrefix(line, []byte("Message-ID: ")); ok && id == "" {
+			id = string(bytes.TrimSpace(v))
+		}
+		if len(line) == 1 {
+			break // the blank line
 		}
 	}
-	return "", fmt.Errorf("%s: no Message-ID", path)
+	if id == "" {
+		return "", bodySum{}, fmt.Errorf("%s: no Message-ID", path)
+	}
+	body := newBodyHasher()
+	body.inBody = true
+	if _, err := io.Copy(body, r); err != nil {
+		return "", bodySum{}, err
+	}
+	return id, body.sum(), nil
 }
 
 func countMaildir(maildir string) int {
