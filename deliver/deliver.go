@@ -197,6 +197,8 @@ type Trace struct {
 // are cleaned of characters that would break the field's syntax.
 func (t Trace) Header() string {
 	var b strings.Builder
+	// One allocation for the usual field, not five as it grows.
+	b.Grow(64 + len(t.From) + len(t.FromAddr) + len(t.By) + len(t.With) + len(t.ID) + len(t.For) + len(time.RFC1123Z))
 	b.WriteString("Received: from ")
 	b.WriteString(atom(t.From))
 	if t.FromAddr != "" {

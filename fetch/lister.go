@@ -100,6 +100,11 @@ func (l *lister) expect(count int, _ int64) {
 		// server's word, and a lying one would cost every poll the
 		// allocation; past it, the slice grows as the lines come.
 		l.hashes = make([]uint64, 0, min(count, 1<<16))
+		if l.keepSeen || l.keepUIDs {
+			// Every message listed is kept: sized up front, within a
+			// bound a lie costs little under (288 KB).
+			l.msgs = make([]message, 0, min(count, 4096))
+		}
 	}
 }
 

@@ -872,10 +872,13 @@ func (s *session) prune() error {
 // and fetch_limit; with fetch_all, the others too) and those to delete
 // without fetching: delivered before, unless the account keeps mail or
 // they are younger than delete_after; or new and larger than
-// delete_larger_than.
+// delete_larger_than. It consumes msgs: toFetch is built in its array.
 func (s *session) plan(msgs []message) (toFetch, toDelete []message) {
 	a := s.acct
 	now := time.Now()
+	// toFetch takes msgs' array, which it never outruns: the listing is
+	// not copied (at 72 octets a message, 144 KB for 2000 new ones).
+	toFetch = msgs[:0]
 	for _, m := range msgs {
 		if n, ok := s.memo.knownSize(m.uid); ok && !m.seen && n > m.size {
 			// An earlier poll found it larger than listed (see tooLarge).

@@ -422,10 +422,9 @@ func (t *transferRun) write(toFetch, toDelete []message) {
 // stopped), so that the final batch can be committed while the last DELEs
 // are still to come.
 func (t *transferRun) readReplies(ctx context.Context, toFetch []message) {
-	byNum := make(map[int]message, len(toFetch))
-	for _, m := range toFetch {
-		byNum[m.num] = m
-	}
+	// The replies to RETR come in the order the writer sent the commands:
+	// that of toFetch, in which it skips none (it stops early at most).
+	next := 0
 	defer t.queue.close()
 	if len(toFetch) == 0 {
 		t.queue.close()
@@ -452,10 +451,16 @@ func (t *transferRun) readReplies(ctx context.Context, toFetch []message) {
 				t.s.log.Warn("the server refused to delete a message", "number", r.Command.Msg, "err", r.Err)
 			}
 		case "RETR":
+			if next >= len(toFetch) || toFetch[next].num != r.Command.Msg {
+				t.fail(fmt.Errorf("internal error: a reply to RETR %d out of order", r.Command.Msg))
+				return
+			}
+			m := toFetch[next]
+			next++
 			if !t.stop.startMessage() {
 				return
 			}
-			ok := t.retrieved(ctx, byNum[r.Command.Msg], r)
+			ok := t.retrieved(ctx, m, r)
 			remaining, abandon, abandoned := t.stop.endMessage()
 			if abandon {
 				t.abandon()
