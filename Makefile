@@ -122,7 +122,9 @@ fuzz:
 	$(FUZZ) ./fetch/termsafe -fuzz '^FuzzString$$'
 	$(FUZZ) ./config -fuzz '^FuzzNetrc$$'
 	$(FUZZ) ./config -fuzz '^FuzzParse$$'
+	$(FUZZ) ./config -fuzz '^FuzzNameRules$$'
 	$(FUZZ) ./config/migrate -fuzz '^FuzzFetchmailrc$$'
+	$(FUZZ) ./uidstore -fuzz '^FuzzDecodeSummary$$'
 
 ## demo: start a private Dovecot, fill a mailbox, fetch it with popfetch into ./demo/Mail
 demo: build

@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unicode"
@@ -429,7 +430,7 @@ func Load(path string) (*Config, error) {
 	open := fi.Mode().Perm()&0o077 != 0
 	cfg, err := Parse(path, string(data))
 	if err != nil {
-		if open && secretKeyRE.Match(data) {
+		if open && secretKeyRE().Match(data) {
 			return nil, &PermissionError{Path: path, Mode: fi.Mode()}
 		}
 		return nil, err
@@ -445,7 +446,9 @@ const maxConfigSize = 16 << 20
 
 // secretKeyRE finds a key that holds a secret, in a file that may not
 // parse.
-var secretKeyRE = regexp.MustCompile(`(?m)^\s*(password|client_secret)\s*=`)
+var secretKeyRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?m)^\s*(password|client_secret)\s*=`)
+})
 
 func holdsPassword(cfg *Config) bool {
 	for _, a := range cfg.Accounts {
@@ -592,11 +595,15 @@ func syntaxError(path, text string, err error) error {
 }
 
 // quotedRE matches what a TOML parser's message quotes from the file.
-var quotedRE = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'[^']*'`)
+var quotedRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'[^']*'`)
+})
 
 // duplicateKeyRE matches the parser's message for a key set twice, when
 // the key is made of bare-key characters: a key's name, not a value.
-var duplicateKeyRE = regexp.MustCompile(`^Key '([A-Za-z0-9_.-]+)' has already been defined\.$`)
+var duplicateKeyRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^Key '([A-Za-z0-9_.-]+)' has already been defined\.$`)
+})
 
 // withoutQuotes masks what a parser's message quotes from the file: it
 // may be a password (`expected value but found "s3cret"`). The line and
@@ -604,14 +611,14 @@ var duplicateKeyRE = regexp.MustCompile(`^Key '([A-Za-z0-9_.-]+)' has already be
 // names are not secrets, and the line alone does not say which of two
 // settings to remove.
 func withoutQuotes(msg string) string {
-	return quotedRE.ReplaceAllString(msg, `"…"`)
+	return quotedRE().ReplaceAllString(msg, `"…"`)
 }
 
 // duplicateKey returns the parser's message for a key set twice with the
 // key's name, if the line at fault writes that key bare (a quoted key
 // could be anything, and stays masked).
 func duplicateKey(msg, line string) (string, bool) {
-	m := duplicateKeyRE.FindStringSubmatch(msg)
+	m := duplicateKeyRE().FindStringSubmatch(msg)
 	if m == nil {
 		return "", false
 	}
@@ -642,10 +649,31 @@ func merge(a, d rawAccount) rawAccount {
 	return a
 }
 
-var (
-	nameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]*$`)
-	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-)
+// validName reports whether s is an account name: a letter or digit,
+// then letters, digits and . _ @ + -.
+func validName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && (i == 0 || !strings.ContainsRune("._@+-", rune(c))) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// validEnvName reports whether s is an environment variable's name: a
+// letter or _, then letters, digits and _.
+func validEnvName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_' || i > 0 && '0' <= c && c <= '9'
+		if !ok {
+			return false
+		}
+	}
+	return s != ""
+}
 
 func joinModes(modes []AuthMode) string {
 	var q []string
@@ -867,7 +895,7 @@ func (b *builder) identity() {
 		if !b.invalid("name") {
 			b.bad("name is missing")
 		}
-	case !nameRE.MatchString(b.a.Name):
+	case !validName(b.a.Name):
 		b.bad("name %q: use letters, digits and . _ @ + - only", b.a.Name)
 	}
 	if b.a.Server == "" {
@@ -984,7 +1012,7 @@ func (b *builder) secrets() {
 	if b.r.PasswordEnv != nil {
 		sources++
 		b.a.Password = Secret{env: *b.r.PasswordEnv}
-		if !envNameRE.MatchString(*b.r.PasswordEnv) {
+		if !validEnvName(*b.r.PasswordEnv) {
 			b.bad("password_env = %q is not an environment variable name", *b.r.PasswordEnv)
 		}
 	}

@@ -166,7 +166,7 @@ const maxShown = 40
 // of a secret's key is never shown, whatever its type.
 func describe(val any, path string) string {
 	key := path[strings.LastIndexAny(path, ".]")+1:]
-	secret := secretKeyRE.MatchString(key + " =")
+	secret := secretKeyRE().MatchString(key + " =")
 	switch v := val.(type) {
 	case string:
 		if secret {

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/popfetch/popfetch/config"
@@ -181,11 +182,11 @@ func tomlValue(v any) string {
 	return config.Quote(fmt.Sprint(v))
 }
 
-var badNameChars = regexp.MustCompile(`[^A-Za-z0-9._@+-]+`)
+var badNameChars = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[^A-Za-z0-9._@+-]+`) })
 
 // accountName makes a popfetch account name from s, unique in taken.
 func accountName(s string, taken map[string]bool) string {
-	n := strings.Trim(badNameChars.ReplaceAllString(s, "-"), "-._@+")
+	n := strings.Trim(badNameChars().ReplaceAllString(s, "-"), "-._@+")
 	if n == "" {
 		n = "account"
 	}
