@@ -48,6 +48,7 @@ type params struct {
 	dir          string
 	auth         string
 	tls          string // "starttls" or "implicit", as the config key tls
+	logins       int    // Dovecot's pop3-login processes (0: its high-performance default)
 }
 
 func main() {
@@ -64,6 +65,7 @@ func main() {
 		"scram-fresh-salt (the same, but Dovecot keeps plain passwords and salts every login anew, so the client runs PBKDF2 every poll), "+
 		"or user (USER/PASS)")
 	flag.StringVar(&p.tls, "tls", "starttls", "how the accounts connect: starttls (STLS on the plain port, CAPA again after it) or implicit (POP3S: two round trips fewer)")
+	flag.IntVar(&p.logins, "login-processes", 0, "Dovecot's pop3-login processes (default: one a core, at least two); each has a TLS ticket key of its own, so with more than one most sessions cannot be resumed (a client resumes only the tickets of the process that takes its connection): 1 measures the client with every handshake resumed")
 	flag.StringVar(&p.dir, "dir", "", "working directory (default: a temporary one on /dev/shm, removed)")
 	echo := flag.Bool("echo-server", false, "internal: serve the round-trip measurement (see roundTripCost)")
 	rtOnly := flag.Bool("round-trip", false, "only measure what a bare round trip costs a Go client in CPU here, and exit")
@@ -121,7 +123,7 @@ func run(p params) error {
 	}
 	ctx := context.Background()
 	log.Printf("starting Dovecot (high-performance mode) with %d users", p.accounts)
-	srv, err := dovecot.StartWith(ctx, dovecot.Options{MailRoot: "/dev/shm", HighPerformance: true})
+	srv, err := dovecot.StartWith(ctx, dovecot.Options{MailRoot: "/dev/shm", HighPerformance: true, LoginProcesses: p.logins})
 	if err != nil {
 		return err
 	}
@@ -258,7 +260,11 @@ sampling:
 	failed := after.failing()
 
 	conn := map[string]string{"starttls": "STLS", "implicit": "POP3S"}[p.tls]
-	fmt.Printf("\n%d accounts, interval %v, %s, login %s, empty mailboxes, Dovecot (high-performance) on loopback\n", p.accounts, p.interval, conn, p.auth)
+	logins := "pop3-login processes: one a core"
+	if p.logins > 0 {
+		logins = fmt.Sprintf("%d pop3-login processes", p.logins)
+	}
+	fmt.Printf("\n%d accounts, interval %v, %s, login %s, empty mailboxes, Dovecot (high-performance, %s) on loopback\n", p.accounts, p.interval, conn, p.auth, logins)
 	fmt.Printf("warm-up %v (every account polled once); window %v; SIGTERM to exit %v\n",
 		warm.Round(time.Second), elapsed.Round(time.Second), stopTook.Round(time.Millisecond))
 	fmt.Printf("polls %d (%.1f/s), daemon CPU %v = %.2f ms/poll (%.1f%% of a core); Dovecot %.2f ms/poll\n",

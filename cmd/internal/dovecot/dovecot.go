@@ -110,6 +110,12 @@ type Options struct {
 	// benchmark of the client polling thousands of accounts needs it, or
 	// it measures Dovecot.
 	HighPerformance bool
+	// LoginProcesses, with HighPerformance, is how many pop3-login
+	// processes serve the connections (default: one a core, at least
+	// two). Each has a TLS session ticket key of its own, so a client
+	// resumes only a session the process that takes its connection
+	// made: with one, every resumption can succeed.
+	LoginProcesses int
 }
 
 // Start starts a private instance and waits until it answers.
@@ -321,6 +327,9 @@ func highPerformance(opts Options) (login, services string) {
 	}
 	login = fmt.Sprintf("  service_count = 0\n  process_min_avail = %d\n  client_limit = 1000\n  vsz_limit = 1G\n",
 		max(runtime.NumCPU(), 2))
+	if n := opts.LoginProcesses; n > 0 {
+		login = fmt.Sprintf("  service_count = 0\n  process_min_avail = %d\n  process_limit = %[1]d\n  client_limit = 1000\n  vsz_limit = 1G\n", n)
+	}
 	services = `service pop3 {
   service_count = 0
   client_limit = 1
