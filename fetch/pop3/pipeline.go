@@ -523,6 +523,11 @@ func (c *Client) batch(ctx context.Context, reqs []request, pipelined bool) ([]e
 				return nil, err
 			}
 		}
+		if pipelined && i > 0 && c.r.Buffered() == 0 {
+			// The reply before is read and this one has not come: the
+			// ACK of the one before must not wait (ackNow).
+			ackNow(c.tc.Conn)
+		}
 		text, err := c.readStatus(r.verb, r.arg)
 		if err == nil && r.status != nil {
 			err = r.status(text)

@@ -189,6 +189,16 @@ type Quirks struct {
 	// maildrop by something other than arrival: a new message may then
 	// come before old ones.
 	SortedByUID bool
+	// SplitLogin answers a login the way Dovecot does: USER's +OK goes
+	// out at once, and the reply to PASS a moment later (LoginPause,
+	// default 2 ms: Dovecot's pop3-login authenticates and hands the
+	// connection to a pop3 process, which says "+OK Logged in."), in a
+	// write of its own, with Nagle's algorithm on (as Dovecot's
+	// sockets). The second small segment then waits until the client
+	// acknowledges the first: a client that pipelined USER and PASS and
+	// lets its kernel delay that ACK waits 40 ms for every login.
+	SplitLogin bool
+	LoginPause time.Duration
 }
 
 // Server is a running test server.
@@ -392,6 +402,9 @@ func (s *Server) serve() {
 				case <-stop:
 				}
 			}()
+			if tc, ok := conn.(*net.TCPConn); ok && s.cfg.Quirks.SplitLogin {
+				tc.SetNoDelay(false) // Nagle's algorithm on (Go turns it off)
+			}
 			(&session{srv: s, conn: conn, r: bufio.NewReader(conn), w: bufio.NewWriter(conn)}).run()
 		}()
 	}
@@ -717,11 +730,24 @@ func (ss *session) handleAuth(verb, arg string) error {
 			return ss.errf("USER not allowed")
 		}
 		ss.user = arg
-		return ss.line("+OK")
+		if err := ss.line("+OK"); err != nil {
+			return err
+		}
+		if cfg.Quirks.SplitLogin {
+			return ss.w.Flush() // pop3-login answers at once
+		}
+		return nil
 	case "PASS":
 		if ss.user != cfg.User || arg != cfg.Password {
 			ss.user = ""
 			return ss.errf("[AUTH] Authentication failed.")
+		}
+		if cfg.Quirks.SplitLogin {
+			pause := cfg.Quirks.LoginPause
+			if pause <= 0 {
+				pause = 2 * time.Millisecond
+			}
+			time.Sleep(pause) // the hand-off to the pop3 process
 		}
 		return ss.login()
 	case "APOP":
