@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -86,6 +87,7 @@ func main() {
 		small    = flag.Int("messages", 2000, "messages in the 4 KiB cases")
 		nonew    = flag.Int("kept", 50000, "messages kept on the server in the no-new-mail cases")
 		dir      = flag.String("dir", "", "work directory (default: a temporary one, removed afterwards)")
+		direct   = flag.Bool("direct", false, "connect the tools to Dovecot itself, not through the delay line, in the cases without added delay (only those may be chosen): the delay line is a TCP end of its own, whose delayed ACKs hold up replies Dovecot sends behind Nagle's algorithm (docs/performance.md); round trips are then not counted")
 		tmpfs    = flag.Bool("tmpfs", false, "deliver into Maildirs on /dev/shm (the server's store is there always): the disk out of the way, what is left is the tools' own CPU and memory")
 	)
 	flag.Parse()
@@ -100,7 +102,7 @@ func main() {
 	if *baseBin != "" && !slices.Contains(strings.Split(*toolList, ","), "base") {
 		*toolList += ",base"
 	}
-	err := run(*bin, *baseBin, *runs, *only, *toolList, *small, *nonew, *dir)
+	err := run(*bin, *baseBin, *runs, *only, *toolList, *small, *nonew, *dir, *direct)
 	if *tmpfs {
 		os.RemoveAll(*dir)
 	}
@@ -110,7 +112,17 @@ func main() {
 	}
 }
 
-func run(bin, base string, runs int, only, toolList string, small, nonew int, dir string) error {
+func run(bin, base string, runs int, only, toolList string, small, nonew int, dir string, direct bool) error {
+	if direct {
+		if only == "" {
+			return errors.New("-direct needs -cases, all without added delay")
+		}
+		for _, c := range cases(small, nonew) {
+			if slices.Contains(strings.Split(only, ","), c.name) && (c.oneWay != 0 || c.imap) {
+				return fmt.Errorf("-direct: case %s has an added delay or a second server", c.name)
+			}
+		}
+	}
 	abs, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -170,7 +182,7 @@ func run(bin, base string, runs int, only, toolList string, small, nonew int, di
 		return err
 	}
 	defer line.Close()
-	b := &bench{bin: abs, dc: dc, dir: dir, runs: runs, tools: tools, trash: trash, kept: map[int][]primed{}, line: line}
+	b := &bench{bin: abs, dc: dc, dir: dir, runs: runs, tools: tools, trash: trash, kept: map[int][]primed{}, line: line, direct: direct}
 	defer func() {
 		for _, f := range b.cleanup {
 			f()
@@ -197,6 +209,7 @@ func run(bin, base string, runs int, only, toolList string, small, nonew int, di
 type bench struct {
 	bin     string // the popfetch binary
 	line    *delayline.Line
+	direct  bool             // the tools connect to Dovecot, not to line (-direct)
 	kept    map[int][]primed // primed kept mailboxes by size
 	cleanup []func()
 	dc      *dovecot.Server
@@ -244,6 +257,25 @@ func (b *bench) fill(ctx context.Context, c benchCase, user, pass string) (map[s
 	return ids, total, err
 }
 
+// port is the port the tools connect to: the delay line's, or with
+// -direct Dovecot's own (a kept mailbox is known by it, so it is the same
+// for every run of the bench).
+func (b *bench) port() int {
+	if b.direct {
+		return b.dc.PlainPort
+	}
+	return b.line.Port()
+}
+
+// roundTrips is what the delay line counted since its Reset; -1 (shown
+// as "–") with -direct, which bypasses it.
+func (b *bench) roundTrips() int64 {
+	if b.direct {
+		return -1
+	}
+	return b.line.RoundTrips()
+}
+
 func (b *bench) runCase(ctx context.Context, c benchCase) (map[string][]sample, error) {
 	fmt.Fprintf(os.Stderr, "popbench: %s ...\n", c.desc)
 	// One line for the whole run: popfetch knows a mailbox by server, port
@@ -272,7 +304,7 @@ func (b *bench) runCase(ctx context.Context, c benchCase) (map[string][]sample, 
 			settle()
 			line.SetDelay(c.oneWay)
 			line.Reset()
-			res, err := t.fetch(work, user, pass, line.Port(), false)
+			res, err := t.fetch(work, user, pass, b.port(), false)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", t.name, err)
 			}
@@ -283,7 +315,7 @@ func (b *bench) runCase(ctx context.Context, c benchCase) (map[string][]sample, 
 				return nil, fmt.Errorf("%s run %d: %d messages left on the server", t.name, r+1, left)
 			}
 			results[t.name] = append(results[t.name], sample{wall: res.Wall, cpu: res.CPU, rss: res.PeakRSS,
-				roundTrips: line.RoundTrips(), bytes: total, messages: c.count})
+				roundTrips: b.roundTrips(), bytes: total, messages: c.count})
 			b.discard(work, c.count)
 		}
 		// The floor: a client that keeps nothing and waits for nothing.
@@ -298,14 +330,14 @@ func (b *bench) runCase(ctx context.Context, c benchCase) (map[string][]sample, 
 		settle()
 		line.SetDelay(c.oneWay)
 		line.Reset()
-		wall, err := bareFetch(line.Port(), user, pass, c.count)
+		wall, err := bareFetch(b.port(), user, pass, c.count)
 		if err != nil {
 			return nil, fmt.Errorf("server floor: %w", err)
 		}
 		if left := b.dc.Count(user); left != 0 {
 			return nil, fmt.Errorf("server floor: %d messages left on the server", left)
 		}
-		results[fetchFloorRow] = append(results[fetchFloorRow], sample{wall: wall, roundTrips: line.RoundTrips(), bytes: total, messages: c.count})
+		results[fetchFloorRow] = append(results[fetchFloorRow], sample{wall: wall, roundTrips: b.roundTrips(), bytes: total, messages: c.count})
 	}
 	return results, nil
 }
@@ -406,7 +438,7 @@ func (b *bench) runKept(ctx context.Context, c benchCase, line *delayline.Line, 
 			settle()
 			line.SetDelay(c.oneWay)
 			line.Reset()
-			res, err := p.t.fetch(p.work, p.user, p.pass, line.Port(), true)
+			res, err := p.t.fetch(p.work, p.user, p.pass, b.port(), true)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.t.name, err)
 			}
@@ -416,18 +448,18 @@ func (b *bench) runKept(ctx context.Context, c benchCase, line *delayline.Line, 
 			if left := b.dc.Count(p.user); left != c.count {
 				return fmt.Errorf("%s: %d messages on the server, want %d kept", p.t.name, left, c.count)
 			}
-			results[p.t.name] = append(results[p.t.name], sample{wall: res.Wall, cpu: res.CPU, rss: res.PeakRSS, roundTrips: line.RoundTrips()})
+			results[p.t.name] = append(results[p.t.name], sample{wall: res.Wall, cpu: res.CPU, rss: res.PeakRSS, roundTrips: b.roundTrips()})
 		}
 		// The floor no client can go below: the same mailbox, only
 		// logged in to and left.
 		settle()
 		line.SetDelay(c.oneWay)
 		line.Reset()
-		wall, err := bareLogin(line.Port(), ps[0].user, ps[0].pass)
+		wall, err := bareLogin(b.port(), ps[0].user, ps[0].pass)
 		if err != nil {
 			return fmt.Errorf("server floor: %w", err)
 		}
-		results[floorRow] = append(results[floorRow], sample{wall: wall, roundTrips: line.RoundTrips()})
+		results[floorRow] = append(results[floorRow], sample{wall: wall, roundTrips: b.roundTrips()})
 	}
 	return nil
 }
@@ -486,7 +518,7 @@ func (b *bench) prime(ctx context.Context, c benchCase, line *delayline.Line) ([
 		work := filepath.Join(b.dir, fmt.Sprintf("kept%d-%s", c.count, t.name))
 		start := time.Now()
 		line.SetDelay(0) // priming is not timed
-		if _, err := t.fetch(work, user, pass, line.Port(), true); err != nil {
+		if _, err := t.fetch(work, user, pass, b.port(), true); err != nil {
 			return nil, fmt.Errorf("%s priming: %w", t.name, err)
 		}
 		if err := verify(filepath.Join(work, "Maildir"), ids); err != nil {
@@ -685,9 +717,13 @@ func printTable(c benchCase, tools []tool, results map[string][]sample) {
 		if name == floorRow || name == fetchFloorRow {
 			rssCol, cpuCol = "–", "–"
 		}
-		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", name,
+		rtCol := "–"
+		if rt := rts[len(rts)/2]; rt >= 0 {
+			rtCol = strconv.FormatInt(rt, 10)
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name,
 			fmtDur(med), fmtDur(slices.Min(walls)), fmtDur(slices.Max(walls)), cpuCol, rate, mib,
-			rssCol, rts[len(rts)/2], ratio, cpuRatio)
+			rssCol, rtCol, ratio, cpuRatio)
 	}
 }
 
