@@ -8,6 +8,16 @@
 // that keeps sending while answers stream in counts once for the stream;
 // a client that waits for each answer counts once per command. The first
 // data a client sends (after the greeting) counts too.
+//
+// The line is a TCP end of its own: the server's data is acknowledged by
+// the line's kernel, not the client's. Left alone, that kernel delays the
+// ACK (up to 40 ms on Linux) while the line has nothing to send, and a
+// server that writes its next reply behind Nagle's algorithm waits for
+// it: Dovecot answers a pipelined USER and PASS so. A wire adds no such
+// wait; the line acknowledges what the server sent when a client that
+// acknowledges at once would have: a round trip later (at once without
+// added delay). For a client whose kernel delays its ACKs, that is
+// kinder than the real network.
 package delayline
 
 import (
@@ -108,6 +118,7 @@ type conversation struct {
 	lastClientSend  time.Time // when the client last sent (as read by the line)
 	lastServerToCli time.Time // when server data was last handed to the client
 	sentOnce        bool
+	serverReads     atomic.Int64 // reads of the server's data so far (ackLater)
 }
 
 func (d *Line) proxy(client net.Conn) {
@@ -127,6 +138,9 @@ func (d *Line) proxy(client net.Conn) {
 		server.Close()
 	}()
 	conv := &conversation{}
+	if d.oneWay() > 0 {
+		delayACKs(server) // from the start: see ackLater
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -136,7 +150,7 @@ func (d *Line) proxy(client net.Conn) {
 	}()
 	go func() {
 		defer wg.Done()
-		d.pump(server, client, nil, func(at time.Time) {
+		d.pump(server, client, func(time.Time) { d.ackLater(server, conv) }, func(at time.Time) {
 			conv.mu.Lock()
 			conv.lastServerToCli = at
 			conv.mu.Unlock()
@@ -144,6 +158,25 @@ func (d *Line) proxy(client net.Conn) {
 		client.(*net.TCPConn).CloseWrite()
 	}()
 	wg.Wait()
+}
+
+// ackLater acknowledges the server's data just read when the ACK of a
+// client that acknowledges at once would reach the server: after the
+// data's way to the client and the ACK's way back (see the package doc).
+// A later read makes the ACK wait for its own time, so that data the
+// server sent since is not acknowledged early.
+func (d *Line) ackLater(server net.Conn, conv *conversation) {
+	rtt := 2 * d.oneWay()
+	if rtt <= 0 {
+		ackNow(server)
+		return
+	}
+	n := conv.serverReads.Add(1)
+	time.AfterFunc(rtt, func() {
+		if conv.serverReads.Load() == n {
+			ackNow(server)
+		}
+	})
 }
 
 func (d *Line) clientSent(conv *conversation, at time.Time) {

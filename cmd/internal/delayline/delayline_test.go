@@ -3,6 +3,7 @@ package delayline
 import (
 	"bufio"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -78,5 +79,90 @@ func TestRoundTrips(t *testing.T) {
 	}
 	if n := d.RoundTrips(); n != 1 {
 		t.Errorf("pipelined: %d round trips, want 1", n)
+	}
+}
+
+// splitLoginServer answers a pipelined "USER\r\nPASS\r\n" as Dovecot
+// does: USER at once, PASS 2 ms later in a write of its own, with
+// Nagle's algorithm on, so that the second reply waits for the ACK of
+// the first.
+func splitLoginServer(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.(*net.TCPConn).SetNoDelay(false)
+				c.Write([]byte("+OK hello\r\n"))
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if strings.HasPrefix(line, "PASS") {
+						time.Sleep(2 * time.Millisecond)
+					}
+					c.Write([]byte("+OK " + line))
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// TestServerRepliesDoNotWaitForTheLinesACK: the line acknowledges the
+// server's data as a client that acknowledges at once would, so that a
+// reply held by Nagle's algorithm comes a round trip after the one
+// before it, not when the line's kernel gets round to a delayed ACK
+// (40 ms). The best of five logins is checked.
+func TestServerRepliesDoNotWaitForTheLinesACK(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("TCP_QUICKACK is Linux's")
+	}
+	for _, oneWay := range []time.Duration{0, 5 * time.Millisecond} {
+		d, err := New(splitLoginServer(t), oneWay)
+		if err != nil {
+			t.Fatal(err)
+		}
+		best := time.Hour
+		for range 5 {
+			c, err := net.Dial("tcp", d.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := bufio.NewReader(c)
+			r.ReadString('\n')
+			c.Write([]byte("CAPA\r\n")) // an exchange first, as a session has
+			r.ReadString('\n')
+			start := time.Now()
+			c.Write([]byte("USER u\r\nPASS p\r\n"))
+			r.ReadString('\n')
+			if _, err := r.ReadString('\n'); err != nil {
+				t.Fatal(err)
+			}
+			best = min(best, time.Since(start))
+			c.Close()
+		}
+		d.Close()
+		// Two round trips (the reply to USER, then PASS's once the ACK of
+		// the first is back) and the server's 2 ms: what a wire gives
+		// a client that acknowledges at once. Not less: the line must
+		// not acknowledge sooner than such a client could.
+		if limit := 4*oneWay + 20*time.Millisecond; best > limit {
+			t.Errorf("one-way %v: the quickest login took %v (more than %v): PASS's reply waited for a delayed ACK", oneWay, best, limit)
+		}
+		if floor := 4 * oneWay; best < floor {
+			t.Errorf("one-way %v: the quickest login took %v (less than %v): the line acknowledged sooner than a client could", oneWay, best, floor)
+		}
+		t.Logf("one-way %v: quickest login %v", oneWay, best)
 	}
 }
