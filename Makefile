@@ -137,16 +137,21 @@ measure: build
 	$(GO) run ./cmd/popdemo -popfetch bin/popfetch -dir demo/measure -tls none -messages 2000 -size 4KiB -runs 3
 	$(GO) run ./cmd/popdemo -popfetch bin/popfetch -dir demo/measure -tls none -messages 1 -size 100MiB -runs 1
 
-## bench: popfetch side by side with mpop and fetchmail (installed when missing); see docs/performance.md
+## bench: popfetch side by side with mpop and fetchmail (installed when missing); see docs/performance.md.
+## Every case through the delay line (it counts round trips), then the cases without added delay
+## again straight to Dovecot (-direct: the delay line's own delayed ACKs distort those)
+DIRECTCASES = 4k,mix,huge,nonew
 bench: build
 	bash .ci/install-deps --bench
 	$(GO) run ./cmd/popbench -popfetch bin/popfetch
+	$(GO) run ./cmd/popbench -popfetch bin/popfetch -direct -cases $(DIRECTCASES)
 
 ## bench-tmpfs: the same with the Maildirs on /dev/shm too: the disk out of the way, what is left is
 ## each tool's own CPU and memory
 bench-tmpfs: build
 	bash .ci/install-deps --bench
 	$(GO) run ./cmd/popbench -popfetch bin/popfetch -tmpfs
+	$(GO) run ./cmd/popbench -popfetch bin/popfetch -tmpfs -direct -cases $(DIRECTCASES)
 
 ## soak: the daemon polling 200 accounts 1000 times each; its RSS and goroutines as the polls add up
 soak: build
