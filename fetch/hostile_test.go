@@ -407,3 +407,25 @@ func TestDribblingServerTLS(t *testing.T) {
 		t.Errorf("took %v", elapsed)
 	}
 }
+
+// TestListedTwiceWithoutUIDL: a server without UIDL that lists a message
+// number twice in LIST is a protocol error before anything is fetched or
+// deleted; the message was fetched, delivered and deleted twice.
+func TestListedTwiceWithoutUIDL(t *testing.T) {
+	for _, pipelining := range []bool{false, true} {
+		msgs := testMessages(2)
+		f := newFixture(t, pop3test.Config{NoUIDL: true, Pipelining: pipelining}, msgs)
+		f.srv.SetFaults(pop3test.Fault{Command: "LIST", Action: pop3test.Reply, Reply: "+OK\r\n1 100\r\n2 100\r\n1 100\r\n."})
+		st, err := f.poll()
+		if kindOf(err) != KindProtocol || !strings.Contains(err.Error(), "message 1 listed twice") {
+			t.Fatalf("pipelining %v: %+v, err = %v, want a protocol error", pipelining, st, err)
+		}
+		if n := f.srv.Count("RETR") + f.srv.Count("DELE"); n != 0 {
+			t.Errorf("pipelining %v: %d RETR and DELE sent", pipelining, n)
+		}
+		f.assertDelivered(nil)
+		if left := len(f.srv.Messages()); left != 2 {
+			t.Errorf("pipelining %v: %d messages left on the server, want 2", pipelining, left)
+		}
+	}
+}

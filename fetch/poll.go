@@ -807,8 +807,16 @@ func (s *session) list(ctx context.Context) ([]message, bool, error) {
 		return nil, false, listErr
 	}
 	if !hasUIDL {
+		// Without UIDs the numbers are all there is to go by: one listed
+		// twice would be fetched, delivered and deleted twice (the lister
+		// refuses it in a UIDL listing).
+		listed := make(map[int]bool, len(sizes))
 		msgs = make([]message, 0, len(sizes))
 		for _, sz := range sizes {
+			if listed[sz.Number] {
+				return nil, false, &pop3.ProtocolError{Op: "LIST", Msg: fmt.Sprintf("message %d listed twice", sz.Number)}
+			}
+			listed[sz.Number] = true
 			msgs = append(msgs, message{num: sz.Number, size: sz.Size, sizeKnown: true})
 		}
 		s.stats.Messages = len(msgs)
