@@ -139,7 +139,8 @@ measure: build
 
 ## bench: popfetch side by side with mpop and fetchmail (installed when missing); see docs/performance.md.
 ## Every case through the delay line (it counts round trips), then the cases without added delay
-## again straight to Dovecot (-direct: the delay line's own delayed ACKs distort those)
+## again straight to Dovecot (-direct: through the line, the line acknowledges Dovecot's data, not
+## the tool, which hides a tool's own delayed ACKs)
 DIRECTCASES = 4k,mix,huge,nonew
 bench: build
 	bash .ci/install-deps --bench

@@ -87,7 +87,7 @@ func main() {
 		small    = flag.Int("messages", 2000, "messages in the 4 KiB cases")
 		nonew    = flag.Int("kept", 50000, "messages kept on the server in the no-new-mail cases")
 		dir      = flag.String("dir", "", "work directory (default: a temporary one, removed afterwards)")
-		direct   = flag.Bool("direct", false, "connect the tools to Dovecot itself, not through the delay line, in the cases without added delay (only those may be chosen): the delay line is a TCP end of its own, whose delayed ACKs hold up replies Dovecot sends behind Nagle's algorithm (docs/performance.md); round trips are then not counted")
+		direct   = flag.Bool("direct", false, "connect the tools to Dovecot itself, not through the delay line, in the cases without added delay (only those may be chosen): the delay line is a TCP end of its own and acknowledges Dovecot's data for the tool, as a prompt client would, so a tool's own delayed ACKs, which hold up replies Dovecot sends behind Nagle's algorithm, show only here (docs/performance.md); round trips are then not counted")
 		tmpfs    = flag.Bool("tmpfs", false, "deliver into Maildirs on /dev/shm (the server's store is there always): the disk out of the way, what is left is the tools' own CPU and memory")
 	)
 	flag.Parse()
