@@ -584,7 +584,9 @@ func (s *Server) DeliverFrom(user string, r io.Reader) error {
 		}
 	}
 	host, _ := os.Hostname()
-	name := fmt.Sprintf("%d.P%dQ%d.%s", time.Now().Unix(), os.Getpid(), s.seq.Add(1), host)
+	// Q zero-padded: Dovecot numbers new mail by its file name, and Q10
+	// sorts before Q2 unpadded.
+	name := fmt.Sprintf("%d.P%dQ%09d.%s", time.Now().Unix(), os.Getpid(), s.seq.Add(1), host)
 	tmp := filepath.Join(root, "tmp", name)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
