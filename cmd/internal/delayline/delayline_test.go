@@ -11,7 +11,18 @@ import (
 )
 
 // echoServer answers each line with "+OK line".
-func echoServer(t *testing.T) string {
+func echoServer(t *testing.T) string { return lineServer(t, false, 0) }
+
+// splitLoginServer answers a pipelined "USER\r\nPASS\r\n" as Dovecot
+// does: USER at once, PASS 2 ms later in a write of its own, with
+// Nagle's algorithm on, so that the second reply waits for the ACK of
+// the first.
+func splitLoginServer(t *testing.T) string { return lineServer(t, true, 2*time.Millisecond) }
+
+// lineServer greets, then answers each line with "+OK line", a write per
+// line; with nagle its connections keep Nagle's algorithm on, and a line
+// starting with PASS is answered after passPause.
+func lineServer(t *testing.T, nagle bool, passPause time.Duration) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -25,12 +36,18 @@ func echoServer(t *testing.T) string {
 			}
 			go func() {
 				defer c.Close()
+				if nagle {
+					c.(*net.TCPConn).SetNoDelay(false)
+				}
 				c.Write([]byte("+OK hello\r\n"))
 				r := bufio.NewReader(c)
 				for {
 					line, err := r.ReadString('\n')
 					if err != nil {
 						return
+					}
+					if strings.HasPrefix(line, "PASS") {
+						time.Sleep(passPause)
 					}
 					c.Write([]byte("+OK " + line))
 				}
@@ -81,43 +98,6 @@ func TestRoundTrips(t *testing.T) {
 	if n := d.RoundTrips(); n != 1 {
 		t.Errorf("pipelined: %d round trips, want 1", n)
 	}
-}
-
-// splitLoginServer answers a pipelined "USER\r\nPASS\r\n" as Dovecot
-// does: USER at once, PASS 2 ms later in a write of its own, with
-// Nagle's algorithm on, so that the second reply waits for the ACK of
-// the first.
-func splitLoginServer(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.(*net.TCPConn).SetNoDelay(false)
-				c.Write([]byte("+OK hello\r\n"))
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if strings.HasPrefix(line, "PASS") {
-						time.Sleep(2 * time.Millisecond)
-					}
-					c.Write([]byte("+OK " + line))
-				}
-			}()
-		}
-	}()
-	return l.Addr().String()
 }
 
 // TestServerRepliesDoNotWaitForTheLinesACK: the line acknowledges the
