@@ -198,6 +198,8 @@ type Quirks struct {
 	// acknowledges the first: a client that pipelined USER and PASS and
 	// lets its kernel delay that ACK waits 40 ms for every login.
 	SplitLogin bool
+	// LoginPause is how long SplitLogin waits before the reply to PASS
+	// (zero: 2 ms).
 	LoginPause time.Duration
 }
 
@@ -402,8 +404,14 @@ func (s *Server) serve() {
 				case <-stop:
 				}
 			}()
-			if tc, ok := conn.(*net.TCPConn); ok && s.cfg.Quirks.SplitLogin {
-				tc.SetNoDelay(false) // Nagle's algorithm on (Go turns it off)
+			if s.cfg.Quirks.SplitLogin {
+				raw := conn
+				if tc, ok := conn.(*tls.Conn); ok {
+					raw = tc.NetConn() // implicit TLS: the socket below
+				}
+				if tcp, ok := raw.(*net.TCPConn); ok {
+					tcp.SetNoDelay(false) // Nagle's algorithm on (Go turns it off)
+				}
 			}
 			(&session{srv: s, conn: conn, r: bufio.NewReader(conn), w: bufio.NewWriter(conn)}).run()
 		}()
